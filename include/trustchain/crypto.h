@@ -1,0 +1,88 @@
+/*
+ * trustchain crypto: the symmetric primitives SCP03 and key management need,
+ * on OpenSSL 3 EVP. Algorithm objects are fetched once per process and the
+ * cipher/MAC contexts are created once per thread and reused, so no call
+ * fetches or allocates after the first on its thread.
+ *
+ * Must never: keep key material after a call returns (contexts are reset and
+ * stack copies wiped), or compare secrets with anything but tc_ct_equal.
+ */
+#ifndef TRUSTCHAIN_CRYPTO_H
+#define TRUSTCHAIN_CRYPTO_H
+
+#include <trustchain/core.h>
+
+#define TC_AES_BLOCK   16u
+#define TC_AES_MAX_KEY 32u
+#define TC_CMAC_LEN    16u
+#define TC_KCV_LEN     3u
+
+/* Key lengths accepted everywhere: 16, 24 or 32 bytes. */
+bool tc_aes_key_len_ok(size_t key_len);
+
+/* One piece of a message given as several parts (no copying to join them). */
+struct tc_iov {
+    const void *p;
+    size_t len;
+};
+
+/* AES-CMAC (NIST SP 800-38B, RFC 4493) over msg. */
+TC_MUST_CHECK tc_err tc_aes_cmac(const uint8_t *key, size_t key_len, const uint8_t *msg,
+                                 size_t msg_len, uint8_t mac[static TC_CMAC_LEN]);
+/* AES-CMAC over the concatenation of n parts. */
+TC_MUST_CHECK tc_err tc_aes_cmac_iov(const uint8_t *key, size_t key_len, const struct tc_iov *parts,
+                                     size_t n, uint8_t mac[static TC_CMAC_LEN]);
+
+/* AES-CBC / AES-ECB without padding: len must be a multiple of 16.
+ * in and out may be the same buffer. */
+TC_MUST_CHECK tc_err tc_aes_cbc_encrypt(const uint8_t *key, size_t key_len,
+                                        const uint8_t iv[static TC_AES_BLOCK], const uint8_t *in,
+                                        size_t len, uint8_t *out);
+TC_MUST_CHECK tc_err tc_aes_cbc_decrypt(const uint8_t *key, size_t key_len,
+                                        const uint8_t iv[static TC_AES_BLOCK], const uint8_t *in,
+                                        size_t len, uint8_t *out);
+TC_MUST_CHECK tc_err tc_aes_ecb_encrypt(const uint8_t *key, size_t key_len, const uint8_t *in,
+                                        size_t len, uint8_t *out);
+TC_MUST_CHECK tc_err tc_aes_ecb_decrypt(const uint8_t *key, size_t key_len, const uint8_t *in,
+                                        size_t len, uint8_t *out);
+
+/* ISO/IEC 9797-1 padding method 2: append 0x80 then zeros up to a multiple
+ * of 16 (always at least one byte added). *out_len = padded length. */
+TC_MUST_CHECK tc_err tc_pad_m2(uint8_t *buf, size_t len, size_t cap, size_t *out_len);
+/* Strict removal: len a non-zero multiple of 16; the last non-zero byte,
+ * within the last block, must be 0x80. TC_ERR_FORMAT otherwise. */
+TC_MUST_CHECK tc_err tc_unpad_m2(const uint8_t *buf, size_t len, size_t *out_len);
+
+/* NIST SP 800-108 KDF in counter mode with AES-CMAC as PRF, counter of
+ * `counter_len` bytes (1..4) placed between fixed_before and fixed_after
+ * (CAVP "MIDDLE_FIXED"; fixed_before empty = "BEFORE_FIXED"). out_len bytes. */
+TC_MUST_CHECK tc_err tc_kbkdf_cmac_ctr(const uint8_t *key, size_t key_len,
+                                       const uint8_t *fixed_before, size_t before_len,
+                                       size_t counter_len, const uint8_t *fixed_after,
+                                       size_t after_len, uint8_t *out, size_t out_len);
+
+/* GP Amendment D §6.2.2 data derivation: label = 11 zero bytes || constant,
+ * separator 0x00, L (bits, 2 bytes), counter i (1 byte), context; iterated
+ * for outputs longer than one block. out_len = L/8 bytes. */
+TC_MUST_CHECK tc_err tc_scp03_kdf(const uint8_t *key, size_t key_len, uint8_t constant,
+                                  const uint8_t *context, size_t context_len, uint8_t *out,
+                                  size_t out_len);
+
+/* GP Amendment D §6.2.2.1 derivation constants. */
+#define TC_SCP03_DC_CARD_CRYPTOGRAM 0x00u
+#define TC_SCP03_DC_HOST_CRYPTOGRAM 0x01u
+#define TC_SCP03_DC_CARD_CHALLENGE  0x02u
+#define TC_SCP03_DC_S_ENC           0x04u
+#define TC_SCP03_DC_S_MAC           0x06u
+#define TC_SCP03_DC_S_RMAC          0x07u
+
+/* Key check value (GP Card Specification 2.3 / Amendment D §7.x): first
+ * 3 bytes of AES-ECB(key, 16 x 0x01). */
+TC_MUST_CHECK tc_err tc_kcv_aes(const uint8_t *key, size_t key_len, uint8_t kcv[static TC_KCV_LEN]);
+
+/* Random bytes from OpenSSL's DRBG; tc_random_secret uses the private one
+ * for key material. */
+TC_MUST_CHECK tc_err tc_random(uint8_t *out, size_t n);
+TC_MUST_CHECK tc_err tc_random_secret(uint8_t *out, size_t n);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Shared pieces of the `trustchain` program: the subcommand table type, the
+ * one-line error convention (stderr, exit status 2 for bad input, 1 for an
+ * operation that failed), and a small streaming JSON writer for --json.
+ */
+#ifndef TC_CLI_H
+#define TC_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <trustchain/core.h>
+
+enum { TC_EXIT_OK = 0, TC_EXIT_FAIL = 1, TC_EXIT_USAGE = 2 };
+
+struct tc_cli_cmd {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+};
+
+/* Looks up argv[0] in the table and runs it; handles --help/-h and listing. */
+int tc_cli_dispatch(const char *prefix, const struct tc_cli_cmd *table, size_t n, int argc,
+                    char **argv);
+void tc_cli_list(FILE *f, const char *prefix, const struct tc_cli_cmd *table, size_t n);
+
+/* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
+int tc_cli_usage_error(const char *fmt, ...) TC_PRINTF(1, 2);
+/* "trustchain: <what>: <recorded cause>" on stderr; returns TC_EXIT_USAGE
+ * for input errors (format, truncated, range, arg) else TC_EXIT_FAIL. */
+int tc_cli_error(tc_err rc, const char *what);
+/* True if argv has -h/--help at any position. */
+bool tc_cli_wants_help(int argc, char **argv);
+
+/* Streaming JSON. Commas and nesting are tracked; strings are escaped. */
+struct tc_json {
+    FILE *f;
+    int depth;
+    bool need_comma[32];
+    bool after_key;
+};
+void tc_json_init(struct tc_json *j, FILE *f);
+void tc_json_begin_object(struct tc_json *j);
+void tc_json_end_object(struct tc_json *j);
+void tc_json_begin_array(struct tc_json *j);
+void tc_json_end_array(struct tc_json *j);
+void tc_json_key(struct tc_json *j, const char *key);
+void tc_json_string(struct tc_json *j, const char *s);
+void tc_json_uint(struct tc_json *j, uint64_t v);
+void tc_json_bool(struct tc_json *j, bool v);
+void tc_json_null(struct tc_json *j);
+void tc_json_hex(struct tc_json *j, const uint8_t *p, size_t n);
+/* Finish with a newline. */
+void tc_json_finish(struct tc_json *j);
+
+/* Command groups, one file each. */
+
+#endif

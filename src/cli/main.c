@@ -1,0 +1,35 @@
+/*
+ * trustchain: one program, one subcommand table. Each group lives in its own
+ * file (cli/<group>.c) and parses its own options.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1 && !tc_cli_wants_help(argc, argv))
+        return tc_cli_usage_error("version takes no arguments");
+    (void)printf("trustchain %s\n", tc_version());
+    return TC_EXIT_OK;
+}
+
+static const struct tc_cli_cmd groups[] = {
+    {"version", "print the version", cmd_version},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0)
+        return cmd_version(1, argv + 1);
+    if (argc < 2) {
+        tc_cli_list(stderr, "trustchain", groups, TC_ARRAY_LEN(groups));
+        return TC_EXIT_USAGE;
+    }
+    int rc = tc_cli_dispatch("trustchain", groups, TC_ARRAY_LEN(groups), argc - 1, argv + 1);
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return tc_cli_usage_error("cannot write to standard output") == 0 ? 0 : TC_EXIT_FAIL;
+    return rc;
+}

@@ -1,0 +1,198 @@
+#include <stdarg.h>
+#include <string.h>
+
+#include "cli.h"
+
+int tc_cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    (void)fputs("trustchain: ", stderr);
+    (void)vfprintf(stderr, fmt, ap);
+    (void)fputc('\n', stderr);
+    va_end(ap);
+    return TC_EXIT_USAGE;
+}
+
+int tc_cli_error(tc_err rc, const char *what)
+{
+    const struct tc_error *e = tc_error_last();
+    const char *msg = (e->code == rc && e->msg[0] != '\0') ? e->msg : tc_err_name(rc);
+    (void)fprintf(stderr, "trustchain: %s: %s\n", what, msg);
+    switch (rc) {
+    case TC_ERR_ARG:
+    case TC_ERR_FORMAT:
+    case TC_ERR_TRUNCATED:
+    case TC_ERR_RANGE:
+    case TC_ERR_SPACE:
+        return TC_EXIT_USAGE;
+    default:
+        return TC_EXIT_FAIL;
+    }
+}
+
+bool tc_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return true;
+    }
+    return false;
+}
+
+void tc_cli_list(FILE *f, const char *prefix, const struct tc_cli_cmd *table, size_t n)
+{
+    (void)fprintf(f, "usage: %s <command> [options]\n\ncommands:\n", prefix);
+    for (size_t i = 0; i < n; i++)
+        (void)fprintf(f, "  %-12s %s\n", table[i].name, table[i].summary);
+    (void)fprintf(f, "\nRun '%s <command> --help' for a command's options.\n", prefix);
+}
+
+int tc_cli_dispatch(const char *prefix, const struct tc_cli_cmd *table, size_t n, int argc,
+                    char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        tc_cli_list(stdout, prefix, table, n);
+        return argc < 1 ? TC_EXIT_USAGE : TC_EXIT_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(argv[0], table[i].name) == 0)
+            return table[i].run(argc, argv);
+    }
+    tc_cli_list(stderr, prefix, table, n);
+    return tc_cli_usage_error("'%s' is not a command of '%s'", argv[0], prefix);
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+void tc_json_init(struct tc_json *j, FILE *f)
+{
+    memset(j, 0, sizeof *j);
+    j->f = f;
+}
+
+static void pre_value(struct tc_json *j)
+{
+    if (j->after_key) {
+        j->after_key = false;
+        return;
+    }
+    if (j->depth > 0 && j->need_comma[j->depth])
+        (void)fputc(',', j->f);
+    if (j->depth > 0)
+        j->need_comma[j->depth] = true;
+}
+
+static void open_scope(struct tc_json *j, char ch)
+{
+    pre_value(j);
+    (void)fputc(ch, j->f);
+    if (j->depth < (int)TC_ARRAY_LEN(j->need_comma) - 1)
+        j->depth++;
+    j->need_comma[j->depth] = false;
+}
+
+static void close_scope(struct tc_json *j, char ch)
+{
+    (void)fputc(ch, j->f);
+    if (j->depth > 0)
+        j->depth--;
+}
+
+void tc_json_begin_object(struct tc_json *j)
+{
+    open_scope(j, '{');
+}
+void tc_json_end_object(struct tc_json *j)
+{
+    close_scope(j, '}');
+}
+void tc_json_begin_array(struct tc_json *j)
+{
+    open_scope(j, '[');
+}
+void tc_json_end_array(struct tc_json *j)
+{
+    close_scope(j, ']');
+}
+
+static void put_string(FILE *f, const char *s)
+{
+    (void)fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            (void)fputs("\\\"", f);
+            break;
+        case '\\':
+            (void)fputs("\\\\", f);
+            break;
+        case '\n':
+            (void)fputs("\\n", f);
+            break;
+        case '\t':
+            (void)fputs("\\t", f);
+            break;
+        case '\r':
+            (void)fputs("\\r", f);
+            break;
+        default:
+            if (*p < 0x20)
+                (void)fprintf(f, "\\u%04x", *p);
+            else
+                (void)fputc(*p, f);
+            break;
+        }
+    }
+    (void)fputc('"', f);
+}
+
+void tc_json_key(struct tc_json *j, const char *key)
+{
+    pre_value(j);
+    put_string(j->f, key);
+    (void)fputc(':', j->f);
+    j->after_key = true;
+}
+
+void tc_json_string(struct tc_json *j, const char *s)
+{
+    pre_value(j);
+    put_string(j->f, s);
+}
+
+void tc_json_uint(struct tc_json *j, uint64_t v)
+{
+    pre_value(j);
+    (void)fprintf(j->f, "%llu", (unsigned long long)v);
+}
+
+void tc_json_bool(struct tc_json *j, bool v)
+{
+    pre_value(j);
+    (void)fputs(v ? "true" : "false", j->f);
+}
+
+void tc_json_null(struct tc_json *j)
+{
+    pre_value(j);
+    (void)fputs("null", j->f);
+}
+
+void tc_json_hex(struct tc_json *j, const uint8_t *p, size_t n)
+{
+    pre_value(j);
+    (void)fputc('"', j->f);
+    for (size_t i = 0; i < n; i++)
+        (void)fprintf(j->f, "%02X", p[i]);
+    (void)fputc('"', j->f);
+}
+
+void tc_json_finish(struct tc_json *j)
+{
+    (void)fputc('\n', j->f);
+    (void)fflush(j->f);
+}
