@@ -85,4 +85,39 @@ TC_MUST_CHECK tc_err tc_kcv_aes(const uint8_t *key, size_t key_len, uint8_t kcv[
 TC_MUST_CHECK tc_err tc_random(uint8_t *out, size_t n);
 TC_MUST_CHECK tc_err tc_random_secret(uint8_t *out, size_t n);
 
+/* ------------------------------------------------------------------ signer */
+
+/*
+ * A signature key wherever it lives: in software (tests, verification) or as
+ * an HSM object (hsm module). PKI issuance and audit checkpoints sign only
+ * through this interface, so they never see private key material.
+ */
+enum tc_sig_alg { TC_SIG_ECDSA_P256_SHA256 = 1, TC_SIG_ECDSA_P384_SHA384 = 2, TC_SIG_ED25519 = 3 };
+
+#define TC_SIG_MAX  144u /* DER ECDSA P-384 is at most 104; Ed25519 64 */
+#define TC_SPKI_MAX 160u /* SubjectPublicKeyInfo DER, P-384 is 120 */
+
+struct tc_signer {
+    enum tc_sig_alg alg;
+    void *ctx;
+    /* Sign the whole message (ECDSA hashes it with the algorithm's hash);
+     * ECDSA output is DER (X9.62 Ecdsa-Sig-Value), Ed25519 is 64 bytes. */
+    tc_err (*sign)(void *ctx, const uint8_t *msg, size_t len, uint8_t *sig, size_t sig_size,
+                   size_t *sig_len);
+    /* The public key as SubjectPublicKeyInfo DER. */
+    tc_err (*public_key)(void *ctx, uint8_t *out, size_t out_size, size_t *out_len);
+};
+
+typedef struct evp_pkey_st EVP_PKEY;
+
+/* A software signer over an OpenSSL key (the signer takes a reference). */
+TC_MUST_CHECK tc_err tc_signer_soft_new(EVP_PKEY *key, struct tc_signer *out);
+/* Generates a fresh software key for tests and tools. */
+TC_MUST_CHECK tc_err tc_signer_soft_generate(enum tc_sig_alg alg, struct tc_signer *out);
+void tc_signer_soft_free(struct tc_signer *s);
+/* Verify a signature against an SPKI (DER). TC_ERR_VERIFY on mismatch. */
+TC_MUST_CHECK tc_err tc_sig_verify(enum tc_sig_alg alg, const uint8_t *spki, size_t spki_len,
+                                   const uint8_t *msg, size_t len, const uint8_t *sig,
+                                   size_t sig_len);
+
 #endif

@@ -24,10 +24,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--version") == 0)
         return cmd_version(1, argv + 1);
-    if (argc < 2) {
-        tc_cli_list(stderr, "trustchain", groups, TC_ARRAY_LEN(groups));
-        return TC_EXIT_USAGE;
-    }
+    if (argc < 2)
+        return tc_cli_usage_error("no command given (see 'trustchain --help')");
     int rc = tc_cli_dispatch("trustchain", groups, TC_ARRAY_LEN(groups), argc - 1, argv + 1);
     if (fflush(stdout) != 0 || ferror(stdout))
         return tc_cli_usage_error("cannot write to standard output") == 0 ? 0 : TC_EXIT_FAIL;

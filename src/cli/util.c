@@ -62,8 +62,8 @@ int tc_cli_dispatch(const char *prefix, const struct tc_cli_cmd *table, size_t n
         if (strcmp(argv[0], table[i].name) == 0)
             return table[i].run(argc, argv);
     }
-    tc_cli_list(stderr, prefix, table, n);
-    return tc_cli_usage_error("'%s' is not a command of '%s'", argv[0], prefix);
+    return tc_cli_usage_error("'%s' is not a command of '%s' (see '%s --help')", argv[0], prefix,
+                              prefix);
 }
 
 /* ------------------------------------------------------------------ JSON */
