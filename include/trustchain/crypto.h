@@ -85,6 +85,11 @@ TC_MUST_CHECK tc_err tc_kcv_aes(const uint8_t *key, size_t key_len, uint8_t kcv[
 TC_MUST_CHECK tc_err tc_random(uint8_t *out, size_t n);
 TC_MUST_CHECK tc_err tc_random_secret(uint8_t *out, size_t n);
 
+/* Frees the calling thread's cipher and MAC contexts now instead of at
+ * thread exit (the main thread never runs pthread key destructors). The next
+ * call on the thread creates them again. */
+void tc_crypto_thread_cleanup(void);
+
 /* ------------------------------------------------------------------ signer */
 
 /*
