@@ -50,6 +50,11 @@ TC_MUST_CHECK tc_err tc_apdu_decode(const uint8_t *in, size_t len, struct tc_apd
 TC_MUST_CHECK tc_err tc_apdu_encode(const struct tc_apdu *a, struct tc_buf *out);
 enum tc_apdu_case tc_apdu_case_of(const struct tc_apdu *a);
 const char *tc_apdu_case_name(enum tc_apdu_case c); /* "4E" etc. */
+/* The name of an ISO/IEC 7816-4 or GlobalPlatform instruction ("SELECT",
+ * "INITIALIZE UPDATE"); the GlobalPlatform name when b8 of CLA is set
+ * (E2 is STORE DATA under CLA 80, APPEND RECORD under CLA 00). NULL when
+ * neither standard names the INS. A label for traces only. */
+const char *tc_apdu_ins_name(uint8_t cla, uint8_t ins);
 
 /* ------------------------------------------------------------------ CLA */
 

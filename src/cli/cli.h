@@ -55,5 +55,7 @@ void tc_json_hex(struct tc_json *j, const uint8_t *p, size_t n);
 void tc_json_finish(struct tc_json *j);
 
 /* Command groups, one file each. */
+int tc_cli_apdu(int argc, char **argv);
+int tc_cli_tlv(int argc, char **argv);
 
 #endif

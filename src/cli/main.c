@@ -18,6 +18,8 @@ static int cmd_version(int argc, char **argv)
 
 static const struct tc_cli_cmd groups[] = {
     {"version", "print the version", cmd_version},
+    {"apdu", "decode command and response APDUs (ISO/IEC 7816-4)", tc_cli_apdu},
+    {"tlv", "decode BER-TLV data objects", tc_cli_tlv},
 };
 
 int main(int argc, char **argv)
