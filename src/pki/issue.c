@@ -1,0 +1,704 @@
+/*
+ * Issuance: root, batch CA and device certificates. OpenSSL builds and
+ * encodes the TBSCertificate (i2d_re_X509_tbs); the signer signs those bytes;
+ * the Certificate SEQUENCE is assembled here and parsed back with d2i_X509,
+ * so no private key is ever handed to OpenSSL.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "pki_int.h"
+
+struct tc_pki_issuer {
+    const struct tc_signer *signer;
+    X509 *cert;
+    uint8_t key_id[20];
+    bool is_batch;
+    struct tc_pki_batch_info batch;
+    /* Extensions shared by every certificate this issuer signs. */
+    X509_EXTENSION *aki;
+    X509_EXTENSION *policy;
+    X509_EXTENSION *bc_leaf;
+    X509_EXTENSION *ku_leaf;
+    ASN1_OBJECT *oid_mfg;
+};
+
+/* Extension values that never change (RFC 5280 §4.2.1.9, §4.2.1.3). */
+static const uint8_t bc_ca[] = {0x30, 0x03, 0x01, 0x01, 0xFF};
+static const uint8_t bc_ca_pathlen0[] = {0x30, 0x06, 0x01, 0x01, 0xFF, 0x02, 0x01, 0x00};
+static const uint8_t bc_leaf[] = {0x30, 0x00};
+/* keyCertSign (5) + cRLSign (6): one unused bit. */
+static const uint8_t ku_ca[] = {0x03, 0x02, 0x01, 0x06};
+/* digitalSignature (0): seven unused bits. */
+static const uint8_t ku_leaf[] = {0x03, 0x02, 0x07, 0x80};
+
+/* ----------------------------------------------------------- helpers */
+
+static tc_err new_ext_obj(ASN1_OBJECT *obj, bool critical, const uint8_t *v, size_t n,
+                          X509_EXTENSION **out)
+{
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    if (os == NULL || ASN1_OCTET_STRING_set(os, v, (int)n) != 1) {
+        ASN1_OCTET_STRING_free(os);
+        return tc_fail_ossl(__FILE__, __LINE__, "extension value");
+    }
+    *out = X509_EXTENSION_create_by_OBJ(NULL, obj, critical ? 1 : 0, os);
+    ASN1_OCTET_STRING_free(os);
+    if (*out == NULL)
+        return tc_fail_ossl(__FILE__, __LINE__, "X509_EXTENSION_create_by_OBJ");
+    return TC_OK;
+}
+
+static tc_err new_ext(int nid, const char *oid_txt, bool critical, const uint8_t *v, size_t n,
+                      X509_EXTENSION **out)
+{
+    ASN1_OBJECT *obj = nid != NID_undef ? OBJ_nid2obj(nid) : OBJ_txt2obj(oid_txt, 1);
+    if (obj == NULL)
+        return tc_fail_ossl(__FILE__, __LINE__, "extension OID");
+    tc_err rc = new_ext_obj(obj, critical, v, n, out);
+    ASN1_OBJECT_free(obj); /* a no-op for the static NID objects */
+    return rc;
+}
+
+static tc_err add_ext(X509 *x, X509_EXTENSION *e)
+{
+    if (X509_add_ext(x, e, -1) != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "X509_add_ext");
+    return TC_OK;
+}
+
+tc_err tc_pki_x509_add_ext(X509 *x, int nid, const char *oid_txt, bool critical, const uint8_t *v,
+                           size_t n)
+{
+    X509_EXTENSION *e = NULL;
+    TC_GUARD(new_ext(nid, oid_txt, critical, v, n, &e));
+    tc_err rc = add_ext(x, e);
+    X509_EXTENSION_free(e);
+    return rc;
+}
+
+tc_err tc_pki_key_id(const uint8_t *spki, size_t spki_len, uint8_t out[20])
+{
+    /* RFC 5280 §4.2.1.2 (1): the 160-bit SHA-1 hash of the value of the BIT
+     * STRING subjectPublicKey (excluding tag, length, and unused bits). */
+    struct tc_cursor c, seq, alg, bits;
+    const uint8_t *p;
+    tc_cursor_init(&c, spki, spki_len);
+    TC_GUARD(tc_pki_der_get(&c, DER_SEQUENCE, &seq));
+    TC_GUARD(tc_cursor_expect_end(&c));
+    TC_GUARD(tc_pki_der_get(&seq, DER_SEQUENCE, &alg));
+    TC_GUARD(tc_pki_der_get(&seq, DER_BIT_STRING, &bits));
+    TC_GUARD(tc_cursor_expect_end(&seq));
+    uint8_t unused;
+    TC_GUARD(tc_cursor_u8(&bits, &unused));
+    TC_ENSURE_MSG(unused == 0, TC_ERR_FORMAT, "subjectPublicKey has unused bits");
+    size_t n = tc_cursor_remaining(&bits);
+    TC_GUARD(tc_cursor_view(&bits, n, &p));
+    unsigned int olen = 0;
+    if (EVP_Digest(p, n, out, &olen, EVP_sha1(), NULL) != 1 || olen != 20)
+        return tc_fail_ossl(__FILE__, __LINE__, "SHA-1 key identifier");
+    return TC_OK;
+}
+
+static tc_err aki_value(const uint8_t key_id[20], uint8_t out[24])
+{
+    /* RFC 5280 §4.2.1.1: AuthorityKeyIdentifier { keyIdentifier [0] } only. */
+    out[0] = DER_SEQUENCE;
+    out[1] = 22;
+    out[2] = DER_CTX0_P;
+    out[3] = 20;
+    memcpy(out + 4, key_id, 20);
+    return TC_OK;
+}
+
+static tc_err add_ski_aki(X509 *x, const uint8_t ski[20], const uint8_t aki[20])
+{
+    uint8_t v[24];
+    v[0] = DER_OCTET_STRING;
+    v[1] = 20;
+    memcpy(v + 2, ski, 20);
+    TC_GUARD(tc_pki_x509_add_ext(x, NID_subject_key_identifier, NULL, false, v, 22));
+    TC_GUARD(aki_value(aki, v));
+    return tc_pki_x509_add_ext(x, NID_authority_key_identifier, NULL, false, v, 24);
+}
+
+static int sig_nid(enum tc_sig_alg alg)
+{
+    switch (alg) {
+    case TC_SIG_ECDSA_P256_SHA256:
+        return NID_ecdsa_with_SHA256;
+    case TC_SIG_ECDSA_P384_SHA384:
+        return NID_ecdsa_with_SHA384;
+    case TC_SIG_ED25519:
+        return NID_ED25519;
+    default:
+        return NID_undef;
+    }
+}
+
+/* AlgorithmIdentifier DER for the outer signatureAlgorithm (RFC 5758 §3.2:
+ * ECDSA without parameters; RFC 8410 §3: Ed25519 without parameters). */
+static tc_err algid_der(enum tc_sig_alg alg, const uint8_t **der, size_t *len)
+{
+    static const uint8_t p256[] = {0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86,
+                                   0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02};
+    static const uint8_t p384[] = {0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86,
+                                   0x48, 0xCE, 0x3D, 0x04, 0x03, 0x03};
+    static const uint8_t ed25519[] = {0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70};
+    switch (alg) {
+    case TC_SIG_ECDSA_P256_SHA256:
+        *der = p256;
+        *len = sizeof p256;
+        return TC_OK;
+    case TC_SIG_ECDSA_P384_SHA384:
+        *der = p384;
+        *len = sizeof p384;
+        return TC_OK;
+    case TC_SIG_ED25519:
+        *der = ed25519;
+        *len = sizeof ed25519;
+        return TC_OK;
+    default:
+        return TC_FAIL(TC_ERR_UNSUPPORTED, "signature algorithm %d", (int)alg);
+    }
+}
+
+static tc_err set_algor(X509_ALGOR *a, enum tc_sig_alg alg)
+{
+    int nid = sig_nid(alg);
+    TC_ENSURE_MSG(nid != NID_undef, TC_ERR_UNSUPPORTED, "signature algorithm %d", (int)alg);
+    if (X509_ALGOR_set0(a, OBJ_nid2obj(nid), V_ASN1_UNDEF, NULL) != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "X509_ALGOR_set0");
+    return TC_OK;
+}
+
+/* Certificate / CertificateList ::= SEQUENCE { tbs, signatureAlgorithm,
+ * signatureValue BIT STRING } (RFC 5280 §4.1, §5.1). */
+static tc_err sign_and_wrap(const struct tc_signer *s, const uint8_t *tbs, size_t tbs_len,
+                            struct tc_buf *der)
+{
+    const uint8_t *alg = NULL;
+    size_t alg_len = 0, sig_len = 0;
+    uint8_t sig[TC_SIG_MAX + 1];
+    TC_GUARD(algid_der(s->alg, &alg, &alg_len));
+    TC_GUARD(s->sign(s->ctx, tbs, tbs_len, sig + 1, sizeof sig - 1, &sig_len));
+    TC_ENSURE_MSG(sig_len > 0 && sig_len <= TC_SIG_MAX, TC_ERR_CRYPTO, "signer returned %zu bytes",
+                  sig_len);
+    sig[0] = 0; /* no unused bits */
+    size_t bs_hdr = sig_len + 1 < 0x80 ? 2 : 3;
+    tc_pki_der_header(der, DER_SEQUENCE, tbs_len + alg_len + bs_hdr + sig_len + 1);
+    tc_buf_put(der, tbs, tbs_len);
+    tc_buf_put(der, alg, alg_len);
+    tc_pki_der_put(der, DER_BIT_STRING, sig, sig_len + 1);
+    return tc_buf_status(der);
+}
+
+tc_err tc_pki_sign_cert(X509 **x, const struct tc_signer *s, struct tc_buf *der)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    uint8_t *tbs = NULL;
+    size_t start = der->len;
+    /* The TBS signature field must name the algorithm before encoding
+     * (RFC 5280 §4.1.2.3); OpenSSL 3.0 has no setter for it, but the field
+     * belongs to the X509 object being built. */
+    X509_ALGOR *a = (X509_ALGOR *)(uintptr_t)X509_get0_tbs_sigalg(*x);
+    TC_TRY(set_algor(a, s->alg));
+    int tl = i2d_re_X509_tbs(*x, &tbs);
+    TC_CHECK_MSG(tl > 0, TC_ERR_CRYPTO, "cannot encode TBSCertificate");
+    TC_TRY(sign_and_wrap(s, tbs, (size_t)tl, der));
+    const uint8_t *p = der->data + start;
+    X509 *parsed = d2i_X509(NULL, &p, (long)(der->len - start));
+    TC_CHECK_MSG(parsed != NULL && p == der->data + der->len, TC_ERR_CRYPTO,
+                 "assembled certificate does not parse back");
+    X509_free(*x);
+    *x = parsed;
+    ret = TC_OK;
+out:
+    OPENSSL_free(tbs);
+    return ret;
+}
+
+static tc_err random_serial(X509 *x, uint8_t serial[TC_PKI_SERIAL_LEN])
+{
+    /* RFC 5280 §4.1.2.2: positive, at most 20 octets. 16 random octets with
+     * the top bit clear (positive) and the next bit set (always 16 octets
+     * in DER, never zero): 126 random bits. */
+    uint8_t s[TC_PKI_SERIAL_LEN];
+    TC_GUARD(tc_random(s, sizeof s));
+    s[0] = (uint8_t)((s[0] & 0x7Fu) | 0x40u);
+    if (ASN1_STRING_set(X509_get_serialNumber(x), s, (int)sizeof s) != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "serial number");
+    if (serial != NULL)
+        memcpy(serial, s, sizeof s);
+    return TC_OK;
+}
+
+static tc_err name_add(X509_NAME *n, int nid, const char *v)
+{
+    /* MBSTRING_UTF8: UTF8String, except where X.520 fixes the type
+     * (countryName, serialNumber: PrintableString), per OpenSSL's string table. */
+    if (X509_NAME_add_entry_by_NID(n, nid, MBSTRING_UTF8, (const unsigned char *)v, -1, -1, 0) != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "name attribute");
+    return TC_OK;
+}
+
+static tc_err set_time(X509 *x, bool before, int64_t t)
+{
+    ASN1_TIME *at = ASN1_TIME_set(NULL, (time_t)t); /* UTCTime until 2049 (RFC 5280 §4.1.2.5) */
+    if (at == NULL)
+        return tc_fail_ossl(__FILE__, __LINE__, "validity time");
+    int ok = before ? X509_set1_notBefore(x, at) : X509_set1_notAfter(x, at);
+    ASN1_TIME_free(at);
+    if (ok != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "validity");
+    return TC_OK;
+}
+
+static tc_err set_pubkey_spki(X509 *x, const uint8_t *spki, size_t len)
+{
+    const uint8_t *p = spki;
+    EVP_PKEY *k = d2i_PUBKEY(NULL, &p, (long)len);
+    if (k == NULL || p != spki + len) {
+        EVP_PKEY_free(k);
+        return tc_fail_ossl(__FILE__, __LINE__, "public key (SubjectPublicKeyInfo)");
+    }
+    int ok = X509_set_pubkey(x, k);
+    EVP_PKEY_free(k);
+    if (ok != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "X509_set_pubkey");
+    return TC_OK;
+}
+
+static bool name_ok(const char *s)
+{
+    return s != NULL && s[0] != '\0' && strnlen(s, TC_PKI_NAME_MAX + 1) <= TC_PKI_NAME_MAX;
+}
+
+/* ----------------------------------------------------------- issuer */
+
+void tc_pki_issuer_free(struct tc_pki_issuer *iss)
+{
+    if (iss == NULL)
+        return;
+    X509_free(iss->cert);
+    X509_EXTENSION_free(iss->aki);
+    X509_EXTENSION_free(iss->policy);
+    X509_EXTENSION_free(iss->bc_leaf);
+    X509_EXTENSION_free(iss->ku_leaf);
+    ASN1_OBJECT_free(iss->oid_mfg);
+    free(iss);
+}
+
+tc_err tc_pki_issuer_new(const struct tc_signer *signer, const uint8_t *ca_der, size_t ca_len,
+                         struct tc_pki_issuer **out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    struct tc_pki_issuer *iss = NULL;
+    uint8_t spki[TC_SPKI_MAX], *cspki = NULL;
+    size_t spki_len = 0;
+    TC_CHECK(signer != NULL && signer->sign != NULL && ca_der != NULL && out != NULL, TC_ERR_ARG);
+    iss = calloc(1, sizeof *iss);
+    TC_CHECK_MSG(iss != NULL, TC_ERR_NOMEM, "issuer");
+    iss->signer = signer;
+    const uint8_t *p = ca_der;
+    iss->cert = d2i_X509(NULL, &p, (long)ca_len);
+    TC_CHECK_MSG(iss->cert != NULL && p == ca_der + ca_len, TC_ERR_FORMAT,
+                 "CA certificate does not parse as one DER certificate");
+    enum tc_pki_kind kind;
+    TC_TRY(tc_pki_kind_of(ca_der, ca_len, &kind));
+    TC_CHECK_MSG(kind != TC_PKI_KIND_DEVICE, TC_ERR_ARG, "issuer certificate is not a CA");
+    if (kind == TC_PKI_KIND_ROOT) {
+        TC_TRY(tc_pki_check_root(ca_der, ca_len));
+    } else {
+        TC_TRY(tc_pki_check_batch(ca_der, ca_len, &iss->batch));
+        iss->is_batch = true;
+    }
+    /* The signer must hold the key the certificate names. */
+    TC_TRY(signer->public_key(signer->ctx, spki, sizeof spki, &spki_len));
+    int cl = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(iss->cert), &cspki);
+    TC_CHECK_MSG(cl > 0 && (size_t)cl == spki_len && memcmp(cspki, spki, spki_len) == 0, TC_ERR_ARG,
+                 "the signer's key is not the key of the CA certificate");
+    TC_TRY(tc_pki_key_id(spki, spki_len, iss->key_id));
+    uint8_t v[64];
+    TC_TRY(aki_value(iss->key_id, v));
+    TC_TRY(new_ext(NID_authority_key_identifier, NULL, false, v, 24, &iss->aki));
+    struct tc_buf pb;
+    tc_buf_init_fixed(&pb, v, sizeof v);
+    TC_TRY(tc_pki_ext_policy(&pb));
+    TC_TRY(new_ext(NID_certificate_policies, NULL, false, pb.data, pb.len, &iss->policy));
+    TC_TRY(new_ext(NID_basic_constraints, NULL, true, bc_leaf, sizeof bc_leaf, &iss->bc_leaf));
+    TC_TRY(new_ext(NID_key_usage, NULL, true, ku_leaf, sizeof ku_leaf, &iss->ku_leaf));
+    iss->oid_mfg = OBJ_txt2obj(TC_PKI_OID_EXT_MFG, 1);
+    TC_CHECK_MSG(iss->oid_mfg != NULL, TC_ERR_CRYPTO, "OID");
+    *out = iss;
+    iss = NULL;
+    ret = TC_OK;
+out:
+    OPENSSL_free(cspki);
+    tc_pki_issuer_free(iss);
+    return ret;
+}
+
+/* ----------------------------------------------------------- root */
+
+tc_err tc_pki_root_create(const struct tc_signer *signer, const struct tc_pki_root_params *p,
+                          struct tc_buf *der)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    X509 *x = NULL;
+    X509_NAME *name = NULL;
+    uint8_t spki[TC_SPKI_MAX], kid[20];
+    size_t spki_len = 0;
+    TC_CHECK(signer != NULL && p != NULL && der != NULL, TC_ERR_ARG);
+    TC_CHECK_MSG(signer->alg == TC_SIG_ECDSA_P256_SHA256 || signer->alg == TC_SIG_ECDSA_P384_SHA384,
+                 TC_ERR_UNSUPPORTED, "the root key must be ECDSA P-256 or P-384");
+    TC_CHECK_MSG(name_ok(p->common_name) && name_ok(p->organization), TC_ERR_ARG,
+                 "root common name and organization must be 1-64 characters");
+    TC_CHECK_MSG(p->country == NULL || strlen(p->country) == 2, TC_ERR_ARG,
+                 "country must be two letters");
+    TC_CHECK_MSG(p->not_after > p->not_before && p->not_before >= 0, TC_ERR_ARG,
+                 "validity: not_after must follow not_before");
+    TC_TRY(signer->public_key(signer->ctx, spki, sizeof spki, &spki_len));
+    TC_TRY(tc_pki_key_id(spki, spki_len, kid));
+    x = X509_new();
+    name = X509_NAME_new();
+    TC_CHECK_MSG(x != NULL && name != NULL, TC_ERR_NOMEM, "X509");
+    TC_TRY_OSSL(X509_set_version(x, X509_VERSION_3));
+    TC_TRY(random_serial(x, NULL));
+    if (p->country != NULL)
+        TC_TRY(name_add(name, NID_countryName, p->country));
+    TC_TRY(name_add(name, NID_organizationName, p->organization));
+    TC_TRY(name_add(name, NID_commonName, p->common_name));
+    TC_TRY_OSSL(X509_set_subject_name(x, name));
+    TC_TRY_OSSL(X509_set_issuer_name(x, name));
+    TC_TRY(set_time(x, true, p->not_before));
+    TC_TRY(set_time(x, false, p->not_after));
+    TC_TRY(set_pubkey_spki(x, spki, spki_len));
+    TC_TRY(tc_pki_x509_add_ext(x, NID_basic_constraints, NULL, true, bc_ca, sizeof bc_ca));
+    TC_TRY(tc_pki_x509_add_ext(x, NID_key_usage, NULL, true, ku_ca, sizeof ku_ca));
+    TC_TRY(add_ski_aki(x, kid, kid));
+    TC_TRY(tc_pki_sign_cert(&x, signer, der));
+    ret = TC_OK;
+out:
+    X509_NAME_free(name);
+    X509_free(x);
+    return ret;
+}
+
+/* ----------------------------------------------------------- batch CA */
+
+tc_err tc_pki_ext_nc(const char *o, const char *ou, struct tc_buf *out)
+{
+    /* RFC 5280 §4.2.1.10: NameConstraints { permittedSubtrees [0]
+     * GeneralSubtrees { GeneralSubtree { base directoryName [4] Name } } }.
+     * A directoryName is within the subtree when its RDN sequence starts
+     * with the subtree's: every device subject must begin O=<o>, OU=<ou>. */
+    tc_err ret = TC_ERR_INTERNAL;
+    X509_NAME *n = X509_NAME_new();
+    uint8_t *nd = NULL;
+    uint8_t m1[300], m2[310], m3[320];
+    struct tc_buf a, b, c;
+    TC_CHECK_MSG(n != NULL, TC_ERR_NOMEM, "X509_NAME");
+    TC_TRY(name_add(n, NID_organizationName, o));
+    TC_TRY(name_add(n, NID_organizationalUnitName, ou));
+    int nl = i2d_X509_NAME(n, &nd);
+    TC_CHECK_MSG(nl > 0, TC_ERR_CRYPTO, "encode name");
+    tc_buf_init_fixed(&a, m1, sizeof m1);
+    tc_pki_der_put(&a, DER_CTX4_C, nd, (size_t)nl);
+    TC_TRY(tc_buf_status(&a));
+    tc_buf_init_fixed(&b, m2, sizeof m2);
+    tc_pki_der_put(&b, DER_SEQUENCE, a.data, a.len);
+    TC_TRY(tc_buf_status(&b));
+    tc_buf_init_fixed(&c, m3, sizeof m3);
+    tc_pki_der_put(&c, DER_CTX0_C, b.data, b.len);
+    TC_TRY(tc_buf_status(&c));
+    tc_pki_der_put(out, DER_SEQUENCE, c.data, c.len);
+    ret = tc_buf_status(out);
+out:
+    OPENSSL_free(nd);
+    X509_NAME_free(n);
+    return ret;
+}
+
+tc_err tc_pki_batch_ca_create(struct tc_pki_issuer *root, const uint8_t *spki, size_t spki_len,
+                              const struct tc_pki_batch_params *p, struct tc_buf *der)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    X509 *x = NULL;
+    X509_NAME *name = NULL;
+    uint8_t kid[20], m[600];
+    char cn[TC_PKI_NAME_MAX + 1];
+    struct tc_buf v;
+    TC_CHECK(root != NULL && spki != NULL && p != NULL && der != NULL, TC_ERR_ARG);
+    TC_CHECK_MSG(!root->is_batch, TC_ERR_ARG, "batch CAs are issued by the root only");
+    TC_CHECK_MSG(tc_pki_id_ok(p->batch_id), TC_ERR_ARG,
+                 "batch ID must be 1-64 printable characters");
+    TC_TRY(tc_pki_eid_prefix_check(p->eid_prefix));
+    TC_CHECK_MSG(name_ok(p->manufacturer), TC_ERR_ARG, "manufacturer must be 1-64 characters");
+    TC_CHECK_MSG(p->not_after > p->not_before && p->not_before >= 0, TC_ERR_ARG,
+                 "validity: not_after must follow not_before");
+    if (p->common_name != NULL) {
+        TC_CHECK_MSG(name_ok(p->common_name), TC_ERR_ARG, "common name must be 1-64 characters");
+        (void)snprintf(cn, sizeof cn, "%s", p->common_name);
+    } else {
+        int n = snprintf(cn, sizeof cn, "%s Batch CA %s", p->manufacturer, p->batch_id);
+        TC_CHECK_MSG(n > 0 && (size_t)n < sizeof cn, TC_ERR_ARG,
+                     "default common name too long: give one");
+    }
+    /* Batch keys sign device certificates: P-256 (or P-384). */
+    const uint8_t *q = spki;
+    EVP_PKEY *k = d2i_PUBKEY(NULL, &q, (long)spki_len);
+    bool ec = k != NULL && q == spki + spki_len && EVP_PKEY_is_a(k, "EC");
+    EVP_PKEY_free(k);
+    TC_CHECK_MSG(ec, TC_ERR_FORMAT, "batch public key is not an EC SubjectPublicKeyInfo");
+    TC_TRY(tc_pki_key_id(spki, spki_len, kid));
+
+    x = X509_new();
+    name = X509_NAME_new();
+    TC_CHECK_MSG(x != NULL && name != NULL, TC_ERR_NOMEM, "X509");
+    TC_TRY_OSSL(X509_set_version(x, X509_VERSION_3));
+    TC_TRY(random_serial(x, NULL));
+    TC_TRY(name_add(name, NID_organizationName, p->manufacturer));
+    TC_TRY(name_add(name, NID_organizationalUnitName, p->batch_id));
+    TC_TRY(name_add(name, NID_commonName, cn));
+    TC_TRY_OSSL(X509_set_subject_name(x, name));
+    TC_TRY_OSSL(X509_set_issuer_name(x, X509_get_subject_name(root->cert)));
+    TC_TRY(set_time(x, true, p->not_before));
+    TC_TRY(set_time(x, false, p->not_after));
+    TC_TRY(set_pubkey_spki(x, spki, spki_len));
+    TC_TRY(tc_pki_x509_add_ext(x, NID_basic_constraints, NULL, true, bc_ca_pathlen0,
+                               sizeof bc_ca_pathlen0));
+    TC_TRY(tc_pki_x509_add_ext(x, NID_key_usage, NULL, true, ku_ca, sizeof ku_ca));
+    TC_TRY(add_ski_aki(x, kid, root->key_id));
+    TC_TRY(add_ext(x, root->policy));
+    tc_buf_init_fixed(&v, m, sizeof m);
+    TC_TRY(tc_pki_ext_nc(p->manufacturer, p->batch_id, &v));
+    /* RFC 5280 §4.2.1.10: "Conforming CAs MUST mark this extension as critical". */
+    TC_TRY(tc_pki_x509_add_ext(x, NID_name_constraints, NULL, true, v.data, v.len));
+    if (p->crl_url != NULL) {
+        tc_buf_init_fixed(&v, m, sizeof m);
+        TC_TRY(tc_pki_ext_cdp(p->crl_url, &v));
+        TC_TRY(tc_pki_x509_add_ext(x, NID_crl_distribution_points, NULL, false, v.data, v.len));
+    }
+    tc_buf_init_fixed(&v, m, sizeof m);
+    TC_TRY(tc_pki_ext_batch(p->batch_id, p->eid_prefix, &v));
+    TC_TRY(tc_pki_x509_add_ext(x, NID_undef, TC_PKI_OID_EXT_BATCH, false, v.data, v.len));
+    TC_TRY(tc_pki_sign_cert(&x, root->signer, der));
+    ret = TC_OK;
+out:
+    X509_NAME_free(name);
+    X509_free(x);
+    return ret;
+}
+
+/* ----------------------------------------------------------- device */
+
+tc_err tc_pki_device_build(struct tc_pki_issuer *batch, const struct tc_pki_device_fields *f,
+                           const uint8_t *spki, size_t spki_len, struct tc_buf *der,
+                           uint8_t serial[TC_PKI_SERIAL_LEN])
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    X509 *x = NULL;
+    X509_NAME *name = NULL;
+    ASN1_GENERALIZEDTIME *na = NULL;
+    X509_EXTENSION *e = NULL;
+    uint8_t kid[20], bcd[TC_PKI_EID_BCD_LEN], m[256];
+    struct tc_buf v;
+    size_t eid_n = strnlen(f->eid, TC_PKI_EID_DIGITS + 1);
+    TC_CHECK_MSG(eid_n == TC_PKI_EID_DIGITS, TC_ERR_FORMAT, "EID must be 32 digits");
+    for (size_t i = 0; i < TC_PKI_EID_BCD_LEN; i++) {
+        unsigned hi = (unsigned)(f->eid[2 * i] - '0'), lo = (unsigned)(f->eid[2 * i + 1] - '0');
+        TC_CHECK_MSG(hi <= 9 && lo <= 9, TC_ERR_FORMAT, "EID must be 32 digits");
+        bcd[i] = (uint8_t)(hi << 4 | lo);
+    }
+    TC_TRY(tc_pki_key_id(spki, spki_len, kid));
+
+    x = X509_new();
+    name = X509_NAME_new();
+    na = ASN1_GENERALIZEDTIME_new();
+    TC_CHECK_MSG(x != NULL && name != NULL && na != NULL, TC_ERR_NOMEM, "X509");
+    TC_TRY_OSSL(X509_set_version(x, X509_VERSION_3));
+    TC_TRY(random_serial(x, serial));
+    /* Subject: O, OU (the batch's name constraint) and serialNumber = EID
+     * (IEEE 802.1AR §8.6: the serialNumber attribute carries the device
+     * serial number). */
+    TC_TRY(name_add(name, NID_organizationName, f->o));
+    TC_TRY(name_add(name, NID_organizationalUnitName, f->ou));
+    TC_TRY(name_add(name, NID_serialNumber, f->eid));
+    TC_TRY_OSSL(X509_set_subject_name(x, name));
+    TC_TRY_OSSL(X509_set_issuer_name(x, X509_get_subject_name(batch->cert)));
+    TC_TRY(set_time(x, true, f->production_time));
+    /* IEEE 802.1AR §8.5 / RFC 5280 §4.1.2.5: no well-defined expiration,
+     * notAfter 99991231235959Z as GeneralizedTime. */
+    TC_TRY_OSSL(ASN1_GENERALIZEDTIME_set_string(na, TC_PKI_NOT_AFTER_MAX));
+    TC_TRY_OSSL(X509_set1_notAfter(x, na));
+    TC_TRY(set_pubkey_spki(x, spki, spki_len));
+    TC_TRY(add_ext(x, batch->bc_leaf));
+    TC_TRY(add_ext(x, batch->ku_leaf));
+    uint8_t ski[22] = {DER_OCTET_STRING, 20};
+    memcpy(ski + 2, kid, 20);
+    TC_TRY(tc_pki_x509_add_ext(x, NID_subject_key_identifier, NULL, false, ski, sizeof ski));
+    TC_TRY(add_ext(x, batch->aki));
+    TC_TRY(add_ext(x, batch->policy));
+    tc_buf_init_fixed(&v, m, sizeof m);
+    TC_TRY(tc_pki_ext_hmn(bcd, &v));
+    TC_TRY(tc_pki_x509_add_ext(x, NID_subject_alt_name, NULL, false, v.data, v.len));
+    tc_buf_init_fixed(&v, m, sizeof m);
+    TC_TRY(tc_pki_ext_mfg(f->batch_id, f->station_id, f->production_time, &v));
+    TC_TRY(new_ext_obj(batch->oid_mfg, false, v.data, v.len, &e));
+    TC_TRY(add_ext(x, e));
+    TC_TRY(tc_pki_sign_cert(&x, batch->signer, der));
+    ret = TC_OK;
+out:
+    X509_EXTENSION_free(e);
+    ASN1_GENERALIZEDTIME_free(na);
+    X509_NAME_free(name);
+    X509_free(x);
+    return ret;
+}
+
+tc_err tc_pki_device_issue(struct tc_pki_issuer *batch, const struct tc_pki_device_req *r,
+                           struct tc_buf *der, uint8_t serial[TC_PKI_SERIAL_LEN])
+{
+    TC_ENSURE(batch != NULL && r != NULL && der != NULL, TC_ERR_ARG);
+    TC_ENSURE_MSG(batch->is_batch, TC_ERR_ARG, "device certificates are issued by a batch CA");
+    TC_ENSURE_MSG(r->nonce != NULL && r->pop != NULL, TC_ERR_ARG,
+                  "issuance needs the host nonce and the proof of possession");
+    TC_ENSURE_MSG(tc_pki_id_ok(r->station_id), TC_ERR_ARG,
+                  "station ID must be 1-64 printable characters");
+    TC_GUARD(tc_pki_eid_check(r->eid));
+    size_t pl = strlen(batch->batch.eid_prefix);
+    TC_ENSURE_MSG(strncmp(r->eid, batch->batch.eid_prefix, pl) == 0, TC_ERR_VERIFY,
+                  "EID %s is outside batch %s (EID prefix %s)", r->eid, batch->batch.batch_id,
+                  batch->batch.eid_prefix);
+    /* Production time within the batch CA's validity. */
+    ASN1_TIME *pt = ASN1_TIME_set(NULL, (time_t)r->production_time);
+    TC_ENSURE_MSG(pt != NULL, TC_ERR_RANGE, "production time out of range");
+    int c1 = ASN1_TIME_compare(pt, X509_get0_notBefore(batch->cert));
+    int c2 = ASN1_TIME_compare(pt, X509_get0_notAfter(batch->cert));
+    ASN1_TIME_free(pt);
+    TC_ENSURE_MSG(c1 >= 0 && c2 <= 0, TC_ERR_RANGE,
+                  "production time is outside the batch CA's validity");
+    /* Proof of possession before anything is signed. */
+    TC_GUARD(tc_pki_p256_spki(r->spki, r->spki_len, NULL, NULL));
+    TC_GUARD(tc_pki_pop_verify(r->eid, r->spki, r->spki_len, r->nonce, r->pop, r->pop_len));
+    struct tc_pki_device_fields f = {
+        .eid = r->eid,
+        .ou = batch->batch.batch_id,
+        .o = batch->batch.manufacturer,
+        .batch_id = batch->batch.batch_id,
+        .station_id = r->station_id,
+        .production_time = r->production_time,
+    };
+    return tc_pki_device_build(batch, &f, r->spki, r->spki_len, der, serial);
+}
+
+/* ----------------------------------------------------------- CRL */
+
+tc_err tc_pki_crl_create(struct tc_pki_issuer *iss, uint64_t crl_number, int64_t this_update,
+                         int64_t next_update, const struct tc_pki_revoked *list, size_t n,
+                         struct tc_buf *der)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    X509_CRL *crl = NULL;
+    ASN1_TIME *t = NULL;
+    ASN1_INTEGER *num = NULL;
+    X509_REVOKED *rev = NULL;
+    ASN1_ENUMERATED *reason = NULL;
+    uint8_t *tbs = NULL;
+    TC_CHECK(iss != NULL && der != NULL && (list != NULL || n == 0), TC_ERR_ARG);
+    TC_CHECK_MSG(next_update > this_update && this_update >= 0, TC_ERR_ARG,
+                 "nextUpdate must follow thisUpdate");
+    /* OpenSSL 3.0 cannot set the TBSCertList signature field directly, so
+     * start from a parsed skeleton CRL that names the algorithm and let the
+     * setters fill in the rest; i2d_re_X509_CRL_tbs re-encodes it all. */
+    const uint8_t *alg = NULL;
+    size_t alg_len = 0;
+    TC_TRY(algid_der(iss->signer->alg, &alg, &alg_len));
+    uint8_t sk[64], tm[] = "700101000000Z";
+    struct tc_buf s, tb;
+    uint8_t tbm[48];
+    tc_buf_init_fixed(&tb, tbm, sizeof tbm);
+    tc_buf_put(&tb, (const uint8_t[]){0x02, 0x01, 0x01}, 3); /* version v2 */
+    tc_buf_put(&tb, alg, alg_len);
+    tc_buf_put(&tb, (const uint8_t[]){0x30, 0x00}, 2); /* issuer, set below */
+    tc_pki_der_put(&tb, 0x17, tm, 13);
+    TC_TRY(tc_buf_status(&tb));
+    tc_buf_init_fixed(&s, sk, sizeof sk);
+    tc_pki_der_header(&s, DER_SEQUENCE, 2 + tb.len + alg_len + 3);
+    tc_pki_der_put(&s, DER_SEQUENCE, tb.data, tb.len);
+    tc_buf_put(&s, alg, alg_len);
+    tc_buf_put(&s, (const uint8_t[]){0x03, 0x01, 0x00}, 3);
+    TC_TRY(tc_buf_status(&s));
+    const uint8_t *p = s.data;
+    crl = d2i_X509_CRL(NULL, &p, (long)s.len);
+    TC_CHECK_MSG(crl != NULL, TC_ERR_INTERNAL, "CRL skeleton does not parse");
+
+    TC_TRY_OSSL(X509_CRL_set_issuer_name(crl, X509_get_subject_name(iss->cert)));
+    t = ASN1_TIME_set(NULL, (time_t)this_update);
+    TC_CHECK_MSG(t != NULL, TC_ERR_RANGE, "thisUpdate");
+    TC_TRY_OSSL(X509_CRL_set1_lastUpdate(crl, t));
+    TC_CHECK_MSG(ASN1_TIME_set(t, (time_t)next_update) != NULL, TC_ERR_RANGE, "nextUpdate");
+    /* RFC 5280 §5.1.2.5: conforming CAs MUST include nextUpdate. */
+    TC_TRY_OSSL(X509_CRL_set1_nextUpdate(crl, t));
+    for (size_t i = 0; i < n; i++) {
+        const struct tc_pki_revoked *r = &list[i];
+        TC_CHECK_MSG(r->serial_len >= 1 && r->serial_len <= TC_PKI_SERIAL_MAX, TC_ERR_ARG,
+                     "revoked serial length %zu", r->serial_len);
+        rev = X509_REVOKED_new();
+        TC_CHECK_MSG(rev != NULL, TC_ERR_NOMEM, "X509_REVOKED");
+        ASN1_INTEGER *sn = ASN1_INTEGER_new();
+        TC_CHECK_MSG(sn != NULL, TC_ERR_NOMEM, "serial");
+        int ok = ASN1_STRING_set(sn, r->serial, (int)r->serial_len) == 1 &&
+                 X509_REVOKED_set_serialNumber(rev, sn) == 1;
+        ASN1_INTEGER_free(sn);
+        TC_CHECK_MSG(ok, TC_ERR_CRYPTO, "revoked serial");
+        TC_CHECK_MSG(ASN1_TIME_set(t, (time_t)r->revoked_at) != NULL, TC_ERR_RANGE,
+                     "revocation date");
+        TC_TRY_OSSL(X509_REVOKED_set_revocationDate(rev, t));
+        if (r->reason >= 0) {
+            /* RFC 5280 §5.3.1: reasonCode; 7 is unused, 0..10 otherwise. */
+            TC_CHECK_MSG(r->reason <= 10 && r->reason != 7, TC_ERR_ARG, "CRL reason %d", r->reason);
+            reason = ASN1_ENUMERATED_new();
+            TC_CHECK_MSG(reason != NULL, TC_ERR_NOMEM, "reason");
+            TC_TRY_OSSL(ASN1_ENUMERATED_set(reason, r->reason));
+            TC_TRY_OSSL(X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0));
+            ASN1_ENUMERATED_free(reason);
+            reason = NULL;
+        }
+        TC_TRY_OSSL(X509_CRL_add0_revoked(crl, rev));
+        rev = NULL;
+    }
+    TC_TRY_OSSL(X509_CRL_sort(crl));
+    /* RFC 5280 §5.2.1, §5.2.3: AKI (keyIdentifier) and CRL number. */
+    TC_TRY_OSSL(X509_CRL_add_ext(crl, iss->aki, -1));
+    num = ASN1_INTEGER_new();
+    TC_CHECK_MSG(num != NULL, TC_ERR_NOMEM, "CRL number");
+    TC_TRY_OSSL(ASN1_INTEGER_set_uint64(num, crl_number));
+    TC_TRY_OSSL(X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0));
+    int tl = i2d_re_X509_CRL_tbs(crl, &tbs);
+    TC_CHECK_MSG(tl > 0, TC_ERR_CRYPTO, "cannot encode TBSCertList");
+    size_t start = der->len;
+    TC_TRY(sign_and_wrap(iss->signer, tbs, (size_t)tl, der));
+    p = der->data + start;
+    X509_CRL *back = d2i_X509_CRL(NULL, &p, (long)(der->len - start));
+    bool parsed = back != NULL && p == der->data + der->len;
+    X509_CRL_free(back);
+    TC_CHECK_MSG(parsed, TC_ERR_CRYPTO, "assembled CRL does not parse back");
+    ret = TC_OK;
+out:
+    OPENSSL_free(tbs);
+    ASN1_ENUMERATED_free(reason);
+    X509_REVOKED_free(rev);
+    ASN1_INTEGER_free(num);
+    ASN1_TIME_free(t);
+    X509_CRL_free(crl);
+    return ret;
+}

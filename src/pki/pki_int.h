@@ -1,0 +1,99 @@
+/*
+ * pki internals shared by the module's files: a small DER reader and writer
+ * for the extensions the project defines, OID encodings, and the signing
+ * step (OpenSSL encodes the TBS, the signer signs, we assemble).
+ */
+#ifndef TC_PKI_INT_H
+#define TC_PKI_INT_H
+
+#include <openssl/x509.h>
+
+#include <trustchain/pki.h>
+
+/* DER tags used here. */
+#define DER_BOOLEAN      0x01u
+#define DER_INTEGER      0x02u
+#define DER_BIT_STRING   0x03u
+#define DER_OCTET_STRING 0x04u
+#define DER_OID          0x06u
+#define DER_UTF8STRING   0x0Cu
+#define DER_NUMERIC      0x12u
+#define DER_PRINTABLE    0x13u
+#define DER_GENTIME      0x18u
+#define DER_SEQUENCE     0x30u
+#define DER_CTX0_C       0xA0u
+#define DER_CTX4_C       0xA4u
+#define DER_CTX0_P       0x80u
+#define DER_CTX6_P       0x86u
+
+/* Content octets (no tag/length) of the OIDs the profile uses. */
+extern const uint8_t tc_pki_oid_policy[10];
+extern const uint8_t tc_pki_oid_ext_mfg[10];
+extern const uint8_t tc_pki_oid_ext_batch[10];
+extern const uint8_t tc_pki_oid_hw_type[10];
+extern const uint8_t tc_pki_oid_hmn[8];
+
+/* Append tag and DER length (content follows). */
+void tc_pki_der_header(struct tc_buf *b, uint8_t tag, size_t n);
+/* Append tag, DER length and content. */
+void tc_pki_der_put(struct tc_buf *b, uint8_t tag, const uint8_t *v, size_t n);
+/* Read one element with the given tag; its content as a sub-cursor. Definite
+ * minimal lengths only; on failure the cursor does not move. */
+TC_MUST_CHECK tc_err tc_pki_der_get(struct tc_cursor *c, uint8_t tag, struct tc_cursor *content);
+
+/* Extension values (the extnValue contents) the profile defines. */
+TC_MUST_CHECK tc_err tc_pki_ext_hmn(const uint8_t eid_bcd[static TC_PKI_EID_BCD_LEN],
+                                    struct tc_buf *out);
+TC_MUST_CHECK tc_err tc_pki_ext_mfg(const char *batch_id, const char *station_id,
+                                    int64_t production_time, struct tc_buf *out);
+TC_MUST_CHECK tc_err tc_pki_ext_batch(const char *batch_id, const char *eid_prefix,
+                                      struct tc_buf *out);
+TC_MUST_CHECK tc_err tc_pki_ext_policy(struct tc_buf *out);
+TC_MUST_CHECK tc_err tc_pki_ext_cdp(const char *url, struct tc_buf *out);
+TC_MUST_CHECK tc_err tc_pki_ext_nc(const char *o, const char *ou, struct tc_buf *out);
+/* Parse the same values back (strict DER, consumed exactly). */
+TC_MUST_CHECK tc_err tc_pki_parse_hmn(const uint8_t *v, size_t n,
+                                      uint8_t eid_bcd[static TC_PKI_EID_BCD_LEN]);
+TC_MUST_CHECK tc_err tc_pki_parse_mfg(const uint8_t *v, size_t n, char *batch_id, char *station_id,
+                                      int64_t *production_time);
+TC_MUST_CHECK tc_err tc_pki_parse_batch(const uint8_t *v, size_t n, char *batch_id,
+                                        char *eid_prefix);
+
+/* 1..64 printable ASCII (0x20..0x7E), no leading/trailing space. */
+bool tc_pki_id_ok(const char *s);
+/* GeneralizedTime "YYYYMMDDHHMMSSZ" <-> Unix time. */
+TC_MUST_CHECK tc_err tc_pki_gentime_format(int64_t t, char out[static 16]);
+TC_MUST_CHECK tc_err tc_pki_gentime_parse(const uint8_t *s, size_t n, int64_t *t);
+
+/* A P-256 SPKI (named curve, uncompressed point) parsed to an EVP_PKEY; the
+ * point is copied to `point` if not NULL. */
+TC_MUST_CHECK tc_err tc_pki_p256_spki(const uint8_t *spki, size_t spki_len, EVP_PKEY **key,
+                                      uint8_t point[TC_PKI_P256_POINT]);
+
+/* Add an extension from its encoded value. */
+TC_MUST_CHECK tc_err tc_pki_x509_add_ext(X509 *x, int nid, const char *oid_txt, bool critical,
+                                         const uint8_t *v, size_t n);
+/* Fill `out` with the SHA-1 of the subjectPublicKey BIT STRING of an SPKI
+ * (RFC 5280 §4.2.1.2 method 1). */
+TC_MUST_CHECK tc_err tc_pki_key_id(const uint8_t *spki, size_t spki_len, uint8_t out[20]);
+/* Sign a prepared X509 with the signer and replace *x by the parsed-back
+ * certificate; its DER goes to der. */
+TC_MUST_CHECK tc_err tc_pki_sign_cert(X509 **x, const struct tc_signer *s, struct tc_buf *der);
+
+/* Internal issuance without the EID/prefix/PoP gates; tests use it to build
+ * certificates the issuer refuses to make (bad check digits, outside the
+ * batch). */
+struct tc_pki_device_fields {
+    const char *eid;
+    const char *ou; /* batch ID in the subject */
+    const char *o;
+    const char *batch_id; /* in the manufacturing extension */
+    const char *station_id;
+    int64_t production_time;
+};
+TC_MUST_CHECK tc_err tc_pki_device_build(struct tc_pki_issuer *batch,
+                                         const struct tc_pki_device_fields *f, const uint8_t *spki,
+                                         size_t spki_len, struct tc_buf *der,
+                                         uint8_t serial[TC_PKI_SERIAL_LEN]);
+
+#endif
