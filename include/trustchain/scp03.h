@@ -74,8 +74,9 @@
 #define TC_SCP03_SEQ_MAX       0xFFFFFFu
 #define TC_SCP03_AID_MIN       5u
 #define TC_SCP03_AID_MAX       16u
-#define TC_SCP03_IU_RESP_MAX   (10u + 3u + 16u + 16u + 3u) /* INITIALIZE UPDATE response */
-#define TC_SCP03_KEYS_PER_SET  3u                          /* Key-ENC, Key-MAC, Key-DEK */
+#define TC_SCP03_IU_RESP_MAX   (10u + 3u + 16u + 16u + 3u)          /* INITIALIZE UPDATE response */
+#define TC_SCP03_KEYS_PER_SET  3u                                   /* Key-ENC, Key-MAC, Key-DEK */
+#define TC_SCP03_KCVS_LEN      (TC_SCP03_KEYS_PER_SET * TC_KCV_LEN) /* the three KCVs */
 /* Largest growth of a command's data field by wrapping: padding + C-MAC. */
 #define TC_SCP03_WRAP_OVERHEAD (TC_AES_BLOCK + TC_SCP03_MAC_MAX)
 /* Largest growth of a response's data by wrapping: padding + R-MAC. */
@@ -173,6 +174,8 @@ enum tc_scp03_state {
     TC_SCP03_STATE_IDLE = 0,      /* no session */
     TC_SCP03_STATE_INITIALIZED,   /* INITIALIZE UPDATE done, awaiting EXTERNAL AUTHENTICATE */
     TC_SCP03_STATE_AUTHENTICATED, /* secure channel open */
+    TC_SCP03_STATE_ABORTED,       /* card: a verification failed; everything but a new
+                                     INITIALIZE UPDATE is refused (6982) */
 };
 
 /*
@@ -281,7 +284,8 @@ struct tc_scp03_card {
     const struct tc_scp03_card_store *store;
     struct tc_scp03_session s;
     uint8_t dek[TC_SCP03_KEY_MAX];
-    uint32_t seq; /* sequence counter used by the last INITIALIZE UPDATE */
+    uint32_t seq;   /* sequence counter used by the last INITIALIZE UPDATE */
+    bool rmac_stop; /* END R-MAC SESSION: drop R-MAC/R-ENC after this response */
 };
 
 /* A command the card received, once unwrapped. data points into the
@@ -341,9 +345,10 @@ TC_MUST_CHECK tc_err tc_scp03_card_wrap(struct tc_scp03_card *c, const uint8_t *
  * GP CS 2.3 §11.5/§11.4 and Amendment D §7.1 BEGIN R-MAC SESSION (INS 7A, P1 = 10
  * R-MAC or 30 R-MAC+R-ENC, P2 = 01, data empty or one length-prefixed
  * field) and END R-MAC SESSION (INS 78, P1 = 00, P2 = 03, no data), given
- * as unwrapped commands; the level bits must be supported by i. BEGIN raises the level to
- * include R-MAC (and R-ENC) from the next response on; END drops them after
- * its own response. The caller wraps the (empty) response as usual.
+ * as unwrapped commands; the level bits must be supported by i. Both
+ * responses carry an R-MAC: BEGIN raises the level at once, END lowers it
+ * after its own response is wrapped. The caller wraps the (empty)
+ * response as usual.
  */
 TC_MUST_CHECK tc_err tc_scp03_card_begin_rmac(struct tc_scp03_card *c,
                                               const struct tc_scp03_card_cmd *cmd, uint16_t *sw);
@@ -352,11 +357,10 @@ TC_MUST_CHECK tc_err tc_scp03_card_end_rmac(struct tc_scp03_card *c,
 
 /* PUT KEY decoded (Amendment D §7.2, GP CS 2.3 §11.8). */
 struct tc_scp03_put_key {
-    uint8_t old_kvn;             /* P1: 0 = add a new keyset, else the KVN to replace */
-    uint8_t first_id;            /* P2 b7-b1: key identifier of the first key (1) */
-    struct tc_scp03_keyset keys; /* the new keyset (keys.kvn = new KVN) */
-    uint8_t kcv[TC_SCP03_KEYS_PER_SET][TC_KCV_LEN];
-    size_t nkeys; /* always 3 after a successful decode */
+    uint8_t old_kvn;                /* P1: 0 = add a new keyset, else the KVN to replace */
+    uint8_t first_id;               /* P2 b7-b1: key identifier of the first key (1) */
+    struct tc_scp03_keyset keys;    /* the new keyset (keys.kvn = new KVN) */
+    uint8_t kcv[TC_SCP03_KCVS_LEN]; /* KCVs of ENC, MAC, DEK as sent (and verified) */
 };
 
 /*
@@ -366,9 +370,11 @@ struct tc_scp03_put_key {
  * AES-CBC, zero ICV> 03 <KCV>. The block with the key length byte KL
  * (Amendment D table 7-10) and without it (as GPShell and yubikit send) are
  * both accepted. Every KCV is recomputed and must match. Requires an
- * authenticated session with C-DEC (level 03, 13 or 33) as GP CS §11.8.1
- * requires sensitive data to be confidential. The caller stores out->keys
- * and answers tc_scp03_put_key_response(). Wipe *out afterwards.
+ * authenticated session with at least C-MAC (the key data itself is always
+ * encrypted under Key-DEK). P1 != 0 must name an existing keyset (6A88); a
+ * new keyset (P1 = 0) must not reuse an existing KVN (6A80). The caller
+ * stores out->keys and answers tc_scp03_put_key_response(). Wipe *out
+ * afterwards (tc_memzero).
  */
 TC_MUST_CHECK tc_err tc_scp03_card_put_key(struct tc_scp03_card *c,
                                            const struct tc_scp03_card_cmd *cmd,
@@ -480,14 +486,14 @@ void tc_scp03_host_wipe(struct tc_scp03_host *h);
 
 /* PUT KEY data field for a whole AES keyset (Amendment D §7.2, table 7-10):
  * new KVN || three blocks 88 LL KL <wrapped key> 03 <KCV>. Wrapping happens
- * in `cur` (its keyset dek_kvn); the new keys and KCVs come from `src`. */
+ * in `cur` (its keyset dek_kvn); the new keys and KCVs (ENC, MAC, DEK, 3
+ * bytes each) come from `src`. */
 TC_MUST_CHECK tc_err tc_scp03_put_key_data(const struct tc_scp03_key_provider *cur, uint8_t dek_kvn,
                                            const struct tc_scp03_key_provider *src, uint8_t new_kvn,
-                                           struct tc_buf *out,
-                                           uint8_t kcv[TC_SCP03_KEYS_PER_SET][TC_KCV_LEN]);
-/* Check a PUT KEY response (KVN || 3 KCVs) against the expected values. */
+                                           struct tc_buf *out, uint8_t kcvs[TC_SCP03_KCVS_LEN]);
+/* Check a PUT KEY response (KVN || 3 KCVs) against the expected KCVs. */
 TC_MUST_CHECK tc_err tc_scp03_put_key_check(const uint8_t *resp, size_t len, uint8_t new_kvn,
-                                            const uint8_t kcv[TC_SCP03_KEYS_PER_SET][TC_KCV_LEN]);
+                                            const uint8_t kcvs[TC_SCP03_KCVS_LEN]);
 
 /* ------------------------------------------------------------------ host side, transport */
 
