@@ -246,7 +246,10 @@ struct tc_audit_store_ops {
                           tc_err (*fn)(void *arg, uint64_t index, const uint8_t *event, size_t len,
                                        const uint8_t *leaf_hash, size_t hash_len),
                           void *arg);
-    /* Checkpoints with size > after, in size order; TC_ERR_NOT_FOUND when none. */
+    /* The stored checkpoint with the largest size; TC_ERR_NOT_FOUND when none. */
+    tc_err (*last_checkpoint)(void *ctx, uint64_t *size, uint8_t *note, size_t note_size,
+                              size_t *note_len);
+    /* The first checkpoint with size > after; TC_ERR_NOT_FOUND when none. */
     tc_err (*next_checkpoint)(void *ctx, uint64_t after, uint64_t *size, uint8_t *note,
                               size_t note_size, size_t *note_len);
     void (*close)(void *ctx);

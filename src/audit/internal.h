@@ -42,4 +42,15 @@ TC_MUST_CHECK tc_err tc_merkle_frontier_root(const struct tc_merkle_frontier *f,
 TC_MUST_CHECK tc_err tc_audit_ed25519_raw(const uint8_t *spki, size_t len, uint8_t pub[static 32]);
 void tc_audit_ed25519_spki(const uint8_t pub[static 32], uint8_t spki[static 44]);
 
+/* The log's tree and store, for the exporter and verifier (lock order:
+ * store, then tree). */
+const struct tc_merkle_tree *tc_audit_log_tree_rdlock(struct tc_audit_log *log);
+void tc_audit_log_tree_unlock(struct tc_audit_log *log);
+struct tc_audit_store *tc_audit_log_store_lock(struct tc_audit_log *log);
+void tc_audit_log_store_unlock(struct tc_audit_log *log);
+
+/* Length of the text of a signed note (up to and including the newline
+ * before the last blank line); TC_ERR_FORMAT if there is none. */
+TC_MUST_CHECK tc_err tc_note_text_len(const uint8_t *note, size_t len, size_t *text_len);
+
 #endif

@@ -252,6 +252,21 @@ static tc_err verify_sig(const struct tc_note_verifier *v, const uint8_t *text, 
     return TC_OK;
 }
 
+tc_err tc_note_text_len(const uint8_t *note, size_t len, size_t *text_len)
+{
+    /* The text is separated from the signatures by the last empty line. */
+    size_t split = len;
+    for (size_t i = len; i >= 2; i--)
+        if (note[i - 1] == '\n' && note[i - 2] == '\n') {
+            split = i - 1; /* note[0..split) is the text, ending in '\n' */
+            break;
+        }
+    TC_ENSURE_MSG(split < len, TC_ERR_FORMAT, "note has no blank line before signatures");
+    TC_ENSURE_MSG(split > 0, TC_ERR_FORMAT, "note text is empty");
+    *text_len = split;
+    return TC_OK;
+}
+
 tc_err tc_note_open(const uint8_t *note, size_t len, const struct tc_note_verifier *verifiers,
                     size_t nverifiers, size_t *text_len, size_t *verified)
 {
@@ -262,15 +277,8 @@ tc_err tc_note_open(const uint8_t *note, size_t len, const struct tc_note_verifi
     TC_ENSURE_MSG(len <= TC_NOTE_MAX, TC_ERR_FORMAT, "note of %zu bytes exceeds %u", len,
                   TC_NOTE_MAX);
     TC_GUARD(text_ok(note, len));
-    /* The text is separated from the signatures by the last empty line. */
-    size_t split = len;
-    for (size_t i = len; i >= 2; i--)
-        if (note[i - 1] == '\n' && note[i - 2] == '\n') {
-            split = i - 1; /* note[0..split) is the text, ending in '\n' */
-            break;
-        }
-    TC_ENSURE_MSG(split < len, TC_ERR_FORMAT, "note has no blank line before signatures");
-    TC_ENSURE_MSG(split > 0, TC_ERR_FORMAT, "note text is empty");
+    size_t split = 0;
+    TC_GUARD(tc_note_text_len(note, len, &split));
     struct tc_cursor c;
     tc_cursor_init(&c, note + split + 1, len - split - 1);
     TC_ENSURE_MSG(tc_cursor_remaining(&c) > 0, TC_ERR_FORMAT, "note has no signature lines");
