@@ -1,0 +1,68 @@
+/*
+ * hsm internals: the loaded module, the token and the session pool.
+ */
+#ifndef TC_HSM_INT_H
+#define TC_HSM_INT_H
+
+#include <pthread.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include <trustchain/hsm.h>
+
+struct tc_hsm_module; /* one per loaded module path, shared and refcounted */
+
+struct tc_hsm {
+    struct tc_hsm_module *mod;
+    CK_FUNCTION_LIST_PTR f;
+    CK_SLOT_ID slot;
+    bool logged_in;
+    /* The pool: `n` read-write sessions opened once; `free_stack` holds the
+     * idle ones. Acquire blocks on `cv` while all are in use. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned n;
+    unsigned n_free;
+    CK_SESSION_HANDLE sessions[TC_HSM_MAX_POOL];
+    CK_SESSION_HANDLE free_stack[TC_HSM_MAX_POOL];
+    /* Mechanism info read once at open. */
+    struct {
+        CK_MECHANISM_TYPE mech;
+        bool known;
+        CK_MECHANISM_INFO info;
+    } mech_cache[16];
+    size_t n_mech_cache;
+    pthread_mutex_t mech_mu;
+};
+
+/* The process-wide module list (PKCS#11 2.40 §5.4: one C_Initialize per
+ * application): the first user loads and initialises, the last finalises. */
+TC_MUST_CHECK tc_err tc_hsm_module_acquire(const char *path, const char *conf,
+                                           struct tc_hsm_module **out, CK_FUNCTION_LIST_PTR *f);
+void tc_hsm_module_release(struct tc_hsm_module *m);
+/* The slot of the initialised token with this label; TC_ERR_NOT_FOUND. */
+TC_MUST_CHECK tc_err tc_hsm_slot_by_label(CK_FUNCTION_LIST_PTR f, const char *label,
+                                          CK_SLOT_ID *slot);
+
+CK_SESSION_HANDLE tc_hsm_session_acquire(struct tc_hsm *h);
+void tc_hsm_session_release(struct tc_hsm *h, CK_SESSION_HANDLE s);
+
+/* Records TC_ERR_HSM (or a mapped code) naming the call and CKR_ value. */
+tc_err tc_hsm_fail_rv(const char *file, int line, CK_RV rv, const char *what);
+#define TC_HSM_FAIL_RV(rv, what) tc_hsm_fail_rv(__FILE__, __LINE__, (rv), (what))
+
+/* CKA_ID for a label: SHA-256(label)[0..7]. */
+TC_MUST_CHECK tc_err tc_hsm_label_id(const char *label, uint8_t id[static TC_HSM_ID_LEN]);
+/* Printable ASCII, 1..TC_HSM_LABEL_MAX bytes. */
+TC_MUST_CHECK tc_err tc_hsm_label_check(const char *label);
+
+/* Find objects with `label` and class; *count is how many (up to max). */
+TC_MUST_CHECK tc_err tc_hsm_find_all(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+                                     const char *label, CK_OBJECT_HANDLE *out, CK_ULONG max,
+                                     CK_ULONG *count);
+
+/* ECDSA r || s (field bytes each) to DER Ecdsa-Sig-Value. */
+TC_MUST_CHECK tc_err tc_hsm_ecdsa_der(const uint8_t *rs, size_t field, uint8_t *out,
+                                      size_t out_size, size_t *out_len);
+
+#endif

@@ -1,0 +1,790 @@
+/*
+ * hsm tests against a real SoftHSM2 running with its own config and token
+ * directory in a mkdtemp directory (never the system configuration).
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <trustchain/crypto.h>
+#include <trustchain/hsm.h>
+
+#include "hsm/hsm_int.h"
+
+#define SO_PIN   "so-secret-1234"
+#define USER_PIN "user-secret-5678"
+#define TOKEN    "tc-test"
+
+static char tmpdir[256];
+static struct tc_hsm_workspace ws;
+static struct tc_hsm *H;
+static bool setup_failed;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    tc_hsm_close(H);
+    H = NULL;
+    if (tmpdir[0] != '\0')
+        (void)nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct tc_hsm_config config(const char *pin)
+{
+    struct tc_hsm_config c = {.module_path = ws.module_path,
+                              .softhsm_conf = ws.softhsm_conf,
+                              .token_label = TOKEN,
+                              .pin = pin,
+                              .pin_len = pin != NULL ? strlen(pin) : 0,
+                              .pool_size = 2};
+    return c;
+}
+
+/* One workspace and token per process: SOFTHSM2_CONF is read once, at the
+ * module's C_Initialize. */
+static struct tc_hsm *hsm(void)
+{
+    if (H != NULL || setup_failed)
+        return H;
+    setup_failed = true;
+    const char *base = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    (void)snprintf(tmpdir, sizeof tmpdir, "%s/tc-hsm-test-XXXXXX", base);
+    if (mkdtemp(tmpdir) == NULL) {
+        tmpdir[0] = '\0';
+        EXPECT(!"mkdtemp failed");
+        return NULL;
+    }
+    char wsdir[300];
+    (void)snprintf(wsdir, sizeof wsdir, "%s/ws", tmpdir);
+    EXPECT_OK(tc_hsm_workspace_create(wsdir, NULL, TOKEN, &ws));
+    EXPECT_OK(tc_hsm_init_token(ws.module_path, ws.softhsm_conf, TOKEN, SO_PIN, strlen(SO_PIN),
+                                USER_PIN, strlen(USER_PIN)));
+    struct tc_hsm_config c = config(USER_PIN);
+    EXPECT_OK(tc_hsm_open(&c, &H));
+    if (H != NULL)
+        setup_failed = false;
+    return H;
+}
+
+static void hex(const char *s, uint8_t *out, size_t n)
+{
+    size_t len = 0;
+    EXPECT_OK(tc_hex_decode(s, strlen(s), 0, out, n, &len));
+    EXPECT_EQ_U(len, n);
+}
+
+/* ------------------------------------------------------------ workspace */
+
+static void test_workspace_isolated(void)
+{
+    if (hsm() == NULL)
+        return;
+    size_t len = 0;
+    uint8_t *conf = tc_test_read_file(ws.softhsm_conf, &len);
+    EXPECT(conf != NULL);
+    if (conf != NULL) {
+        char want[TC_HSM_PATH_MAX + 32];
+        (void)snprintf(want, sizeof want, "directories.tokendir = %s\n", ws.token_dir);
+        EXPECT(strstr((char *)conf, want) != NULL);
+        EXPECT(strstr((char *)conf, "/etc/softhsm") == NULL);
+        free(conf);
+    }
+    EXPECT_STR(getenv("SOFTHSM2_CONF"), ws.softhsm_conf);
+    char wsdir[300];
+    (void)snprintf(wsdir, sizeof wsdir, "%s/ws", tmpdir);
+    struct tc_hsm_workspace back;
+    EXPECT_OK(tc_hsm_workspace_load(wsdir, &back));
+    EXPECT_STR(back.module_path, TC_HSM_DEFAULT_MODULE);
+    EXPECT_STR(back.token_label, TOKEN);
+    EXPECT_STR(back.softhsm_conf, ws.softhsm_conf);
+    char nohsm[300];
+    (void)snprintf(nohsm, sizeof nohsm, "%s/nothing", tmpdir);
+    EXPECT_ERR(tc_hsm_workspace_load(nohsm, &back), TC_ERR_NOT_FOUND);
+    EXPECT(strstr(tc_error_last()->msg, "does not exist") != NULL);
+    /* A token directory was populated by C_InitToken. */
+    EXPECT(access(ws.token_dir, R_OK | X_OK) == 0);
+}
+
+static void test_init_token_twice_refused(void)
+{
+    if (hsm() == NULL)
+        return;
+    EXPECT_ERR(tc_hsm_init_token(ws.module_path, ws.softhsm_conf, TOKEN, SO_PIN, strlen(SO_PIN),
+                                 USER_PIN, strlen(USER_PIN)),
+               TC_ERR_STATE);
+    EXPECT(strstr(tc_error_last()->msg, "already exists") != NULL);
+    EXPECT_ERR(tc_hsm_init_token(ws.module_path, ws.softhsm_conf, "short-pin", "123", 3, USER_PIN,
+                                 strlen(USER_PIN)),
+               TC_ERR_RANGE);
+    EXPECT_ERR(tc_hsm_init_token(ws.module_path, ws.softhsm_conf,
+                                 "a-label-that-is-longer-than-32-chars", SO_PIN, strlen(SO_PIN),
+                                 USER_PIN, strlen(USER_PIN)),
+               TC_ERR_RANGE);
+}
+
+static void test_pin_sources(void)
+{
+    char pin[64];
+    size_t n = 0;
+    char path[300];
+    if (hsm() == NULL)
+        return;
+    (void)snprintf(path, sizeof path, "%s/pin", tmpdir);
+    FILE *f = fopen(path, "w");
+    EXPECT(f != NULL);
+    if (f == NULL)
+        return;
+    (void)fputs("1234abcd\nignored\n", f);
+    (void)fclose(f);
+    EXPECT_OK(tc_hsm_pin_read("TC_TEST_NO_SUCH_VAR", path, pin, sizeof pin, &n));
+    EXPECT_EQ_U(n, 8);
+    EXPECT_STR(pin, "1234abcd");
+    EXPECT_OK(setenv("TC_TEST_PIN_VAR", "from-env", 1));
+    EXPECT_OK(tc_hsm_pin_read("TC_TEST_PIN_VAR", NULL, pin, sizeof pin, &n));
+    EXPECT_STR(pin, "from-env");
+    EXPECT_ERR(tc_hsm_pin_read("TC_TEST_NO_SUCH_VAR", NULL, pin, sizeof pin, &n), TC_ERR_NOT_FOUND);
+    EXPECT(strstr(tc_error_last()->msg, "set TC_TEST_NO_SUCH_VAR") != NULL);
+    (void)snprintf(path, sizeof path, "%s/no-such-pin-file", tmpdir);
+    EXPECT_ERR(tc_hsm_pin_read(NULL, path, pin, sizeof pin, &n), TC_ERR_IO);
+    EXPECT_ERR(tc_hsm_pin_read("TC_TEST_PIN_VAR", NULL, pin, 4, &n), TC_ERR_RANGE);
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void test_error_module_missing(void)
+{
+    if (hsm() == NULL)
+        return;
+    struct tc_hsm_config c = config(USER_PIN);
+    c.module_path = "/nonexistent/libnothing-pkcs11.so";
+    struct tc_hsm *h = NULL;
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_IO);
+    EXPECT(h == NULL);
+    EXPECT(strstr(tc_error_last()->msg,
+                  "cannot load PKCS#11 module '/nonexistent/libnothing-pkcs11.so'") != NULL);
+    /* A shared library that is not a PKCS#11 module. */
+    c.module_path = "libz.so.1";
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_IO);
+    EXPECT(strstr(tc_error_last()->msg, "is not a PKCS#11 module") != NULL);
+}
+
+static void test_error_token_missing(void)
+{
+    if (hsm() == NULL)
+        return;
+    struct tc_hsm_config c = config(USER_PIN);
+    c.token_label = "no-such-token";
+    struct tc_hsm *h = NULL;
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_NOT_FOUND);
+    EXPECT(h == NULL);
+    EXPECT_STR(tc_error_last()->msg,
+               "no initialised token labelled 'no-such-token' in the PKCS#11 module");
+}
+
+static void test_error_wrong_pin(void)
+{
+    if (hsm() == NULL)
+        return;
+    struct tc_hsm_config c = config("not-the-pin");
+    struct tc_hsm *h = NULL;
+    /* The pool already holds a login for this application; close it so
+     * that the wrong PIN meets C_Login for real. */
+    tc_hsm_close(H);
+    H = NULL;
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_AUTH);
+    EXPECT(h == NULL);
+    EXPECT_STR(tc_error_last()->msg, "wrong user PIN for token '" TOKEN "' (CKR_PIN_INCORRECT)");
+    c = config(USER_PIN);
+    EXPECT_OK(tc_hsm_open(&c, &H));
+}
+
+static void test_error_mechanism_unsupported(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    /* SoftHSM2 2.6.1 has CKM_SHA256 for digests only, and no
+     * CKM_ECDSA_SHA256 at all. */
+    EXPECT_ERR(tc_hsm_require_mech(h, CKM_SHA256, CKF_SIGN, "a test"), TC_ERR_UNSUPPORTED);
+    EXPECT_STR(tc_error_last()->msg, "the PKCS#11 module does not support CKM_SHA256 for a test");
+    EXPECT_ERR(tc_hsm_require_mech(h, CKM_ECDSA_SHA256, CKF_SIGN, "hashing signatures"),
+               TC_ERR_UNSUPPORTED);
+    EXPECT_STR(tc_error_last()->msg,
+               "the PKCS#11 module does not support mechanism 0x1044 for hashing signatures");
+    EXPECT_OK(tc_hsm_require_mech(h, CKM_AES_CMAC, CKF_SIGN, "CMAC"));
+}
+
+static void test_error_key_not_found(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    tc_hsm_obj o = 0;
+    EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:master:absent", &o), TC_ERR_NOT_FOUND);
+    EXPECT_STR(tc_error_last()->msg, "key 'tc:master:absent' not found in the HSM token");
+    struct tc_signer s;
+    EXPECT_ERR(tc_hsm_signer(h, "tc:batch-ca:absent", &s), TC_ERR_NOT_FOUND);
+    struct tc_hsm_keyset ks;
+    EXPECT_ERR(tc_hsm_transport_find(h, "absent", 1, &ks), TC_ERR_NOT_FOUND);
+    EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "bad label", &o), TC_ERR_FORMAT);
+    EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "", &o), TC_ERR_RANGE);
+}
+
+/* ------------------------------------------------------------ policy */
+
+static CK_RV raw_read_value(struct tc_hsm *h, tc_hsm_obj o)
+{
+    uint8_t buf[256];
+    CK_ATTRIBUTE a = {CKA_VALUE, buf, sizeof buf};
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    CK_RV rv = h->f->C_GetAttributeValue(s, o, &a, 1);
+    tc_hsm_session_release(h, s);
+    return rv;
+}
+
+static CK_RV raw_wrap(struct tc_hsm *h, tc_hsm_obj wrapping, tc_hsm_obj o, CK_MECHANISM_TYPE m)
+{
+    uint8_t buf[512];
+    CK_ULONG len = sizeof buf;
+    uint8_t iv[16] = {0};
+    CK_MECHANISM mech = {m, m == CKM_AES_CBC ? iv : NULL, m == CKM_AES_CBC ? 16 : 0};
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    CK_RV rv = h->f->C_WrapKey(s, &mech, wrapping, o, buf, &len);
+    tc_hsm_session_release(h, s);
+    return rv;
+}
+
+static bool attr_true(struct tc_hsm *h, tc_hsm_obj o, CK_ATTRIBUTE_TYPE t)
+{
+    CK_BBOOL v = CK_FALSE;
+    CK_ATTRIBUTE a = {t, &v, sizeof v};
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    CK_RV rv = h->f->C_GetAttributeValue(s, o, &a, 1);
+    tc_hsm_session_release(h, s);
+    return rv == CKR_OK && v == CK_TRUE;
+}
+
+static void test_master_and_ca_keys_never_leave(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    tc_hsm_obj master = 0, gen = 0, imported = 0, ca_priv = 0, ca_pub = 0, cp_priv = 0, cp_pub = 0;
+    struct tc_hsm_keyset tr;
+    const uint8_t k[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+                           0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f};
+    EXPECT_OK(tc_hsm_master_generate(h, "policy", 32, &gen));
+    EXPECT_OK(tc_hsm_master_import(h, "policy-imported", k, 16, &imported));
+    EXPECT_OK(tc_hsm_keypair_generate(h, TC_SIG_ECDSA_P256_SHA256, "tc:batch-ca:policy", &ca_priv,
+                                      &ca_pub));
+    EXPECT_OK(tc_hsm_keypair_generate(h, TC_SIG_ED25519, "tc:audit:policy", &cp_priv, &cp_pub));
+    EXPECT_OK(tc_hsm_transport_import(h, "policy", 0x30, k, k, k, 16, &tr));
+    EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:master:policy", &master));
+    EXPECT_EQ_U(master, gen);
+
+    const tc_hsm_obj never[] = {gen, imported, ca_priv, cp_priv, tr.enc, tr.mac, tr.dek};
+    for (size_t i = 0; i < TC_ARRAY_LEN(never); i++) {
+        /* PKCS#11 2.40 §4.9: a sensitive or unextractable key's CKA_VALUE
+         * cannot be revealed, and C_WrapKey refuses an unextractable key. */
+        EXPECT_EQ_U(raw_read_value(h, never[i]), CKR_ATTRIBUTE_SENSITIVE);
+        CK_RV rv = raw_wrap(h, tr.dek, never[i], CKM_AES_CBC);
+        EXPECT(rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE);
+        rv = raw_wrap(h, tr.dek, never[i], CKM_AES_KEY_WRAP);
+        EXPECT(rv != CKR_OK);
+        EXPECT(attr_true(h, never[i], CKA_SENSITIVE));
+        EXPECT(!attr_true(h, never[i], CKA_EXTRACTABLE));
+        /* Generated keys were never extractable; imported ones were
+         * known outside the HSM once (§4.4: CKA_NEVER_EXTRACTABLE FALSE). */
+        bool generated = never[i] == gen || never[i] == ca_priv || never[i] == cp_priv;
+        EXPECT(attr_true(h, never[i], CKA_NEVER_EXTRACTABLE) == generated);
+        /* An application cannot flip CKA_EXTRACTABLE back (§4.4 Table 25:
+         * it may only be changed from TRUE to FALSE). */
+        CK_BBOOL t = CK_TRUE;
+        CK_ATTRIBUTE a = {CKA_EXTRACTABLE, &t, sizeof t};
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+        EXPECT(h->f->C_SetAttributeValue(s, never[i], &a, 1) != CKR_OK);
+        tc_hsm_session_release(h, s);
+        uint8_t out[64];
+        size_t out_len = 0;
+        EXPECT_ERR(tc_hsm_wrap(h, tr.dek, never[i], out, sizeof out, &out_len), TC_ERR_STATE);
+        EXPECT_EQ_U(out_len, 0);
+    }
+    /* The master key derives and does nothing else. */
+    EXPECT(attr_true(h, gen, CKA_DERIVE));
+    EXPECT(!attr_true(h, gen, CKA_ENCRYPT));
+    EXPECT(!attr_true(h, gen, CKA_SIGN));
+    EXPECT(!attr_true(h, gen, CKA_WRAP));
+    EXPECT(attr_true(h, gen, CKA_TOKEN));
+    uint8_t kcv[3];
+    EXPECT_ERR(tc_hsm_kcv(h, gen, kcv), TC_ERR_STATE);
+    /* A CA key cannot be used for anything but signing. */
+    EXPECT(attr_true(h, ca_priv, CKA_SIGN));
+    EXPECT(!attr_true(h, ca_priv, CKA_DECRYPT));
+    EXPECT(!attr_true(h, ca_priv, CKA_DERIVE));
+
+    /* Labels are unique. */
+    EXPECT_ERR(tc_hsm_master_generate(h, "policy", 16, &gen), TC_ERR_STATE);
+    EXPECT_STR(tc_error_last()->msg, "an HSM key labelled 'tc:master:policy' already exists");
+    EXPECT_ERR(tc_hsm_keypair_generate(h, TC_SIG_ECDSA_P256_SHA256, "tc:batch-ca:policy", &ca_priv,
+                                       &ca_pub),
+               TC_ERR_STATE);
+    EXPECT_ERR(tc_hsm_transport_import(h, "policy", 0x30, k, k, k, 16, &tr), TC_ERR_STATE);
+    EXPECT_ERR(tc_hsm_master_generate(h, "bad-length", 24, &gen), TC_ERR_RANGE);
+
+    /* The token survives a close/open: the keys are token objects. */
+    tc_hsm_close(H);
+    struct tc_hsm_config c = config(USER_PIN);
+    EXPECT_OK(tc_hsm_open(&c, &H));
+    h = H;
+    if (h == NULL)
+        return;
+    EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:master:policy", &master));
+    struct tc_hsm_keyset tr2;
+    EXPECT_OK(tc_hsm_transport_find(h, "policy", 0x30, &tr2));
+    EXPECT_EQ_U(tr2.key_len, 16);
+    /* Listing shows attributes, never values. */
+    struct tc_hsm_obj_info list[32];
+    size_t n = 0;
+    EXPECT_OK(tc_hsm_list(h, list, TC_ARRAY_LEN(list), &n));
+    size_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i].label, "tc:master:policy") == 0) {
+            seen++;
+            EXPECT_STR(list[i].key_type, "AES");
+            EXPECT_EQ_U(list[i].value_len, 32);
+            EXPECT(list[i].sensitive && !list[i].extractable && list[i].derive);
+            EXPECT_EQ_U(list[i].id_len, TC_HSM_ID_LEN);
+        }
+        if (strcmp(list[i].label, "tc:batch-ca:policy") == 0 &&
+            list[i].kind == TC_HSM_KIND_PRIVATE) {
+            seen++;
+            EXPECT_STR(list[i].curve, "P-256");
+            EXPECT(list[i].never_extractable);
+        }
+        if (strcmp(list[i].label, "tc:audit:policy") == 0 && list[i].kind == TC_HSM_KIND_PUBLIC) {
+            seen++;
+            EXPECT_STR(list[i].curve, "Ed25519");
+            EXPECT_STR(list[i].key_type, "EC_EDWARDS");
+        }
+    }
+    EXPECT_EQ_U(seen, 3);
+    EXPECT_ERR(tc_hsm_list(h, list, 2, &n), TC_ERR_SPACE);
+}
+
+/* ------------------------------------------------------------ diversify */
+
+static void test_diversify_vectors(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "hsm/diversify.txt"))
+        return;
+    int records = 0;
+    while (tc_vec_next(&v)) {
+        size_t mlen = 0, elen = 0, dlen = 0;
+        uint8_t *master = tc_vec_hex(&v, "MASTER", &mlen);
+        const char *eid_digits = tc_vec_get(&v, "EID");
+        uint8_t *dek = tc_vec_hex(&v, "DEK", &dlen);
+        uint64_t keylen = 0;
+        EXPECT_OK(tc_parse_uint(tc_vec_get(&v, "KEYLEN"), 32, &keylen));
+        uint8_t eid[16];
+        EXPECT_OK(tc_hex_decode(eid_digits, strlen(eid_digits), 0, eid, sizeof eid, &elen));
+        char name[64];
+        (void)snprintf(name, sizeof name, "vec-%d", records);
+        tc_hsm_obj m = 0;
+        EXPECT_OK(tc_hsm_master_import(h, name, master, mlen, &m));
+        char batch[64];
+        (void)snprintf(batch, sizeof batch, "vec-%d", records);
+        struct tc_hsm_keyset tr;
+        EXPECT_OK(tc_hsm_transport_import(h, batch, 1, dek, dek, dek, dlen, &tr));
+        struct tc_hsm_keyset ks;
+        EXPECT_OK(tc_hsm_diversify(h, m, eid, (size_t)keylen, &ks));
+        EXPECT(ks.session);
+        const char *roles[3] = {"ENC", "MAC", "DEK"};
+        const tc_hsm_obj objs[3] = {ks.enc, ks.mac, ks.dek};
+        for (size_t r = 0; r < 3; r++) {
+            char key[16];
+            size_t n = 0;
+            (void)snprintf(key, sizeof key, "D_%s", roles[r]);
+            uint8_t *want_d = tc_vec_hex(&v, key, &n);
+            uint8_t d[32];
+            for (size_t i = 1; i <= keylen / 16; i++)
+                EXPECT_OK(tc_hsm_diversify_block(eid, (uint8_t)(r + 1), (size_t)keylen, i,
+                                                 d + 16 * (i - 1)));
+            EXPECT_MEM(d, (size_t)keylen, want_d, n);
+            free(want_d);
+
+            /* The software reference (tests only): K = AES-ECB(master, D),
+             * KCV by the crypto module; compare with the KCV the HSM
+             * computes on the derived object. */
+            (void)snprintf(key, sizeof key, "K_%s", roles[r]);
+            uint8_t *want_k = tc_vec_hex(&v, key, &n);
+            uint8_t soft_k[32];
+            EXPECT_OK(tc_aes_ecb_encrypt(master, mlen, d, (size_t)keylen, soft_k));
+            EXPECT_MEM(soft_k, (size_t)keylen, want_k, n);
+            (void)snprintf(key, sizeof key, "KCV_%s", roles[r]);
+            uint8_t *want_kcv = tc_vec_hex(&v, key, &n);
+            uint8_t soft_kcv[3], hsm_kcv[3];
+            EXPECT_OK(tc_kcv_aes(soft_k, (size_t)keylen, soft_kcv));
+            EXPECT_MEM(soft_kcv, 3, want_kcv, n);
+            EXPECT_OK(tc_hsm_kcv(h, objs[r], hsm_kcv));
+            EXPECT_MEM(hsm_kcv, 3, want_kcv, n);
+
+            /* PUT KEY block: wrapped in the HSM under the transport DEK. */
+            (void)snprintf(key, sizeof key, "WRAP_%s", roles[r]);
+            uint8_t *want_w = tc_vec_hex(&v, key, &n);
+            uint8_t w[64];
+            size_t wlen = 0;
+            EXPECT_OK(tc_hsm_wrap(h, tr.dek, objs[r], w, sizeof w, &wlen));
+            EXPECT_MEM(w, wlen, want_w, n);
+            /* Derived keys are sensitive: their value cannot be read. */
+            EXPECT_EQ_U(raw_read_value(h, objs[r]), CKR_ATTRIBUTE_SENSITIVE);
+            EXPECT(!attr_true(h, objs[r], CKA_TOKEN));
+            tc_memzero(soft_k, sizeof soft_k);
+            free(want_k);
+            free(want_kcv);
+            free(want_w);
+        }
+        /* Only the DEK wraps, only ENC/MAC compute CMACs. */
+        EXPECT(attr_true(h, ks.dek, CKA_WRAP));
+        EXPECT(!attr_true(h, ks.enc, CKA_WRAP));
+        EXPECT(!attr_true(h, ks.dek, CKA_SIGN));
+        EXPECT(attr_true(h, ks.mac, CKA_SIGN));
+        tc_hsm_obj found = 0;
+        char label[80];
+        (void)snprintf(label, sizeof label, "tc:device:%s:mac", eid_digits);
+        EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, label, &found));
+        EXPECT_EQ_U(found, ks.mac);
+        tc_hsm_keyset_destroy(h, &ks);
+        EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, label, &found), TC_ERR_NOT_FOUND);
+        free(master);
+        free(dek);
+        records++;
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(records, 4);
+}
+
+static void test_diversify_rejects(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    tc_hsm_obj m = 0;
+    EXPECT_OK(tc_hsm_master_generate(h, "rejects", 16, &m));
+    uint8_t eid[16];
+    hex("8904903212345123451234567890123A", eid, sizeof eid);
+    struct tc_hsm_keyset ks;
+    EXPECT_ERR(tc_hsm_diversify(h, m, eid, 16, &ks), TC_ERR_FORMAT);
+    EXPECT_STR(tc_error_last()->msg, "EID digit 32 is not a decimal digit");
+    hex("F9049032123451234512345678901235", eid, sizeof eid);
+    EXPECT_ERR(tc_hsm_diversify(h, m, eid, 16, &ks), TC_ERR_FORMAT);
+    hex("89049032123451234512345678901235", eid, sizeof eid);
+    EXPECT_ERR(tc_hsm_diversify(h, m, eid, 24, &ks), TC_ERR_RANGE);
+    uint8_t d[16];
+    EXPECT_ERR(tc_hsm_diversify_block(eid, 4, 16, 1, d), TC_ERR_ARG);
+    EXPECT_ERR(tc_hsm_diversify_block(eid, 1, 16, 2, d), TC_ERR_ARG);
+    /* A key that may not derive cannot be used as a master. */
+    struct tc_hsm_keyset tr;
+    const uint8_t k[16] = {1};
+    EXPECT_OK(tc_hsm_transport_import(h, "rejects", 1, k, k, k, 16, &tr));
+    EXPECT_ERR(tc_hsm_diversify(h, tr.enc, eid, 16, &ks), TC_ERR_STATE);
+    /* Different EIDs give different keysets; the same EID the same. */
+    struct tc_hsm_keyset a, b, c;
+    uint8_t ka[3], kb[3], kc[3];
+    EXPECT_OK(tc_hsm_diversify(h, m, eid, 16, &a));
+    EXPECT_OK(tc_hsm_diversify(h, m, eid, 16, &b));
+    hex("89049032123451234512345678901236", eid, sizeof eid);
+    EXPECT_OK(tc_hsm_diversify(h, m, eid, 16, &c));
+    EXPECT_OK(tc_hsm_kcv(h, a.enc, ka));
+    EXPECT_OK(tc_hsm_kcv(h, b.enc, kb));
+    EXPECT_OK(tc_hsm_kcv(h, c.enc, kc));
+    EXPECT(memcmp(ka, kb, 3) == 0);
+    EXPECT(memcmp(ka, kc, 3) != 0);
+    tc_hsm_keyset_destroy(h, &a);
+    tc_hsm_keyset_destroy(h, &b);
+    tc_hsm_keyset_destroy(h, &c);
+}
+
+/* ------------------------------------------------------------ CMAC, KDF */
+
+static void test_cmac_vectors(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "hsm/cmac.txt"))
+        return;
+    int records = 0;
+    while (tc_vec_next(&v)) {
+        size_t kl = 0, ml = 0, tl = 0;
+        uint8_t *key = tc_vec_hex(&v, "KEY", &kl);
+        uint8_t *msg = tc_vec_hex(&v, "MSG", &ml);
+        uint8_t *want = tc_vec_hex(&v, "MAC", &tl);
+        char batch[32];
+        (void)snprintf(batch, sizeof batch, "cmac-%d", records);
+        struct tc_hsm_keyset ks;
+        EXPECT_OK(tc_hsm_transport_import(h, batch, 1, key, key, key, kl, &ks));
+        uint8_t mac[16];
+        struct tc_iov one = {msg, ml};
+        EXPECT_OK(tc_hsm_cmac(h, ks.mac, &one, 1, mac));
+        EXPECT_MEM(mac, 16, want, tl);
+        /* The same message in uneven parts (C_SignUpdate). */
+        if (ml > 5) {
+            struct tc_iov parts[3] = {{msg, 1}, {msg + 1, 0}, {msg + 1, ml - 1}};
+            EXPECT_OK(tc_hsm_cmac(h, ks.enc, parts, 3, mac));
+            EXPECT_MEM(mac, 16, want, tl);
+        }
+        /* The DEK may not sign: CKA_SIGN is FALSE. */
+        EXPECT_ERR(tc_hsm_cmac(h, ks.dek, &one, 1, mac), TC_ERR_STATE);
+        free(key);
+        free(msg);
+        free(want);
+        records++;
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(records, 8);
+}
+
+static void test_scp03_kdf_vectors(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "hsm/scp03_kdf.txt"))
+        return;
+    int records = 0;
+    while (tc_vec_next(&v)) {
+        size_t kl = 0, cl = 0, ol = 0;
+        uint8_t *key = tc_vec_hex(&v, "KEY", &kl);
+        uint8_t *ctx = tc_vec_hex(&v, "CONTEXT", &cl);
+        uint8_t *want = tc_vec_hex(&v, "OUT", &ol);
+        uint64_t constant = 0;
+        EXPECT_OK(tc_parse_uint(tc_vec_get(&v, "CONSTANT"), 0xff, &constant));
+        char batch[32];
+        (void)snprintf(batch, sizeof batch, "kdf-%d", records);
+        struct tc_hsm_keyset ks;
+        EXPECT_OK(tc_hsm_transport_import(h, batch, 1, key, key, key, kl, &ks));
+        uint8_t out[32];
+        EXPECT_OK(tc_hsm_scp03_kdf(h, ks.enc, (uint8_t)constant, ctx, cl, out, ol));
+        EXPECT_MEM(out, ol, want, ol);
+        /* Same as the software KDF of the crypto module. */
+        uint8_t soft[32];
+        EXPECT_OK(tc_scp03_kdf(key, kl, (uint8_t)constant, ctx, cl, soft, ol));
+        EXPECT_MEM(out, ol, soft, ol);
+        free(key);
+        free(ctx);
+        free(want);
+        records++;
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(records, 5);
+    uint8_t out[40];
+    EXPECT_ERR(tc_hsm_scp03_kdf(h, 0, 4, NULL, 0, out, 40), TC_ERR_RANGE);
+    EXPECT_ERR(tc_hsm_scp03_kdf(h, 0, 4, NULL, 0, out, 12), TC_ERR_RANGE);
+}
+
+/* ------------------------------------------------------------ signing */
+
+static void test_ecdsa_der(void)
+{
+    uint8_t rs[64], der[80];
+    size_t n = 0;
+    /* r with the top bit set gets a 00 pad; s with leading zeros is
+     * minimal (X.690 §8.3.2). */
+    memset(rs, 0, sizeof rs);
+    rs[0] = 0x80;
+    rs[31] = 0x01;
+    rs[62] = 0x01;
+    rs[63] = 0x02;
+    EXPECT_OK(tc_hsm_ecdsa_der(rs, 32, der, sizeof der, &n));
+    /* 30 27 | 02 21 00 80 <30 x 00> 01 | 02 02 01 02 */
+    uint8_t want[41] = {0x30, 0x27, 0x02, 0x21, 0x00, 0x80};
+    want[36] = 0x01;
+    want[37] = 0x02;
+    want[38] = 0x02;
+    want[39] = 0x01;
+    want[40] = 0x02;
+    EXPECT_MEM(der, n, want, sizeof want);
+    memset(rs, 0, sizeof rs);
+    EXPECT_OK(tc_hsm_ecdsa_der(rs, 32, der, sizeof der, &n));
+    const uint8_t zero[] = {0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00};
+    EXPECT_MEM(der, n, zero, sizeof zero);
+    EXPECT_ERR(tc_hsm_ecdsa_der(rs, 32, der, 7, &n), TC_ERR_SPACE);
+}
+
+static void sign_and_verify(struct tc_hsm *h, enum tc_sig_alg alg, const char *label,
+                            size_t spki_len)
+{
+    tc_hsm_obj priv = 0, pub = 0;
+    EXPECT_OK(tc_hsm_keypair_generate(h, alg, label, &priv, &pub));
+    struct tc_signer s;
+    EXPECT_OK(tc_hsm_signer(h, label, &s));
+    EXPECT_EQ_U(s.alg, alg);
+    uint8_t spki[TC_SPKI_MAX];
+    size_t spki_n = 0;
+    EXPECT_OK(s.public_key(s.ctx, spki, sizeof spki, &spki_n));
+    EXPECT_EQ_U(spki_n, spki_len);
+    /* OpenSSL parses the SPKI as a public key of the right type. */
+    const unsigned char *p = spki;
+    EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)spki_n);
+    EXPECT(pk != NULL);
+    EXPECT(p == spki + spki_n);
+    if (pk != NULL) {
+        EXPECT(EVP_PKEY_is_a(pk, alg == TC_SIG_ED25519 ? "ED25519" : "EC"));
+        EVP_PKEY_free(pk);
+    }
+    const uint8_t msg[] = "tbsCertificate bytes";
+    for (int i = 0; i < 4; i++) {
+        uint8_t sig[TC_SIG_MAX];
+        size_t sig_n = 0;
+        EXPECT_OK(s.sign(s.ctx, msg, sizeof msg - 1, sig, sizeof sig, &sig_n));
+        if (alg == TC_SIG_ED25519)
+            EXPECT_EQ_U(sig_n, 64);
+        else
+            EXPECT(sig[0] == 0x30 && sig[1] == sig_n - 2);
+        EXPECT_OK(tc_sig_verify(alg, spki, spki_n, msg, sizeof msg - 1, sig, sig_n));
+        EXPECT_ERR(tc_sig_verify(alg, spki, spki_n, msg, sizeof msg - 2, sig, sig_n),
+                   TC_ERR_VERIFY);
+        sig[sig_n - 1] ^= 0x01;
+        EXPECT(tc_sig_verify(alg, spki, spki_n, msg, sizeof msg - 1, sig, sig_n) != TC_OK);
+    }
+    uint8_t small[8];
+    size_t small_n = 0;
+    EXPECT(s.sign(s.ctx, msg, sizeof msg - 1, small, sizeof small, &small_n) == TC_ERR_SPACE);
+    EXPECT_ERR(s.public_key(s.ctx, small, sizeof small, &small_n), TC_ERR_SPACE);
+    tc_hsm_signer_free(&s);
+}
+
+static void test_sign_p256(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h != NULL)
+        sign_and_verify(h, TC_SIG_ECDSA_P256_SHA256, "tc:batch-ca:B0001", 91);
+}
+
+static void test_sign_p384(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h != NULL)
+        sign_and_verify(h, TC_SIG_ECDSA_P384_SHA384, "tc:root-ca:R1", 120);
+}
+
+static void test_sign_ed25519(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h != NULL)
+        sign_and_verify(h, TC_SIG_ED25519, TC_HSM_LABEL_AUDIT, 44);
+}
+
+/* ------------------------------------------------------------ pool */
+
+struct worker {
+    struct tc_signer *s;
+    const uint8_t *spki;
+    size_t spki_len;
+    int ok;
+};
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < 25; i++) {
+        uint8_t msg[8] = {(uint8_t)i};
+        uint8_t sig[TC_SIG_MAX];
+        size_t n = 0;
+        if (w->s->sign(w->s->ctx, msg, sizeof msg, sig, sizeof sig, &n) == TC_OK &&
+            tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, w->spki, w->spki_len, msg, sizeof msg, sig,
+                          n) == TC_OK)
+            w->ok++;
+    }
+    return NULL;
+}
+
+static void test_pool_threads(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    tc_hsm_obj priv = 0, pub = 0;
+    EXPECT_OK(
+        tc_hsm_keypair_generate(h, TC_SIG_ECDSA_P256_SHA256, "tc:batch-ca:pool", &priv, &pub));
+    struct tc_signer s;
+    EXPECT_OK(tc_hsm_signer(h, "tc:batch-ca:pool", &s));
+    uint8_t spki[TC_SPKI_MAX];
+    size_t spki_n = 0;
+    EXPECT_OK(tc_hsm_public_key(h, pub, spki, sizeof spki, &spki_n));
+    /* 6 threads over a pool of 2 sessions: acquire waits, nothing opens
+     * or logs in per operation. */
+    pthread_t t[6];
+    struct worker w[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = (struct worker){&s, spki, spki_n, 0};
+        EXPECT(pthread_create(&t[i], NULL, worker_run, &w[i]) == 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        (void)pthread_join(t[i], NULL);
+        EXPECT_EQ_U(w[i].ok, 25);
+    }
+    struct tc_hsm_info info;
+    EXPECT_OK(tc_hsm_info(h, &info));
+    EXPECT_EQ_U(info.pool_size, 2);
+    EXPECT_EQ_U(h->n_free, 2);
+    EXPECT(info.logged_in);
+    EXPECT_STR(info.token_label, TOKEN);
+    EXPECT_STR(info.manufacturer, "SoftHSM");
+    EXPECT_EQ_U(info.version_major, 2);
+    size_t supported = 0;
+    for (size_t i = 0; i < TC_HSM_MECH_COUNT; i++)
+        supported += info.mech[i].supported ? 1u : 0u;
+    EXPECT_EQ_U(supported, TC_HSM_MECH_COUNT);
+    tc_hsm_signer_free(&s);
+}
+
+static const struct tc_test_case cases[] = {
+    {"workspace_isolated", test_workspace_isolated},
+    {"init_token_twice_refused", test_init_token_twice_refused},
+    {"pin_sources", test_pin_sources},
+    {"error_module_missing", test_error_module_missing},
+    {"error_token_missing", test_error_token_missing},
+    {"error_wrong_pin", test_error_wrong_pin},
+    {"error_mechanism_unsupported", test_error_mechanism_unsupported},
+    {"error_key_not_found", test_error_key_not_found},
+    {"master_and_ca_keys_never_leave", test_master_and_ca_keys_never_leave},
+    {"diversify_vectors", test_diversify_vectors},
+    {"diversify_rejects", test_diversify_rejects},
+    {"cmac_vectors", test_cmac_vectors},
+    {"scp03_kdf_vectors", test_scp03_kdf_vectors},
+    {"ecdsa_der", test_ecdsa_der},
+    {"sign_p256", test_sign_p256},
+    {"sign_p384", test_sign_p384},
+    {"sign_ed25519", test_sign_ed25519},
+    {"pool_threads", test_pool_threads},
+};
+
+/* The HSM is closed before main returns: SoftHSM2 tears its state down in
+ * its own exit handlers, after which no PKCS#11 call is valid. */
+int main(int argc, char **argv)
+{
+    int rc = tc_test_run("hsm", cases, TC_ARRAY_LEN(cases), argc, argv);
+    teardown();
+    return rc;
+}
