@@ -48,9 +48,10 @@ static int read_hex_args(const char *what, int argc, char **argv, const bool *he
         if (!hex[i])
             continue;
         size_t l = strlen(argv[i]);
+        if (n > 0)
+            joined[n++] = ' ';
         memcpy(joined + n, argv[i], l);
         n += l;
-        joined[n++] = ' ';
     }
     size_t blen = 0;
     tc_err rc = tc_hex_decode(joined, n, TC_HEX_ALLOW_SEP, bytes, total / 2 + 1, &blen);
@@ -109,9 +110,12 @@ static void class_text(uint8_t cla, char *out, size_t out_size, struct tc_cla_in
         (void)snprintf(out, out_size, "%s", tc_error_last()->msg);
         return;
     }
-    (void)snprintf(out, out_size, "%s, %s interindustry layout",
-                   ci->proprietary ? "proprietary (GlobalPlatform)" : "interindustry",
-                   ci->further ? "further" : "first");
+    if (ci->proprietary)
+        (void)snprintf(out, out_size, "proprietary, GlobalPlatform coding for channels %s",
+                       ci->further ? "4-19" : "0-3");
+    else
+        (void)snprintf(out, out_size, "interindustry, %s interindustry values (channels %s)",
+                       ci->further ? "further" : "first", ci->further ? "4-19" : "0-3");
 }
 
 static int print_command(const struct tc_apdu *a, bool json)

@@ -52,9 +52,10 @@ static int read_hex_args(const char *what, int argc, char **argv, const bool *he
         if (!hex[i])
             continue;
         size_t l = strlen(argv[i]);
+        if (n > 0)
+            joined[n++] = ' ';
         memcpy(joined + n, argv[i], l);
         n += l;
-        joined[n++] = ' ';
     }
     size_t blen = 0;
     tc_err rc = tc_hex_decode(joined, n, TC_HEX_ALLOW_SEP, bytes, total / 2 + 1, &blen);
