@@ -116,7 +116,7 @@ struct tc_se_params {
  * Defaults as SE vendors ship evaluation cards: ISD AID A000000151000000,
  * KVN 0x30 with the GP test keys 404142...4F for ENC, MAC and DEK, i = 0x70
  * (S8, pseudo-random card challenge, R-MAC and R-ENC supported), EID
- * 89049032123451234512345678901235 (the SGP.22 example), KDD = the last 10
+ * 89049032123451234512345678901235 (the GSMA SGP.02/SGP.22 example), KDD = the last 10
  * bytes of the EID, sequence counter 0. Never fails.
  */
 void tc_se_params_default(struct tc_se_params *p);

@@ -1,0 +1,768 @@
+/*
+ * The secure element emulator, command by command: the card OS answers to a
+ * fresh card (vectors), SCP03 end to end through the scp03 host at every
+ * security level, the key store, life cycle, registry, STORE DATA, the
+ * identity applet, and the image file.
+ */
+#include "se_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <trustchain/crypto.h>
+
+static void test_atr(void)
+{
+    struct tc_se_card *card = se_card_new("atr.img", NULL);
+    uint8_t atr[TC_SE_ATR_MAX];
+    size_t n = 0;
+    EXPECT_OK(tc_se_reset(card, atr, sizeof atr, &n));
+    uint8_t want[32];
+    size_t wn = se_unhex("3BF8130000 8131FE45 7463534530313030 E0", want, sizeof want);
+    EXPECT_MEM(atr, n, want, wn);
+    /* TD1 and TD2 both announce T=1 and nothing announces T=0. */
+    EXPECT_EQ_U(atr[5] & 0x0F, 1);
+    EXPECT_EQ_U(atr[6] & 0x0F, 1);
+    uint8_t small[4];
+    EXPECT_ERR(tc_se_power_on(card, small, sizeof small, &n), TC_ERR_SPACE);
+    tc_se_power_off(card);
+    uint8_t resp[TC_SE_MAX_RESPONSE];
+    const uint8_t cmd[] = {0x80, 0xCA, 0x00, 0x42, 0x00};
+    EXPECT_ERR(tc_se_process(card, cmd, sizeof cmd, resp, sizeof resp, &n), TC_ERR_IO);
+    EXPECT_ERR(tc_se_process(card, cmd, sizeof cmd, resp, 10, &n), TC_ERR_ARG);
+    tc_se_close(card);
+}
+
+static void test_card_os_vectors(void)
+{
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "se/card_os.txt"))
+        return;
+    struct tc_se_card *card = se_card_new("vectors.img", NULL);
+    int records = 0;
+    while (tc_vec_next(&v)) {
+        size_t cl = 0, rl = 0;
+        uint8_t *cmd = tc_vec_hex(&v, "CMD", &cl);
+        uint8_t *want = tc_vec_hex(&v, "RESP", &rl);
+        if (cmd != NULL && want != NULL) {
+            uint8_t resp[TC_SE_MAX_RESPONSE];
+            size_t n = 0;
+            EXPECT_OK(tc_se_process(card, cmd, cl, resp, sizeof resp, &n));
+            if (n != rl || memcmp(resp, want, n) != 0) {
+                tc_test_fail_at(__FILE__, __LINE__, "record at line %d: %s", v.record_line,
+                                tc_vec_get(&v, "NAME"));
+                tc_test_dump_hex("  got     ", resp, n);
+                tc_test_dump_hex("  expected", want, rl);
+            }
+            records++;
+        }
+        free(cmd);
+        free(want);
+    }
+    tc_vec_close(&v);
+    EXPECT(records >= 60);
+    tc_se_close(card);
+}
+
+/* Every security level, S8 and S16, AES-128/192/256, channels 0 and 3. */
+static void test_scp03_levels(void)
+{
+    static const uint8_t levels[] = {0x00, 0x01, 0x03, 0x11, 0x13, 0x33};
+    static const size_t key_lens[] = {16, 24, 32};
+    uint8_t key[32];
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(0xA0 + i);
+    for (size_t k = 0; k < TC_ARRAY_LEN(key_lens); k++) {
+        for (int s16 = 0; s16 <= 1; s16++) {
+            struct tc_se_params p;
+            tc_se_params_default(&p);
+            p.kvn = 0x01;
+            p.key_len = key_lens[k];
+            memcpy(p.key_enc, key, 32);
+            memcpy(p.key_mac, key, 32);
+            memcpy(p.key_dek, key, 32);
+            p.i_param = (uint8_t)(0x70 | s16);
+            struct tc_se_card *card = se_card_new("levels.img", &p);
+            for (size_t l = 0; l < TC_ARRAY_LEN(levels); l++) {
+                for (uint8_t chan = 0; chan <= 3; chan = (uint8_t)(chan + 3)) {
+                    if (chan != 0) {
+                        EXPECT_EQ_U(se_tx(card, "0070000300"), 0x9000);
+                    }
+                    struct se_session s;
+                    EXPECT_OK(se_session_open(&s, card, 0x01, key, key_lens[k], levels[l], s16 != 0,
+                                              chan, true));
+                    /* GET STATUS needs C-MAC: refused at level 00. */
+                    uint16_t want = levels[l] == 0 ? 0x6982 : 0x9000;
+                    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), want);
+                    if (want == 0x9000)
+                        EXPECT(se_resp_len > 10 && se_resp[0] == 0xE3);
+                    EXPECT_EQ_U(se_stx(&s, "80CA00E000"), 0x9000);
+                    EXPECT_EQ_U(se_resp[0], 0xE0);
+                    if (levels[l] == 0x01 || levels[l] == 0x03) {
+                        EXPECT_OK(tc_scp03_host_begin_rmac(&s.h, (levels[l] & 0x02) != 0));
+                        EXPECT_EQ_U(se_stx(&s, "80CA004500"), 0x9000);
+                        EXPECT_EQ_U(se_resp_len, 18);
+                        EXPECT_OK(tc_scp03_host_end_rmac(&s.h));
+                        EXPECT_EQ_U(se_stx(&s, "80CA004200"), 0x9000);
+                    }
+                    se_session_close(&s);
+                    if (chan != 0) {
+                        EXPECT_EQ_U(se_tx(card, "0070800300"), 0x9000);
+                    }
+                }
+            }
+            tc_se_close(card);
+        }
+    }
+}
+
+static void test_scp03_rejections(void)
+{
+    struct tc_se_card *card = se_card_new("scp03rej.img", NULL);
+    struct se_session s;
+    uint8_t wrong[16];
+    memset(wrong, 0x11, sizeof wrong);
+    /* Wrong keys: the host refuses the card cryptogram before EA. */
+    EXPECT_ERR(se_session_open(&s, card, 0x30, wrong, 16, 0x03, false, 0, true), TC_ERR_VERIFY);
+    /* Unknown KVN: INITIALIZE UPDATE answers 6A88. */
+    EXPECT(se_session_open(&s, card, 0x31, se_gp_test_key, 16, 0x03, false, 0, true) != TC_OK);
+    EXPECT_EQ_U(se_tx(card, "8050310008 0001020304050607 00"), 0x6A88);
+    /* S16 against an S8 card. */
+    EXPECT(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, true, 0, true) != TC_OK);
+    /* A session, then a plain command at a MAC level: session aborted. */
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_tx(card, "80F2800202 4F00 00"), 0x6982);
+    EXPECT_EQ_U(se_stx(&s, "80CA004200"), 0x6982);
+    se_session_close(&s);
+    /* Reset loses the session (RAM state). */
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), 0x9000);
+    uint8_t atr[TC_SE_ATR_MAX];
+    size_t n;
+    EXPECT_OK(tc_se_reset(card, atr, sizeof atr, &n));
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), 0x6982);
+    se_session_close(&s);
+    /* SELECT ends the session on that channel. */
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    EXPECT_EQ_U(se_tx(card, "00A4040C00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), 0x6982);
+    se_session_close(&s);
+    tc_se_close(card);
+
+    /* The sequence counter at its maximum: INITIALIZE UPDATE answers 6985. */
+    struct tc_se_params p;
+    tc_se_params_default(&p);
+    p.seq = TC_SE_SEQ_MAX;
+    card = se_card_new("seqmax.img", &p);
+    EXPECT_EQ_U(se_tx(card, "8050300008 0001020304050607 00"), 0x6985);
+    tc_se_close(card);
+}
+
+static void test_get_status(void)
+{
+    struct tc_se_card *card = se_card_new("status.img", NULL);
+    struct se_session s;
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    /* GP 2.3 §11.4.3.2 TLV format, each list non-empty on a fresh card. */
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("E3134F08A0000001510000009F700101C5039EFE80"));
+    EXPECT_EQ_U(se_stx(&s, "80F2400202 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("E32A4F0AF07472757374636801019F700107C503000000C409F07472757374636801"
+                      "CC08A000000151000000"));
+    EXPECT_EQ_U(se_stx(&s, "80F2200202 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("E31D4F09F07472757374636801 9F700101 CE020100 CC08A000000151000000"));
+    EXPECT_EQ_U(se_stx(&s, "80F2100202 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("E3294F09F07472757374636801 9F700101 CE020100 840AF0747275737463680101"
+                      " CC08A000000151000000"));
+    /* Legacy format (P2 00). */
+    EXPECT_EQ_U(se_stx(&s, "80F2800002 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("08A000000151000000 01 9E"));
+    EXPECT_EQ_U(se_stx(&s, "80F2100002 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("09F07472757374636801 01 00 01 0AF0747275737463680101"));
+    /* Search by AID prefix; a 5C tag list is accepted. */
+    EXPECT_EQ_U(se_stx(&s, "80F2400206 4F02F074 5C00 00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F2400204 4F02A000 00"), 0x6A88);
+    /* Rejections. */
+    EXPECT_EQ_U(se_stx(&s, "80F2080202 4F00 00"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "80F2800402 4F00 00"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4E00 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80F2800203 4F0000 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80F2800302 4F00 00"), 0x6985); /* next without a first */
+    se_session_close(&s);
+    tc_se_close(card);
+}
+
+static void test_life_cycle(void)
+{
+    struct tc_se_card *card = se_card_new("lc.img", NULL);
+    struct se_session s;
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x6985); /* OP_READY -> SECURED skips a state */
+    EXPECT_EQ_U(se_stx(&s, "80F0807F00"), 0x6985); /* not SECURED: cannot lock */
+    EXPECT_EQ_U(se_stx(&s, "80F0801000"), 0x6A86); /* not a life cycle state */
+    EXPECT_EQ_U(se_stx(&s, "80F0200700"), 0x6A86); /* P1 20 */
+    EXPECT_EQ_U(se_stx(&s, "80F0800701 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0800100"), 0x6985); /* irreversible */
+    EXPECT_EQ_U(se_stx(&s, "80F0800F08 A000000151000000"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80CA9F7000"), 0x9000);
+    EXPECT(se_resp_is("9F70010F"));
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x6985);
+    /* Application lock / unlock (P1 40). */
+    EXPECT_EQ_U(se_stx(&s, "80F040800A F0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F040800A F0747275737463680101"), 0x6985);
+    EXPECT_EQ_U(se_stx(&s, "80F0408005 A000000000"), 0x6A88);
+    EXPECT_EQ_U(se_stx(&s, "80F040810A F0747275737463680101"), 0x6A86);
+    EXPECT_EQ_U(se_tx(card, "01A4040C0AF0747275737463680101"), 0x6881);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x6A82); /* locked */
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    EXPECT_EQ_U(se_stx(&s, "80F040000A F0747275737463680101"), 0x9000);
+    /* SECURED -> CARD_LOCKED: only the ISD answers, SELECT warns 6283. */
+    EXPECT_EQ_U(se_stx(&s, "80F0807F00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040000"), 0x6283);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x6A82);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x01, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "80E2900003 DF0100"), 0x6985); /* STORE DATA in CARD_LOCKED */
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), 0x9000);
+    EXPECT(se_resp_is("E3134F08A0000001510000009F70017FC5039EFE80"));
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x9000); /* unlock */
+    EXPECT_EQ_U(se_stx(&s, "80F0807F00"), 0x9000);
+    /* -> TERMINATED from CARD_LOCKED: irreversible, keys destroyed. */
+    EXPECT_EQ_U(se_stx(&s, "80F080FF00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040000"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "80CA9F7000"), 0x9000);
+    EXPECT(se_resp_is("9F7001FF"));
+    EXPECT_EQ_U(se_tx(card, "80CA9F7F00"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "80CA004200"), 0x6985);
+    EXPECT_EQ_U(se_tx(card, "8050300008 0001020304050607 00"), 0x6985);
+    EXPECT_EQ_U(se_tx(card, "80F0800F00"), 0x6985);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x6A82);
+    struct tc_se_info info;
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT_EQ_U(info.nkeysets, 0);
+    EXPECT(!info.has_key);
+    tc_se_close(card);
+}
+
+static void put_keyset(struct se_session *s, uint8_t new_kvn, uint8_t old_kvn, const uint8_t *key,
+                       size_t key_len, tc_err want)
+{
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_keyset ks;
+    tc_scp03_mem_provider_init(&mp, &kp);
+    EXPECT_OK(tc_scp03_keyset_set(&ks, new_kvn, key, key, key, key_len));
+    EXPECT_OK(tc_scp03_mem_provider_add(&mp, &ks));
+    tc_err rc = tc_scp03_host_put_keys(&s->h, &kp, new_kvn, old_kvn);
+    if (rc != want)
+        tc_test_fail_at(__FILE__, __LINE__, "PUT KEY %02X over %02X: %s, expected %s", new_kvn,
+                        old_kvn, tc_err_name(rc), tc_err_name(want));
+    tc_error_clear();
+    tc_scp03_keyset_wipe(&ks);
+    tc_scp03_mem_provider_wipe(&mp);
+}
+
+static void test_key_store(void)
+{
+    struct tc_se_card *card = se_card_new("keys.img", NULL);
+    struct se_session s;
+    uint8_t k1[32], k2[24];
+    for (size_t i = 0; i < sizeof k1; i++)
+        k1[i] = (uint8_t)(0x10 + i);
+    for (size_t i = 0; i < sizeof k2; i++)
+        k2[i] = (uint8_t)(0x90 + i);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    put_keyset(&s, 0x31, 0x00, k1, 32, TC_OK);       /* add AES-256 */
+    put_keyset(&s, 0x31, 0x00, k1, 32, TC_ERR_CARD); /* exists: 6A80 */
+    put_keyset(&s, 0x33, 0x32, k2, 24, TC_ERR_CARD); /* old KVN missing: 6A88 */
+    put_keyset(&s, 0x32, 0x31, k2, 24, TC_OK);       /* replace 31 by 32, AES-192 */
+    se_session_close(&s);
+    EXPECT_OK(se_session_open(&s, card, 0x32, k2, 24, 0x03, false, 0, true));
+    EXPECT_EQ_U(se_stx(&s, "80CA00E000"), 0x9000);
+    EXPECT(se_resp_is("E024C00401308810C00402308810C00403308810"
+                      "C00401328818C00402328818C00403328818"));
+    /* DELETE KEY (GP 2.3 §11.2.2.3). */
+    EXPECT_EQ_U(se_stx(&s, "80E4000003 D20130 00"), 0x9000);
+    EXPECT(se_resp_is("00"));
+    EXPECT_EQ_U(se_stx(&s, "80E4000003 D20130 00"), 0x6A88);
+    EXPECT_EQ_U(se_stx(&s, "80E4000003 D20132 00"), 0x6985); /* the last keyset */
+    EXPECT_EQ_U(se_stx(&s, "80E4000006 D20132D00101 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E4008003 D20132 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E4010003 D20132 00"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "80E4000003 D30132 00"), 0x6A80);
+    se_session_close(&s);
+    /* The deleted keyset no longer opens a session. */
+    EXPECT(se_session_default(&s, card, 0x03) != TC_OK);
+    /* PUT KEY at C-MAC: the key data is encrypted under the DEK anyway. */
+    EXPECT_OK(se_session_open(&s, card, 0x32, k2, 24, 0x01, false, 0, true));
+    put_keyset(&s, 0x40, 0x00, k1, 16, TC_OK);
+    /* The store holds TC_SE_MAX_KEYSETS keysets: the ninth is refused. */
+    for (uint8_t kvn = 0x41; kvn < 0x47; kvn++)
+        put_keyset(&s, kvn, 0x00, k1, 16, TC_OK);
+    put_keyset(&s, 0x47, 0x00, k1, 16, TC_ERR_CARD);
+    EXPECT_EQ_U(se_stx(&s, "80E4000003 D20140 00"), 0x9000);
+    for (uint8_t kvn = 0x41; kvn < 0x47; kvn++) {
+        char del[40];
+        (void)snprintf(del, sizeof del, "80E4000003 D201%02X 00", kvn);
+        EXPECT_EQ_U(se_stx(&s, del), 0x9000);
+    }
+    se_session_close(&s);
+    struct tc_se_info info;
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT_EQ_U(info.nkeysets, 1);
+    EXPECT_EQ_U(info.keysets[0].kvn, 0x32);
+    EXPECT_EQ_U(info.keysets[0].key_len, 24);
+    uint8_t kcv[3];
+    EXPECT_OK(tc_kcv_aes(k2, 24, kcv));
+    EXPECT_MEM(info.keysets[0].kcv[0], 3, kcv, 3);
+    tc_se_close(card);
+}
+
+static void test_install_delete(void)
+{
+    struct tc_se_card *card = se_card_new("install.img", NULL);
+    struct se_session s;
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    /* DELETE: the ISD and the ROM load file stay; unknown AIDs. */
+    EXPECT_EQ_U(se_stx(&s, "80E400000A 4F08A000000151000000 00"), 0x6985);
+    EXPECT_EQ_U(se_stx(&s, "80E400800B 4F09F07472757374636801 00"), 0x6985);
+    EXPECT_EQ_U(se_stx(&s, "80E4000007 4F05A000000003 00"), 0x6A88);
+    EXPECT_EQ_U(se_stx(&s, "80E4000002 4F00 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E4000000"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E400000C 4F0AF0747275737463680101 00"), 0x9000);
+    EXPECT(se_resp_is("00"));
+    EXPECT_EQ_U(se_stx(&s, "80F2400202 4F00 00"), 0x6A88);
+    /* INSTALL [for install]: INSTALLED, not selectable. */
+    EXPECT_EQ_U(se_stx(&s, "80E6040026 09F07472757374636801 0AF0747275737463680101"
+                           " 0AF0747275737463680101 0100 02C900 00 00"),
+                0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80E6040026 09F07472757374636801 0AF0747275737463680101"
+                           " 0AF0747275737463680101 0100 02C900 00 00"),
+                0x6985);
+    EXPECT_EQ_U(se_stx(&s, "80F2400202 4F00 00"), 0x9000);
+    EXPECT_EQ_U(se_resp[17], 0x03); /* 9F70 01 03 INSTALLED */
+    EXPECT_EQ_U(se_tx(card, "01A4040C0AF0747275737463680101"), 0x6881);
+    /* [for make selectable]. */
+    EXPECT_EQ_U(se_stx(&s, "80E6080011 0000 0AF0747275737463680101 0100 00 00 00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80E6080011 0000 0AF0747275737463680101 0100 00 00 00"), 0x6985);
+    /* Rejections. */
+    EXPECT_EQ_U(se_stx(&s, "80E6020000"), 0x6A81);
+    EXPECT_EQ_U(se_stx(&s, "80E6050000"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "80E6040100"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "80E6040003 000000"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E6080011 0000 0AF0747275737463680101 0180 00 00 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E6080012 0000 0AF0747275737463680101 0100 00 0100 00"), 0x6A80);
+    EXPECT_EQ_U(se_stx(&s, "80E6200010 0000 0AF0747275737463680199 000000 00"), 0x6A88);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    tc_se_close(card);
+}
+
+static void test_store_data(void)
+{
+    struct tc_se_card *card = se_card_new("store.img", NULL);
+    struct se_session s;
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    /* BER-TLV (P1 b5-b4 = 10), two blocks. */
+    EXPECT_EQ_U(se_stx(&s, "80E210000A 4203112233 DF0102ABCD"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80E2900107 9F2004 01020304"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80CA004200"), 0x9000);
+    EXPECT(se_resp_is("4203112233"));
+    EXPECT_EQ_U(se_stx(&s, "80CADF0100"), 0x9000);
+    EXPECT(se_resp_is("DF0102ABCD"));
+    EXPECT_EQ_U(se_stx(&s, "80CA9F2000"), 0x9000);
+    EXPECT(se_resp_is("9F200401020304"));
+    /* DGI format (P1 b5-b4 = 01): DGI 0045 sets the CIN, DGI DF01 replaces. */
+    EXPECT_EQ_U(se_stx(&s, "80E888000C 0045 03 445566 DF01 03 EEEEEE"), 0x6D00);
+    EXPECT_EQ_U(se_stx(&s, "80E288000B 0045 03 445566 DF01 02 EEEE"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80CA004500"), 0x9000);
+    EXPECT(se_resp_is("4503445566"));
+    EXPECT_EQ_U(se_stx(&s, "80CADF0100"), 0x9000);
+    EXPECT(se_resp_is("DF0102EEEE"));
+    /* DGI with the 3-byte length form. */
+    EXPECT_EQ_U(se_stx(&s, "80E2880007 DF02 FF0002 1234"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80CADF0200"), 0x9000);
+    EXPECT(se_resp_is("DF02021234"));
+    /* Rejections. */
+    EXPECT_EQ_U(se_stx(&s, "80E2900103 DF0100"), 0x6A86); /* block 1 without block 0 */
+    EXPECT_EQ_U(se_stx(&s, "80E2100003 DF0100"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80E2100203 DF0100"), 0x6A86); /* block 2 after block 0 */
+    EXPECT_EQ_U(se_stx(&s, "80E2F00003 DF0100"), 0x6A86); /* encrypted data */
+    EXPECT_EQ_U(se_stx(&s, "80E2980003 DF0100"), 0x6A86); /* structure 11 */
+    EXPECT_EQ_U(se_stx(&s, "80E2900000"), 0x6700);
+    EXPECT_EQ_U(se_stx(&s, "80E2900003 DF0105"), 0x6A80);     /* truncated TLV */
+    EXPECT_EQ_U(se_stx(&s, "80E2900003 9F7F00"), 0x6A80);     /* reserved tag */
+    EXPECT_EQ_U(se_stx(&s, "80E2900005 5F2D02656E"), 0x9000); /* two-byte tag */
+    EXPECT_EQ_U(se_stx(&s, "80E2900003 420100 "), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80E2880004 0101 01 00"), 0x6A80); /* DGI 0101 is not a tag */
+    /* Full: the profile holds TC_SE_MAX_PROFILE bytes. */
+    char cmd[700];
+    uint16_t sw = 0x9000;
+    for (int i = 0; i < 8 && sw == 0x9000; i++) {
+        int off = snprintf(cmd, sizeof cmd, "80E29000FF DF%02X 81FB ", 0x10 + i);
+        for (int j = 0; j < 0xFB; j++)
+            off += snprintf(cmd + off, sizeof cmd - (size_t)off, "AA");
+        sw = se_stx(&s, cmd);
+    }
+    EXPECT_EQ_U(sw, 0x6A84);
+    /* IIN/CIN are fixed once SECURED. */
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80E2900003 420101"), 0x6985);
+    se_session_close(&s);
+    tc_se_close(card);
+}
+
+/* ------------------------------------------------------------------ identity applet */
+
+static EVP_PKEY *pub_to_pkey(const uint8_t pub[65])
+{
+    char group[] = "prime256v1";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)pub, 65),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *key = NULL;
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        key = NULL;
+    EVP_PKEY_CTX_free(ctx);
+    return key;
+}
+
+/* A certificate for `pub`, issued by a throwaway CA; DER into out. */
+static size_t make_cert(const uint8_t pub[65], long serial, uint8_t *out, size_t cap)
+{
+    EVP_PKEY *ca = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *subj = pub_to_pkey(pub);
+    X509 *x = X509_new();
+    size_t len = 0;
+    if (ca == NULL || subj == NULL || x == NULL)
+        goto out;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"test device", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, name);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, subj);
+    if (X509_sign(x, ca, EVP_sha256()) <= 0)
+        goto out;
+    int n = i2d_X509(x, NULL);
+    if (n <= 0 || (size_t)n > cap)
+        goto out;
+    unsigned char *p = out;
+    len = (size_t)i2d_X509(x, &p);
+out:
+    X509_free(x);
+    EVP_PKEY_free(subj);
+    EVP_PKEY_free(ca);
+    return len;
+}
+
+static void hexcat(char *dst, size_t cap, const uint8_t *p, size_t n)
+{
+    size_t off = strlen(dst);
+    for (size_t i = 0; i < n && off + 3 < cap; i++)
+        off += (size_t)snprintf(dst + off, cap - off, "%02X", p[i]);
+}
+
+static void test_identity_applet(void)
+{
+    struct tc_se_card *card = se_card_new("applet.img", NULL);
+    struct se_session s;
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    /* C-MAC alone is not enough for GENERATE KEY. */
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x01, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040000010 00112233445566778899AABBCCDDEEFF 00"), 0x6982);
+    se_session_close(&s);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x33, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040000004 00112233 00"), 0x6700); /* nonce too short */
+    EXPECT_EQ_U(se_stx(&s, "8040020010 00112233445566778899AABBCCDDEEFF 00"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "8040000010 00112233445566778899AABBCCDDEEFF 00"), 0x9000);
+    /* 86 41 04||X||Y, 9E LL signature */
+    EXPECT(se_resp_len > 67 + 2 && se_resp[0] == 0x86 && se_resp[1] == 0x41 && se_resp[2] == 0x04 &&
+           se_resp[67] == 0x9E);
+    uint8_t pub[65], spki[91], msg[16 + 65 + 16];
+    memcpy(pub, se_resp + 2, 65);
+    size_t spki_len = se_spki_p256(pub, spki);
+    size_t sig_len = se_resp[68];
+    EXPECT_EQ_U(se_resp_len, 69 + sig_len);
+    uint8_t sig[80];
+    memcpy(sig, se_resp + 69, sig_len < sizeof sig ? sig_len : sizeof sig);
+    /* Proof of possession over EID || public key || nonce. */
+    se_unhex("89049032123451234512345678901235", msg, 16);
+    memcpy(msg + 16, pub, 65);
+    se_unhex("00112233445566778899AABBCCDDEEFF", msg + 81, 16);
+    EXPECT_OK(
+        tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, spki_len, msg, sizeof msg, sig, sig_len));
+    msg[0] ^= 1;
+    EXPECT_ERR(
+        tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, spki_len, msg, sizeof msg, sig, sig_len),
+        TC_ERR_VERIFY);
+    tc_error_clear();
+    /* A second key only with the replace flag. */
+    EXPECT_EQ_U(se_stx(&s, "8040000010 00112233445566778899AABBCCDDEEFF 00"), 0x6985);
+    EXPECT_EQ_U(se_stx(&s, "8042000000"), 0x9000);
+    EXPECT_EQ_U(se_resp_len, 67);
+    EXPECT_MEM(se_resp + 2, 65, pub, 65);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x6A86);
+    /* SIGN a digest, verified against the public key. */
+    const uint8_t tbs[] = "message the device signs in its TLS handshake";
+    uint8_t digest[32];
+    const uint8_t *parts[] = {tbs};
+    size_t lens[] = {sizeof tbs};
+    EXPECT_OK(se_sha256(parts, lens, 1, digest));
+    char cmd[5000] = "802A9E9A20";
+    hexcat(cmd, sizeof cmd, digest, 32);
+    const uint8_t le0 = 0;
+    hexcat(cmd, sizeof cmd, &le0, 1);
+    EXPECT_EQ_U(se_stx(&s, cmd), 0x9000);
+    EXPECT_OK(tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, spki_len, tbs, sizeof tbs, se_resp,
+                            se_resp_len));
+    /* SIGN also answers the interindustry class, without a session. */
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000); /* ends the session */
+    cmd[0] = '0';
+    EXPECT_EQ_U(se_tx(card, cmd), 0x9000);
+    EXPECT_OK(tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, spki_len, tbs, sizeof tbs, se_resp,
+                            se_resp_len));
+
+    /* STORE CERTIFICATE in blocks, then GET CERTIFICATE. */
+    uint8_t cert[1500];
+    size_t cert_len = make_cert(pub, 0x1234567, cert, sizeof cert);
+    EXPECT(cert_len > 256);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    size_t off = 0;
+    uint8_t block = 0;
+    while (off < cert_len) {
+        size_t n = cert_len - off > 200 ? 200 : cert_len - off;
+        bool last = off + n == cert_len;
+        struct tc_apdu a = {.cla = 0x80,
+                            .ins = TC_SE_ID_INS_STORE_CERT,
+                            .p1 = last ? 0x80 : 0x00,
+                            .p2 = block++,
+                            .data = cert + off,
+                            .lc = n};
+        EXPECT_EQ_U(se_stx_apdu(&s, &a), 0x9000);
+        off += n;
+    }
+    uint8_t back[1500];
+    size_t back_len = 0;
+    for (uint16_t o = 0; o < cert_len; o = (uint16_t)(o + 256)) {
+        struct tc_apdu a = {.cla = 0x80,
+                            .ins = TC_SE_ID_INS_GET_CERT,
+                            .p1 = (uint8_t)(o >> 8),
+                            .p2 = (uint8_t)o,
+                            .le = 256,
+                            .has_le = true};
+        uint16_t sw = se_stx_apdu(&s, &a);
+        EXPECT(sw == 0x9000 || sw == 0x6282);
+        memcpy(back + back_len, se_resp, se_resp_len);
+        back_len += se_resp_len;
+    }
+    EXPECT_MEM(back, back_len, cert, cert_len);
+    /* Whole certificate in one chained command (the host splits it). */
+    struct tc_apdu whole = {
+        .cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .p1 = 0x80, .data = cert, .lc = cert_len};
+    EXPECT_EQ_U(se_stx_apdu(&s, &whole), 0x9000);
+    /* All of it with an extended Le (plain: GET CERTIFICATE needs no
+     * session). */
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "80460000000000"), 0x6282);
+    EXPECT_MEM(se_resp, se_resp_len, cert, cert_len);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    /* Rejections. */
+    EXPECT_EQ_U(se_stx(&s, "8044800102 3000"), 0x6A86);   /* block 1 first */
+    EXPECT_EQ_U(se_stx(&s, "8044010002 3000"), 0x6A86);   /* P1 bits */
+    EXPECT_EQ_U(se_stx(&s, "8044800003 300100"), 0x6A80); /* not a certificate */
+    EXPECT_EQ_U(se_stx(&s, "8044800000"), 0x6700);
+    EXPECT_EQ_U(se_stx(&s, "8046100000"), 0x6B00); /* offset past the end */
+    EXPECT_EQ_U(se_stx(&s, "8046800000"), 0x6A86);
+    uint8_t other_pub[65];
+    memcpy(other_pub, pub, 65);
+    uint8_t other_priv[32];
+    EXPECT_OK(se_ec_generate(other_priv, other_pub));
+    uint8_t other[1500];
+    size_t other_len = make_cert(other_pub, 7, other, sizeof other);
+    struct tc_apdu wrong = {
+        .cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .p1 = 0x80, .data = other, .lc = other_len};
+    EXPECT_EQ_U(se_stx_apdu(&s, &wrong), 0x6A80); /* another key's certificate */
+    uint8_t big[2100];
+    memset(big, 0x30, sizeof big);
+    struct tc_apdu toobig = {.cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .data = big, .lc = 2100};
+    EXPECT_EQ_U(se_stx_apdu(&s, &toobig), 0x6A84);
+    se_session_close(&s);
+
+    struct tc_se_info info;
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT(info.has_key && info.has_cert);
+    EXPECT_EQ_U(info.cert_len, cert_len);
+    EXPECT_EQ_U(info.applet_state, TC_SE_APP_PERSONALIZED);
+    uint8_t serial[4] = {0x01, 0x23, 0x45, 0x67};
+    EXPECT_MEM(info.cert_serial, info.cert_serial_len, serial, 4);
+
+    /* Replace while still on the line: a new key, the certificate dropped. */
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040010008 0011223344556677 00"), 0x9000);
+    EXPECT(memcmp(se_resp + 2, pub, 65) != 0);
+    memcpy(pub, se_resp + 2, 65);
+    EXPECT_EQ_U(se_stx(&s, "8046000000"), 0x6A88);
+    se_session_close(&s);
+    /* Personalisation through the ISD: INSTALL [for personalization] then
+     * STORE DATA carries the certificate to the applet (C-MAC + C-DEC). */
+    cert_len = make_cert(pub, 99, cert, sizeof cert);
+    EXPECT_OK(se_session_default(&s, card, 0x01));
+    EXPECT_EQ_U(se_stx(&s, "80E6200010 0000 0AF0747275737463680101 000000 00"), 0x9000);
+    struct tc_apdu sd = {.cla = 0x80, .ins = 0xE2, .p1 = 0x90, .data = cert, .lc = cert_len};
+    EXPECT_EQ_U(se_stx_apdu(&s, &sd), 0x6982);
+    se_session_close(&s);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80E6200010 0000 0AF0747275737463680101 000000 00"), 0x9000);
+    EXPECT_EQ_U(se_stx_apdu(&s, &sd), 0x9000);
+    /* SECURED: no more replacing the identity. */
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "8046000000"), 0x9000);
+    EXPECT_MEM(se_resp, se_resp_len, cert, 256);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040010008 0011223344556677 00"), 0x6985);
+    se_session_close(&s);
+    tc_se_close(card);
+}
+
+/* ------------------------------------------------------------------ image */
+
+static void test_image(void)
+{
+    struct tc_se_params p;
+    tc_se_params_default(&p);
+    char path[512];
+    (void)snprintf(path, sizeof path, "%s", se_tmp_path("image.img"));
+    (void)unlink(path);
+    EXPECT_OK(tc_se_create(path, &p, 0));
+    EXPECT_ERR(tc_se_create(path, &p, 0), TC_ERR_STATE);
+    EXPECT_OK(tc_se_create(path, &p, TC_SE_CREATE_FORCE));
+    struct stat st;
+    EXPECT(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    /* Parameter rejections. */
+    struct tc_se_params bad = p;
+    bad.key_len = 20;
+    EXPECT_ERR(tc_se_create(path, &bad, TC_SE_CREATE_FORCE), TC_ERR_RANGE);
+    bad = p;
+    bad.kvn = 0;
+    EXPECT_ERR(tc_se_create(path, &bad, TC_SE_CREATE_FORCE), TC_ERR_RANGE);
+    bad = p;
+    bad.isd_aid_len = 4;
+    EXPECT_ERR(tc_se_create(path, &bad, TC_SE_CREATE_FORCE), TC_ERR_RANGE);
+    bad = p;
+    bad.i_param = 0x72;
+    EXPECT_ERR(tc_se_create(path, &bad, TC_SE_CREATE_FORCE), TC_ERR_RANGE);
+    bad = p;
+    bad.i_param = 0x40;
+    EXPECT_ERR(tc_se_create(path, &bad, TC_SE_CREATE_FORCE), TC_ERR_RANGE);
+    bad = p;
+    bad.seq = 0x1000000;
+    EXPECT_ERR(tc_se_create(path, &bad, TC_SE_CREATE_FORCE), TC_ERR_RANGE);
+    tc_error_clear();
+
+    /* A commit goes to the other slot; either slot alone still opens. */
+    struct tc_se_card *card = se_card_reopen(path);
+    struct se_session s;
+    EXPECT_OK(se_session_default(&s, card, 0x01)); /* commits the sequence counter */
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x9000);
+    se_session_close(&s);
+    tc_se_close(card);
+    struct tc_se_info info;
+    EXPECT_OK(tc_se_describe(path, &info));
+    EXPECT_EQ_U(info.life_cycle, TC_SE_LC_INITIALIZED);
+    EXPECT_EQ_U(info.seq, 1);
+    EXPECT_EQ_U(info.nvm_generation, 3);
+    int fd = open(path, O_RDWR);
+    EXPECT(fd >= 0);
+    /* Generation 3 lives in slot 0 (1: slot 0, 2: slot 1, 3: slot 0).
+     * Damage it: the card falls back to generation 2. */
+    uint8_t b = 0;
+    EXPECT(pread(fd, &b, 1, 100) == 1);
+    b ^= 0xFF;
+    EXPECT(pwrite(fd, &b, 1, 100) == 1);
+    EXPECT_OK(tc_se_describe(path, &info));
+    EXPECT_EQ_U(info.nvm_generation, 2);
+    EXPECT_EQ_U(info.life_cycle, TC_SE_LC_OP_READY);
+    /* Damage the other slot too: nothing intact. */
+    EXPECT(pwrite(fd, &b, 1, (off_t)SE_SLOT_SIZE + 100) == 1);
+    EXPECT_ERR(tc_se_describe(path, &info), TC_ERR_FORMAT);
+    struct tc_se_card *none = NULL;
+    EXPECT_ERR(tc_se_open(path, 0, &none), TC_ERR_FORMAT);
+    EXPECT(none == NULL);
+    (void)close(fd);
+    /* Truncated and missing files. */
+    EXPECT(truncate(path, 100) == 0);
+    EXPECT_ERR(tc_se_open(path, 0, &none), TC_ERR_FORMAT);
+    EXPECT_ERR(tc_se_open(se_tmp_path("missing.img"), 0, &none), TC_ERR_IO);
+    tc_error_clear();
+
+    /* Memory cards and the owning link. */
+    struct tc_se_card *mem = NULL;
+    EXPECT_OK(tc_se_open_mem(&p, &mem));
+    uint8_t atr[TC_SE_ATR_MAX];
+    size_t n;
+    EXPECT_OK(tc_se_power_on(mem, atr, sizeof atr, &n));
+    EXPECT_EQ_U(se_tx(mem, "80CA00C100"), 0x9000);
+    tc_se_close(mem);
+    EXPECT_OK(tc_se_create(path, &p, TC_SE_CREATE_FORCE));
+    struct tc_transport t;
+    EXPECT_OK(tc_se_transport_open(path, 0, &t));
+    uint8_t resp[300];
+    const uint8_t cmd[] = {0x80, 0xCA, 0x00, 0x42, 0x00};
+    EXPECT_OK(t.transmit(t.ctx, cmd, sizeof cmd, resp, sizeof resp, &n));
+    EXPECT_EQ_U(n, 8);
+    EXPECT_OK(t.reset(t.ctx, atr, sizeof atr, &n));
+    EXPECT_EQ_U(n, 18);
+    tc_transport_close(&t);
+}
+
+static void test_card_size(void)
+{
+    EXPECT(sizeof(struct tc_se_card) <= TC_SE_CARD_MAX_SIZE);
+    EXPECT(SE_IMAGE_SIZE == 2 * SE_SLOT_SIZE);
+}
+
+static void cleanup(void)
+{
+    se_util_cleanup();
+}
+
+static const struct tc_test_case cases[] = {
+    {"atr", test_atr},
+    {"card_os_vectors", test_card_os_vectors},
+    {"scp03_levels", test_scp03_levels},
+    {"scp03_rejections", test_scp03_rejections},
+    {"get_status", test_get_status},
+    {"life_cycle", test_life_cycle},
+    {"key_store", test_key_store},
+    {"install_delete", test_install_delete},
+    {"store_data", test_store_data},
+    {"identity_applet", test_identity_applet},
+    {"image", test_image},
+    {"card_size", test_card_size},
+    {"cleanup", cleanup},
+};
+
+TC_TEST_MAIN("se", cases)
