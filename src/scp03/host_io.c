@@ -65,6 +65,11 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
          * chain of short commands; b5 of CLA marks all but the last. */
         TC_CHECK_MSG(!a.has_le || a.le <= 256u, TC_ERR_ARG, "Le of %lu needs extended length",
                      (unsigned long)a.le);
+        /* ISO/IEC 7816-4 §5.4.1: CLA FF is invalid, which is what a chained
+         * secure GlobalPlatform command on channel 19 would need. */
+        TC_CHECK_MSG((a.cla | 0x10u) != 0xFFu, TC_ERR_UNSUPPORTED,
+                     "channel 19 cannot chain a secure command (CLA would be FF); use "
+                     "extended length");
         size_t off = 0;
         do {
             size_t n = a.lc - off > 255u ? 255u : a.lc - off;
@@ -143,6 +148,20 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
     /* Short APDUs only: a larger Le would force the extended form. */
     if (!h->cfg.extended && cmd.has_le && cmd.le > 256u)
         cmd.le = 256u;
+    if (!h->cfg.extended && (h->s.level & TC_SCP03_SL_CMAC) != 0) {
+        /* Refuse before wrapping (the chaining value must not move for a
+         * command that is never sent): a chained secure command on channel
+         * 19 needs CLA FF, which ISO/IEC 7816-4 §5.4.1 forbids. */
+        size_t dlen = cmd.lc;
+        if ((h->s.level & TC_SCP03_SL_CDEC) != 0 && cmd.lc > 0)
+            dlen = (cmd.lc / TC_AES_BLOCK + 1u) * TC_AES_BLOCK;
+        uint8_t sm_cla = 0;
+        TC_TRY(tc_scp03_cla_secure(cmd.cla, &sm_cla));
+        TC_CHECK_MSG(dlen + h->s.s_len <= TC_APDU_MAX_SHORT_LC || (sm_cla | 0x10u) != 0xFFu,
+                     TC_ERR_UNSUPPORTED,
+                     "channel 19 cannot chain a secure command (CLA would be FF); use "
+                     "extended length");
+    }
     out = malloc(RESP_CAP);
     TC_CHECK(out != NULL, TC_ERR_NOMEM);
     for (int attempt = 0; attempt < 2; attempt++) {
