@@ -256,7 +256,9 @@ tc_err tc_scp03_host_wrap(struct tc_scp03_host *h, const struct tc_apdu *cmd, st
     } else {
         tc_buf_put_u8(out, (uint8_t)lc2);
     }
-    uint8_t *d = tc_buf_reserve(out, dlen);
+    uint8_t *d = NULL;
+    if (dlen > 0)
+        d = tc_buf_reserve(out, dlen);
     TC_GUARD(tc_buf_status(out));
     if (cmd->lc > 0)
         memcpy(d, cmd->data, cmd->lc);

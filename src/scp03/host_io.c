@@ -103,7 +103,8 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
      * for GET RESPONSE; the data pieces join into one response. */
     for (unsigned round = 0;; round++) {
         sw = (uint16_t)((r[rlen - 2] << 8) | r[rlen - 1]);
-        tc_buf_put(acc, r, rlen - 2);
+        if (rlen > 2)
+            tc_buf_put(acc, r, rlen - 2);
         if ((sw >> 8) != 0x61u)
             break;
         TC_CHECK_MSG(round < MAX_GET_RESPONSE, TC_ERR_IO, "card keeps answering 61xx");
@@ -188,7 +189,8 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
         h->s.level = (uint8_t)(h->s.level & ~(TC_SCP03_SL_RMAC | TC_SCP03_SL_RENC));
     if (h->cfg.trace != NULL) {
         tc_buf_reset(&plain);
-        tc_buf_put(&plain, out, out_len);
+        if (out_len > 0)
+            tc_buf_put(&plain, out, out_len);
         tc_buf_put_u16be(&plain, *sw);
         TC_TRY(tc_buf_status(&plain));
         trace(h, TC_SCP03_TRACE_RESP_PLAIN, plain.data, plain.len);

@@ -194,7 +194,7 @@ static void test_pysim_sessions(void)
     while (tc_vec_next(&v)) {
         struct session_vec sv = {0};
         if (!load_session(&v, &sv)) {
-            EXPECT(!"session vector incomplete");
+            tc_test_fail_at(__FILE__, __LINE__, "session vector incomplete");
             free_session(&sv);
             continue;
         }
@@ -271,7 +271,7 @@ static void test_kaoh_sessions(void)
     while (tc_vec_next(&v)) {
         struct session_vec sv = {0};
         if (!load_session(&v, &sv)) {
-            EXPECT(!"session vector incomplete");
+            tc_test_fail_at(__FILE__, __LINE__, "session vector incomplete");
             free_session(&sv);
             continue;
         }
