@@ -6,9 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/params.h>
 
 #include "crypto/internal.h"
 
@@ -16,7 +14,6 @@ static pthread_once_t tc_crypto_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_crypto_key;
 static bool tc_crypto_ready;
 static EVP_CIPHER *tc_crypto_ciphers[TC_AES_MODE_COUNT][TC_AES_KEY_SIZES];
-static EVP_MAC *tc_crypto_cmac_alg;
 static _Thread_local struct tc_crypto_thread *tc_crypto_this_thread;
 
 static const char *const tc_cipher_names[TC_AES_MODE_COUNT][TC_AES_KEY_SIZES] = {
@@ -47,7 +44,7 @@ static void thread_free(void *p)
         for (size_t k = 0; k < TC_AES_KEY_SIZES; k++)
             EVP_CIPHER_CTX_free(t->cipher[m][k]);
     for (size_t k = 0; k < TC_AES_KEY_SIZES; k++)
-        EVP_MAC_CTX_free(t->cmac[k]);
+        EVP_CIPHER_CTX_free(t->cmac[k]);
     free(t);
 }
 
@@ -59,9 +56,6 @@ static void fetch_once(void)
             if (tc_crypto_ciphers[m][k] == NULL)
                 return;
         }
-    tc_crypto_cmac_alg = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_CMAC, NULL);
-    if (tc_crypto_cmac_alg == NULL)
-        return;
     if (pthread_key_create(&tc_crypto_key, thread_free) != 0)
         return;
     tc_crypto_ready = true;
@@ -83,15 +77,12 @@ static tc_err thread_new(struct tc_crypto_thread **out)
             TC_TRY_OSSL(EVP_CIPHER_CTX_set_padding(c, 0));
         }
     for (size_t k = 0; k < TC_AES_KEY_SIZES; k++) {
-        EVP_MAC_CTX *mc = EVP_MAC_CTX_new(tc_crypto_cmac_alg);
-        TC_CHECK_MSG(mc != NULL, TC_ERR_NOMEM, "EVP_MAC_CTX_new failed");
-        t->cmac[k] = mc;
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER,
-                                             (char *)(uintptr_t)tc_cipher_names[TC_AES_CBC][k], 0),
-            OSSL_PARAM_construct_end(),
-        };
-        TC_TRY_OSSL(EVP_MAC_init(mc, tc_zero_key, 16u + 8u * k, params));
+        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+        TC_CHECK_MSG(c != NULL, TC_ERR_NOMEM, "EVP_CIPHER_CTX_new failed");
+        t->cmac[k] = c;
+        TC_TRY_OSSL(EVP_CipherInit_ex2(c, tc_crypto_ciphers[TC_AES_CBC][k], tc_zero_key, tc_zero_iv,
+                                       1, NULL));
+        TC_TRY_OSSL(EVP_CIPHER_CTX_set_padding(c, 0));
     }
     TC_CHECK_MSG(pthread_setspecific(tc_crypto_key, t) == 0, TC_ERR_INTERNAL,
                  "pthread_setspecific failed");
@@ -113,7 +104,7 @@ tc_err tc_crypto_thread_get(struct tc_crypto_thread **out)
                   "pthread_once failed");
     if (!tc_crypto_ready) {
         ERR_clear_error();
-        return TC_FAIL(TC_ERR_CRYPTO, "OpenSSL lacks AES-ECB/CBC or CMAC (provider not loaded?)");
+        return TC_FAIL(TC_ERR_CRYPTO, "OpenSSL lacks AES-ECB/CBC (provider not loaded?)");
     }
     TC_GUARD(thread_new(&tc_crypto_this_thread));
     *out = tc_crypto_this_thread;
@@ -136,8 +127,8 @@ void tc_crypto_scrub_cipher(EVP_CIPHER_CTX *ctx)
         ERR_clear_error();
 }
 
-void tc_crypto_scrub_cmac(EVP_MAC_CTX *ctx, size_t key_len)
+void tc_crypto_scrub_cmac(EVP_CIPHER_CTX *ctx)
 {
-    if (EVP_MAC_init(ctx, tc_zero_key, key_len, NULL) != 1)
+    if (EVP_CipherInit_ex2(ctx, NULL, tc_zero_key, NULL, 1, NULL) != 1)
         ERR_clear_error();
 }

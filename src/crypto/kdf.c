@@ -11,7 +11,7 @@ tc_err tc_kbkdf_cmac_ctr(const uint8_t *key, size_t key_len, const uint8_t *fixe
                          size_t after_len, uint8_t *out, size_t out_len)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    EVP_MAC_CTX *ctx = NULL;
+    struct tc_cmac m = {0};
     uint8_t block[TC_CMAC_LEN];
     uint8_t counter[4];
     TC_ENSURE_MSG(key != NULL && tc_aes_key_len_ok(key_len), TC_ERR_ARG,
@@ -30,27 +30,17 @@ tc_err tc_kbkdf_cmac_ctr(const uint8_t *key, size_t key_len, const uint8_t *fixe
 
     struct tc_crypto_thread *t = NULL;
     TC_GUARD(tc_crypto_thread_get(&t));
-    ctx = t->cmac[tc_crypto_key_index(key_len)];
+    /* One key setup for all blocks; each block is a fresh CMAC under it. */
+    TC_TRY(tc_crypto_cmac_setup(&m, t->cmac[tc_crypto_key_index(key_len)], key, key_len));
     size_t done = 0;
     for (uint64_t i = 1; i <= blocks; i++) {
         /* SP 800-108 §5.1 step 4: K(i) = PRF(KI, [i]_2 || fixed input), here
          * with the counter between the two parts of the fixed input. */
         for (size_t b = 0; b < counter_len; b++)
             counter[b] = (uint8_t)(i >> (8 * (counter_len - 1 - b)));
-        /* The first block sets the key; later ones restart with the same key
-         * (EVP_MAC_init with no key resets the CMAC chaining state). */
-        if (i == 1)
-            TC_TRY_OSSL(EVP_MAC_init(ctx, key, key_len, NULL));
-        else
-            TC_TRY_OSSL(EVP_MAC_init(ctx, NULL, 0, NULL));
-        if (before_len > 0)
-            TC_TRY_OSSL(EVP_MAC_update(ctx, fixed_before, before_len));
-        TC_TRY_OSSL(EVP_MAC_update(ctx, counter, counter_len));
-        if (after_len > 0)
-            TC_TRY_OSSL(EVP_MAC_update(ctx, fixed_after, after_len));
-        size_t outl = 0;
-        TC_TRY_OSSL(EVP_MAC_final(ctx, block, &outl, sizeof block));
-        TC_CHECK(outl == TC_CMAC_LEN, TC_ERR_INTERNAL);
+        const struct tc_iov parts[3] = {
+            {fixed_before, before_len}, {counter, counter_len}, {fixed_after, after_len}};
+        TC_TRY(tc_crypto_cmac_run(&m, parts, 3, block));
         /* §5.1 step 5: the leftmost L bits of K(1) || ... || K(n). */
         size_t take = out_len - done < TC_CMAC_LEN ? out_len - done : TC_CMAC_LEN;
         memcpy(out + done, block, take);
@@ -58,8 +48,7 @@ tc_err tc_kbkdf_cmac_ctr(const uint8_t *key, size_t key_len, const uint8_t *fixe
     }
     ret = TC_OK;
 out:
-    if (ctx != NULL)
-        tc_crypto_scrub_cmac(ctx, key_len);
+    tc_crypto_cmac_end(&m);
     tc_memzero(block, sizeof block);
     if (ret != TC_OK)
         tc_memzero(out, out_len);

@@ -4,7 +4,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include <openssl/evp.h>
+
 #include <trustchain/crypto.h>
+
+#include "crypto/internal.h"
 
 static const uint8_t k16[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
                                 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
@@ -381,6 +385,86 @@ static void test_threads(void)
     EXPECT_MEM(again, sizeof again, expect, sizeof expect);
 }
 
+/* ------------------------------------------------------------- cross-checks */
+
+/* Deterministic filler so failures reproduce. */
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+}
+
+/* The module's CMAC equals OpenSSL's EVP_MAC CMAC for every length from 0
+ * to 300 bytes, each key size, whole and split into three parts. */
+static void test_cmac_matches_evp_mac(void)
+{
+    static const char *const ciphers[3] = {"AES-128-CBC", "AES-192-CBC", "AES-256-CBC"};
+    uint8_t key[32], msg[300], a[TC_CMAC_LEN], b[TC_CMAC_LEN];
+    size_t mismatches = 0, checked = 0;
+    for (size_t k = 0; k < 3; k++) {
+        size_t klen = 16 + 8 * k;
+        for (size_t len = 0; len <= sizeof msg; len++) {
+            fill(key, klen, (uint32_t)(len * 3 + k));
+            fill(msg, len, (uint32_t)(len + 1000 * k));
+            size_t outl = 0;
+            if (EVP_Q_mac(NULL, "CMAC", NULL, ciphers[k], NULL, key, klen, msg, len, b, sizeof b,
+                          &outl) == NULL ||
+                outl != TC_CMAC_LEN) {
+                tc_test_fail_at(__FILE__, __LINE__, "EVP_Q_mac failed");
+                return;
+            }
+            EXPECT_OK(tc_aes_cmac(key, klen, msg, len, a));
+            mismatches += memcmp(a, b, sizeof a) != 0;
+            size_t c1 = len / 3, c2 = len - len / 5;
+            const struct tc_iov parts[3] = {{msg, c1}, {msg + c1, c2 - c1}, {msg + c2, len - c2}};
+            EXPECT_OK(tc_aes_cmac_iov(key, klen, parts, 3, a));
+            mismatches += memcmp(a, b, sizeof a) != 0;
+            checked++;
+        }
+    }
+    EXPECT_EQ_U(mismatches, 0);
+    EXPECT_EQ_U(checked, 3 * 301);
+}
+
+/* After a call, the thread's contexts hold the all-zero key and (CBC/CMAC)
+ * a zero chaining value: encrypting a zero block on them gives AES(0^k, 0). */
+static void test_contexts_scrubbed(void)
+{
+    static const uint8_t zero[32];
+    uint8_t key[32], buf[64], mac[TC_CMAC_LEN], iv[16];
+    fill(key, sizeof key, 7);
+    fill(iv, sizeof iv, 8);
+    fill(buf, sizeof buf, 9);
+    struct tc_crypto_thread *t = NULL;
+    for (size_t k = 0; k < 3; k++) {
+        size_t klen = 16 + 8 * k;
+        uint8_t expect[16], got[16];
+        EXPECT_OK(tc_aes_ecb_encrypt(zero, klen, zero, 16, expect));
+
+        EXPECT_OK(tc_aes_cmac(key, klen, buf, sizeof buf, mac));
+        EXPECT_OK(tc_kbkdf_cmac_ctr(key, klen, buf, 8, 1, buf, 8, buf + 32, 32));
+        EXPECT_OK(tc_crypto_thread_get(&t));
+        EXPECT(EVP_Cipher(t->cmac[k], got, zero, 16) == 16);
+        EXPECT_MEM(got, 16, expect, 16);
+        tc_crypto_scrub_cmac(t->cmac[k]);
+
+        EXPECT_OK(tc_aes_cbc_encrypt(key, klen, iv, buf, sizeof buf, buf));
+        EXPECT_OK(tc_aes_cbc_decrypt(key, klen, iv, buf, sizeof buf, buf));
+        EXPECT(EVP_Cipher(t->cipher[TC_AES_CBC][k], got, zero, 16) == 16);
+        EXPECT_MEM(got, 16, expect, 16);
+        tc_crypto_scrub_cipher(t->cipher[TC_AES_CBC][k]);
+
+        EXPECT_OK(tc_aes_ecb_decrypt(key, klen, buf, 16, buf));
+        EXPECT(EVP_Cipher(t->cipher[TC_AES_ECB][k], got, zero, 16) == 16);
+        EXPECT_MEM(got, 16, expect, 16);
+    }
+}
+
 static const struct tc_test_case cases[] = {
     {"cmac_vectors", test_cmac_vectors},
     {"cmac_rejects", test_cmac_rejects},
@@ -394,6 +478,8 @@ static const struct tc_test_case cases[] = {
     {"random", test_random},
     {"key_len_ok", test_key_len_ok},
     {"threads", test_threads},
+    {"cmac_matches_evp_mac", test_cmac_matches_evp_mac},
+    {"contexts_scrubbed", test_contexts_scrubbed},
 };
 
 int main(int argc, char **argv)
