@@ -36,7 +36,7 @@
  *   tc:master:<name>                       AES master diversification key
  *   tc:root-ca:<name>                      root CA key pair (its own token)
  *   tc:batch-ca:<batch>                    batch CA key pair
- *   tc:transport:<batch>:<kvn>:enc|mac|dek SE vendor transport keyset
+ *   tc:transport:<batch>:<KVN hex>:enc|mac|dek SE vendor transport keyset
  *   tc:audit:checkpoint                    Ed25519 checkpoint key pair
  *   tc:device:<32 EID digits>:enc|mac|dek  derived keyset (session objects)
  */

@@ -57,5 +57,6 @@ void tc_json_finish(struct tc_json *j);
 /* Command groups, one file each. */
 int tc_cli_apdu(int argc, char **argv);
 int tc_cli_tlv(int argc, char **argv);
+int tc_cli_hsm(int argc, char **argv);
 
 #endif

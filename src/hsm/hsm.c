@@ -599,6 +599,10 @@ static const char *key_type_name(CK_KEY_TYPE t)
 static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+/* PKCS#11 3.0 §2.3.10 also allows the curve name as a PrintableString;
+ * SoftHSM2 2.6.1 stores an Ed25519 private key's CKA_EC_PARAMS that way. */
+static const uint8_t name_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+                                       'd',  's',  '2', '5', '5', '1', '9'};
 
 static const char *curve_name(const uint8_t *p, size_t n)
 {
@@ -608,7 +612,8 @@ static const char *curve_name(const uint8_t *p, size_t n)
         return "P-256";
     if (n == sizeof oid_p384 && tc_ct_equal(p, oid_p384, n))
         return "P-384";
-    if (n == sizeof oid_ed25519 && tc_ct_equal(p, oid_ed25519, n))
+    if ((n == sizeof oid_ed25519 && tc_ct_equal(p, oid_ed25519, n)) ||
+        (n == sizeof name_ed25519 && tc_ct_equal(p, name_ed25519, n)))
         return "Ed25519";
     return "other";
 }
@@ -677,6 +682,15 @@ static tc_err describe(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o
     return TC_OK;
 }
 
+static int by_label(const void *a, const void *b)
+{
+    const struct tc_hsm_obj_info *x = a, *y = b;
+    int c = strcmp(x->label, y->label);
+    if (c != 0)
+        return c;
+    return (int)x->kind - (int)y->kind;
+}
+
 tc_err tc_hsm_list(struct tc_hsm *h, struct tc_hsm_obj_info *out, size_t max, size_t *n)
 {
     tc_err ret = TC_ERR_INTERNAL;
@@ -721,6 +735,7 @@ tc_err tc_hsm_list(struct tc_hsm *h, struct tc_hsm_obj_info *out, size_t max, si
         out[kept++] = oi;
     }
     *n = kept;
+    qsort(out, kept, sizeof *out, by_label);
     ret = TC_OK;
 out:
     if (active)

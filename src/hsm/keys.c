@@ -127,7 +127,7 @@ static const char *const key_role[3] = {"enc", "mac", "dek"};
 static tc_err transport_label(char *out, size_t size, const char *batch, uint8_t kvn, size_t role)
 {
     TC_ENSURE(batch != NULL && role < 3, TC_ERR_ARG);
-    int w = snprintf(out, size, "%s%s:%u:%s", TC_HSM_LABEL_TRANSPORT, batch, (unsigned)kvn,
+    int w = snprintf(out, size, "%s%s:%02X:%s", TC_HSM_LABEL_TRANSPORT, batch, (unsigned)kvn,
                      key_role[role]);
     TC_ENSURE_MSG(w > 0 && (size_t)w < size, TC_ERR_RANGE, "batch name too long for a key label");
     return tc_hsm_label_check(out);
