@@ -23,6 +23,7 @@ struct pending {
     uint64_t first;
     tc_err rc;
     bool done;
+    pthread_cond_t cv; /* signalled when done, or when it should lead */
     struct pending *next;
 };
 
@@ -30,7 +31,6 @@ struct tc_audit_log {
     struct tc_audit_store store;
     char origin[TC_CHECKPOINT_ORIGIN_MAX + 1];
     pthread_mutex_t mu; /* queue and leader flag */
-    pthread_cond_t cv;
     struct pending *head, *tail;
     bool committing;
     tc_err broken;              /* sticky: durable state and memory diverged */
@@ -79,7 +79,6 @@ tc_err tc_audit_log_open(struct tc_audit_store store, const char *origin, struct
     store.ops = NULL; /* owned by the log from here */
     memcpy(log->origin, origin, olen + 1);
     pthread_mutex_init(&log->mu, NULL);
-    pthread_cond_init(&log->cv, NULL);
     pthread_mutex_init(&log->store_mu, NULL);
     pthread_rwlock_init(&log->tree_lock, NULL);
     tc_merkle_init(&log->tree);
@@ -119,7 +118,6 @@ void tc_audit_log_close(struct tc_audit_log *log)
     tc_audit_store_close(&log->store);
     tc_merkle_free(&log->tree);
     pthread_mutex_destroy(&log->mu);
-    pthread_cond_destroy(&log->cv);
     pthread_mutex_destroy(&log->store_mu);
     pthread_rwlock_destroy(&log->tree_lock);
     free(log);
@@ -186,7 +184,8 @@ tc_err tc_audit_log_append(struct tc_audit_log *log, const uint8_t *const *event
                            const size_t *lens, size_t n, uint64_t *first_index)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    struct pending p = {events, lens, n, NULL, 0, TC_ERR_INTERNAL, false, NULL};
+    struct pending p = {events, lens, n, NULL, 0, TC_ERR_INTERNAL, false, PTHREAD_COND_INITIALIZER,
+                        NULL};
     TC_CHECK(log != NULL && events != NULL && lens != NULL && n > 0, TC_ERR_ARG);
     TC_CHECK(n <= 1u << 20, TC_ERR_RANGE);
     p.leaf = malloc(n * TC_AUDIT_HASH_LEN);
@@ -207,7 +206,10 @@ tc_err tc_audit_log_append(struct tc_audit_log *log, const uint8_t *const *event
     log->tail = &p;
     while (!p.done) {
         if (log->committing) {
-            pthread_cond_wait(&log->cv, &log->mu);
+            /* Woken only when done, or as the head of the queue when the
+             * leader finished: each waiter has its own condition, so a
+             * commit wakes just the appenders it served. */
+            pthread_cond_wait(&p.cv, &log->mu);
             continue;
         }
         struct pending *batch = log->head;
@@ -227,12 +229,16 @@ tc_err tc_audit_log_append(struct tc_audit_log *log, const uint8_t *const *event
 
         pthread_mutex_lock(&log->mu);
         for (struct pending *q = batch, *next; q; q = next) {
-            next = q->next; /* q may be gone once done is set */
+            next = q->next; /* q may be gone once it is released */
             q->rc = rc;
             q->done = true;
+            if (q != &p)
+                pthread_cond_signal(&q->cv);
         }
         log->committing = false;
-        pthread_cond_broadcast(&log->cv);
+        /* Hand the lead to the first appender that queued meanwhile. */
+        if (log->head)
+            pthread_cond_signal(&log->head->cv);
         pthread_mutex_unlock(&log->mu);
         fault(log, TC_AUDIT_STEP_ACKNOWLEDGED);
         pthread_mutex_lock(&log->mu);
@@ -243,6 +249,7 @@ tc_err tc_audit_log_append(struct tc_audit_log *log, const uint8_t *const *event
         *first_index = p.first;
     ret = TC_OK;
 out:
+    pthread_cond_destroy(&p.cv);
     free(p.leaf);
     return ret;
 }
