@@ -20,6 +20,7 @@ static const struct tc_cli_cmd groups[] = {
     {"version", "print the version", cmd_version},
     {"apdu", "decode command and response APDUs (ISO/IEC 7816-4)", tc_cli_apdu},
     {"tlv", "decode BER-TLV data objects", tc_cli_tlv},
+    {"gp", "drive a GlobalPlatform card over SCP03 (PC/SC, TCP or a card image)", tc_cli_gp},
     {"hsm", "the manufacturing HSM over PKCS#11 (init, info, keys)", tc_cli_hsm},
 };
 
