@@ -72,10 +72,9 @@ static tc_err store_next_sequence(void *ctx, uint8_t kvn, uint32_t *seq)
     if (card->nvm.seq >= TC_SE_SEQ_MAX)
         return TC_FAIL(TC_ERR_RANGE, "sequence counter exhausted");
     card->nvm.seq++;
-    if (se_nvm_commit(card) != TC_OK) {
-        card->nvm.seq--;
+    /* A failed commit leaves the card mute; power-on reloads the image. */
+    if (se_nvm_commit(card) != TC_OK)
         return TC_ERR_IO;
-    }
     *seq = card->nvm.seq;
     return TC_OK;
 }
@@ -95,13 +94,8 @@ static tc_err store_auth_record(void *ctx, uint8_t kvn, bool success)
     uint32_t next = success ? 0 : card->nvm.auth_failures + (card->nvm.auth_failures < UINT32_MAX);
     if (next == card->nvm.auth_failures)
         return TC_OK;
-    uint32_t old = card->nvm.auth_failures;
     card->nvm.auth_failures = next;
-    if (se_nvm_commit(card) != TC_OK) {
-        card->nvm.auth_failures = old;
-        return TC_ERR_IO;
-    }
-    return TC_OK;
+    return se_nvm_commit(card) == TC_OK ? TC_OK : TC_ERR_IO;
 }
 
 static const struct tc_scp03_card_store se_store = {
