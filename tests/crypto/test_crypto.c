@@ -246,9 +246,9 @@ static void test_kbkdf_vectors(void)
         free(ad);
     }
     tc_vec_close(&v);
-    EXPECT(n >= 14);
-    EXPECT(middle >= 7);
-    EXPECT(before >= 7);
+    EXPECT_EQ_U(n, 31);
+    EXPECT_EQ_U(middle, 24);
+    EXPECT_EQ_U(before, 7);
 }
 
 static void test_kbkdf_rejects(void)
@@ -465,6 +465,105 @@ static void test_contexts_scrubbed(void)
     }
 }
 
+/* ------------------------------------------------------------- SCP03 KDF */
+
+static void test_scp03_kdf_traces(void)
+{
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "crypto/scp03_kdf.txt"))
+        return;
+    size_t n = 0, per_len[3] = {0};
+    while (tc_vec_next(&v)) {
+        size_t klen = 0, iulen = 0, rlen = 0, ealen = 0;
+        uint8_t *kmac = tc_vec_hex(&v, "K_MAC", &klen);
+        uint8_t *iu = tc_vec_hex(&v, "INIT_UPDATE_CMD", &iulen);
+        uint8_t *rsp = tc_vec_hex(&v, "INIT_UPDATE_RSP", &rlen);
+        uint8_t *ea = tc_vec_hex(&v, "EXT_AUTH_CMD", &ealen);
+        /* INITIALIZE UPDATE: 80 50 KVN 00 08 host-challenge(8) Le. Response:
+         * key div data(10) KVN(1) SCP(1) i(1) card challenge(8) card
+         * cryptogram(8) sequence counter(3). EXTERNAL AUTHENTICATE: 84 82
+         * level 00 10 host cryptogram(8) C-MAC(8). */
+        if (kmac && iu && rsp && ea && iulen == 14 && rlen == 32 && ealen == 21 &&
+            tc_aes_key_len_ok(klen) && rsp[11] == 0x03) {
+            uint8_t ctx[16], smac[32], cc[8], hc[8], cmac[TC_CMAC_LEN];
+            memcpy(ctx, iu + 5, 8);
+            memcpy(ctx + 8, rsp + 13, 8);
+            EXPECT_OK(tc_scp03_kdf(kmac, klen, TC_SCP03_DC_S_MAC, ctx, 16, smac, klen));
+            EXPECT_OK(tc_scp03_kdf(smac, klen, TC_SCP03_DC_CARD_CRYPTOGRAM, ctx, 16, cc, 8));
+            EXPECT_MEM(cc, 8, rsp + 21, 8);
+            EXPECT_OK(tc_scp03_kdf(smac, klen, TC_SCP03_DC_HOST_CRYPTOGRAM, ctx, 16, hc, 8));
+            EXPECT_MEM(hc, 8, ea + 5, 8);
+            /* GP Amendment D §6.2.4: C-MAC over the MAC chaining value (zero
+             * for the first command) and the command with its Lc. */
+            static const uint8_t chain0[16];
+            const struct tc_iov parts[2] = {{chain0, 16}, {ea, 13}};
+            EXPECT_OK(tc_aes_cmac_iov(smac, klen, parts, 2, cmac));
+            EXPECT_MEM(cmac, 8, ea + 13, 8);
+            per_len[(klen - 16) / 8]++;
+            n++;
+        } else {
+            tc_test_fail_at(v.path, v.record_line, "malformed SCP03 trace record");
+        }
+        free(kmac);
+        free(iu);
+        free(rsp);
+        free(ea);
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(n, 9);
+    EXPECT_EQ_U(per_len[0], 3);
+    EXPECT_EQ_U(per_len[1], 3);
+    EXPECT_EQ_U(per_len[2], 3);
+}
+
+/* tc_scp03_kdf equals the CAVP-checked generic KDF with the GP Amendment D
+ * §6.2.2 layout assembled here byte by byte, for L = 64, 128, 192, 256 and
+ * the longest output a one-byte counter allows. */
+static void test_scp03_kdf_layout(void)
+{
+    static const size_t lens[] = {8, 16, 24, 32, 33, 4080};
+    uint8_t key[32], context[24];
+    uint8_t *a = malloc(4080), *b = malloc(4080);
+    fill(key, sizeof key, 42);
+    fill(context, sizeof context, 43);
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < TC_ARRAY_LEN(lens); i++) {
+            size_t klen = 16 + 8 * k, out_len = lens[i];
+            uint8_t label[15] = {0};
+            label[11] = TC_SCP03_DC_S_ENC;
+            label[12] = 0x00;
+            label[13] = (uint8_t)((out_len * 8) >> 8);
+            label[14] = (uint8_t)(out_len * 8);
+            EXPECT_OK(
+                tc_scp03_kdf(key, klen, TC_SCP03_DC_S_ENC, context, sizeof context, a, out_len));
+            EXPECT_OK(tc_kbkdf_cmac_ctr(key, klen, label, sizeof label, 1, context, sizeof context,
+                                        b, out_len));
+            EXPECT_MEM(a, out_len, b, out_len);
+            /* A single block is one CMAC over label || counter 01 || context. */
+            if (out_len <= 16) {
+                uint8_t one = 0x01, mac[TC_CMAC_LEN];
+                const struct tc_iov parts[3] = {
+                    {label, sizeof label}, {&one, 1}, {context, sizeof context}};
+                EXPECT_OK(tc_aes_cmac_iov(key, klen, parts, 3, mac));
+                EXPECT_MEM(a, out_len, mac, out_len);
+            }
+        }
+    /* The derivation constant and L are part of the input. */
+    EXPECT_OK(tc_scp03_kdf(key, 16, TC_SCP03_DC_S_ENC, context, 16, a, 16));
+    EXPECT_OK(tc_scp03_kdf(key, 16, TC_SCP03_DC_S_MAC, context, 16, b, 16));
+    EXPECT(memcmp(a, b, 16) != 0);
+    EXPECT_OK(tc_scp03_kdf(key, 16, TC_SCP03_DC_S_ENC, context, 16, b, 8));
+    EXPECT(memcmp(a, b, 8) != 0);
+    /* Rejections. */
+    EXPECT_ERR(tc_scp03_kdf(key, 16, 0x04, context, 16, a, 0), TC_ERR_ARG);
+    EXPECT_ERR(tc_scp03_kdf(key, 16, 0x04, context, 16, a, 4081), TC_ERR_ARG);
+    EXPECT_ERR(tc_scp03_kdf(key, 16, 0x04, NULL, 16, a, 16), TC_ERR_ARG);
+    EXPECT_ERR(tc_scp03_kdf(key, 20, 0x04, context, 16, a, 16), TC_ERR_ARG);
+    EXPECT_ERR(tc_scp03_kdf(key, 16, 0x04, context, 16, NULL, 16), TC_ERR_ARG);
+    free(a);
+    free(b);
+}
+
 static const struct tc_test_case cases[] = {
     {"cmac_vectors", test_cmac_vectors},
     {"cmac_rejects", test_cmac_rejects},
@@ -480,6 +579,8 @@ static const struct tc_test_case cases[] = {
     {"threads", test_threads},
     {"cmac_matches_evp_mac", test_cmac_matches_evp_mac},
     {"contexts_scrubbed", test_contexts_scrubbed},
+    {"scp03_kdf_traces", test_scp03_kdf_traces},
+    {"scp03_kdf_layout", test_scp03_kdf_layout},
 };
 
 int main(int argc, char **argv)
