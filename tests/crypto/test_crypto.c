@@ -564,6 +564,48 @@ static void test_scp03_kdf_layout(void)
     free(b);
 }
 
+/* ------------------------------------------------------------------ KCV */
+
+static void test_kcv_vectors(void)
+{
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "crypto/kcv.txt"))
+        return;
+    size_t n = 0, derived = 0;
+    while (tc_vec_next(&v)) {
+        size_t klen = 0, elen = 0, clen = 0, dlen = 0;
+        uint8_t *key = tc_vec_hex(&v, "KEY", &klen);
+        uint8_t *expect = tc_vec_hex(&v, "KCV", &elen);
+        uint8_t *constant = NULL, *context = NULL;
+        uint8_t k2[32], kcv[TC_KCV_LEN];
+        const uint8_t *target = key;
+        if (tc_vec_get(&v, "CONSTANT") != NULL) {
+            constant = tc_vec_hex(&v, "CONSTANT", &clen);
+            context = tc_vec_hex(&v, "CONTEXT", &dlen);
+            if (key && constant && context && clen == 1 && klen <= sizeof k2) {
+                EXPECT_OK(tc_scp03_kdf(key, klen, constant[0], context, dlen, k2, klen));
+                target = k2;
+                derived++;
+            }
+        }
+        if (target && expect) {
+            EXPECT_OK(tc_kcv_aes(target, klen, kcv));
+            EXPECT_MEM(kcv, sizeof kcv, expect, elen);
+            n++;
+        }
+        free(key);
+        free(expect);
+        free(constant);
+        free(context);
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(n, 4);
+    EXPECT_EQ_U(derived, 3);
+    uint8_t kcv[TC_KCV_LEN];
+    EXPECT_ERR(tc_kcv_aes(k16, 8, kcv), TC_ERR_ARG);
+    EXPECT_ERR(tc_kcv_aes(NULL, 16, kcv), TC_ERR_ARG);
+}
+
 static const struct tc_test_case cases[] = {
     {"cmac_vectors", test_cmac_vectors},
     {"cmac_rejects", test_cmac_rejects},
@@ -581,6 +623,7 @@ static const struct tc_test_case cases[] = {
     {"contexts_scrubbed", test_contexts_scrubbed},
     {"scp03_kdf_traces", test_scp03_kdf_traces},
     {"scp03_kdf_layout", test_scp03_kdf_layout},
+    {"kcv_vectors", test_kcv_vectors},
 };
 
 int main(int argc, char **argv)
