@@ -58,6 +58,7 @@ void tc_json_finish(struct tc_json *j);
 int tc_cli_apdu(int argc, char **argv);
 int tc_cli_tlv(int argc, char **argv);
 int tc_cli_gp(int argc, char **argv);
+int tc_cli_se(int argc, char **argv);
 /* `se serve` (src/cli/se_serve.c), run from the se group's table. */
 int tc_cli_se_serve(int argc, char **argv);
 int tc_cli_hsm(int argc, char **argv);

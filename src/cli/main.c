@@ -22,6 +22,7 @@ static const struct tc_cli_cmd groups[] = {
     {"tlv", "decode BER-TLV data objects", tc_cli_tlv},
     {"gp", "drive a GlobalPlatform card over SCP03 (PC/SC, TCP or a card image)", tc_cli_gp},
     {"hsm", "the manufacturing HSM over PKCS#11 (init, info, keys)", tc_cli_hsm},
+    {"se", "emulated secure elements: create, show, serve card images", tc_cli_se},
 };
 
 int main(int argc, char **argv)
