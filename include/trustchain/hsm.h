@@ -278,6 +278,34 @@ TC_MUST_CHECK tc_err tc_hsm_public_key(struct tc_hsm *h, tc_hsm_obj pub, uint8_t
 TC_MUST_CHECK tc_err tc_hsm_signer(struct tc_hsm *h, const char *label, struct tc_signer *out);
 void tc_hsm_signer_free(struct tc_signer *s);
 
+/* ------------------------------------------------------------ SCP03 */
+
+/*
+ * The SCP03 host's key provider (struct tc_scp03_key_provider, scp03.h)
+ * over HSM keysets: session keys and pseudo-random card challenges by
+ * tc_hsm_scp03_kdf, KCVs by tc_hsm_kcv, PUT KEY blocks by C_WrapKey under
+ * this provider's DEK of a key held by another HSM provider on the same
+ * token. Static keys never leave the HSM. Keysets are named by KVN; a KVN
+ * without a keyset is TC_ERR_NOT_FOUND.
+ */
+#define TC_HSM_SCP03_KEYSETS 4u
+struct tc_scp03_key_provider;
+struct tc_hsm_scp03_provider {
+    struct tc_hsm *h;
+    struct {
+        uint8_t kvn;
+        struct tc_hsm_keyset ks;
+    } sets[TC_HSM_SCP03_KEYSETS];
+    size_t n;
+};
+/* Empties m and points p at it (p->ctx = m). The keysets stay owned by the
+ * caller (destroy derived ones with tc_hsm_keyset_destroy). */
+void tc_hsm_scp03_provider_init(struct tc_hsm_scp03_provider *m, struct tc_hsm *h,
+                                struct tc_scp03_key_provider *p);
+/* Add (or replace, same KVN) a keyset; TC_ERR_NOMEM when full. */
+TC_MUST_CHECK tc_err tc_hsm_scp03_provider_add(struct tc_hsm_scp03_provider *m, uint8_t kvn,
+                                               const struct tc_hsm_keyset *ks);
+
 /* ------------------------------------------------------------ errors */
 
 /* A PKCS#11 return value's name ("CKR_PIN_INCORRECT"). */

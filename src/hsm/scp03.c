@@ -1,0 +1,165 @@
+/*
+ * The SCP03 host's key provider over HSM keysets: every computation that
+ * needs a static key (session key derivation, pseudo-random card challenge,
+ * KCV, PUT KEY wrapping) runs in the HSM; only session keys, challenges,
+ * KCVs and DEK-wrapped key blocks come out.
+ */
+#include <string.h>
+
+#include <trustchain/scp03.h>
+
+#include "hsm/hsm_int.h"
+
+static tc_err find_set(const struct tc_hsm_scp03_provider *m, uint8_t kvn,
+                       const struct tc_hsm_keyset **ks)
+{
+    TC_ENSURE(m != NULL && m->h != NULL, TC_ERR_ARG);
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->sets[i].kvn == kvn) {
+            *ks = &m->sets[i].ks;
+            return TC_OK;
+        }
+    }
+    return TC_FAIL(TC_ERR_NOT_FOUND, "the HSM holds no SCP03 keyset with KVN %02X", kvn);
+}
+
+static tc_err key_of(const struct tc_hsm_keyset *ks, enum tc_scp03_key_id id, tc_hsm_obj *o)
+{
+    switch (id) {
+    case TC_SCP03_KEY_ENC:
+        *o = ks->enc;
+        return TC_OK;
+    case TC_SCP03_KEY_MAC:
+        *o = ks->mac;
+        return TC_OK;
+    case TC_SCP03_KEY_DEK:
+        *o = ks->dek;
+        return TC_OK;
+    default:
+        return TC_FAIL(TC_ERR_ARG, "SCP03 key identifier %d is not 1, 2 or 3", (int)id);
+    }
+}
+
+static tc_err p_key_len(void *ctx, uint8_t kvn, size_t *key_len)
+{
+    const struct tc_hsm_keyset *ks = NULL;
+    TC_ENSURE(key_len != NULL, TC_ERR_ARG);
+    TC_GUARD(find_set(ctx, kvn, &ks));
+    *key_len = ks->key_len;
+    return TC_OK;
+}
+
+static tc_err p_session_keys(void *ctx, uint8_t kvn, const uint8_t *context, size_t context_len,
+                             struct tc_scp03_session_keys *out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    struct tc_hsm_scp03_provider *m = ctx;
+    const struct tc_hsm_keyset *ks = NULL;
+    TC_ENSURE(out != NULL, TC_ERR_ARG);
+    TC_GUARD(find_set(m, kvn, &ks));
+    TC_ENSURE(ks->key_len <= TC_SCP03_KEY_MAX, TC_ERR_INTERNAL);
+    /* Amendment D §6.2.1: S-ENC from Key-ENC with constant 04, S-MAC and
+     * S-RMAC from Key-MAC with 06 and 07, each as long as the static keys. */
+    memset(out, 0, sizeof *out);
+    out->key_len = (uint8_t)ks->key_len;
+    TC_TRY(tc_hsm_scp03_kdf(m->h, ks->enc, TC_SCP03_DC_S_ENC, context, context_len, out->s_enc,
+                            ks->key_len));
+    TC_TRY(tc_hsm_scp03_kdf(m->h, ks->mac, TC_SCP03_DC_S_MAC, context, context_len, out->s_mac,
+                            ks->key_len));
+    TC_TRY(tc_hsm_scp03_kdf(m->h, ks->mac, TC_SCP03_DC_S_RMAC, context, context_len, out->s_rmac,
+                            ks->key_len));
+    ret = TC_OK;
+out:
+    if (ret != TC_OK)
+        tc_memzero(out, sizeof *out);
+    return ret;
+}
+
+static tc_err p_card_challenge(void *ctx, uint8_t kvn, const uint8_t seq[TC_SCP03_SEQ_LEN],
+                               const uint8_t *aid, size_t aid_len, uint8_t *out, size_t out_len)
+{
+    struct tc_hsm_scp03_provider *m = ctx;
+    const struct tc_hsm_keyset *ks = NULL;
+    TC_ENSURE(seq != NULL && aid != NULL && out != NULL, TC_ERR_ARG);
+    TC_ENSURE(aid_len <= TC_SCP03_AID_MAX, TC_ERR_RANGE);
+    TC_ENSURE(out_len == TC_SCP03_S8 || out_len == TC_SCP03_S16, TC_ERR_RANGE);
+    TC_GUARD(find_set(m, kvn, &ks));
+    /* Amendment D §6.2.2.1: context = sequence counter || SD AID. */
+    uint8_t context[TC_SCP03_SEQ_LEN + TC_SCP03_AID_MAX];
+    memcpy(context, seq, TC_SCP03_SEQ_LEN);
+    memcpy(context + TC_SCP03_SEQ_LEN, aid, aid_len);
+    return tc_hsm_scp03_kdf(m->h, ks->enc, TC_SCP03_DC_CARD_CHALLENGE, context,
+                            TC_SCP03_SEQ_LEN + aid_len, out, out_len);
+}
+
+static tc_err p_kcv(void *ctx, uint8_t kvn, enum tc_scp03_key_id id, uint8_t kcv[TC_KCV_LEN])
+{
+    struct tc_hsm_scp03_provider *m = ctx;
+    const struct tc_hsm_keyset *ks = NULL;
+    tc_hsm_obj o = 0;
+    TC_ENSURE(kcv != NULL, TC_ERR_ARG);
+    TC_GUARD(find_set(m, kvn, &ks));
+    TC_GUARD(key_of(ks, id, &o));
+    return tc_hsm_kcv(m->h, o, kcv);
+}
+
+static tc_err p_wrap_key(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key_provider *src,
+                         uint8_t src_kvn, enum tc_scp03_key_id id, uint8_t *out, size_t out_size,
+                         size_t *out_len)
+{
+    struct tc_hsm_scp03_provider *m = ctx;
+    const struct tc_hsm_keyset *dek_set = NULL, *src_set = NULL;
+    tc_hsm_obj key = 0;
+    TC_ENSURE(out != NULL && out_len != NULL, TC_ERR_ARG);
+    *out_len = 0;
+    /* C_WrapKey needs both keys in this token: the source must be an HSM
+     * provider over the same token. A software provider's keys would have
+     * to enter the HSM first, which is not what this adapter is for. */
+    TC_ENSURE_MSG(src != NULL && src->wrap_key == p_wrap_key && src->ctx != NULL,
+                  TC_ERR_UNSUPPORTED, "the HSM can wrap only keys that are HSM objects");
+    const struct tc_hsm_scp03_provider *sm = src->ctx;
+    TC_ENSURE_MSG(sm->h != NULL && m->h != NULL && sm->h->slot == m->h->slot && sm->h->f == m->h->f,
+                  TC_ERR_UNSUPPORTED, "the key to wrap is in another HSM token");
+    TC_GUARD(find_set(m, dek_kvn, &dek_set));
+    TC_GUARD(find_set(sm, src_kvn, &src_set));
+    TC_GUARD(key_of(src_set, id, &key));
+    /* GP CS 2.3 §11.8.2.3 / Amendment D §7.2.2: AES-CBC, zero ICV, under the
+     * current Key-DEK; 16- and 32-byte keys need no padding. */
+    TC_ENSURE_MSG(src_set->key_len == 16 || src_set->key_len == 32, TC_ERR_UNSUPPORTED,
+                  "the HSM keysets are AES-128 or AES-256");
+    return tc_hsm_wrap(m->h, dek_set->dek, key, out, out_size, out_len);
+}
+
+void tc_hsm_scp03_provider_init(struct tc_hsm_scp03_provider *m, struct tc_hsm *h,
+                                struct tc_scp03_key_provider *p)
+{
+    memset(m, 0, sizeof *m);
+    m->h = h;
+    memset(p, 0, sizeof *p);
+    p->ctx = m;
+    p->key_len = p_key_len;
+    p->session_keys = p_session_keys;
+    p->card_challenge = p_card_challenge;
+    p->wrap_key = p_wrap_key;
+    p->kcv = p_kcv;
+}
+
+tc_err tc_hsm_scp03_provider_add(struct tc_hsm_scp03_provider *m, uint8_t kvn,
+                                 const struct tc_hsm_keyset *ks)
+{
+    TC_ENSURE(m != NULL && ks != NULL, TC_ERR_ARG);
+    TC_ENSURE_MSG(ks->key_len == 16 || ks->key_len == 32, TC_ERR_RANGE,
+                  "HSM SCP03 keysets are 16 or 32 bytes");
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->sets[i].kvn == kvn) {
+            m->sets[i].ks = *ks;
+            return TC_OK;
+        }
+    }
+    TC_ENSURE_MSG(m->n < TC_HSM_SCP03_KEYSETS, TC_ERR_NOMEM,
+                  "the HSM key provider holds %u keysets", TC_HSM_SCP03_KEYSETS);
+    m->sets[m->n].kvn = kvn;
+    m->sets[m->n].ks = *ks;
+    m->n++;
+    return TC_OK;
+}
