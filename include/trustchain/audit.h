@@ -128,12 +128,21 @@ struct tc_merkle_tree {
     uint64_t size;
     uint8_t *level[TC_MERKLE_LEVELS];
     uint64_t cap[TC_MERKLE_LEVELS]; /* hashes allocated per level */
+    /* tc_merkle_seal cache: for the tree of border_size leaves, border[l]
+     * is MTH(D[(n >> l) << l : n]), the incomplete subtree that proofs at
+     * that size take at level l. */
+    uint64_t border_size;
+    uint8_t border[TC_MERKLE_LEVELS][TC_AUDIT_HASH_LEN];
 };
 
 void tc_merkle_init(struct tc_merkle_tree *t);
 void tc_merkle_free(struct tc_merkle_tree *t);
 TC_MUST_CHECK tc_err tc_merkle_append(struct tc_merkle_tree *t,
                                       const uint8_t leaf_hash[static TC_AUDIT_HASH_LEN]);
+/* Precompute the right-border hashes of the current size (at most 63
+ * node hashes) so proofs at that size are table lookups only. The writer
+ * calls it after appending; proofs at other sizes compute what they need. */
+TC_MUST_CHECK tc_err tc_merkle_seal(struct tc_merkle_tree *t);
 /* The hash of the full subtree (level, index); TC_ERR_RANGE if not full. */
 TC_MUST_CHECK tc_err tc_merkle_node(const struct tc_merkle_tree *t, unsigned level, uint64_t index,
                                     uint8_t out[static TC_AUDIT_HASH_LEN]);

@@ -87,6 +87,7 @@ tc_err tc_audit_log_open(struct tc_audit_store store, const char *origin, struct
      * (tc_audit_verify_store recomputes everything from the events.) */
     struct load_ctx lc = {&log->tree};
     TC_TRY(log->store.ops->scan_events(log->store.ctx, load_one, &lc));
+    TC_TRY(tc_merkle_seal(&log->tree));
     uint64_t size = 0;
     uint8_t root[TC_AUDIT_HASH_LEN], mine[TC_AUDIT_HASH_LEN];
     tc_err rc = log->store.ops->get_tree(log->store.ctx, &size, root);
@@ -166,6 +167,8 @@ static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
     for (struct pending *p = batch; p && rc == TC_OK; p = p->next)
         for (size_t i = 0; i < p->n && rc == TC_OK; i++)
             rc = tc_merkle_append(&log->tree, p->leaf[i]);
+    if (rc == TC_OK)
+        rc = tc_merkle_seal(&log->tree);
     pthread_rwlock_unlock(&log->tree_lock);
     if (rc != TC_OK) {
         /* On disk but not in memory: refuse further work until reopened. */

@@ -58,6 +58,30 @@ tc_err tc_merkle_append(struct tc_merkle_tree *t, const uint8_t leaf_hash[static
     return TC_OK;
 }
 
+tc_err tc_merkle_seal(struct tc_merkle_tree *t)
+{
+    uint64_t n = t->size;
+    uint8_t acc[H];
+    bool have = false;
+    /* Fold the frontier from its smallest (rightmost) piece leftwards;
+     * before adding the piece at level k, acc is MTH(D[(n>>k)<<k : n]). */
+    for (unsigned k = 0; k < TC_MERKLE_LEVELS - 1; k++) {
+        if (have)
+            memcpy(t->border[k], acc, H);
+        if ((n >> k) & 1) {
+            uint8_t piece[H];
+            TC_GUARD(tc_merkle_node(t, k, (n >> k) - 1, piece));
+            if (have)
+                TC_GUARD(tc_merkle_node_hash(piece, acc, acc));
+            else
+                memcpy(acc, piece, H);
+            have = true;
+        }
+    }
+    t->border_size = n;
+    return TC_OK;
+}
+
 tc_err tc_merkle_node(const struct tc_merkle_tree *t, unsigned level, uint64_t index,
                       uint8_t out[static H])
 {
@@ -157,8 +181,13 @@ static tc_err audit_path(const struct tc_merkle_tree *t, unsigned level, uint64_
     uint64_t begin = i << l;
     uint64_t end = begin + (UINT64_C(1) << l);
     if (end < size) {
+        /* The fork's sibling [end, size) is incomplete; end is size with
+         * the bits below l cleared, so tc_merkle_seal may have it. */
         uint8_t h[H];
-        TC_GUARD(range_hash(t, end, size, h));
+        if (t->border_size == size && size == t->size)
+            memcpy(h, t->border[l], H);
+        else
+            TC_GUARD(range_hash(t, end, size, h));
         TC_GUARD(put(proof, max, n, h));
     }
     /* Full subtrees covering [0, begin), nearest (smallest) first. */
