@@ -62,5 +62,6 @@ int tc_cli_se(int argc, char **argv);
 /* `se serve` (src/cli/se_serve.c), run from the se group's table. */
 int tc_cli_se_serve(int argc, char **argv);
 int tc_cli_hsm(int argc, char **argv);
+int tc_cli_pki(int argc, char **argv);
 
 #endif

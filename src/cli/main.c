@@ -23,6 +23,7 @@ static const struct tc_cli_cmd groups[] = {
     {"gp", "drive a GlobalPlatform card over SCP03 (PC/SC, TCP or a card image)", tc_cli_gp},
     {"hsm", "the manufacturing HSM over PKCS#11 (init, info, keys)", tc_cli_hsm},
     {"se", "emulated secure elements: create, show, serve card images", tc_cli_se},
+    {"pki", "fleet PKI: root ceremony, batch CAs, device certificates, CRLs, verify", tc_cli_pki},
 };
 
 int main(int argc, char **argv)
