@@ -188,11 +188,16 @@ static tc_err pcsc_reset(void *ctx, uint8_t *atr, size_t atr_size, size_t *atr_l
     struct pcsc_link *l = ctx;
     TC_ENSURE(l != NULL && l->connected, TC_ERR_STATE);
     DWORD proto = 0;
+    /* The reset ends our transaction; a new one starts on the reset card. */
+    (void)SCardEndTransaction(l->card, SCARD_LEAVE_CARD);
     LONG rv = SCardReconnect(l->card, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T1 | SCARD_PROTOCOL_T0,
                              SCARD_RESET_CARD, &proto);
     if (rv != SCARD_S_SUCCESS)
         return pcsc_fail(rv, "reset", l->name);
     l->protocol = proto;
+    rv = SCardBeginTransaction(l->card);
+    if (rv != SCARD_S_SUCCESS)
+        return pcsc_fail(rv, "reset", l->name);
     uint8_t buf[MAX_ATR_SIZE];
     DWORD blen = sizeof buf;
     DWORD state = 0;
@@ -211,8 +216,10 @@ static void pcsc_close(void *ctx)
     struct pcsc_link *l = ctx;
     if (l == NULL)
         return;
-    if (l->connected)
+    if (l->connected) {
+        (void)SCardEndTransaction(l->card, SCARD_LEAVE_CARD);
         (void)SCardDisconnect(l->card, SCARD_LEAVE_CARD);
+    }
     (void)SCardReleaseContext(l->ctx);
     free(l);
 }
@@ -243,6 +250,14 @@ tc_err tc_transport_pcsc_open(struct tc_transport *t, const char *reader)
         goto out;
     }
     l->connected = true;
+    /* A secure channel is a sequence of commands no other application may
+     * interleave with: hold a PC/SC transaction for the link's lifetime
+     * (shared mode, so other applications may still wait their turn). */
+    rv = SCardBeginTransaction(l->card);
+    if (rv != SCARD_S_SUCCESS) {
+        ret = pcsc_fail(rv, "begin transaction", name);
+        goto out;
+    }
     t->ctx = l;
     t->name = l->name;
     t->transmit = pcsc_transmit;
