@@ -801,6 +801,15 @@ static void test_tlv_begin_end(void)
     tc_buf_init_fixed(&b, small, sizeof small);
     tc_tlv_end(&b, 5);
     EXPECT_ERR(tc_buf_status(&b), TC_ERR_ARG);
+    /* After a failure (here a malformed tag) begin/put/end change nothing
+     * and the first error stays. */
+    tc_buf_init_fixed(&b, small, sizeof small);
+    m = tc_tlv_begin(&b, 0x9F);
+    tc_tlv_put(&b, 0x84, &ff, 1);
+    tc_tlv_end(&b, m);
+    EXPECT_ERR(tc_buf_status(&b), TC_ERR_ARG);
+    EXPECT_STR(tc_error_last()->msg, "not a well-formed BER-TLV tag (9F)");
+    EXPECT_EQ_U(b.len, 0);
     /* NULL value with a length. */
     tc_buf_init_fixed(&b, small, sizeof small);
     tc_tlv_put(&b, 0x84, NULL, 3);
