@@ -40,7 +40,8 @@ static tc_err aes_run(enum tc_aes_mode mode, int enc, const uint8_t *key, size_t
 out:
     if (ctx != NULL)
         tc_crypto_scrub_cipher(ctx);
-    if (ret != TC_OK && out != in)
+    /* A failed call leaves no partial result, in place or not. */
+    if (ret != TC_OK)
         tc_memzero(out, len);
     return ret;
 }
