@@ -32,7 +32,8 @@
 
 /* ------------------------------------------------------------------ constants */
 
-#define TC_SCP03_ID 0x03u /* SCP identifier in the key information (Amd D §7.1.1.6) */
+#define TC_SCP03_ID                                                                                \
+    0x03u /* SCP identifier in the key information (Amendment D §7.1.1.6, table 7-3) */
 
 /* i-parameter (Amendment D §5.1, table 5-1). */
 #define TC_SCP03_I_S16           0x01u /* b1: S16 mode (16-byte challenges, cryptograms, MACs) */
@@ -41,7 +42,7 @@
 #define TC_SCP03_I_RENC          0x40u /* b7: R-ENCRYPTION support (with R-MAC) */
 #define TC_SCP03_I_KNOWN         0x71u /* all defined bits; others are RFU and must be 0 */
 
-/* Security level (Amendment D §5.1, EXTERNAL AUTHENTICATE P1 §7.1.2.1). */
+/* Security level (Amendment D §5.1, EXTERNAL AUTHENTICATE P1 §7.1.2). */
 #define TC_SCP03_SL_NONE 0x00u
 #define TC_SCP03_SL_CMAC 0x01u
 #define TC_SCP03_SL_CDEC 0x02u /* always with C-MAC */
@@ -89,7 +90,7 @@
 /* PUT KEY data field: new KVN + three key blocks. */
 #define TC_SCP03_PUT_KEY_DATA_MAX (1u + TC_SCP03_KEYS_PER_SET * TC_SCP03_KEY_BLOCK_MAX)
 
-/* Key identifiers within an SCP03 keyset (GP Card Specification 2.3 §11.8.2.2:
+/* Key identifiers within an SCP03 keyset (GP Card Specification 2.3 §11.8.2:
  * the three keys of a keyset are numbered 1, 2, 3). */
 enum tc_scp03_key_id { TC_SCP03_KEY_ENC = 1, TC_SCP03_KEY_MAC = 2, TC_SCP03_KEY_DEK = 3 };
 
@@ -144,12 +145,12 @@ struct tc_scp03_key_provider {
     /* PUT KEY: encrypt key `id` of keyset `src_kvn` held by provider `src`
      * (which may be this provider) under this provider's Key-DEK of keyset
      * `dek_kvn`: AES-CBC, zero ICV, the key right-padded with zeros to a
-     * multiple of 16 (GP CS 2.3 §11.8.2.3, Amd D §7.2.2). *out_len is 16 or 32.
+     * multiple of 16 (GP CS 2.3 §11.8, Amendment D §7.2). *out_len is 16 or 32.
      * Returns TC_ERR_UNSUPPORTED when it cannot reach src's key. */
     tc_err (*wrap_key)(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key_provider *src,
                        uint8_t src_kvn, enum tc_scp03_key_id id, uint8_t *out, size_t out_size,
                        size_t *out_len);
-    /* Key check value of key `id` of keyset kvn (Amd D §7.2.2: first 3
+    /* Key check value of key `id` of keyset kvn (Amendment D §7.2: first 3
      * bytes of AES(key, 16 bytes '01')). */
     tc_err (*kcv)(void *ctx, uint8_t kvn, enum tc_scp03_key_id id, uint8_t kcv[TC_KCV_LEN]);
 };
@@ -211,7 +212,7 @@ void tc_scp03_session_wipe(struct tc_scp03_session *s);
 /*
  * Card-side status word mapping (each card function sets *sw):
  *   9000  success
- *   6300  EXTERNAL AUTHENTICATE: host cryptogram did not verify (GP CS §11.6.3)
+ *   6300  EXTERNAL AUTHENTICATE: host cryptogram did not verify (Amendment D §7.1.2)
  *   6700  wrong length (Lc of INITIALIZE UPDATE / EXTERNAL AUTHENTICATE,
  *         C-MAC missing or truncated command)
  *   6982  security status not satisfied: C-MAC, padding or decryption failure
@@ -342,7 +343,7 @@ TC_MUST_CHECK tc_err tc_scp03_card_wrap(struct tc_scp03_card *c, const uint8_t *
                                         uint16_t sw, uint8_t *out, size_t out_size,
                                         size_t *out_len);
 /*
- * GP CS 2.3 §11.5/§11.4 and Amendment D §7.1 BEGIN R-MAC SESSION (INS 7A, P1 = 10
+ * BEGIN R-MAC SESSION (INS 7A, P1 = 10
  * R-MAC or 30 R-MAC+R-ENC, P2 = 01, data empty or one length-prefixed
  * field) and END R-MAC SESSION (INS 78, P1 = 00, P2 = 03, no data), given
  * as unwrapped commands; the level bits must be supported by i. Both
@@ -527,7 +528,7 @@ TC_MUST_CHECK tc_err tc_scp03_host_end_rmac(struct tc_scp03_host *h);
 TC_MUST_CHECK tc_err tc_scp03_host_put_keys(struct tc_scp03_host *h,
                                             const struct tc_scp03_key_provider *src,
                                             uint8_t new_kvn, uint8_t old_kvn);
-/* DELETE KEY (GP CS 2.3 §11.2.2.3): tag D2 key version number (and D0 key
+/* DELETE KEY (GP CS 2.3 §11.2): tag D2 key version number (and D0 key
  * identifier when key_id != 0). */
 TC_MUST_CHECK tc_err tc_scp03_host_delete_key(struct tc_scp03_host *h, uint8_t kvn, uint8_t key_id);
 /* Wipe the session (the transport stays open: it belongs to the caller). */

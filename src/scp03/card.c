@@ -106,7 +106,7 @@ tc_err tc_scp03_card_initialize_update(struct tc_scp03_card *c, const uint8_t *a
     if (tc_cla_decode(a.cla, &ci) != TC_OK || !ci.proprietary || ci.secure || ci.chained) {
         *sw = TC_SCP03_SW_CLA_NOT_SUPPORTED;
         return TC_FAIL(TC_ERR_FORMAT,
-                       "INITIALIZE UPDATE with CLA %02X (Amendment D §7.1.1.1: "
+                       "INITIALIZE UPDATE with CLA %02X (Amendment D §7.1.1: "
                        "GlobalPlatform class without secure messaging)",
                        a.cla);
     }
@@ -116,11 +116,11 @@ tc_err tc_scp03_card_initialize_update(struct tc_scp03_card *c, const uint8_t *a
     }
     if (a.p2 != 0x00u) {
         *sw = TC_SCP03_SW_WRONG_P1P2;
-        return TC_FAIL(TC_ERR_FORMAT, "INITIALIZE UPDATE P2 %02X (Amendment D §7.1.1.2: 00)", a.p2);
+        return TC_FAIL(TC_ERR_FORMAT, "INITIALIZE UPDATE P2 %02X (Amendment D §7.1.1: 00)", a.p2);
     }
     const uint8_t i_param = cfg->i_param;
     const size_t s_len = (i_param & TC_SCP03_I_S16) != 0 ? TC_SCP03_S16 : TC_SCP03_S8;
-    /* Amendment D §7.1.1.4: host challenge of 8 bytes (S8) or 16 (S16). */
+    /* Amendment D §7.1.1: host challenge of 8 bytes (S8) or 16 (S16). */
     if (a.lc != s_len) {
         *sw = TC_SCP03_SW_WRONG_LENGTH;
         return TC_FAIL(TC_ERR_FORMAT, "host challenge of %zu bytes; this card is in S%zu mode",
@@ -132,7 +132,7 @@ tc_err tc_scp03_card_initialize_update(struct tc_scp03_card *c, const uint8_t *a
         return TC_FAIL(TC_ERR_ARG, "pseudo-random challenge needs the SD AID (5..16 bytes)");
     }
 
-    /* Amendment D §7.1.1.2: P1 is the key version number, 00 = the default. */
+    /* Amendment D §7.1.1: P1 is the key version number, 00 = the default. */
     ret = c->store->load_keyset(c->store->ctx, a.p1, &ks);
     if (ret == TC_ERR_NOT_FOUND) {
         *sw = TC_SCP03_SW_NOT_FOUND;
@@ -254,13 +254,13 @@ tc_err tc_scp03_card_external_authenticate(struct tc_scp03_card *c, const uint8_
                           "not EXTERNAL AUTHENTICATE");
     if (!ci.secure)
         return card_abort(c, sw, TC_SCP03_SW_SECURITY, TC_ERR_VERIFY,
-                          "EXTERNAL AUTHENTICATE without C-MAC (Amendment D §7.1.2.1)");
-    /* Amendment D §7.1.2.2: P1 is the security level, P2 is 00; the card
+                          "EXTERNAL AUTHENTICATE without C-MAC (Amendment D §7.1.2)");
+    /* Amendment D §7.1.2: P1 is the security level, P2 is 00; the card
      * refuses a level its i-parameter does not support. */
     if (a.p2 != 0x00u || tc_scp03_level_check(a.p1, s->i_param) != TC_OK)
         return card_abort(c, sw, TC_SCP03_SW_WRONG_P1P2, TC_ERR_UNSUPPORTED,
                           "EXTERNAL AUTHENTICATE asks for a level this card does not allow");
-    /* Amendment D §7.1.2.4: host cryptogram and C-MAC, s_len bytes each. */
+    /* Amendment D §7.1.2: host cryptogram and C-MAC, s_len bytes each. */
     if (a.lc != 2u * s->s_len)
         return card_abort(c, sw, TC_SCP03_SW_WRONG_LENGTH, TC_ERR_FORMAT,
                           "EXTERNAL AUTHENTICATE data is not host cryptogram + C-MAC");
@@ -275,7 +275,7 @@ tc_err tc_scp03_card_external_authenticate(struct tc_scp03_card *c, const uint8_
         tc_memzero(mac, sizeof mac);
         card_abort(c, sw, crypt_ok ? TC_SCP03_SW_SECURITY : TC_SCP03_SW_AUTH_FAILED, TC_ERR_AUTH,
                    "");
-        /* GP CS 2.3 §11.8.3: a failed authentication is counted. */
+        /* Counted: at cfg->max_auth_failures the keyset is blocked (6983). */
         (void)c->store->auth_record(c->store->ctx, kvn, false);
         return TC_FAIL(TC_ERR_AUTH, crypt_ok ? "EXTERNAL AUTHENTICATE C-MAC did not verify"
                                              : "host cryptogram did not verify");
@@ -597,7 +597,7 @@ static tc_err put_key_block(struct tc_cursor *cur, size_t *key_len, const uint8_
     uint8_t type = 0, ll = 0, kcv_len = 0;
     struct tc_cursor blk;
     TC_GUARD(tc_cursor_u8(cur, &type));
-    /* Amendment D §7.2.2 table 7-10: key type 88 = AES. */
+    /* Amendment D table 7-10: key type 88 = AES. */
     TC_ENSURE_MSG(type == 0x88u, TC_ERR_FORMAT, "key type %02X is not AES (88)", type);
     TC_GUARD(tc_cursor_u8(cur, &ll));
     TC_GUARD(tc_cursor_sub(cur, ll, &blk));
@@ -641,7 +641,7 @@ tc_err tc_scp03_card_put_key(struct tc_scp03_card *c, const struct tc_scp03_card
     tc_memzero(out, sizeof *out);
     TC_GUARD(need_secured(c, cmd, TC_SCP03_INS_PUT_KEY, sw));
     const struct tc_apdu *a = &cmd->apdu;
-    /* GP CS 2.3 §11.8.2.1: P1 b8 = 0 (no further PUT KEY), b7-b1 the KVN to
+    /* GP CS 2.3 §11.8.2: P1 b8 = 0 (no further PUT KEY), b7-b1 the KVN to
      * replace or 00 for a new keyset; P2 b8 = 1 several keys, b7-b1 the
      * first key identifier (1). */
     if ((a->p1 & 0x80u) != 0 || a->p2 != 0x81u) {
@@ -671,7 +671,7 @@ tc_err tc_scp03_card_put_key(struct tc_scp03_card *c, const struct tc_scp03_card
     TC_CHECK_MSG(key_len[0] == key_len[1] && key_len[1] == key_len[2], TC_ERR_FORMAT,
                  "the keys of one keyset must have one length");
 
-    /* Amendment D §7.2.2: AES-CBC decryption with the static Key-DEK of the
+    /* Amendment D §7.2: AES-CBC decryption with the static Key-DEK of the
      * keyset that opened this session, zero ICV; each KCV is recomputed
      * (AES(key, 16 x 01), first 3 bytes) and must match. */
     uint8_t *dst[TC_SCP03_KEYS_PER_SET] = {out->keys.enc, out->keys.mac, out->keys.dek};
@@ -727,7 +727,7 @@ tc_err tc_scp03_put_key_response(const struct tc_scp03_put_key *pk, uint8_t *out
 {
     TC_ENSURE(pk != NULL && out != NULL && out_len != NULL, TC_ERR_ARG);
     TC_ENSURE(out_size >= 1u + TC_SCP03_KCVS_LEN, TC_ERR_SPACE);
-    /* GP CS 2.3 §11.8.3.1: key version number, then the KCVs. */
+    /* GP CS 2.3 §11.8.3: key version number, then the KCVs. */
     out[0] = pk->keys.kvn;
     memcpy(out + 1, pk->kcv, TC_SCP03_KCVS_LEN);
     *out_len = 1u + TC_SCP03_KCVS_LEN;

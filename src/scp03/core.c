@@ -235,7 +235,7 @@ out:
 
 bool tc_scp03_level_valid(uint8_t level)
 {
-    /* Amendment D §7.1.2.1 table 7-4: EXTERNAL AUTHENTICATE P1. */
+    /* Amendment D §7.1.2 table 7-4: EXTERNAL AUTHENTICATE P1. */
     switch (level) {
     case TC_SCP03_LEVEL_CLEAR:
     case TC_SCP03_LEVEL_MAC:
@@ -252,7 +252,7 @@ bool tc_scp03_level_valid(uint8_t level)
 tc_err tc_scp03_level_check(uint8_t level, uint8_t i_param)
 {
     TC_ENSURE_MSG(tc_scp03_level_valid(level), TC_ERR_RANGE,
-                  "security level %02X is not one of 00 01 03 11 13 33 (Amendment D §7.1.2.1)",
+                  "security level %02X is not one of 00 01 03 11 13 33 (Amendment D §7.1.2)",
                   level);
     /* Amendment D §5.1 table 5-1: R-MAC and R-ENC only when i says the card
      * supports them. */

@@ -56,13 +56,13 @@ tc_err tc_scp03_host_initialize_update(struct tc_scp03_host *h, struct tc_buf *o
     struct tc_scp03_session *s = &h->s;
     s->s_len = h->cfg.s16 ? TC_SCP03_S16 : TC_SCP03_S8;
     s->channel = h->cfg.channel;
-    /* Amendment D §7.1.1.4: host challenge, 8 bytes in S8 mode, 16 in S16. */
+    /* Amendment D §7.1.1: host challenge, 8 bytes in S8 mode, 16 in S16. */
     if (h->cfg.host_challenge != NULL)
         memcpy(s->host_challenge, h->cfg.host_challenge, s->s_len);
     else
         TC_GUARD(tc_random(s->host_challenge, s->s_len));
     TC_GUARD(tc_cla_encode(true, s->channel, false, false, &cla));
-    /* Amendment D §7.1.1.1: CLA 80-83 / C0-CF, INS 50, P1 = KVN (00: the
+    /* Amendment D §7.1.1: CLA 80-83 / C0-CF, INS 50, P1 = KVN (00: the
      * default keyset), P2 = 00, Le = 00. */
     const struct tc_apdu a = {
         .cla = cla,

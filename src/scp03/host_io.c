@@ -385,7 +385,7 @@ tc_err tc_scp03_host_delete_key(struct tc_scp03_host *h, uint8_t kvn, uint8_t ke
     TC_ENSURE(h != NULL, TC_ERR_ARG);
     TC_ENSURE_MSG(kvn >= 0x01u && kvn <= 0x7Fu, TC_ERR_RANGE, "KVN %02X is outside 01..7F", kvn);
     TC_ENSURE_MSG(key_id <= 0x7Fu, TC_ERR_RANGE, "key identifier %02X is outside 00..7F", key_id);
-    /* GP CS 2.3 §11.2.2.3: delete key by key identifier (D0) and key
+    /* GP CS 2.3 §11.2: delete key by key identifier (D0) and key
      * version number (D2); without D0 the whole keyset goes. */
     if (key_id != 0) {
         data[n++] = 0xD0;

@@ -120,13 +120,13 @@ static tc_err mem_wrap_key(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key
     TC_TRY(mem_get(src->ctx, src_kvn, &nks));
     const uint8_t *k = key_of(nks, id);
     TC_CHECK_MSG(k != NULL, TC_ERR_ARG, "key identifier %d is not 1, 2 or 3", (int)id);
-    /* GP CS 2.3 §11.8.2.3 table 11-70: a key that is not a whole number of
+    /* GP CS 2.3 §11.8 table 11-70: a key that is not a whole number of
      * blocks (AES-192) is right-padded before encryption; here with zeros. */
     size_t padded = (nks->key_len + TC_AES_BLOCK - 1u) / TC_AES_BLOCK * TC_AES_BLOCK;
     TC_CHECK_MSG(out != NULL && out_size >= padded, TC_ERR_SPACE, "wrapped key needs %zu bytes",
                  padded);
     memcpy(block, k, nks->key_len);
-    /* Amendment D §7.2.2: AES-CBC with the static Key-DEK and a zero ICV. */
+    /* Amendment D §7.2: AES-CBC with the static Key-DEK and a zero ICV. */
     TC_TRY(tc_aes_cbc_encrypt(dek->dek, dek->key_len, zero_iv, block, padded, out));
     *out_len = padded;
     ret = TC_OK;
@@ -170,10 +170,10 @@ tc_err tc_scp03_put_key_data(const struct tc_scp03_key_provider *cur, uint8_t de
     size_t key_len = 0;
     TC_CHECK(cur != NULL && src != NULL && out != NULL && kcv != NULL, TC_ERR_ARG);
     TC_CHECK_MSG(new_kvn >= 0x01u && new_kvn <= 0x7Fu, TC_ERR_RANGE,
-                 "new key version number %02X is outside 01..7F (GP CS 2.3 §11.1.8)", new_kvn);
+                 "new key version number %02X is outside 01..7F", new_kvn);
     TC_TRY(src->key_len(src->ctx, new_kvn, &key_len));
     TC_CHECK(tc_aes_key_len_ok(key_len), TC_ERR_INTERNAL);
-    /* GP CS 2.3 §11.8.2.3: the new key version number, then one key data
+    /* GP CS 2.3 §11.8: the new key version number, then one key data
      * block per key in key identifier order (ENC, MAC, DEK). */
     tc_buf_put_u8(out, new_kvn);
     for (unsigned id = TC_SCP03_KEY_ENC; id <= TC_SCP03_KEY_DEK; id++) {
@@ -181,7 +181,7 @@ tc_err tc_scp03_put_key_data(const struct tc_scp03_key_provider *cur, uint8_t de
                              sizeof wrapped, &wlen));
         TC_CHECK(wlen == 16u || wlen == 32u, TC_ERR_INTERNAL);
         TC_TRY(src->kcv(src->ctx, new_kvn, (enum tc_scp03_key_id)id, kcv + (id - 1u) * TC_KCV_LEN));
-        /* Amendment D §7.2.2 table 7-10: key type 88 (AES), length of the key
+        /* Amendment D table 7-10: key type 88 (AES), length of the key
          * data, the key length in bytes, the encrypted key, KCV length 03
          * and the KCV. */
         tc_buf_put_u8(out, 0x88u);
@@ -206,7 +206,7 @@ tc_err tc_scp03_put_key_check(const uint8_t *resp, size_t len, uint8_t new_kvn,
     const uint8_t *got = NULL;
     TC_ENSURE(kcv != NULL && (resp != NULL || len == 0), TC_ERR_ARG);
     tc_cursor_init(&c, resp, len);
-    /* GP CS 2.3 §11.8.3.1: response data = key version number followed by
+    /* GP CS 2.3 §11.8.3: response data = key version number followed by
      * the key check values of the keys in the command. */
     TC_ENSURE_MSG(len == 1u + TC_SCP03_KEYS_PER_SET * TC_KCV_LEN, TC_ERR_FORMAT,
                   "PUT KEY response of %zu bytes; expected KVN and three KCVs (10 bytes)", len);
