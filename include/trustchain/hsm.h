@@ -214,7 +214,7 @@ TC_MUST_CHECK tc_err tc_hsm_transport_find(struct tc_hsm *h, const char *batch, 
  * computed by C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA) so the key is born in
  * the HSM as a session object (sensitive; extractable only so that it can be
  * wrapped for PUT KEY). eid is the 32-digit EID as 16 BCD bytes; a nibble
- * above 9 is TC_ERR_FORMAT.
+ * above 9 is TC_ERR_FORMAT. The master must be at least key_len bytes.
  */
 TC_MUST_CHECK tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
                                       const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,

@@ -239,6 +239,17 @@ tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
     CK_OBJECT_HANDLE o[3] = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, CK_INVALID_HANDLE};
     uint8_t data[TC_AES_MAX_KEY];
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    /* A keyset is never stronger than its master: AES-256 keysets need a
+     * 256-bit master key. */
+    CK_ULONG master_len = 0;
+    CK_ATTRIBUTE ml = {CKA_VALUE_LEN, &master_len, sizeof master_len};
+    CK_RV mrv = h->f->C_GetAttributeValue(s, master, &ml, 1);
+    if (mrv != CKR_OK) {
+        ret = TC_HSM_FAIL_RV(mrv, "C_GetAttributeValue(master, CKA_VALUE_LEN)");
+        goto out;
+    }
+    TC_CHECK_MSG(master_len >= key_len, TC_ERR_RANGE,
+                 "a %zu-byte keyset needs a master key of at least %zu bytes", key_len, key_len);
     for (size_t r = 0; r < 3; r++) {
         size_t nblocks = key_len / TC_AES_BLOCK;
         for (size_t i = 1; i <= nblocks; i++)

@@ -497,6 +497,9 @@ static void test_diversify_rejects(void)
     EXPECT_ERR(tc_hsm_diversify(h, m, eid, 16, &ks), TC_ERR_FORMAT);
     hex("89049032123451234512345678901235", eid, sizeof eid);
     EXPECT_ERR(tc_hsm_diversify(h, m, eid, 24, &ks), TC_ERR_RANGE);
+    /* A 128-bit master cannot give AES-256 keysets. */
+    EXPECT_ERR(tc_hsm_diversify(h, m, eid, 32, &ks), TC_ERR_RANGE);
+    EXPECT_STR(tc_error_last()->msg, "a 32-byte keyset needs a master key of at least 32 bytes");
     uint8_t d[16];
     EXPECT_ERR(tc_hsm_diversify_block(eid, 4, 16, 1, d), TC_ERR_ARG);
     EXPECT_ERR(tc_hsm_diversify_block(eid, 1, 16, 2, d), TC_ERR_ARG);
