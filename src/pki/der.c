@@ -2,8 +2,11 @@
  * DER for the extensions the profile defines (X.690 §10: definite, minimal
  * lengths), their parsers over the cursor, and small shared helpers.
  */
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "pki_int.h"
 
@@ -15,6 +18,23 @@ const uint8_t tc_pki_oid_ext_batch[10] = {ARC_BYTES, 0x02, 0x02};
 const uint8_t tc_pki_oid_hw_type[10] = {ARC_BYTES, 0x03, 0x01};
 /* id-on-hardwareModuleName, RFC 4108 §5: 1.3.6.1.5.5.7.8.4 */
 const uint8_t tc_pki_oid_hmn[8] = {0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x04};
+
+/* Digests fetched once per process: an implicit fetch per use takes the
+ * provider store's lock, which two issuing threads then contend for. */
+static EVP_MD *md_sha1, *md_sha256;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch(void)
+{
+    md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *tc_pki_md(bool sha256)
+{
+    (void)pthread_once(&md_once, md_fetch);
+    return sha256 ? md_sha256 : md_sha1;
+}
 
 void tc_pki_der_header(struct tc_buf *b, uint8_t tag, size_t n)
 {

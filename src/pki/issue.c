@@ -102,7 +102,8 @@ tc_err tc_pki_key_id(const uint8_t *spki, size_t spki_len, uint8_t out[20])
     size_t n = tc_cursor_remaining(&bits);
     TC_GUARD(tc_cursor_view(&bits, n, &p));
     unsigned int olen = 0;
-    if (EVP_Digest(p, n, out, &olen, EVP_sha1(), NULL) != 1 || olen != 20)
+    const EVP_MD *sha1 = tc_pki_md(false);
+    if (sha1 == NULL || EVP_Digest(p, n, out, &olen, sha1, NULL) != 1 || olen != 20)
         return tc_fail_ossl(__FILE__, __LINE__, "SHA-1 key identifier");
     return TC_OK;
 }

@@ -33,6 +33,10 @@ extern const uint8_t tc_pki_oid_ext_batch[10];
 extern const uint8_t tc_pki_oid_hw_type[10];
 extern const uint8_t tc_pki_oid_hmn[8];
 
+/* SHA-1 (key identifiers) or SHA-256 (PoP), fetched once; NULL if the
+ * provider lacks it. */
+const EVP_MD *tc_pki_md(bool sha256);
+
 /* Append tag and DER length (content follows). */
 void tc_pki_der_header(struct tc_buf *b, uint8_t tag, size_t n);
 /* Append tag, DER length and content. */

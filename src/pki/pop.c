@@ -113,7 +113,9 @@ tc_err tc_pki_pop_verify(const char *eid, const uint8_t *spki, size_t spki_len,
                  "proof of possession for EID %s is not a DER ECDSA signature", eid);
     md = EVP_MD_CTX_new();
     TC_CHECK_MSG(md != NULL, TC_ERR_NOMEM, "EVP_MD_CTX");
-    TC_TRY_OSSL(EVP_DigestVerifyInit_ex(md, NULL, "SHA256", NULL, NULL, key, NULL));
+    const EVP_MD *sha256 = tc_pki_md(true);
+    TC_CHECK_MSG(sha256 != NULL, TC_ERR_CRYPTO, "SHA-256 unavailable");
+    TC_TRY_OSSL(EVP_DigestVerifyInit(md, NULL, sha256, NULL, key));
     TC_CHECK_MSG(EVP_DigestVerify(md, sig, sig_len, msg, sizeof msg) == 1, TC_ERR_VERIFY,
                  "proof of possession does not verify for EID %s", eid);
     ret = TC_OK;
