@@ -11,21 +11,33 @@
 
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static _Thread_local EVP_MD_CTX *sha256_ctx;
+static pthread_key_t sha256_key; /* the thread's EVP_MD_CTX, freed at thread exit */
+static bool sha256_key_ok;
+
+static void free_ctx(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
 
 static void fetch_sha256(void)
 {
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha256_key_ok = pthread_key_create(&sha256_key, free_ctx) == 0;
 }
 
 tc_err tc_audit_sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c,
                        size_t clen, uint8_t out[static TC_AUDIT_HASH_LEN])
 {
     pthread_once(&sha256_once, fetch_sha256);
-    TC_ENSURE_MSG(sha256_md != NULL, TC_ERR_CRYPTO, "SHA-256 is not available");
+    TC_ENSURE_MSG(sha256_md != NULL && sha256_key_ok, TC_ERR_CRYPTO, "SHA-256 is not available");
+    EVP_MD_CTX *sha256_ctx = pthread_getspecific(sha256_key);
     if (sha256_ctx == NULL) {
         sha256_ctx = EVP_MD_CTX_new();
         TC_ENSURE(sha256_ctx != NULL, TC_ERR_NOMEM);
+        if (pthread_setspecific(sha256_key, sha256_ctx) != 0) {
+            EVP_MD_CTX_free(sha256_ctx);
+            return TC_FAIL(TC_ERR_NOMEM, "pthread_setspecific failed");
+        }
     }
     unsigned int n = 0;
     TC_GUARD_OSSL(EVP_DigestInit_ex2(sha256_ctx, sha256_md, NULL));
