@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -230,6 +231,7 @@ static int64_t T0;
 
 struct fx {
     struct tc_signer root_key, batch_key, batch2_key;
+    EVP_PKEY *batch_pkey; /* B1's key, kept to forge certificates and CRLs */
     struct tc_buf root, batch, batch2, root_crl, batch_crl;
     struct tc_pki_issuer *root_iss, *batch_iss, *batch2_iss;
     char dir[64];
@@ -244,13 +246,20 @@ static struct tc_buf new_buf(void)
 }
 
 static bool make_batch(struct fx *f, struct tc_signer *key, const char *batch, const char *prefix,
-                       struct tc_buf *der, struct tc_pki_issuer **iss)
+                       struct tc_buf *der, struct tc_pki_issuer **iss, EVP_PKEY **pkey)
 {
     uint8_t spki[TC_SPKI_MAX];
     size_t sl = 0;
-    if (tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, key) != TC_OK ||
-        key->public_key(key->ctx, spki, sizeof spki, &sl) != TC_OK)
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    if (k == NULL || tc_signer_soft_new(k, key) != TC_OK ||
+        key->public_key(key->ctx, spki, sizeof spki, &sl) != TC_OK) {
+        EVP_PKEY_free(k);
         return false;
+    }
+    if (pkey != NULL)
+        *pkey = k;
+    else
+        EVP_PKEY_free(k);
     struct tc_pki_batch_params bp = {.batch_id = batch,
                                      .eid_prefix = prefix,
                                      .manufacturer = MFR,
@@ -346,8 +355,9 @@ static bool fx_setup(struct fx *f)
     EXPECT_OK(rc);
     if (rc != TC_OK)
         return false;
-    if (!make_batch(f, &f->batch_key, BATCH, PREFIX, &f->batch, &f->batch_iss) ||
-        !make_batch(f, &f->batch2_key, "B-2026-11-B", "8904903299", &f->batch2, &f->batch2_iss))
+    if (!make_batch(f, &f->batch_key, BATCH, PREFIX, &f->batch, &f->batch_iss, &f->batch_pkey) ||
+        !make_batch(f, &f->batch2_key, "B-2026-11-B", "8904903299", &f->batch2, &f->batch2_iss,
+                    NULL))
         return false;
     if (!crl_make(f->root_iss, NULL, 0, &f->root_crl) ||
         !crl_make(f->batch_iss, NULL, 0, &f->batch_crl))
@@ -369,6 +379,7 @@ static void fx_free(struct fx *f)
     tc_signer_soft_free(&f->root_key);
     tc_signer_soft_free(&f->batch_key);
     tc_signer_soft_free(&f->batch2_key);
+    EVP_PKEY_free(f->batch_pkey);
     tc_buf_free(&f->root);
     tc_buf_free(&f->batch);
     tc_buf_free(&f->batch2);
@@ -990,6 +1001,215 @@ out:
     fx_free(&f);
 }
 
+/* Certificates and CRLs signed properly by the batch key but breaking one
+ * profile rule each: OpenSSL's own signing path (X509_sign) with the key. */
+enum mut {
+    M_EMPTY_SKI,
+    M_KU_NONCRIT,
+    M_UTC_NOTAFTER,
+    M_NO_SAN,
+    M_OTHER_POLICY,
+    M_CA_TRUE,
+    M_ZERO_SERIAL,
+    M_SAN_OTHER_EID,
+    M_COUNT
+};
+
+static const char *const mut_reason[M_COUNT] = {
+    "subjectKeyIdentifier is empty",
+    "extension keyUsage must be critical",
+    "device notAfter must be GeneralizedTime 99991231235959Z",
+    "extension subjectAltName is missing",
+    "extension certificatePolicies must be exactly the one trustchain device identity policy "
+    "1.3.6.1.4.1.32473.1.1",
+    "device: must not be a CA",
+    "serial number must be positive",
+    "HardwareModuleName hwSerialNum differs from the subject EID",
+};
+
+static void replace_ext(X509 *x, int nid, bool crit, const uint8_t *v, size_t n)
+{
+    int i = X509_get_ext_by_NID(x, nid, -1);
+    if (i >= 0)
+        X509_EXTENSION_free(X509_delete_ext(x, i));
+    if (v != NULL)
+        EXPECT_OK(tc_pki_x509_add_ext(x, nid, NULL, crit, v, n));
+}
+
+static bool mutate(struct fx *f, const struct tc_buf *good, enum mut m, struct tc_buf *out)
+{
+    const uint8_t *p = good->data;
+    X509 *x = d2i_X509(NULL, &p, (long)good->len);
+    if (x == NULL)
+        return false;
+    static const uint8_t empty_ski[] = {0x04, 0x00};
+    static const uint8_t ku[] = {0x03, 0x02, 0x07, 0x80};
+    static const uint8_t ca[] = {0x30, 0x03, 0x01, 0x01, 0xFF};
+    static const uint8_t pol[] = {0x30, 0x0D, 0x30, 0x0B, 0x06, 0x09, 0x2B, 0x06,
+                                  0x01, 0x04, 0x01, 0x81, 0xFD, 0x59, 0x09};
+    uint8_t m2[128], bcd[16];
+    struct tc_buf b;
+    switch (m) {
+    case M_EMPTY_SKI:
+        replace_ext(x, NID_subject_key_identifier, false, empty_ski, sizeof empty_ski);
+        break;
+    case M_KU_NONCRIT:
+        replace_ext(x, NID_key_usage, false, ku, sizeof ku);
+        break;
+    case M_UTC_NOTAFTER: {
+        ASN1_TIME *t = ASN1_TIME_set(NULL, (time_t)(T0 + 3000 * DAY));
+        EXPECT(t != NULL && X509_set1_notAfter(x, t) == 1);
+        ASN1_TIME_free(t);
+        break;
+    }
+    case M_NO_SAN:
+        replace_ext(x, NID_subject_alt_name, false, NULL, 0);
+        break;
+    case M_OTHER_POLICY:
+        replace_ext(x, NID_certificate_policies, false, pol, sizeof pol);
+        break;
+    case M_CA_TRUE:
+        replace_ext(x, NID_basic_constraints, true, ca, sizeof ca);
+        break;
+    case M_ZERO_SERIAL:
+        EXPECT(ASN1_INTEGER_set(X509_get_serialNumber(x), 0) == 1);
+        break;
+    case M_SAN_OTHER_EID:
+        tc_buf_init_fixed(&b, m2, sizeof m2);
+        EXPECT_OK(tc_pki_eid_to_bcd("89086030202200000022000023022943", bcd));
+        EXPECT_OK(tc_pki_ext_hmn(bcd, &b));
+        replace_ext(x, NID_subject_alt_name, false, b.data, b.len);
+        break;
+    case M_COUNT:
+    default:
+        break;
+    }
+    bool ok = X509_sign(x, f->batch_pkey, EVP_sha256()) > 0;
+    uint8_t *der = NULL;
+    int n = ok ? i2d_X509(x, &der) : -1;
+    *out = new_buf();
+    if (n > 0)
+        tc_buf_put(out, der, (size_t)n);
+    OPENSSL_free(der);
+    X509_free(x);
+    return n > 0;
+}
+
+static void test_profile_rules_forged(void)
+{
+    struct fx f;
+    struct dev d;
+    struct tc_buf dev = new_buf();
+    char why[256];
+    if (!fx_setup(&f) || !dev_new(&d, EID_OK))
+        goto out;
+    tc_buf_free(&dev);
+    EXPECT_OK(issue(&f, f.batch_iss, &d, EID_OK, &dev, NULL));
+    for (int m = 0; m < M_COUNT; m++) {
+        struct tc_buf bad;
+        if (!mutate(&f, &dev, (enum mut)m, &bad)) {
+            EXPECT(false);
+            continue;
+        }
+        tc_err rc = tc_pki_check_device(bad.data, bad.len, NULL);
+        if (rc != TC_ERR_VERIFY || strstr(tc_error_last()->msg, mut_reason[m]) == NULL)
+            tc_test_fail_at(__FILE__, __LINE__, "mutation %d: %s: '%s', expected '%s'", m,
+                            tc_err_name(rc), tc_error_last()->msg, mut_reason[m]);
+        /* The whole verifier gives the same reason, after OpenSSL passed
+         * the path (or OpenSSL's own reason where it objects first). */
+        EXPECT_ERR(verify(&f, &bad, &f.batch, &f.root_crl, &f.batch_crl, why, sizeof why),
+                   TC_ERR_VERIFY);
+        EXPECT(strncmp(why, "device certificate: ", 20) == 0);
+        tc_buf_free(&bad);
+    }
+out:
+    tc_buf_free(&dev);
+    tc_signer_soft_free(&d.key);
+    fx_free(&f);
+}
+
+static bool forge_crl(struct fx *f, bool number, bool next, bool aki, struct tc_buf *out)
+{
+    X509_CRL *c = X509_CRL_new();
+    const uint8_t *p = f->batch.data;
+    X509 *b = d2i_X509(NULL, &p, (long)f->batch.len);
+    ASN1_TIME *t = ASN1_TIME_set(NULL, (time_t)(T0 + DAY));
+    bool ok = c && b && t && X509_CRL_set_version(c, X509_CRL_VERSION_2) == 1 &&
+              X509_CRL_set_issuer_name(c, X509_get_subject_name(b)) == 1 &&
+              X509_CRL_set1_lastUpdate(c, t) == 1;
+    if (ok && next) {
+        ASN1_TIME_free(t);
+        t = ASN1_TIME_set(NULL, (time_t)(T0 + 400 * DAY));
+        ok = X509_CRL_set1_nextUpdate(c, t) == 1;
+    }
+    if (ok && number) {
+        ASN1_INTEGER *n = ASN1_INTEGER_new();
+        ok = n && ASN1_INTEGER_set(n, 5) == 1 && X509_CRL_add1_ext_i2d(c, NID_crl_number, n, 0, 0);
+        ASN1_INTEGER_free(n);
+    }
+    if (ok && aki) {
+        AUTHORITY_KEYID *k = X509_get_ext_d2i(b, NID_authority_key_identifier, NULL, NULL);
+        ASN1_OCTET_STRING *ski = X509_get_ext_d2i(b, NID_subject_key_identifier, NULL, NULL);
+        if (k != NULL && ski != NULL) {
+            ASN1_OCTET_STRING_free(k->keyid);
+            k->keyid = ski;
+            ski = NULL;
+            ok = X509_CRL_add1_ext_i2d(c, NID_authority_key_identifier, k, 0, 0) == 1;
+        } else {
+            ok = false;
+        }
+        AUTHORITY_KEYID_free(k);
+        ASN1_OCTET_STRING_free(ski);
+    }
+    ok = ok && X509_CRL_sign(c, f->batch_pkey, EVP_sha256()) > 0;
+    uint8_t *der = NULL;
+    int n = ok ? i2d_X509_CRL(c, &der) : -1;
+    *out = new_buf();
+    if (n > 0)
+        tc_buf_put(out, der, (size_t)n);
+    OPENSSL_free(der);
+    ASN1_TIME_free(t);
+    X509_free(b);
+    X509_CRL_free(c);
+    return n > 0;
+}
+
+static void test_crl_profile(void)
+{
+    struct fx f;
+    struct dev d;
+    struct tc_buf dev = new_buf(), crl;
+    char why[256];
+    if (!fx_setup(&f) || !dev_new(&d, EID_OK))
+        goto out;
+    tc_buf_free(&dev);
+    EXPECT_OK(issue(&f, f.batch_iss, &d, EID_OK, &dev, NULL));
+    /* A complete CRL made by OpenSSL passes: the check is not ours only. */
+    if (forge_crl(&f, true, true, true, &crl)) {
+        EXPECT_OK(verify(&f, &dev, &f.batch, &f.root_crl, &crl, why, sizeof why));
+        tc_buf_free(&crl);
+    }
+    if (forge_crl(&f, false, true, true, &crl)) {
+        EXPECT_ERR(verify(&f, &dev, &f.batch, &f.root_crl, &crl, why, sizeof why), TC_ERR_VERIFY);
+        EXPECT_STR(why, "batch CRL has no CRL number");
+        tc_buf_free(&crl);
+    }
+    if (forge_crl(&f, true, true, false, &crl)) {
+        EXPECT_ERR(verify(&f, &dev, &f.batch, &f.root_crl, &crl, why, sizeof why), TC_ERR_VERIFY);
+        EXPECT_STR(why, "batch CRL has no authorityKeyIdentifier");
+        tc_buf_free(&crl);
+    }
+    if (forge_crl(&f, true, false, true, &crl)) {
+        EXPECT_ERR(verify(&f, &dev, &f.batch, &f.root_crl, &crl, why, sizeof why), TC_ERR_VERIFY);
+        EXPECT_STR(why, "batch CRL has no nextUpdate");
+        tc_buf_free(&crl);
+    }
+out:
+    tc_buf_free(&dev);
+    tc_signer_soft_free(&d.key);
+    fx_free(&f);
+}
+
 static void test_crl_expired_and_time(void)
 {
     struct fx f;
@@ -1061,6 +1281,8 @@ static const struct tc_test_case cases[] = {
     {"bad proof of possession refused", test_bad_pop},
     {"issuer rules", test_issuer_rules},
     {"profile rejects", test_profile_rejects},
+    {"profile rules on forged certificates", test_profile_rules_forged},
+    {"CRL profile", test_crl_profile},
     {"CRL expiry and validity times", test_crl_expired_and_time},
     {"PEM helpers", test_pem},
 };
