@@ -1020,8 +1020,7 @@ static const char *const mut_reason[M_COUNT] = {
     "extension keyUsage must be critical",
     "device notAfter must be GeneralizedTime 99991231235959Z",
     "extension subjectAltName is missing",
-    "extension certificatePolicies must be exactly the one trustchain device identity policy "
-    "1.3.6.1.4.1.32473.1.1",
+    "extension certificatePolicies must be exactly the one trustchain device identity policy",
     "device: must not be a CA",
     "serial number must be positive",
     "HardwareModuleName hwSerialNum differs from the subject EID",
