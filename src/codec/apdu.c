@@ -8,8 +8,8 @@
  */
 #include <trustchain/codec.h>
 
-/* ISO/IEC 7816-4 §5.1: INS values 6X and 9X are invalid (they are T=0
- * procedure bytes and status bytes, ISO/IEC 7816-3 §10.3.3). */
+/* ISO/IEC 7816-4 (instruction byte): INS values 6X and 9X are invalid;
+ * over T=0 they are procedure bytes and status bytes (ISO/IEC 7816-3). */
 static bool ins_invalid(uint8_t ins)
 {
     return (ins & 0xF0u) == 0x60u || (ins & 0xF0u) == 0x90u;
@@ -23,7 +23,7 @@ static tc_err check_header(uint8_t cla, uint8_t ins)
         return TC_FAIL(TC_ERR_FORMAT, "byte 1: CLA FF is invalid (ISO/IEC 7816-4 §5.4.1)");
     if (ins_invalid(ins))
         return TC_FAIL(TC_ERR_FORMAT,
-                       "byte 2: INS %02X is invalid (ISO/IEC 7816-4 §5.1: 6X and 9X "
+                       "byte 2: INS %02X is invalid (ISO/IEC 7816-4: 6X and 9X "
                        "are not instructions)",
                        ins);
     return TC_OK;

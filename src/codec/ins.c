@@ -1,8 +1,7 @@
 /*
- * Names of the instructions ISO/IEC 7816-4 (§11, Table 4 of the 2013
- * edition) and GlobalPlatform Card Specification 2.3 (§11, Table 11-3)
- * define, for traces and the command line. A name is a label only: nothing
- * decides on it.
+ * Names of the instructions ISO/IEC 7816-4 (the interindustry commands)
+ * and GlobalPlatform Card Specification 2.3 (§11, its commands) define, for traces and the command
+ * line. A name is a label only: nothing decides on it.
  */
 #include <trustchain/codec.h>
 

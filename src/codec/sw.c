@@ -1,8 +1,7 @@
 /*
- * Response APDUs and status words: ISO/IEC 7816-4 §5.6 (Tables 5 and 6 of
- * the 2013 edition) and the status words GlobalPlatform Card Specification
- * 2.3 §11 gives its commands. Where GlobalPlatform gives a command-specific
- * meaning to an ISO value, the text carries both.
+ * Response APDUs and status words: ISO/IEC 7816-4 §5.6 and the status words GlobalPlatform Card
+ * Specification 2.3 §11 gives its commands. Where GlobalPlatform gives a command-specific meaning
+ * to an ISO value, the text carries both.
  */
 #include <stdio.h>
 

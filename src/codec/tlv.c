@@ -1,5 +1,5 @@
 /*
- * BER-TLV as ISO/IEC 7816-4 §5.2.2 (2005; §6.3 in 2013) and GlobalPlatform
+ * BER-TLV as ISO/IEC 7816-4 §5.2.2 and GlobalPlatform
  * use it, with the encoding rules of ITU-T X.690 §8.1.
  *
  * What is accepted (docs/tlv.md has the table): tags of 1 to 4 bytes,
