@@ -483,6 +483,43 @@ static void test_open_checks_tree_head(void)
     test_rmtree(dir);
 }
 
+/* A second writer on the same database: its transaction fails on the
+ * index it thought was free, is rolled back, and nothing of it remains. */
+static void test_second_writer_fails_cleanly(void)
+{
+    char dir[64], db[128];
+    if (!test_tmpdir(dir))
+        return;
+    (void)snprintf(db, sizeof db, "%s/log.db", dir);
+    struct tc_audit_log *a = test_open_log(db);
+    if (!a)
+        return;
+    append_n(a, 1, 0, 5);
+    struct tc_audit_log *b = test_open_log(db);
+    if (b) {
+        append_n(a, 1, 5, 1);
+        uint8_t ev[TC_AUDIT_EVENT_MAX];
+        size_t len = test_event(ev, 2, 0, 0);
+        const uint8_t *p[1] = {ev};
+        EXPECT_ERR(tc_audit_log_append(b, p, &len, 1, NULL), TC_ERR_DB);
+        EXPECT_EQ_U(tc_audit_log_size(b), 5);
+        tc_audit_log_close(b);
+    }
+    append_n(a, 1, 6, 1);
+    EXPECT_EQ_U(tc_audit_log_size(a), 7);
+    uint8_t note[TC_NOTE_MAX];
+    size_t nl = 0;
+    EXPECT_OK(tc_audit_log_checkpoint(a, &signer, note, sizeof note, &nl));
+    tc_audit_log_close(a);
+    struct tc_audit_store s;
+    struct tc_audit_verify_report rep;
+    EXPECT_OK(tc_audit_store_sqlite_open(db, &s));
+    EXPECT_OK(tc_audit_verify_store(&s, TEST_ORIGIN, &verifier, true, &rep));
+    EXPECT_EQ_U(rep.size, 7);
+    tc_audit_store_close(&s);
+    test_rmtree(dir);
+}
+
 static void setup(void)
 {
     static bool done;
@@ -510,6 +547,7 @@ static const struct tc_test_case cases[] = {
     {"group commit", test_group_commit},
     {"tampering in the database is detected", test_tampering_detected},
     {"open checks the tree head", test_open_checks_tree_head},
+    {"a second writer fails cleanly", test_second_writer_fails_cleanly},
     {"teardown", test_teardown},
 };
 
