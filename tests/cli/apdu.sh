@@ -11,7 +11,7 @@ expected:
 $2"; fi
 }
 
-# --- INITIALIZE UPDATE (GP Amendment D §7.1.1), pasted with spaces
+# --- INITIALIZE UPDATE (GP Amendment D §7), pasted with spaces
 expect_ok "initialize update" "$TC" apdu decode 80 50 00 00 08 11 22 33 44 55 66 77 88 00
 expect_output "initialize update fields" "case:    4S (short length fields)
 cla:     80
