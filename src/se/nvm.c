@@ -291,7 +291,14 @@ tc_err se_nvm_commit(struct tc_se_card *card)
     uint64_t gen = card->generation + 1;
     off_t base = (off_t)target * (off_t)SE_SLOT_SIZE;
     TC_TRY(slot_build(&card->nvm, gen, slot));
-    for (size_t off = 0; off < SE_SLOT_SIZE; off += SE_IMG_CHUNK) {
+    if (card->tear_at == UINT64_MAX) {
+        /* No tearing armed: the same bytes in one system call. A real power
+         * loss inside it is covered the same way: the slot fails its
+         * checksum and the other slot stays current. */
+        card->write_points += SE_SLOT_SIZE / SE_IMG_CHUNK;
+        TC_TRY(write_full(card->fd, slot, SE_SLOT_SIZE, base));
+    }
+    for (size_t off = 0; card->tear_at != UINT64_MAX && off < SE_SLOT_SIZE; off += SE_IMG_CHUNK) {
         if (write_point(card)) {
             /* Torn: part of this chunk is written, then power is gone. */
             (void)write_full(card->fd, slot + off, SE_IMG_CHUNK / 2, base + (off_t)off);
