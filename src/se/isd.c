@@ -325,8 +325,7 @@ static uint16_t get_status(struct se_cmd *c)
         if (tc_buf_status(&e) != TC_OK)
             return SW_UNKNOWN;
         /* GP CS 2.3 §11.4.3: '6310' when more entries than fit. */
-        size_t limit = c->has_le && c->ne < 256 ? c->ne : 256;
-        if (c->out->len + e.len > limit) {
+        if (c->out->len + e.len > 256u) {
             ch->status_p1 = c->p1;
             ch->status_tlv = (uint8_t)tlv;
             ch->status_next = (uint8_t)i;

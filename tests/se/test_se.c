@@ -164,6 +164,27 @@ static void test_scp03_rejections(void)
     tc_se_close(card);
 }
 
+/* Secure channel sessions on up to 8 logical channels at once. */
+static void test_session_slots(void)
+{
+    struct tc_se_card *card = se_card_new("slots.img", NULL);
+    char cmd[64];
+    for (unsigned ch = 1; ch <= 9; ch++) {
+        (void)snprintf(cmd, sizeof cmd, "00700%03X00", ch);
+        EXPECT_EQ_U(se_tx(card, cmd), 0x9000);
+    }
+    for (unsigned ch = 0; ch <= 8; ch++) {
+        uint8_t cla = 0;
+        EXPECT_OK(tc_cla_encode(true, (uint8_t)ch, false, false, &cla));
+        (void)snprintf(cmd, sizeof cmd, "%02X50300008 0102030405060708 00", cla);
+        EXPECT_EQ_U(se_tx(card, cmd), ch < 8 ? 0x9000 : 0x6985);
+    }
+    /* Closing a channel frees its session for another. */
+    EXPECT_EQ_U(se_tx(card, "0070800300"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "C550300008 0102030405060708 00"), 0x9000); /* channel 9 */
+    tc_se_close(card);
+}
+
 static void test_get_status(void)
 {
     struct tc_se_card *card = se_card_new("status.img", NULL);
@@ -754,6 +775,7 @@ static const struct tc_test_case cases[] = {
     {"card_os_vectors", test_card_os_vectors},
     {"scp03_levels", test_scp03_levels},
     {"scp03_rejections", test_scp03_rejections},
+    {"session_slots", test_session_slots},
     {"get_status", test_get_status},
     {"life_cycle", test_life_cycle},
     {"key_store", test_key_store},
