@@ -161,10 +161,107 @@ static void test_ed25519_rfc8032(void)
     EXPECT_EQ_U(n, 3);
 }
 
+/* DER INTEGER for an unsigned big-endian value: minimal, with a leading 00
+ * when the top bit is set (X.690 §8.3). */
+static size_t der_int(uint8_t *out, const uint8_t *v, size_t n)
+{
+    while (n > 1 && v[0] == 0) {
+        v++;
+        n--;
+    }
+    size_t pad = (v[0] & 0x80) ? 1 : 0;
+    out[0] = 0x02;
+    out[1] = (uint8_t)(n + pad);
+    out[2] = 0x00;
+    memcpy(out + 2 + pad, v, n);
+    return 2 + pad + n;
+}
+
+/* RFC 6979 §A.2.5/§A.2.6 signatures verify under the published keys; a
+ * changed message, swapped r/s and non-minimal DER do not. */
+static void test_ecdsa_rfc6979_verify(void)
+{
+    static const uint8_t p256_prefix[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+                                          0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                                          0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+    static const uint8_t p384_prefix[] = {0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86,
+                                          0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+                                          0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00};
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "crypto/ecdsa.txt"))
+        return;
+    size_t n = 0;
+    while (tc_vec_next(&v)) {
+        const char *alg_name = tc_vec_get(&v, "ALG");
+        bool p384 = alg_name != NULL && strcmp(alg_name, "P-384") == 0;
+        enum tc_sig_alg alg = p384 ? TC_SIG_ECDSA_P384_SHA384 : TC_SIG_ECDSA_P256_SHA256;
+        size_t xl = 0, yl = 0, ml = 0, rl = 0, sl = 0;
+        uint8_t *ux = tc_vec_hex(&v, "UX", &xl), *uy = tc_vec_hex(&v, "UY", &yl);
+        uint8_t *m = tc_vec_hex(&v, "MSG", &ml);
+        uint8_t *r = tc_vec_hex(&v, "R", &rl), *sv = tc_vec_hex(&v, "S", &sl);
+        size_t field = p384 ? 48 : 32;
+        if (ux && uy && m && r && sv && xl == field && yl == field && rl == field && sl == field) {
+            uint8_t spki[TC_SPKI_MAX], sig[TC_SIG_MAX], body[TC_SIG_MAX];
+            const uint8_t *prefix = p384 ? p384_prefix : p256_prefix;
+            size_t plen = p384 ? sizeof p384_prefix : sizeof p256_prefix;
+            memcpy(spki, prefix, plen);
+            spki[plen] = 0x04;
+            memcpy(spki + plen + 1, ux, field);
+            memcpy(spki + plen + 1 + field, uy, field);
+            size_t spki_len = plen + 1 + 2 * field;
+
+            size_t bl = der_int(body, r, rl);
+            bl += der_int(body + bl, sv, sl);
+            sig[0] = 0x30;
+            sig[1] = (uint8_t)bl;
+            memcpy(sig + 2, body, bl);
+            size_t sig_len = 2 + bl;
+            EXPECT_OK(tc_sig_verify(alg, spki, spki_len, m, ml, sig, sig_len));
+
+            /* The other curve's algorithm, a changed message. */
+            enum tc_sig_alg other = p384 ? TC_SIG_ECDSA_P256_SHA256 : TC_SIG_ECDSA_P384_SHA384;
+            EXPECT_ERR(tc_sig_verify(other, spki, spki_len, m, ml, sig, sig_len), TC_ERR_VERIFY);
+            m[0] ^= 0x20;
+            EXPECT_ERR(tc_sig_verify(alg, spki, spki_len, m, ml, sig, sig_len), TC_ERR_VERIFY);
+            m[0] ^= 0x20;
+
+            /* r and s swapped: well-formed, wrong. */
+            bl = der_int(body, sv, sl);
+            bl += der_int(body + bl, r, rl);
+            memcpy(sig + 2, body, bl);
+            EXPECT_ERR(tc_sig_verify(alg, spki, spki_len, m, ml, sig, 2 + bl), TC_ERR_VERIFY);
+
+            /* r with one more leading 00 than minimal (BER, not DER). */
+            uint8_t rmin[64];
+            size_t rml = der_int(rmin, r, rl);
+            body[0] = 0x02;
+            body[1] = (uint8_t)(rml - 2 + 1);
+            body[2] = 0x00;
+            memcpy(body + 3, rmin + 2, rml - 2);
+            bl = 3 + rml - 2;
+            bl += der_int(body + bl, sv, sl);
+            sig[1] = (uint8_t)bl;
+            memcpy(sig + 2, body, bl);
+            EXPECT_ERR(tc_sig_verify(alg, spki, spki_len, m, ml, sig, 2 + bl), TC_ERR_FORMAT);
+            n++;
+        } else {
+            tc_test_fail_at(v.path, v.record_line, "incomplete ECDSA record");
+        }
+        free(ux);
+        free(uy);
+        free(m);
+        free(r);
+        free(sv);
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(n, 4);
+}
+
 static const struct tc_test_case cases[] = {
-    {"round_trip_p256", test_round_trip_p256},       {"round_trip_p384", test_round_trip_p384},
-    {"round_trip_ed25519", test_round_trip_ed25519}, {"wrong_alg_spki", test_wrong_alg_spki},
-    {"unsupported_key", test_unsupported_key},       {"ed25519_rfc8032", test_ed25519_rfc8032},
+    {"round_trip_p256", test_round_trip_p256},           {"round_trip_p384", test_round_trip_p384},
+    {"round_trip_ed25519", test_round_trip_ed25519},     {"wrong_alg_spki", test_wrong_alg_spki},
+    {"unsupported_key", test_unsupported_key},           {"ed25519_rfc8032", test_ed25519_rfc8032},
+    {"ecdsa_rfc6979_verify", test_ecdsa_rfc6979_verify},
 };
 
 TC_TEST_MAIN("signer", cases)
