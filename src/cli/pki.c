@@ -574,10 +574,10 @@ static int cmd_root_ceremony(int argc, char **argv)
         rc = fail(e, "root-ceremony");
         goto out;
     }
-    tc_hsm_obj priv, pub;
-    e = tc_hsm_keypair_generate(h, alg, ROOT_KEY_LABEL, &priv, &pub);
+    /* A ceremony interrupted before root.pem was written resumes with the
+     * key it generated (the root token holds at most one root key). */
     if (e == TC_OK)
-        e = tc_hsm_signer(h, ROOT_KEY_LABEL, &s);
+        e = signer_for(h, alg, ROOT_KEY_LABEL, true, &s);
     int64_t now = (int64_t)time(NULL);
     struct tc_pki_root_params rp = {.common_name = o.cn,
                                     .organization = o.org,

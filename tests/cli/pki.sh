@@ -44,6 +44,11 @@ expect_contains "ceremony names the key" "$out" "root key tc:root-ca:root genera
 case "$out" in *"$TRUSTCHAIN_ROOT_PIN"* | *"$TRUSTCHAIN_HSM_SO_PIN"*) fail "no PIN printed" "PIN in output" ;; *) pass "no PIN printed" ;; esac
 [ -f "$ws/pki/root.pem" ] && [ -f "$ws/pki/root-crl.pem" ] && pass "root files written" || fail "root files written" "missing"
 expect_fail 2 "ceremony twice" "$TC" pki root-ceremony --workspace "$ws" --cn R --org O
+# an interrupted ceremony (no root.pem yet) resumes with the key in the token
+key1=$(openssl x509 -in "$ws/pki/root.pem" -noout -pubkey)
+rm "$ws/pki/root.pem" "$ws/pki/root-crl.pem" "$ws/pki/root-crl.number"
+expect_ok "interrupted ceremony resumes" "$TC" pki root-ceremony --workspace "$ws" --cn "Acme Device Root CA" --org "Acme Devices" --country DE
+[ "$(openssl x509 -in "$ws/pki/root.pem" -noout -pubkey)" = "$key1" ] && pass "resumed with the same root key" || fail "resumed with the same root key" "key differs"
 expect_ok "root key is not in the workspace token" "$TC" hsm keys --workspace "$ws"
 case "$out" in *"tc:root-ca"*) fail "root key only in the root token" "$out" ;; *) pass "root key only in the root token" ;; esac
 expect_ok "root key in the root token" env TRUSTCHAIN_HSM_PIN="$TRUSTCHAIN_ROOT_PIN" "$TC" hsm keys --workspace "$ws" --label trustchain-root
