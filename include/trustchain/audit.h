@@ -271,6 +271,11 @@ struct tc_audit_store {
 
 /* Opens (creating if needed) the SQLite store at path. */
 TC_MUST_CHECK tc_err tc_audit_store_sqlite_open(const char *path, struct tc_audit_store *out);
+/* The store's database connection, for a projection kept in the same
+ * database (use it only from a batch hook or while no log is open over the
+ * store). TC_ERR_ARG if the store is not the SQLite one. */
+struct sqlite3;
+TC_MUST_CHECK tc_err tc_audit_store_sqlite_handle(struct tc_audit_store *s, struct sqlite3 **db);
 /* The store's bytes on disk (database plus WAL), for benchmarks. */
 TC_MUST_CHECK tc_err tc_audit_store_sqlite_disk_bytes(const char *path, uint64_t *bytes);
 void tc_audit_store_close(struct tc_audit_store *s);
@@ -297,6 +302,20 @@ TC_MUST_CHECK tc_err tc_audit_log_open(struct tc_audit_store store, const char *
 void tc_audit_log_close(struct tc_audit_log *log);
 void tc_audit_log_set_fault_hook(struct tc_audit_log *log,
                                  void (*hook)(void *arg, enum tc_audit_step step), void *arg);
+
+/* Called by the committing thread inside each append transaction, after
+ * the batch's events are written and before the tree head and COMMIT: a
+ * registry writes its projection here so events, tree head and projection
+ * commit together. A failure rolls the whole batch back and every append
+ * in it fails. */
+struct tc_audit_batch_event {
+    uint64_t index;
+    const uint8_t *event;
+    size_t len;
+};
+typedef tc_err (*tc_audit_batch_hook)(void *arg, struct tc_audit_store *store,
+                                      const struct tc_audit_batch_event *events, size_t n);
+void tc_audit_log_set_batch_hook(struct tc_audit_log *log, tc_audit_batch_hook hook, void *arg);
 
 /* Append n encoded events (each must decode strictly). Returns once they
  * are durable; concurrent callers are committed together in one

@@ -39,6 +39,8 @@ struct tc_audit_log {
     struct tc_merkle_tree tree;
     void (*hook)(void *arg, enum tc_audit_step step);
     void *hook_arg;
+    tc_audit_batch_hook batch_hook;
+    void *batch_arg;
 };
 
 static void fault(struct tc_audit_log *log, enum tc_audit_step step)
@@ -131,6 +133,36 @@ void tc_audit_log_set_fault_hook(struct tc_audit_log *log,
     log->hook_arg = arg;
 }
 
+void tc_audit_log_set_batch_hook(struct tc_audit_log *log, tc_audit_batch_hook hook, void *arg)
+{
+    pthread_mutex_lock(&log->store_mu);
+    log->batch_hook = hook;
+    log->batch_arg = arg;
+    pthread_mutex_unlock(&log->store_mu);
+}
+
+static tc_err run_batch_hook(struct tc_audit_log *log, struct pending *batch, uint64_t first,
+                             uint64_t end)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(end - first <= SIZE_MAX / sizeof(struct tc_audit_batch_event), TC_ERR_NOMEM);
+    size_t n = (size_t)(end - first), k = 0;
+    struct tc_audit_batch_event *evs = calloc(n ? n : 1, sizeof *evs);
+    TC_ENSURE(evs != NULL, TC_ERR_NOMEM);
+    for (struct pending *p = batch; p; p = p->next)
+        for (size_t i = 0; i < p->n && k < n; i++, k++) {
+            evs[k].index = first + k;
+            evs[k].event = p->events[i];
+            evs[k].len = p->lens[i];
+        }
+    TC_CHECK(k == n, TC_ERR_INTERNAL);
+    TC_TRY(log->batch_hook(log->batch_arg, &log->store, evs, n));
+    ret = TC_OK;
+out:
+    free(evs);
+    return ret;
+}
+
 /* One transaction for the whole batch; runs with no lock but store_mu. */
 static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
 {
@@ -152,6 +184,8 @@ static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
             fault(log, TC_AUDIT_STEP_EVENT);
         }
     }
+    if (log->batch_hook)
+        TC_TRY(run_batch_hook(log, batch, log->tree.size, f.size));
     uint8_t root[TC_AUDIT_HASH_LEN];
     TC_TRY(tc_merkle_frontier_root(&f, root));
     TC_TRY(ops->put_tree(ctx, f.size, root));

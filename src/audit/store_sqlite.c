@@ -308,6 +308,14 @@ out:
     return ret;
 }
 
+tc_err tc_audit_store_sqlite_handle(struct tc_audit_store *s, struct sqlite3 **db)
+{
+    TC_ENSURE(s != NULL && db != NULL, TC_ERR_ARG);
+    TC_ENSURE_MSG(s->ops == &sq_ops && s->ctx != NULL, TC_ERR_ARG, "not an SQLite audit store");
+    *db = ((struct sq *)s->ctx)->db;
+    return TC_OK;
+}
+
 tc_err tc_audit_store_sqlite_disk_bytes(const char *path, uint64_t *bytes)
 {
     TC_ENSURE(path != NULL && bytes != NULL, TC_ERR_ARG);

@@ -520,6 +520,89 @@ static void test_second_writer_fails_cleanly(void)
     test_rmtree(dir);
 }
 
+/* A projection written by the batch hook commits with the events, or not
+ * at all. */
+struct projection {
+    unsigned calls, fail_at;
+};
+
+static tc_err project(void *arg, struct tc_audit_store *store,
+                      const struct tc_audit_batch_event *evs, size_t n)
+{
+    struct projection *pr = arg;
+    if (++pr->calls == pr->fail_at)
+        return TC_FAIL(TC_ERR_STATE, "projection refuses batch %u", pr->calls);
+    sqlite3 *db = NULL;
+    TC_GUARD(tc_audit_store_sqlite_handle(store, &db));
+    sqlite3_stmt *st = NULL;
+    TC_ENSURE(sqlite3_prepare_v2(db, "INSERT INTO proj(idx, actor) VALUES(?1, ?2)", -1, &st,
+                                 NULL) == SQLITE_OK,
+              TC_ERR_DB);
+    tc_err rc = TC_OK;
+    for (size_t i = 0; i < n && rc == TC_OK; i++) {
+        struct tc_audit_event ev;
+        rc = tc_audit_event_decode(evs[i].event, evs[i].len, &ev);
+        if (rc != TC_OK)
+            break;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)evs[i].index);
+        sqlite3_bind_text(st, 2, ev.actor, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = TC_FAIL(TC_ERR_DB, "projection insert");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static long long count_rows(sqlite3 *db, const char *q)
+{
+    sqlite3_stmt *st = NULL;
+    long long n = -1;
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void test_projection_in_same_transaction(void)
+{
+    char dir[64], db[128];
+    if (!test_tmpdir(dir))
+        return;
+    (void)snprintf(db, sizeof db, "%s/log.db", dir);
+    struct tc_audit_store s;
+    EXPECT_OK(tc_audit_store_sqlite_open(db, &s));
+    sqlite3 *h = NULL;
+    EXPECT_OK(tc_audit_store_sqlite_handle(&s, &h));
+    sql(h, "CREATE TABLE proj(idx INTEGER PRIMARY KEY, actor TEXT NOT NULL)");
+    struct tc_audit_log *log = NULL;
+    EXPECT_OK(tc_audit_log_open(s, TEST_ORIGIN, &log));
+    if (!log)
+        return;
+    struct projection pr = {0, 3};
+    tc_audit_log_set_batch_hook(log, project, &pr);
+    append_n(log, 4, 0, 2); /* batches 1, 2 */
+    uint8_t ev[TC_AUDIT_EVENT_MAX];
+    size_t len = test_event(ev, 4, 2, 2);
+    const uint8_t *p[1] = {ev};
+    EXPECT_ERR(tc_audit_log_append(log, p, &len, 1, NULL), TC_ERR_STATE); /* batch 3 */
+    EXPECT_EQ_U(tc_audit_log_size(log), 2);
+    append_n(log, 4, 3, 2); /* batches 4, 5 */
+    EXPECT_EQ_U(tc_audit_log_size(log), 4);
+    tc_audit_log_close(log);
+
+    EXPECT(sqlite3_open(db, &h) == SQLITE_OK);
+    EXPECT_EQ_U(count_rows(h, "SELECT count(*) FROM proj"), 4);
+    EXPECT_EQ_U(count_rows(h, "SELECT count(*) FROM audit_events"), 4);
+    EXPECT_EQ_U(count_rows(h, "SELECT count(*) FROM proj JOIN audit_events USING (idx)"), 4);
+    EXPECT_EQ_U(count_rows(h, "SELECT count(*) FROM proj WHERE actor = 't4-s2'"), 0);
+    sqlite3_close(h);
+
+    struct tc_audit_store other = {NULL, NULL};
+    EXPECT_ERR(tc_audit_store_sqlite_handle(&other, &h), TC_ERR_ARG);
+    test_rmtree(dir);
+}
+
 static void setup(void)
 {
     static bool done;
@@ -548,6 +631,7 @@ static const struct tc_test_case cases[] = {
     {"tampering in the database is detected", test_tampering_detected},
     {"open checks the tree head", test_open_checks_tree_head},
     {"a second writer fails cleanly", test_second_writer_fails_cleanly},
+    {"projection in the same transaction", test_projection_in_same_transaction},
     {"teardown", test_teardown},
 };
 
