@@ -202,6 +202,11 @@ struct tc_scp03_session {
     /* Card side: a command was unwrapped and its response is not yet
      * wrapped (R-MAC covers the chaining value of that command). */
     bool cmd_pending;
+    /* The command and response ICVs for icv_counter, computed together
+     * (one AES call for both); wiped with the session. */
+    bool icv_valid;
+    uint32_t icv_counter;
+    uint8_t icv_cache[2 * TC_AES_BLOCK]; /* command ICV, then response ICV */
 };
 
 /* Wipe keys, chaining value and counters; state back to IDLE. */

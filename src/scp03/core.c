@@ -182,22 +182,33 @@ bool tc_scp03_sw_protected(uint16_t sw)
 
 /* ------------------------------------------------------------------ encryption */
 
-tc_err tc_scp03_icv(const struct tc_scp03_session *s, bool response, uint8_t icv[TC_AES_BLOCK])
+tc_err tc_scp03_icv(struct tc_scp03_session *s, bool response, uint8_t icv[TC_AES_BLOCK])
 {
-    uint8_t block[TC_AES_BLOCK] = {0};
-    /* Amendment D §6.2.6: the encryption counter as a 16-byte block,
-     * left-padded with zeros, encrypted with S-ENC gives the ICV for C-DEC.
-     * §6.2.7: for R-ENC the most significant byte of that block is 80. */
-    block[12] = (uint8_t)(s->enc_counter >> 24);
-    block[13] = (uint8_t)(s->enc_counter >> 16);
-    block[14] = (uint8_t)(s->enc_counter >> 8);
-    block[15] = (uint8_t)s->enc_counter;
-    if (response)
-        block[0] = 0x80u;
-    return tc_aes_ecb_encrypt(s->keys.s_enc, s->keys.key_len, block, TC_AES_BLOCK, icv);
+    if (!s->icv_valid || s->icv_counter != s->enc_counter) {
+        uint8_t blocks[2 * TC_AES_BLOCK] = {0};
+        /* Amendment D §6.2.6: the encryption counter as a 16-byte block,
+         * left-padded with zeros, encrypted with S-ENC gives the ICV for
+         * C-DEC. §6.2.7: for R-ENC the most significant byte of that block
+         * is 80. */
+        for (size_t b = 0; b < 2; b++) {
+            uint8_t *blk = blocks + b * TC_AES_BLOCK;
+            blk[12] = (uint8_t)(s->enc_counter >> 24);
+            blk[13] = (uint8_t)(s->enc_counter >> 16);
+            blk[14] = (uint8_t)(s->enc_counter >> 8);
+            blk[15] = (uint8_t)s->enc_counter;
+        }
+        blocks[TC_AES_BLOCK] = 0x80u;
+        s->icv_valid = false;
+        TC_GUARD(tc_aes_ecb_encrypt(s->keys.s_enc, s->keys.key_len, blocks, sizeof blocks,
+                                    s->icv_cache));
+        s->icv_counter = s->enc_counter;
+        s->icv_valid = true;
+    }
+    memcpy(icv, s->icv_cache + (response ? TC_AES_BLOCK : 0u), TC_AES_BLOCK);
+    return TC_OK;
 }
 
-tc_err tc_scp03_encrypt(const struct tc_scp03_session *s, bool response, uint8_t *buf, size_t len,
+tc_err tc_scp03_encrypt(struct tc_scp03_session *s, bool response, uint8_t *buf, size_t len,
                         size_t cap, size_t *out_len)
 {
     tc_err ret = TC_ERR_INTERNAL;
@@ -215,8 +226,8 @@ out:
     return ret;
 }
 
-tc_err tc_scp03_decrypt(const struct tc_scp03_session *s, bool response, const uint8_t *in,
-                        size_t len, uint8_t *out, size_t *out_len)
+tc_err tc_scp03_decrypt(struct tc_scp03_session *s, bool response, const uint8_t *in, size_t len,
+                        uint8_t *out, size_t *out_len)
 {
     tc_err ret = TC_ERR_INTERNAL;
     uint8_t icv[TC_AES_BLOCK];

@@ -37,17 +37,18 @@ TC_MUST_CHECK tc_err tc_scp03_cmac(const struct tc_scp03_session *s, uint8_t mac
 TC_MUST_CHECK tc_err tc_scp03_rmac(const struct tc_scp03_session *s, const uint8_t *data,
                                    size_t len, uint16_t sw, uint8_t mac[TC_AES_BLOCK]);
 /* Amendment D §6.2.6/§6.2.7: ICV = AES(S-ENC, counter as 16 bytes), with the
- * first byte set to 80 for responses. */
-TC_MUST_CHECK tc_err tc_scp03_icv(const struct tc_scp03_session *s, bool response,
+ * first byte set to 80 for responses. Both ICVs of a counter value come
+ * from one AES call and are kept in the session until the counter moves. */
+TC_MUST_CHECK tc_err tc_scp03_icv(struct tc_scp03_session *s, bool response,
                                   uint8_t icv[TC_AES_BLOCK]);
 /* Pad (method 2, always) and encrypt in place: buf holds len plain bytes and
  * has room for cap; *out_len is the ciphertext length. */
-TC_MUST_CHECK tc_err tc_scp03_encrypt(const struct tc_scp03_session *s, bool response, uint8_t *buf,
+TC_MUST_CHECK tc_err tc_scp03_encrypt(struct tc_scp03_session *s, bool response, uint8_t *buf,
                                       size_t len, size_t cap, size_t *out_len);
 /* Decrypt (len a non-zero multiple of 16) from in to out and strip the
  * padding strictly; *out_len is the plain length. */
-TC_MUST_CHECK tc_err tc_scp03_decrypt(const struct tc_scp03_session *s, bool response,
-                                      const uint8_t *in, size_t len, uint8_t *out, size_t *out_len);
+TC_MUST_CHECK tc_err tc_scp03_decrypt(struct tc_scp03_session *s, bool response, const uint8_t *in,
+                                      size_t len, uint8_t *out, size_t *out_len);
 
 /* Amendment D §6.2.5: only 9000 and warnings 62xx / 63xx are protected. */
 bool tc_scp03_sw_protected(uint16_t sw);
