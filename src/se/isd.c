@@ -779,6 +779,15 @@ static uint16_t store_data_isd(struct se_cmd *c, bool dgi)
     struct se_nvm *n = &c->card->nvm;
     static _Thread_local struct profile_edit e;
     uint16_t sw = SW_OK;
+    /* GSMA SGP.22 §5.7.20 GetEID: STORE DATA carrying BF3E 03 5C 01 5A asks
+     * an ISD-R for its EID; answered as an eUICC does, nothing stored. */
+    static const uint8_t get_eid[] = {0xBF, 0x3E, 0x03, 0x5C, 0x01, 0x5A};
+    if (!dgi && c->lc == sizeof get_eid && tc_ct_equal(c->data, get_eid, sizeof get_eid)) {
+        size_t m = tc_tlv_begin(c->out, 0xBF3E);
+        tc_tlv_put(c->out, 0x5A, n->eid, TC_SE_EID_LEN);
+        tc_tlv_end(c->out, m);
+        return SW_OK;
+    }
     memset(&e, 0, sizeof e);
     memcpy(e.buf, n->profile, n->profile_len);
     e.len = n->profile_len;

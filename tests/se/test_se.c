@@ -70,6 +70,93 @@ static void test_card_os_vectors(void)
     tc_se_close(card);
 }
 
+/* Real cards' SCP03 sessions (pySim, GPShell) replayed against the card. */
+static void test_published_sessions(void)
+{
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "se/published_sessions.txt"))
+        return;
+    int records = 0;
+    while (tc_vec_next(&v)) {
+        const char *name = tc_vec_get(&v, "NAME");
+        size_t l_enc, l_mac, l_dek, l_aid, l_iuc, l_iur, l_ea;
+        uint8_t *enc = tc_vec_hex(&v, "KEY_ENC", &l_enc);
+        uint8_t *mac = tc_vec_hex(&v, "KEY_MAC", &l_mac);
+        uint8_t *dek = tc_vec_hex(&v, "KEY_DEK", &l_dek);
+        uint8_t *aid = tc_vec_hex(&v, "AID", &l_aid);
+        uint8_t *iuc = tc_vec_hex(&v, "IU_CMD", &l_iuc);
+        uint8_t *iur = tc_vec_hex(&v, "IU_RESP", &l_iur);
+        uint8_t *ea = tc_vec_hex(&v, "EA_CMD", &l_ea);
+        if (enc && mac && dek && aid && iuc && iur && ea && l_iur >= 29) {
+            /* The card as it was: from its INITIALIZE UPDATE response. */
+            struct tc_se_params p;
+            tc_se_params_default(&p);
+            memcpy(p.isd_aid, aid, l_aid);
+            p.isd_aid_len = l_aid;
+            memcpy(p.kdd, iur, 10);
+            p.kvn = iur[10];
+            p.i_param = iur[12];
+            p.key_len = l_enc;
+            memcpy(p.key_enc, enc, l_enc);
+            memcpy(p.key_mac, mac, l_mac);
+            memcpy(p.key_dek, dek, l_dek);
+            p.seq =
+                ((uint32_t)iur[l_iur - 3] << 16 | (uint32_t)iur[l_iur - 2] << 8 | iur[l_iur - 1]) -
+                1u;
+            se_unhex("89882119900000000000000000000005", p.eid, 16);
+            struct tc_se_card *card = se_card_new("published.img", &p);
+            uint8_t sel[5 + 16] = {0x00, 0xA4, 0x04, 0x0C, (uint8_t)l_aid};
+            memcpy(sel + 5, aid, l_aid);
+            EXPECT_EQ_U(se_tx_bytes(card, sel, 5 + l_aid), 0x9000);
+            EXPECT_EQ_U(se_tx_bytes(card, iuc, l_iuc), 0x9000);
+            if (se_resp_len != l_iur || memcmp(se_resp, iur, l_iur) != 0) {
+                tc_test_fail_at(__FILE__, __LINE__, "%s: INITIALIZE UPDATE differs", name);
+                tc_test_dump_hex("  got     ", se_resp, se_resp_len);
+                tc_test_dump_hex("  expected", iur, l_iur);
+            }
+            EXPECT_EQ_U(se_tx_bytes(card, ea, l_ea), 0x9000);
+            for (int i = 1; i <= 8; i++) {
+                char key[16];
+                (void)snprintf(key, sizeof key, "CMD_%d", i);
+                if (tc_vec_get(&v, key) == NULL)
+                    break;
+                size_t lc = 0, lr = 0;
+                uint8_t *cmd = tc_vec_hex(&v, key, &lc);
+                (void)snprintf(key, sizeof key, "RESP_%d", i);
+                uint8_t *want = tc_vec_get(&v, key) ? tc_vec_hex(&v, key, &lr) : NULL;
+                uint16_t sw = se_tx_bytes(card, cmd, lc);
+                /* The C-MAC verified: no security status error. */
+                if (sw == 0x6982)
+                    tc_test_fail_at(__FILE__, __LINE__, "%s: command %d refused (6982)", name, i);
+                if (want != NULL) {
+                    uint8_t got[TC_SE_MAX_RESPONSE];
+                    memcpy(got, se_resp, se_resp_len);
+                    got[se_resp_len] = (uint8_t)(sw >> 8);
+                    got[se_resp_len + 1] = (uint8_t)sw;
+                    if (se_resp_len + 2 != lr || memcmp(got, want, lr) != 0) {
+                        tc_test_fail_at(__FILE__, __LINE__, "%s: response %d differs", name, i);
+                        tc_test_dump_hex("  got     ", got, se_resp_len + 2);
+                        tc_test_dump_hex("  expected", want, lr);
+                    }
+                }
+                free(cmd);
+                free(want);
+            }
+            tc_se_close(card);
+            records++;
+        }
+        free(enc);
+        free(mac);
+        free(dek);
+        free(aid);
+        free(iuc);
+        free(iur);
+        free(ea);
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(records, 14);
+}
+
 /* Every security level, S8 and S16, AES-128/192/256, channels 0 and 3. */
 static void test_scp03_levels(void)
 {
@@ -773,6 +860,7 @@ static void cleanup(void)
 static const struct tc_test_case cases[] = {
     {"atr", test_atr},
     {"card_os_vectors", test_card_os_vectors},
+    {"published_sessions", test_published_sessions},
     {"scp03_levels", test_scp03_levels},
     {"scp03_rejections", test_scp03_rejections},
     {"session_slots", test_session_slots},
