@@ -155,7 +155,10 @@ tc_err tc_hsm_module_acquire(const char *path, const char *conf, struct tc_hsm_m
     TC_CHECK(m != NULL, TC_ERR_NOMEM);
     (void)snprintf(m->path, sizeof m->path, "%s", path);
     (void)snprintf(m->conf, sizeof m->conf, "%s", want_conf);
-    m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: the module stays mapped after the last dlclose, so
+     * that its own exit-time code and any diagnostics of memory it
+     * allocated (valgrind, LeakSanitizer) still find it. */
+    m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (m->dl == NULL) {
         const char *why = dlerror();
         ret = TC_FAIL(TC_ERR_IO, "cannot load PKCS#11 module '%s': %s", path,

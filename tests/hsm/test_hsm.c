@@ -65,7 +65,7 @@ static struct tc_hsm *hsm(void)
     (void)snprintf(tmpdir, sizeof tmpdir, "%s/tc-hsm-test-XXXXXX", base);
     if (mkdtemp(tmpdir) == NULL) {
         tmpdir[0] = '\0';
-        EXPECT(!"mkdtemp failed");
+        tc_test_fail_at(__FILE__, __LINE__, "mkdtemp failed");
         return NULL;
     }
     char wsdir[300];
@@ -153,7 +153,7 @@ static void test_pin_sources(void)
     EXPECT_OK(tc_hsm_pin_read("TC_TEST_NO_SUCH_VAR", path, pin, sizeof pin, &n));
     EXPECT_EQ_U(n, 8);
     EXPECT_STR(pin, "1234abcd");
-    EXPECT_OK(setenv("TC_TEST_PIN_VAR", "from-env", 1));
+    EXPECT(setenv("TC_TEST_PIN_VAR", "from-env", 1) == 0);
     EXPECT_OK(tc_hsm_pin_read("TC_TEST_PIN_VAR", NULL, pin, sizeof pin, &n));
     EXPECT_STR(pin, "from-env");
     EXPECT_ERR(tc_hsm_pin_read("TC_TEST_NO_SUCH_VAR", NULL, pin, sizeof pin, &n), TC_ERR_NOT_FOUND);

@@ -42,7 +42,7 @@ static struct tc_hsm *hsm(void)
     (void)snprintf(tmpdir, sizeof tmpdir, "%s/tc-hsm-scp03-XXXXXX", base);
     if (mkdtemp(tmpdir) == NULL) {
         tmpdir[0] = '\0';
-        EXPECT(!"mkdtemp failed");
+        tc_test_fail_at(__FILE__, __LINE__, "mkdtemp failed");
         return NULL;
     }
     char wsdir[300];
