@@ -276,12 +276,79 @@ static void test_signed_checkpoint(void)
     tc_signer_soft_free(&s);
 }
 
+/* signed-note: valid UTF-8 only (no overlong forms, surrogates or values
+ * beyond U+10FFFF), no control characters, key names without Unicode
+ * spaces or '+'. */
+static void test_utf8_and_names(void)
+{
+    struct tc_signer s;
+    EXPECT_OK(tc_signer_soft_generate(TC_SIG_ED25519, &s));
+    char vk[TC_NOTE_VKEY_MAX + 1];
+    EXPECT_OK(tc_note_verifier_key(&s, "n", vk, sizeof vk));
+    struct tc_note_verifier v;
+    EXPECT_OK(tc_note_verifier_parse(vk, &v));
+    static const char *const bad_text[] = {
+        "a\xc0\xaf\n",         /* overlong '/' */
+        "a\xe0\x80\xaf\n",     /* overlong, 3 bytes */
+        "a\xed\xa0\x80\n",     /* surrogate U+D800 */
+        "a\xf4\x90\x80\x80\n", /* U+110000 */
+        "a\xe2\x82\n",         /* truncated sequence */
+        "a\x80\n",             /* lone continuation byte */
+        "a\x7f\n",             /* DEL is fine ... */
+        "a\r\n",               /* ... CR is a control character */
+    };
+    uint8_t out[TC_NOTE_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < TC_ARRAY_LEN(bad_text); i++) {
+        tc_err rc = tc_note_sign((const uint8_t *)bad_text[i], strlen(bad_text[i]), &s, "n", out,
+                                 sizeof out, &n);
+        if (i == 6)
+            EXPECT_OK(rc);
+        else if (rc != TC_ERR_FORMAT)
+            tc_test_fail_at(__FILE__, __LINE__, "text %zu: %s", i, tc_err_name(rc));
+    }
+    /* Multi-byte text and names are fine. */
+    const char *text = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92\n";
+    EXPECT_OK(tc_note_sign((const uint8_t *)text, strlen(text), &s, "n", out, sizeof out, &n));
+    size_t tl = 0, verified = 0;
+    EXPECT_OK(tc_note_open(out, n, &v, 1, &tl, &verified));
+    EXPECT_OK(tc_note_verifier_key(&s, "log.example/\xc3\xa9", vk, sizeof vk));
+    EXPECT_OK(tc_note_verifier_parse(vk, &v));
+    EXPECT_OK(tc_note_sign((const uint8_t *)text, strlen(text), &s, "log.example/\xc3\xa9", out,
+                           sizeof out, &n));
+    EXPECT_OK(tc_note_open(out, n, &v, 1, &tl, &verified));
+    /* Names with a no-break space, an em space or a tab are refused. */
+    static const char *const bad_names[] = {"a\xc2\xa0"
+                                            "b",
+                                            "a\xe2\x80\x83"
+                                            "b",
+                                            "a\tb", "a+b"};
+    for (size_t i = 0; i < TC_ARRAY_LEN(bad_names); i++) {
+        EXPECT_ERR(tc_note_sign((const uint8_t *)text, strlen(text), &s, bad_names[i], out,
+                                sizeof out, &n),
+                   TC_ERR_FORMAT);
+        EXPECT_ERR(tc_note_verifier_key(&s, bad_names[i], vk, sizeof vk), TC_ERR_FORMAT);
+    }
+    /* A signature line naming a key with a no-break space is malformed. */
+    const char *note = "t\n\n\xe2\x80\x94 a\xc2\xa0"
+                       "b AAAAAAAA\n";
+    EXPECT_ERR(tc_note_open((const uint8_t *)note, strlen(note), &v, 1, &tl, &verified),
+               TC_ERR_FORMAT);
+    /* A signature of only 4 bytes (key ID, no signature) is malformed. */
+    note = "t\n\n\xe2\x80\x94 n AAAAAA==\n";
+    EXPECT_ERR(tc_note_open((const uint8_t *)note, strlen(note), &v, 1, &tl, &verified),
+               TC_ERR_FORMAT);
+    /* Oversized note. */
+    static uint8_t big[TC_NOTE_MAX + 1];
+    memset(big, 'a', sizeof big);
+    EXPECT_ERR(tc_note_open(big, sizeof big, &v, 1, &tl, &verified), TC_ERR_FORMAT);
+    tc_signer_soft_free(&s);
+}
+
 static const struct tc_test_case cases[] = {
-    {"Go note verifier keys", test_go_verifier_keys},
-    {"Go note signature", test_go_sign},
-    {"Go note open", test_go_open},
-    {"checkpoint text", test_checkpoint_text},
-    {"signed checkpoint", test_signed_checkpoint},
+    {"UTF-8 and key names", test_utf8_and_names}, {"Go note verifier keys", test_go_verifier_keys},
+    {"Go note signature", test_go_sign},          {"Go note open", test_go_open},
+    {"checkpoint text", test_checkpoint_text},    {"signed checkpoint", test_signed_checkpoint},
 };
 
 TC_TEST_MAIN("audit-note", cases)
