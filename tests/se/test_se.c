@@ -86,8 +86,13 @@ static void test_published_sessions(void)
         uint8_t *aid = tc_vec_hex(&v, "AID", &l_aid);
         uint8_t *iuc = tc_vec_hex(&v, "IU_CMD", &l_iuc);
         uint8_t *iur = tc_vec_hex(&v, "IU_RESP", &l_iur);
-        uint8_t *ea = tc_vec_hex(&v, "EA_CMD", &l_ea);
-        if (enc && mac && dek && aid && iuc && iur && ea && l_iur >= 29) {
+        uint8_t *ea_rec = tc_vec_hex(&v, "EA_CMD", &l_ea);
+        uint8_t ea[64];
+        bool have_ea = ea_rec != NULL && l_ea < sizeof ea;
+        if (have_ea)
+            memcpy(ea, ea_rec, l_ea);
+        free(ea_rec);
+        if (enc && mac && dek && aid && iuc && iur && have_ea && l_iur >= 29) {
             /* The card as it was: from its INITIALIZE UPDATE response. */
             struct tc_se_params p;
             tc_se_params_default(&p);
@@ -114,6 +119,10 @@ static void test_published_sessions(void)
                 tc_test_dump_hex("  got     ", se_resp, se_resp_len);
                 tc_test_dump_hex("  expected", iur, l_iur);
             }
+            /* GPShell's traces: EXTERNAL AUTHENTICATE also with an Le (the
+             * C-MAC does not cover it); pySim's: without. */
+            if (strncmp(name, "GPShell", 7) == 0)
+                ea[l_ea++] = 0x00;
             EXPECT_EQ_U(se_tx_bytes(card, ea, l_ea), 0x9000);
             for (int i = 1; i <= 8; i++) {
                 char key[16];
@@ -151,7 +160,6 @@ static void test_published_sessions(void)
         free(aid);
         free(iuc);
         free(iur);
-        free(ea);
     }
     tc_vec_close(&v);
     EXPECT_EQ_U(records, 14);
