@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Integration: the emulated card inside a real pcscd through vsmartcard's vpcd
+# driver, driven through PC/SC by `trustchain gp` at every security level and
+# by OpenSC's opensc-tool.
+#
+# Nothing touches the system pcscd: pcscd runs in the foreground with its own
+# reader.conf (vpcd on a free loopback port pair), its client socket is a
+# private one handed over by systemd-socket-activate (pcscd 1.9.9 takes the
+# socket from systemd activation; PCSCLITE_CSOCK_NAME points the clients at
+# it), and its /run/pcscd pid file lives on a private tmpfs in its own mount
+# namespace (unshare). Every step has a timeout; the trap stops everything.
+# Exit 77 (skipped) when a component is missing.
+set -u
+: "${TC:?TC must point at the trustchain program}"
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+skip() { echo "SKIP: $1"; exit 77; }
+
+VPCD_LIB=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+PCSCD=$(command -v pcscd || echo /usr/sbin/pcscd)
+[ -x "$PCSCD" ] || skip "pcscd not installed"
+[ -e "$VPCD_LIB" ] || skip "vsmartcard-vpcd not installed ($VPCD_LIB)"
+command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate missing"
+command -v opensc-tool >/dev/null || skip "opensc-tool missing"
+
+work=$(mktemp -d)
+pcscd_pid=""
+serve_pid=""
+stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+}
+cleanup() {
+  stop_pid "$serve_pid"
+  stop_pid "$pcscd_pid"
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# A free port pair: vpcd listens on CHANNELID for slot 0 and the next port for
+# slot 1.
+port_free() { ! ss -Htln 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
+port=""
+for _ in $(seq 50); do
+  p=$((20000 + RANDOM % 40000))
+  if port_free "$p" && port_free $((p + 1)); then port=$p; break; fi
+done
+[ -n "$port" ] || skip "no free port pair"
+
+reader_base="trustchain test $$"
+cat >"$work/reader.conf" <<EOF
+FRIENDLYNAME "$reader_base"
+DEVICENAME   /dev/null:$(printf '0x%X' "$port")
+LIBPATH      $VPCD_LIB
+CHANNELID    $(printf '0x%X' "$port")
+EOF
+export PCSCLITE_CSOCK_NAME="$work/pcscd.comm"
+reader="$reader_base 00 00"
+empty_reader="$reader_base 00 01"
+
+# pcscd writes /run/pcscd/pcscd.pid and removes /run/pcscd's files on exit:
+# give it a private /run/pcscd where the kernel lets us.
+if unshare -m --propagation private true 2>/dev/null; then
+  mkdir -p /run/pcscd 2>/dev/null
+  timeout -k 5 300 unshare -m --propagation private sh -c '
+    mount -t tmpfs -o size=1m tmpfs /run/pcscd || exit 1
+    exec systemd-socket-activate -l "$0" "$1" --foreground -c "$2"
+  ' "$PCSCLITE_CSOCK_NAME" "$PCSCD" "$work/reader.conf" >"$work/pcscd.log" 2>&1 &
+  pcscd_pid=$!
+else
+  [ -e /run/pcscd/pcscd.comm ] && skip "a system pcscd runs and no private mount namespace"
+  timeout -k 5 300 systemd-socket-activate -l "$PCSCLITE_CSOCK_NAME" "$PCSCD" --foreground \
+    -c "$work/reader.conf" >"$work/pcscd.log" 2>&1 &
+  pcscd_pid=$!
+fi
+for _ in $(seq 50); do [ -S "$PCSCLITE_CSOCK_NAME" ] && break; sleep 0.1; done
+[ -S "$PCSCLITE_CSOCK_NAME" ] || { cat "$work/pcscd.log"; skip "pcscd socket did not appear"; }
+
+# The first client starts pcscd (socket activation); wait for both readers.
+readers_ok=false
+for _ in $(seq 50); do
+  if out=$(timeout 10 "$TC" gp readers 2>&1) && [[ $out == *"$reader"* ]]; then
+    readers_ok=true
+    break
+  fi
+  sleep 0.2
+done
+if $readers_ok; then pass "pcscd lists the vpcd readers"
+else fail "pcscd lists the vpcd readers" "$out"; cat "$work/pcscd.log"; exit 1; fi
+expect_line() { [[ $2 == *"$3"* ]] && pass "$1" || fail "$1" "'$3' not in: $(printf '%s' "$2" | head -c 300)"; }
+expect_line "no card in the reader before the card server starts" "$out" "$reader"
+[[ $out == *"$reader (card present)"* ]] && fail "reader empty at start" "$out" || pass "reader empty at start"
+
+# Error before insertion: a clear line, exit 1.
+rc=0
+err=$(timeout 20 "$TC" gp info --reader "$reader" 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 1 ] && [[ $err == *"no card in reader"* ]] && pass "no card: clear error" ||
+  fail "no card: clear error" "exit $rc: $err"
+
+card="$work/card.img"
+timeout 20 "$TC" se new --state "$card" >/dev/null || { fail "se new" "cannot create a card"; exit 1; }
+
+start_card() {
+  timeout -k 5 300 "$TC" se serve --vpcd "127.0.0.1:$port" --state "$card" \
+    >>"$work/serve.log" 2>&1 &
+  serve_pid=$!
+  local present=false
+  for _ in $(seq 60); do
+    if o=$(timeout 10 "$TC" gp readers 2>&1) && [[ $o == *"$reader (card present)"* ]]; then
+      present=true
+      break
+    fi
+    sleep 0.25
+  done
+  $present
+}
+
+if start_card; then pass "card inserted through vpcd"
+else fail "card inserted through vpcd" "$(cat "$work/serve.log")"; exit 1; fi
+
+# Every security level, through PC/SC.
+for mode in clr mac enc rmac renc; do
+  rc=0
+  out=$(timeout 30 "$TC" gp apdu 80CA00C100 80CA006600 --reader "$reader" --mode "$mode" 2>&1) ||
+    rc=$?
+  if [ "$rc" -eq 0 ] && [[ $out == *"C103"*" 9000"* ]] && [[ $out == *"66"*"9000" ]]; then
+    pass "gp apdu at --mode $mode"
+  else
+    fail "gp apdu at --mode $mode" "exit $rc: $out"
+  fi
+done
+
+rc=0
+out=$(timeout 30 "$TC" gp info --reader "$reader" --json 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && expect_line "gp info over PC/SC" "$out" '"isd_aid":"A000000151000000"' ||
+  fail "gp info over PC/SC" "exit $rc: $out"
+expect_line "gp info: ATR through pcscd" "$out" '"atr":"3B'
+expect_line "gp info: life cycle" "$out" '"life_cycle":{"value":1,"name":"OP_READY"}'
+
+rc=0
+out=$(timeout 30 "$TC" gp list --reader "$reader" --mode rmac 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && expect_line "gp list over PC/SC" "$out" "ISD      A000000151000000" ||
+  fail "gp list over PC/SC" "exit $rc: $out"
+
+# A unique part of the reader name is enough; an ambiguous one is refused.
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CA00C100 --reader "test $$ 00 00" 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && pass "reader by unique substring" || fail "reader by unique substring" "$out"
+rc=0
+err=$(timeout 30 "$TC" gp info --reader "test $$" 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 2 ] && [[ $err == *"2 readers match"* ]] && pass "ambiguous reader refused" ||
+  fail "ambiguous reader refused" "exit $rc: $err"
+rc=0
+err=$(timeout 30 "$TC" gp info --reader "no such reader" 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 1 ] && [[ $err == *"no reader matches"* ]] && pass "unknown reader refused" ||
+  fail "unknown reader refused" "exit $rc: $err"
+rc=0
+err=$(timeout 30 "$TC" gp info --reader "$empty_reader" 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 1 ] && [[ $err == *"no card in reader"* ]] && pass "empty slot: no card" ||
+  fail "empty slot: no card" "exit $rc: $err"
+
+# New keys through PC/SC (C-DEC + R-MAC + R-ENC), then only they open a channel.
+newkey=000102030405060708090A0B0C0D0E0F
+rc=0
+out=$(timeout 30 "$TC" gp put-keys --reader "$reader" --mode renc --new-kvn 0x31 \
+  --new-key "$newkey" --replace 0x30 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && expect_line "put-keys over PC/SC" "$out" "replaced by keyset 31" ||
+  fail "put-keys over PC/SC" "exit $rc: $out"
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CA00E000 --reader "$reader" --kvn 0x31 --key "$newkey" \
+  --mode enc 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && expect_line "the new keys open a channel" "$out" "C00401318810" ||
+  fail "the new keys open a channel" "exit $rc: $out"
+rc=0
+err=$(timeout 30 "$TC" gp apdu 80CA00E000 --reader "$reader" 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 1 ] && pass "the replaced keys are refused" ||
+  fail "the replaced keys are refused" "exit $rc: $err"
+
+# OpenSC through the same pcscd: SELECT the ISD, read the ATR.
+rc=0
+out=$(timeout 30 opensc-tool -r 0 -s 00A4040000 2>&1) || rc=$?
+if [ "$rc" -eq 0 ] && [[ $out == *"SW1=0x90, SW2=0x00"* ]] && [[ $out == *"A0 00 00 01 51"* ]]; then
+  pass "opensc-tool -s 00A4040000"
+else
+  fail "opensc-tool -s 00A4040000" "exit $rc: $out"
+fi
+rc=0
+out=$(timeout 30 opensc-tool -r 0 -a 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && expect_line "opensc-tool -a (ATR)" "$out" "3b:f8:13:00:00:81:31:fe" ||
+  fail "opensc-tool -a (ATR)" "exit $rc: $out"
+
+# Removal: SIGTERM stops the card server cleanly; pcscd sees no card.
+kill -TERM "$serve_pid"
+rc=0
+for _ in $(seq 50); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$serve_pid" || rc=$?
+serve_pid=""
+[ "$rc" -eq 0 ] && expect_line "se serve stops on SIGTERM" "$(cat "$work/serve.log")" "stopped" ||
+  fail "se serve stops on SIGTERM" "exit $rc: $(cat "$work/serve.log")"
+gone=false
+for _ in $(seq 40); do
+  o=$(timeout 10 "$TC" gp readers 2>&1)
+  [[ $o != *"$reader (card present)"* ]] && { gone=true; break; }
+  sleep 0.25
+done
+$gone && pass "card removed when the server stops" || fail "card removed" "$o"
+rc=0
+err=$(timeout 30 "$TC" gp info --reader "$reader" 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 1 ] && [[ $err == *"no card"* || $err == *"removed"* ]] &&
+  pass "after removal: clear error" || fail "after removal: clear error" "exit $rc: $err"
+
+# The state was committed: the image, opened in process, has the new keys.
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CA00E000 --se "$card" --kvn 0x31 --key "$newkey" 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && pass "state committed across the server's stop" ||
+  fail "state committed across the server's stop" "exit $rc: $out"
+
+# Reinsertion: a new connection to vpcd is a new card.
+if start_card; then pass "card reinserted"; else fail "card reinserted" "$(cat "$work/serve.log")"; fi
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CA00C100 --reader "$reader" --kvn 0x31 --key "$newkey" \
+  --mode renc --s16 2>&1) || rc=$?
+# The card is S8 (i = 70): it refuses the 16-byte host challenge of S16.
+[ "$rc" -ne 0 ] && pass "S16 refused by an S8 card" || fail "S16 refused by an S8 card" "$out"
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CA00C100 --reader "$reader" --kvn 0x31 --key "$newkey" \
+  --mode renc 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && pass "after reinsertion" || fail "after reinsertion" "exit $rc: $out"
+
+echo "$(basename "$0" .sh): $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
