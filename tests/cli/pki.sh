@@ -14,17 +14,26 @@ prefix=890490321234
 eid1=89049032123451234512345678901235
 eid_other=89086030202200000022000023022943
 
-# EID check digits (GSMA SGP.29 §10) with bc, independently of the C code.
-complete() { local b=${1:0:30}; local r; r=$(echo "${b}00 % 97" | bc); printf '%s%02d' "$b" $((98 - r)); }
+# EID check digits (GSMA SGP.29 §10) in shell arithmetic, independently of
+# the C code: the 32-digit number with check digits 00, mod 97, digit by digit.
+complete() {
+  local b=${1:0:30} r=0 i n
+  n="${b}00"
+  for ((i = 0; i < 32; i++)); do r=$(((r * 10 + ${n:i:1}) % 97)); done
+  printf '%s%02d' "$b" $((98 - r))
+}
+# hex <-> binary with coreutils only
+unhex() { local h; h=$(cat); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')"; }
+tohex() { od -An -tx1 -v | tr -d ' \n'; }
 eid2=$(complete 890490321234000000000000000000)
 
 # A device: P-256 key, its point, and the PoP over EID || point || nonce.
 device() { # $1 name, $2 EID, $3 nonce hex
   local d="$scratch/$1"
   openssl ecparam -name prime256v1 -genkey -noout -out "$d.key" 2>/dev/null
-  openssl ec -in "$d.key" -pubout -outform DER 2>/dev/null | tail -c 65 | xxd -p | tr -d '\n' >"$d.point"
-  { printf '%s' "$2" | xxd -r -p; xxd -r -p <"$d.point"; printf '%s' "$3" | xxd -r -p; } >"$d.msg"
-  openssl dgst -sha256 -sign "$d.key" "$d.msg" | xxd -p | tr -d '\n' >"$d.pop"
+  openssl ec -in "$d.key" -pubout -outform DER 2>/dev/null | tail -c 65 | tohex >"$d.point"
+  { printf '%s' "$2" | unhex; unhex <"$d.point"; printf '%s' "$3" | unhex; } >"$d.msg"
+  openssl dgst -sha256 -sign "$d.key" "$d.msg" | tohex >"$d.pop"
 }
 nonce=000102030405060708090a0b0c0d0e0f
 
@@ -99,8 +108,8 @@ cat "$scratch/d1.pem" "$p/batches/B1/ca.pem" >"$scratch/leaf.pem"
 expect_ok "certtool verify with CRLs" certtool --verify --load-ca-certificate "$p/root.pem" --load-crl "$scratch/crls.pem" --infile "$scratch/leaf.pem"
 # a tampered certificate (one byte of the signature)
 openssl x509 -in "$scratch/d1.pem" -outform DER >"$scratch/d1.der"
-last=$(tail -c 1 "$scratch/d1.der" | xxd -p)
-{ head -c -1 "$scratch/d1.der"; printf '%02x' $((0x$last ^ 1)) | xxd -r -p; } >"$scratch/bad.der"
+last=$(tail -c 1 "$scratch/d1.der" | tohex)
+{ head -c -1 "$scratch/d1.der"; printf '%02x' $((0x$last ^ 1)) | unhex; } >"$scratch/bad.der"
 expect_fail 1 "tampered signature fails" "$TC" pki verify --workspace "$ws" "$scratch/bad.der"
 expect_contains "tampered says why" "$err" "device certificate: certificate signature failure"
 
