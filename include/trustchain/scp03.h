@@ -231,6 +231,7 @@ void tc_scp03_session_wipe(struct tc_scp03_session *s);
  *   6A86  incorrect P1 P2 (security level unknown or not allowed by i,
  *         BEGIN/END R-MAC P1/P2)
  *   6A88  referenced data not found (no keyset with that KVN)
+ *   6884  a chained segment reached unwrap (reassemble first)
  *   6D00  instruction not supported by this function
  *   6E00  class not supported (not a GlobalPlatform CLA, wrong channel)
  *   6F00  internal failure (crypto library)
@@ -246,6 +247,7 @@ void tc_scp03_session_wipe(struct tc_scp03_session *s);
 #define TC_SCP03_SW_NOT_FOUND         0x6A88u
 #define TC_SCP03_SW_INS_NOT_SUPPORTED 0x6D00u
 #define TC_SCP03_SW_CLA_NOT_SUPPORTED 0x6E00u
+#define TC_SCP03_SW_CHAINING          0x6884u
 #define TC_SCP03_SW_INTERNAL          0x6F00u
 
 /*
@@ -331,8 +333,12 @@ TC_MUST_CHECK tc_err tc_scp03_card_external_authenticate(struct tc_scp03_card *c
  * `plain` and decodes it into *cmd (pointing into plain). Without an
  * authenticated session, or at level 00, commands pass through unchanged
  * (a command with the SM bit set is then refused, 6982). Any failure inside
- * a session aborts it (level reset, keys wiped) and sets *sw = 6982.
- * A chained command must be reassembled first (tc_scp03_chain_*).
+ * a session aborts it (level reset, keys wiped) and sets *sw = 6982 (6700
+ * for a malformed APDU); after an abort every command is refused with 6982
+ * until a new INITIALIZE UPDATE. A command arriving between INITIALIZE
+ * UPDATE and EXTERNAL AUTHENTICATE abandons the handshake. A chained
+ * command must be reassembled first (tc_scp03_chain_*; a segment with the
+ * chaining bit answers 6884). plain_size >= len always suffices.
  */
 TC_MUST_CHECK tc_err tc_scp03_card_unwrap(struct tc_scp03_card *c, const uint8_t *apdu, size_t len,
                                           uint8_t *plain, size_t plain_size, size_t *plain_len,

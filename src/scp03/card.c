@@ -383,7 +383,7 @@ tc_err tc_scp03_card_unwrap(struct tc_scp03_card *c, const uint8_t *apdu, size_t
     }
     if (ci.chained) {
         /* Chained segments are reassembled before unwrapping. */
-        *sw = 0x6884u;
+        *sw = TC_SCP03_SW_CHAINING;
         return TC_FAIL(TC_ERR_ARG, "a chained segment reached unwrap; reassemble first");
     }
 
