@@ -41,11 +41,15 @@ const char *tc_err_name(tc_err e)
 
 tc_err tc_failv(tc_err code, const char *file, int line, const char *fmt, va_list ap)
 {
+    /* Format into a local first: callers that add context pass the previous
+     * message (tc_error_last()->msg) as an argument. */
+    char msg[sizeof tc_last_error.msg];
+    if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)
+        msg[0] = '\0';
+    memcpy(tc_last_error.msg, msg, sizeof msg);
     tc_last_error.code = code;
     tc_last_error.file = file;
     tc_last_error.line = line;
-    if (vsnprintf(tc_last_error.msg, sizeof tc_last_error.msg, fmt, ap) < 0)
-        tc_last_error.msg[0] = '\0';
     return code;
 }
 

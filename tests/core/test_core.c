@@ -15,6 +15,14 @@ static void test_error_record(void)
     EXPECT_STR(tc_err_name((tc_err)999), "unknown error");
 }
 
+static void test_error_context_wraps_previous(void)
+{
+    (void)TC_FAIL(TC_ERR_IO, "connection refused");
+    tc_err rc = TC_FAIL(TC_ERR_IO, "cannot reach 127.0.0.1:9: %s", tc_error_last()->msg);
+    EXPECT_EQ_U(rc, TC_ERR_IO);
+    EXPECT_STR(tc_error_last()->msg, "cannot reach 127.0.0.1:9: connection refused");
+}
+
 static tc_err guarded(int x)
 {
     TC_ENSURE(x > 0, TC_ERR_RANGE);
@@ -216,6 +224,7 @@ static void test_log_levels(void)
 
 static const struct tc_test_case cases[] = {
     {"error_record", test_error_record},
+    {"error_context_wraps_previous", test_error_context_wraps_previous},
     {"guard_keeps_deepest_cause", test_guard_keeps_deepest_cause},
     {"cursor_reads", test_cursor_reads},
     {"cursor_failed_read_does_not_move", test_cursor_failed_read_does_not_move},
