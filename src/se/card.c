@@ -542,7 +542,10 @@ static void handle(struct tc_se_card *card, const uint8_t *cmd, size_t cmd_len, 
         goto done;
     }
     if (!ci.proprietary && !ci.secure && a.ins == 0x70) {
-        sw = do_manage_channel(card, ci.channel, &a, &out);
+        /* GP CS 2.3 §5.1.1.5: a TERMINATED card only identifies itself. */
+        sw = card->nvm.life_cycle == TC_SE_LC_TERMINATED
+                 ? SW_CONDITIONS
+                 : do_manage_channel(card, ci.channel, &a, &out);
         goto done;
     }
     if (ch->selected == SE_OBJ_NONE) {

@@ -362,6 +362,7 @@ static void test_life_cycle(void)
     EXPECT_EQ_U(se_tx(card, "8050300008 0001020304050607 00"), 0x6985);
     EXPECT_EQ_U(se_tx(card, "80F0800F00"), 0x6985);
     EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x6A82);
+    EXPECT_EQ_U(se_tx(card, "0070000001"), 0x6985);
     struct tc_se_info info;
     EXPECT_OK(tc_se_card_describe(card, &info));
     EXPECT_EQ_U(info.nkeysets, 0);
