@@ -83,17 +83,16 @@ tc_err tc_scp03_cla_for_mac(uint8_t cla, uint8_t *mac_cla)
 {
     struct tc_cla_info ci;
     TC_GUARD(tc_cla_decode(cla, &ci));
+    (void)ci;
     /* Amendment D §6.2.4: "The class byte shall be modified for the
      * generation or verification of the C-MAC: the logical channel number
      * shall be set to zero, bit 4 shall be set to 0 and bit 3 shall be set to
-     * 1 to indicate GlobalPlatform proprietary secure messaging." Command
-     * chaining is removed because the MAC covers the whole logical command
-     * (ISO/IEC 7816-4 §5.3.3: protect once, then chain). For channels 4-19
-     * (further interindustry) the SM indication is b6. */
-    if (ci.further)
-        *mac_cla = (uint8_t)((cla & 0xC0u) | 0x20u);
-    else
-        *mac_cla = (uint8_t)((cla & 0xE0u) | 0x04u);
+     * 1 to indicate GlobalPlatform proprietary secure messaging." Channel
+     * zero exists only in the first interindustry coding, so a command on
+     * channels 4-19 is MACed with the same class byte as one on channel 0
+     * (84 for GlobalPlatform commands). Command chaining is not part of it:
+     * the MAC covers the whole logical command (ISO/IEC 7816-4 §5.3.3). */
+    *mac_cla = (uint8_t)((cla & 0x80u) | 0x04u);
     return TC_OK;
 }
 

@@ -463,10 +463,125 @@ static void test_openjavacard(void)
     EXPECT_EQ_U(steps, 16);
 }
 
+/* ------------------------------------------------------------------ asterix / Valade */
+
+static void test_asterix_valade(void)
+{
+    struct tc_vec v;
+    if (!tc_vec_open(&v, "scp03/asterix_valade.txt"))
+        return;
+    EXPECT(tc_vec_next(&v));
+    size_t n[20] = {0};
+    uint8_t *aid = hexf(&v, "AID", &n[0]);
+    uint8_t *ke = hexf(&v, "KEY_ENC", &n[1]);
+    uint8_t *km = hexf(&v, "KEY_MAC", &n[2]);
+    uint8_t *kd = hexf(&v, "KEY_DEK", &n[3]);
+    uint8_t *div = hexf(&v, "DIV_DATA", &n[4]);
+    uint8_t *seq = hexf(&v, "SEQ", &n[5]);
+    uint8_t *iu = hexf(&v, "IU_CMD", &n[6]);
+    uint8_t *cc = hexf(&v, "CARD_CHALLENGE", &n[7]);
+    uint8_t *se = hexf(&v, "S_ENC", &n[8]);
+    uint8_t *sm = hexf(&v, "S_MAC", &n[9]);
+    uint8_t *sr = hexf(&v, "S_RMAC", &n[10]);
+    uint8_t *ccg = hexf(&v, "CARD_CRYPTOGRAM", &n[11]);
+    uint8_t *hcg = hexf(&v, "HOST_CRYPTOGRAM", &n[12]);
+    uint8_t *iur = hexf(&v, "IU_RESP", &n[13]);
+    uint8_t *ea = hexf(&v, "EA_CMD_L01", &n[14]);
+    uint8_t *chain = hexf(&v, "EA_MAC_CHAIN", &n[15]);
+    uint8_t *cp = hexf(&v, "COMMAND_PLAIN", &n[16]);
+    uint8_t *ced = hexf(&v, "COMMAND_ENC_DATA", &n[17]);
+    tc_vec_close(&v);
+    if (tc_test_failures_in_case > 0 || n[1] != 16 || n[5] != 3 || n[6] != 14)
+        goto out;
+
+    for (int level = 1; level <= 3; level += 2) {
+        /* The card reproduces the reference INITIALIZE UPDATE response. */
+        static struct loop l;
+        struct tc_scp03_keyset ks;
+        loop_init(&l, 0x70);
+        memcpy(l.cfg.aid, aid, n[0]);
+        l.cfg.aid_len = (uint8_t)n[0];
+        memcpy(l.cfg.div_data, div, n[4]);
+        EXPECT_OK(tc_scp03_keyset_set(&ks, 0x30, ke, km, kd, 16));
+        test_store_add(&l.store, &ks, (((uint32_t)seq[0] << 16) | (seq[1] << 8) | seq[2]) - 1);
+        uint8_t resp[64], cmd[64];
+        size_t rlen = 0;
+        uint16_t sw = 0;
+        EXPECT_OK(
+            tc_scp03_card_initialize_update(&l.card, iu, n[6], resp, sizeof resp, &rlen, &sw));
+        EXPECT_MEM(resp, rlen, iur, n[13]);
+        EXPECT_MEM(l.card.s.card_challenge, 8, cc, n[7]);
+        EXPECT_MEM(l.card.s.keys.s_enc, 16, se, n[8]);
+        EXPECT_MEM(l.card.s.keys.s_mac, 16, sm, n[9]);
+        EXPECT_MEM(l.card.s.keys.s_rmac, 16, sr, n[10]);
+        EXPECT_MEM(l.card.s.card_cryptogram, 8, ccg, n[11]);
+        EXPECT_MEM(l.card.s.host_cryptogram, 8, hcg, n[12]);
+
+        /* The host reproduces INITIALIZE UPDATE and EXTERNAL AUTHENTICATE. */
+        struct tc_scp03_mem_provider mem;
+        struct tc_scp03_key_provider kp;
+        struct tc_scp03_host h;
+        tc_scp03_mem_provider_init(&mem, &kp);
+        EXPECT_OK(tc_scp03_mem_provider_add(&mem, &ks));
+        const struct tc_scp03_host_config cfg = {.kvn = 0x30,
+                                                 .level = (uint8_t)level,
+                                                 .aid = aid,
+                                                 .aid_len = n[0],
+                                                 .host_challenge = iu + 5};
+        EXPECT_OK(tc_scp03_host_init(&h, &kp, &cfg));
+        struct tc_buf b;
+        tc_buf_init_fixed(&b, cmd, sizeof cmd);
+        EXPECT_OK(tc_scp03_host_initialize_update(&h, &b));
+        EXPECT_MEM(b.data, b.len, iu, n[6]);
+        tc_buf_init_fixed(&b, cmd, sizeof cmd);
+        EXPECT_OK(tc_scp03_host_external_authenticate(&h, resp, rlen, &b));
+        if (level == 1) {
+            EXPECT_MEM(b.data, b.len, ea, n[14]);
+            EXPECT_MEM(h.s.mac_chain, 16, chain, n[15]);
+        }
+        EXPECT_OK(tc_scp03_card_external_authenticate(&l.card, b.data, b.len, &sw));
+        EXPECT_EQ_U(sw, 0x9000);
+        EXPECT_OK(tc_scp03_host_authenticated(&h, sw));
+        if (level == 3) {
+            /* The first command at C-DEC: the encrypted data field. */
+            struct tc_apdu a;
+            uint8_t w[128];
+            EXPECT_OK(tc_apdu_decode(cp, n[16], &a));
+            tc_buf_init_fixed(&b, w, sizeof w);
+            EXPECT_OK(tc_scp03_host_wrap(&h, &a, &b));
+            EXPECT(b.len == 5 + n[17] + 8);
+            EXPECT_MEM(w + 5, b.len - 13, ced, n[17]);
+            card_unwrap_expect(&l, w, b.len, cp, n[16]);
+        }
+        tc_scp03_host_wipe(&h);
+        tc_scp03_mem_provider_wipe(&mem);
+        tc_scp03_keyset_wipe(&ks);
+        tc_scp03_card_reset(&l.card);
+    }
+out:
+    free(aid);
+    free(ke);
+    free(km);
+    free(kd);
+    free(div);
+    free(seq);
+    free(iu);
+    free(cc);
+    free(se);
+    free(sm);
+    free(sr);
+    free(ccg);
+    free(hcg);
+    free(iur);
+    free(ea);
+    free(chain);
+    free(cp);
+    free(ced);
+}
+
 static const struct tc_test_case cases[] = {
-    {"kdf_blaufish", test_kdf_blaufish},
-    {"pysim_sessions", test_pysim_sessions},
-    {"kaoh_sessions", test_kaoh_sessions},
+    {"asterix_valade", test_asterix_valade}, {"kdf_blaufish", test_kdf_blaufish},
+    {"pysim_sessions", test_pysim_sessions}, {"kaoh_sessions", test_kaoh_sessions},
     {"openjavacard", test_openjavacard},
 };
 
