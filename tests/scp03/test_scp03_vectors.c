@@ -503,7 +503,8 @@ static void test_asterix_valade(void)
         l.cfg.aid_len = (uint8_t)n[0];
         memcpy(l.cfg.div_data, div, n[4]);
         EXPECT_OK(tc_scp03_keyset_set(&ks, 0x30, ke, km, kd, 16));
-        test_store_add(&l.store, &ks, (((uint32_t)seq[0] << 16) | (seq[1] << 8) | seq[2]) - 1);
+        test_store_add(&l.store, &ks,
+                       (((uint32_t)seq[0] << 16) | ((uint32_t)seq[1] << 8) | seq[2]) - 1);
         uint8_t resp[64], cmd[64];
         size_t rlen = 0;
         uint16_t sw = 0;
