@@ -6,7 +6,8 @@
  * identity applet or nothing selected, in the clear and inside an SCP03
  * session at the highest level. Every response (as sent and as unwrapped)
  * is scanned for any 8 consecutive bytes of any key the card holds at that
- * moment; tc_se_describe() is scanned too.
+ * moment (static keys, the identity private key, and the session keys of
+ * every open secure channel); tc_se_describe() is scanned too.
  */
 #include "se_util.h"
 
@@ -34,9 +35,24 @@ static unsigned scan_quiet(const struct tc_se_card *card, const uint8_t *p, size
 {
     unsigned hits = 0;
     const struct se_nvm *nv = se_test_nvm(card);
-    const uint8_t *secrets[TC_SE_MAX_KEYSETS * 3 + 1];
-    size_t lens[TC_SE_MAX_KEYSETS * 3 + 1];
+    const uint8_t *secrets[TC_SE_MAX_KEYSETS * 3 + 1 + SE_MAX_SESSIONS * 4];
+    size_t lens[TC_SE_MAX_KEYSETS * 3 + 1 + SE_MAX_SESSIONS * 4];
     size_t ns = 0;
+    /* Session keys of every open secure channel session, too. */
+    for (size_t i = 0; i < SE_MAX_SESSIONS; i++) {
+        const struct se_session_slot *sl = &card->ram.sessions[i];
+        const struct tc_scp03_session_keys *k = &sl->session.s.keys;
+        if (!sl->in_use || sl->session.s.state != TC_SCP03_STATE_AUTHENTICATED)
+            continue;
+        secrets[ns] = k->s_enc;
+        lens[ns++] = k->key_len;
+        secrets[ns] = k->s_mac;
+        lens[ns++] = k->key_len;
+        secrets[ns] = k->s_rmac;
+        lens[ns++] = k->key_len;
+        secrets[ns] = sl->session.dek;
+        lens[ns++] = k->key_len;
+    }
     for (size_t i = 0; i < TC_SE_MAX_KEYSETS; i++) {
         const struct se_keyset *k = &nv->keysets[i];
         if (k->kvn == 0)
@@ -96,20 +112,45 @@ struct enum_state {
     struct tc_se_card *card;
     struct se_session s;
     bool have_session;
-    uint8_t lc; /* life cycle to keep */
+    void *link_ctx; /* the in-process link under the scanning one */
+    uint8_t lc;     /* life cycle to keep */
 };
+
+/* The link the host session uses: every response is scanned as it leaves
+ * the card, before the host unwraps it. */
+static tc_err scanning_transmit(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+                                size_t resp_size, size_t *resp_len)
+{
+    struct enum_state *e = ctx;
+    tc_err rc = tc_se_process(e->card, cmd, cmd_len, resp, resp_size, resp_len);
+    if (rc == TC_OK)
+        scan(e->card, resp, *resp_len, "wrapped response", cmd[0], cmd_len > 1 ? cmd[1] : 0,
+             cmd_len > 2 ? cmd[2] : 0, cmd_len > 3 ? cmd[3] : 0);
+    return rc;
+}
+
+static void session_close(struct enum_state *e)
+{
+    if (!e->have_session)
+        return;
+    e->s.t.ctx = e->link_ctx;
+    se_session_close(&e->s);
+    e->have_session = false;
+}
 
 static void restore(struct enum_state *e);
 
 static void open_session(struct enum_state *e)
 {
-    if (e->have_session)
-        se_session_close(&e->s);
-    e->have_session = false;
+    session_close(e);
     if (e->mode != SESSION)
         return;
-    if (se_session_open(&e->s, e->card, 0x30, se_gp_test_key, 16, 0x33, false, 0, false) == TC_OK)
+    if (se_session_open(&e->s, e->card, 0x30, se_gp_test_key, 16, 0x33, false, 0, false) == TC_OK) {
         e->have_session = true;
+        e->link_ctx = e->s.t.ctx;
+        e->s.t.ctx = e;
+        e->s.t.transmit = scanning_transmit;
+    }
     tc_error_clear();
 }
 
@@ -133,9 +174,7 @@ static void select_target(struct enum_state *e)
 
 static void restore(struct enum_state *e)
 {
-    if (e->have_session)
-        se_session_close(&e->s);
-    e->have_session = false;
+    session_close(e);
     tc_se_close(e->card);
     char work[512];
     (void)snprintf(work, sizeof work, "%s", se_tmp_path("enum-work.img"));
@@ -222,8 +261,7 @@ static void enumerate(const char *image, uint8_t lc)
             struct tc_se_info info;
             EXPECT_OK(tc_se_card_describe(e.card, &info));
             scan(e.card, (const uint8_t *)&info, sizeof info, "tc_se_describe", 0, 0, 0, 0);
-            if (e.have_session)
-                se_session_close(&e.s);
+            session_close(&e);
             tc_se_close(e.card);
         }
     }
