@@ -207,7 +207,7 @@ static tc_err find_level(const uint8_t *p, size_t len, size_t base, const struct
 tc_err tc_tlv_find(const uint8_t *p, size_t len, uint32_t tag, struct tc_tlv *out)
 {
     TC_ENSURE(out != NULL && (p != NULL || len == 0), TC_ERR_ARG);
-    struct tc_tlv t;
+    struct tc_tlv t = {0};
     TC_GUARD(find_level(p, len, 0, NULL, tag, &t));
     *out = t;
     return TC_OK;
@@ -225,7 +225,7 @@ tc_err tc_tlv_find_path(const uint8_t *p, size_t len, const uint32_t *path, size
     struct tc_tlv t = {0};
     for (size_t i = 0; i < depth; i++) {
         const struct tc_tlv *parent = i > 0 ? &t : NULL;
-        struct tc_tlv next;
+        struct tc_tlv next = {0};
         TC_GUARD(find_level(cur, cur_len, base, parent, path[i], &next));
         if (i + 1 < depth && !next.constructed)
             return TC_FAIL(TC_ERR_FORMAT,
