@@ -250,6 +250,25 @@ static void test_scp03_rejections(void)
     se_session_close(&s);
     tc_se_close(card);
 
+    /* Random card challenge, no R-MAC support (i = 00): sessions work at
+     * 01 and 03; a level with R-MAC is refused by the card. */
+    struct tc_se_params pr;
+    tc_se_params_default(&pr);
+    pr.i_param = 0x00;
+    card = se_card_new("random.img", &pr);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F2800202 4F00 00"), 0x9000);
+    se_session_close(&s);
+    EXPECT(se_session_default(&s, card, 0x11) != TC_OK);
+    tc_error_clear();
+    EXPECT_EQ_U(se_tx(card, "8050300008 0102030405060708 00"), 0x9000);
+    uint8_t first[8];
+    memcpy(first, se_resp + 13, 8);
+    EXPECT_EQ_U(se_tx(card, "8050300008 0102030405060708 00"), 0x9000);
+    EXPECT_EQ_U(se_resp_len, 29); /* no sequence counter in random mode */
+    EXPECT(memcmp(first, se_resp + 13, 8) != 0);
+    tc_se_close(card);
+
     /* The sequence counter at its maximum: INITIALIZE UPDATE answers 6985. */
     struct tc_se_params p;
     tc_se_params_default(&p);
