@@ -118,6 +118,7 @@ struct tc_hsm_mech_status {
 };
 
 #define TC_HSM_MECH_COUNT 10u
+#define TC_HSM_INFO_SLOTS 8u
 
 struct tc_hsm_info {
     char module_path[TC_HSM_PATH_MAX];
@@ -130,6 +131,15 @@ struct tc_hsm_info {
     char token_serial[17];
     bool logged_in;
     unsigned pool_size;
+    /* Every slot the module reports (up to TC_HSM_INFO_SLOTS; n_slots is
+     * the full count). */
+    size_t n_slots;
+    struct {
+        unsigned long id;
+        bool token_present;
+        bool initialized;
+        char label[33];
+    } slots[TC_HSM_INFO_SLOTS];
     struct tc_hsm_mech_status mech[TC_HSM_MECH_COUNT];
 };
 
@@ -203,6 +213,20 @@ TC_MUST_CHECK tc_err tc_hsm_transport_import(struct tc_hsm *h, const char *batch
                                              const uint8_t *enc, const uint8_t *mac,
                                              const uint8_t *dek, size_t key_len,
                                              struct tc_hsm_keyset *out);
+/* The vendor's key file: lines "ENC = hex", "MAC = hex", "DEK = hex" (each
+ * once, 16 or 32 bytes, all the same length; blank lines and '#' comments
+ * allowed). TC_ERR_FORMAT names the line. Outputs are wiped on failure;
+ * the caller wipes them after import. */
+TC_MUST_CHECK tc_err tc_hsm_transport_keyfile_parse(const uint8_t *data, size_t len,
+                                                    uint8_t enc[static TC_AES_MAX_KEY],
+                                                    uint8_t mac[static TC_AES_MAX_KEY],
+                                                    uint8_t dek[static TC_AES_MAX_KEY],
+                                                    size_t *key_len);
+TC_MUST_CHECK tc_err tc_hsm_transport_keyfile_read(const char *path,
+                                                   uint8_t enc[static TC_AES_MAX_KEY],
+                                                   uint8_t mac[static TC_AES_MAX_KEY],
+                                                   uint8_t dek[static TC_AES_MAX_KEY],
+                                                   size_t *key_len);
 TC_MUST_CHECK tc_err tc_hsm_transport_find(struct tc_hsm *h, const char *batch, uint8_t kvn,
                                            struct tc_hsm_keyset *out);
 

@@ -269,6 +269,23 @@ static int cmd_info(int argc, char **argv)
         tc_json_string(&j, info.token_model);
         tc_json_key(&j, "token_serial");
         tc_json_string(&j, info.token_serial);
+        tc_json_key(&j, "slots");
+        tc_json_begin_array(&j);
+        for (size_t i = 0; i < info.n_slots && i < TC_HSM_INFO_SLOTS; i++) {
+            tc_json_begin_object(&j);
+            tc_json_key(&j, "id");
+            tc_json_uint(&j, info.slots[i].id);
+            tc_json_key(&j, "token_present");
+            tc_json_bool(&j, info.slots[i].token_present);
+            tc_json_key(&j, "initialized");
+            tc_json_bool(&j, info.slots[i].initialized);
+            if (info.slots[i].initialized) {
+                tc_json_key(&j, "label");
+                tc_json_string(&j, info.slots[i].label);
+            }
+            tc_json_end_object(&j);
+        }
+        tc_json_end_array(&j);
         tc_json_key(&j, "mechanisms");
         tc_json_begin_array(&j);
         for (size_t i = 0; i < TC_HSM_MECH_COUNT; i++) {
@@ -292,6 +309,14 @@ static int cmd_info(int argc, char **argv)
     (void)printf("config:        %s\n", ws.softhsm_conf);
     (void)printf("token:         '%s' (model %s, serial %s) in slot %lu\n", info.token_label,
                  info.token_model, info.token_serial, info.slot_id);
+    (void)printf("slots:         %zu\n", info.n_slots);
+    for (size_t i = 0; i < info.n_slots && i < TC_HSM_INFO_SLOTS; i++) {
+        if (info.slots[i].initialized)
+            (void)printf("  slot %-10lu token '%s'\n", info.slots[i].id, info.slots[i].label);
+        else
+            (void)printf("  slot %-10lu %s\n", info.slots[i].id,
+                         info.slots[i].token_present ? "uninitialised token" : "no token");
+    }
     (void)printf("mechanisms:    %zu of %u supported\n", supported, TC_HSM_MECH_COUNT);
     for (size_t i = 0; i < TC_HSM_MECH_COUNT; i++)
         (void)printf("  %-28s %-13s %s\n", info.mech[i].name,
@@ -546,52 +571,6 @@ static int cmd_generate(int argc, char **argv)
 
 /* ------------------------------------------------------------ transport */
 
-static int parse_key_file(const char *path, uint8_t keys[3][TC_AES_MAX_KEY], size_t *key_len)
-{
-    size_t len = 0;
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return tc_cli_usage_error("hsm import-transport: cannot read key file '%s'", path);
-    char line[256];
-    bool have[3] = {false, false, false};
-    int lineno = 0;
-    int rc = TC_EXIT_OK;
-    *key_len = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        lineno++;
-        size_t n = strcspn(line, "\r\n");
-        line[n] = '\0';
-        if (n == 0 || line[0] == '#')
-            continue;
-        static const char *const names[3] = {"ENC = ", "MAC = ", "DEK = "};
-        size_t which = 3;
-        for (size_t i = 0; i < 3; i++)
-            if (strncmp(line, names[i], 6) == 0)
-                which = i;
-        if (which == 3 || have[which]) {
-            rc = tc_cli_usage_error("hsm import-transport: %s:%d: expected one each of ENC = , "
-                                    "MAC = , DEK = ",
-                                    path, lineno);
-            break;
-        }
-        if (tc_hex_decode(line + 6, n - 6, 0, keys[which], TC_AES_MAX_KEY, &len) != TC_OK ||
-            (len != 16 && len != 32) || (*key_len != 0 && len != *key_len)) {
-            rc = tc_cli_usage_error("hsm import-transport: %s:%d: a key must be 16 or 32 bytes "
-                                    "of hex, all three the same length",
-                                    path, lineno);
-            break;
-        }
-        *key_len = len;
-        have[which] = true;
-    }
-    tc_memzero(line, sizeof line);
-    (void)fclose(f);
-    if (rc == TC_EXIT_OK && !(have[0] && have[1] && have[2]))
-        rc =
-            tc_cli_usage_error("hsm import-transport: %s: ENC, MAC and DEK are all required", path);
-    return rc;
-}
-
 static int cmd_import_transport(int argc, char **argv)
 {
     struct hsm_opts o;
@@ -608,14 +587,16 @@ static int cmd_import_transport(int argc, char **argv)
     uint8_t keys[3][TC_AES_MAX_KEY];
     size_t key_len = 0;
     struct tc_hsm *h = NULL;
-    rc = parse_key_file(o.key_file, keys, &key_len);
-    if (rc == TC_EXIT_OK)
-        rc = open_user("import-transport", &o, &h);
+    tc_err e = tc_hsm_transport_keyfile_read(o.key_file, keys[0], keys[1], keys[2], &key_len);
+    if (e != TC_OK) {
+        rc = tc_cli_error(e, "hsm import-transport");
+        goto out;
+    }
+    rc = open_user("import-transport", &o, &h);
     if (rc != TC_EXIT_OK)
         goto out;
     struct tc_hsm_keyset ks;
-    tc_err e =
-        tc_hsm_transport_import(h, o.batch, (uint8_t)kvn, keys[0], keys[1], keys[2], key_len, &ks);
+    e = tc_hsm_transport_import(h, o.batch, (uint8_t)kvn, keys[0], keys[1], keys[2], key_len, &ks);
     uint8_t kcv[3][TC_KCV_LEN];
     if (e == TC_OK)
         e = tc_hsm_kcv(h, ks.enc, kcv[0]);

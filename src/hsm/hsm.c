@@ -476,6 +476,36 @@ tc_err tc_hsm_info(struct tc_hsm *h, struct tc_hsm_info *info)
              sizeof ti.serialNumber);
     info->logged_in = h->logged_in;
     info->pool_size = h->n;
+    CK_SLOT_ID ids[TC_HSM_INFO_SLOTS];
+    CK_ULONG nslots = TC_HSM_INFO_SLOTS;
+    rv = h->f->C_GetSlotList(CK_FALSE, ids, &nslots);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+        /* §5.5: nslots now holds the full count; list the first ones. */
+        CK_ULONG all = nslots;
+        CK_SLOT_ID *tmp = calloc(all + 1, sizeof *tmp);
+        TC_ENSURE(tmp != NULL, TC_ERR_NOMEM);
+        rv = h->f->C_GetSlotList(CK_FALSE, tmp, &all);
+        if (rv == CKR_OK)
+            memcpy(ids, tmp, TC_HSM_INFO_SLOTS * sizeof *ids);
+        free(tmp);
+        nslots = all;
+    }
+    if (rv != CKR_OK)
+        return TC_HSM_FAIL_RV(rv, "C_GetSlotList");
+    info->n_slots = nslots;
+    for (CK_ULONG i = 0; i < nslots && i < TC_HSM_INFO_SLOTS; i++) {
+        CK_SLOT_INFO si;
+        CK_TOKEN_INFO sti;
+        info->slots[i].id = ids[i];
+        if (h->f->C_GetSlotInfo(ids[i], &si) == CKR_OK)
+            info->slots[i].token_present = (si.flags & CKF_TOKEN_PRESENT) != 0;
+        if (info->slots[i].token_present && h->f->C_GetTokenInfo(ids[i], &sti) == CKR_OK) {
+            info->slots[i].initialized = (sti.flags & CKF_TOKEN_INITIALIZED) != 0;
+            if (info->slots[i].initialized)
+                pad_copy(info->slots[i].label, sizeof info->slots[i].label, sti.label,
+                         sizeof sti.label);
+        }
+    }
     for (size_t i = 0; i < TC_ARRAY_LEN(mechs_needed); i++) {
         bool known = false;
         CK_MECHANISM_INFO mi;

@@ -61,6 +61,23 @@ TC_MUST_CHECK tc_err tc_hsm_find_all(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_O
                                      const char *label, CK_OBJECT_HANDLE *out, CK_ULONG max,
                                      CK_ULONG *count);
 
+/* Read a whole file into buf (at most cap - 1 bytes; TC_ERR_RANGE if
+ * larger, TC_ERR_NOT_FOUND if missing). */
+TC_MUST_CHECK tc_err tc_hsm_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len);
+
+/* One "NAME = value" line of a settings file; views into the input. */
+struct tc_hsm_setting {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+    unsigned line; /* lines consumed by this call */
+};
+/* Next setting, skipping blank and '#' lines; TC_ERR_NOT_FOUND (not
+ * recorded) at the end; TC_ERR_FORMAT for a line that is not NAME = value. */
+TC_MUST_CHECK tc_err tc_hsm_setting_next(struct tc_cursor *c, struct tc_hsm_setting *s);
+bool tc_hsm_setting_is(const struct tc_hsm_setting *s, const char *name);
+
 /* ECDSA r || s (field bytes each) to DER Ecdsa-Sig-Value. */
 TC_MUST_CHECK tc_err tc_hsm_ecdsa_der(const uint8_t *rs, size_t field, uint8_t *out,
                                       size_t out_size, size_t *out_len);

@@ -122,7 +122,6 @@ tc_err tc_hsm_workspace_create(const char *workspace, const char *module_path,
 
 tc_err tc_hsm_workspace_load(const char *workspace, struct tc_hsm_workspace *ws)
 {
-    tc_err ret = TC_ERR_INTERNAL;
     TC_ENSURE(workspace != NULL && ws != NULL, TC_ERR_ARG);
     memset(ws, 0, sizeof *ws);
     char abs_ws[PATH_MAX];
@@ -131,38 +130,42 @@ tc_err tc_hsm_workspace_load(const char *workspace, struct tc_hsm_workspace *ws)
     TC_GUARD(ws_paths(abs_ws, ws));
     char hsmconf[TC_HSM_PATH_MAX];
     TC_GUARD(path_join(hsmconf, sizeof hsmconf, ws->dir, "hsm.conf"));
-    FILE *f = fopen(hsmconf, "re");
-    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND,
+    uint8_t buf[2 * TC_HSM_PATH_MAX];
+    size_t len = 0;
+    tc_err rc = tc_hsm_file_read(hsmconf, buf, sizeof buf, &len);
+    TC_ENSURE_MSG(rc != TC_ERR_NOT_FOUND, TC_ERR_NOT_FOUND,
                   "workspace '%s' has no HSM (run 'trustchain hsm init')", workspace);
-    char line[TC_HSM_PATH_MAX + 32];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        lineno++;
-        size_t n = strlen(line);
-        TC_CHECK_MSG(n > 0 && line[n - 1] == '\n', TC_ERR_FORMAT, "%s:%d: line too long", hsmconf,
-                     lineno);
-        line[--n] = '\0';
-        if (n == 0 || line[0] == '#')
-            continue;
-        if (strncmp(line, "module = ", 9) == 0) {
-            TC_CHECK_MSG(n - 9 < sizeof ws->module_path, TC_ERR_FORMAT,
-                         "%s:%d: module path too long", hsmconf, lineno);
-            memcpy(ws->module_path, line + 9, n - 9 + 1);
-        } else if (strncmp(line, "token = ", 8) == 0) {
-            TC_CHECK_MSG(n - 8 < sizeof ws->token_label, TC_ERR_FORMAT,
-                         "%s:%d: token label too long", hsmconf, lineno);
-            memcpy(ws->token_label, line + 8, n - 8 + 1);
-        } else {
-            ret = TC_FAIL(TC_ERR_FORMAT, "%s:%d: unknown setting", hsmconf, lineno);
-            goto out;
+    TC_GUARD(rc);
+    struct tc_cursor c;
+    struct tc_hsm_setting st;
+    unsigned line = 0;
+    tc_cursor_init(&c, buf, len);
+    for (;;) {
+        rc = tc_hsm_setting_next(&c, &st);
+        line += st.line;
+        if (rc == TC_ERR_NOT_FOUND)
+            break;
+        TC_ENSURE_MSG(rc == TC_OK, rc, "%s: %s", hsmconf, tc_error_last()->msg);
+        char *dst = NULL;
+        size_t cap = 0;
+        if (tc_hsm_setting_is(&st, "module")) {
+            dst = ws->module_path;
+            cap = sizeof ws->module_path;
+        } else if (tc_hsm_setting_is(&st, "token")) {
+            dst = ws->token_label;
+            cap = sizeof ws->token_label;
         }
+        TC_ENSURE_MSG(dst != NULL, TC_ERR_FORMAT, "%s:%u: unknown setting '%.*s'", hsmconf, line,
+                      (int)st.name_len, st.name);
+        TC_ENSURE_MSG(st.value_len > 0 && st.value_len < cap, TC_ERR_FORMAT,
+                      "%s:%u: '%.*s' is empty or too long", hsmconf, line, (int)st.name_len,
+                      st.name);
+        memcpy(dst, st.value, st.value_len);
+        dst[st.value_len] = '\0';
     }
-    TC_CHECK_MSG(ws->module_path[0] != '\0' && ws->token_label[0] != '\0', TC_ERR_FORMAT,
-                 "%s: module and token must both be set", hsmconf);
-    ret = TC_OK;
-out:
-    (void)fclose(f);
-    return ret;
+    TC_ENSURE_MSG(ws->module_path[0] != '\0' && ws->token_label[0] != '\0', TC_ERR_FORMAT,
+                  "%s: module and token must both be set", hsmconf);
+    return TC_OK;
 }
 
 static void pad_label(CK_UTF8CHAR out[32], const char *label)

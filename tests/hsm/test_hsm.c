@@ -163,6 +163,93 @@ static void test_pin_sources(void)
     EXPECT_ERR(tc_hsm_pin_read("TC_TEST_PIN_VAR", NULL, pin, 4, &n), TC_ERR_RANGE);
 }
 
+/* ------------------------------------------------------------ key file */
+
+static tc_err parse_keys(const char *text, size_t *key_len)
+{
+    uint8_t e[32], m[32], d[32];
+    tc_err rc =
+        tc_hsm_transport_keyfile_parse((const uint8_t *)text, strlen(text), e, m, d, key_len);
+    if (rc == TC_OK) {
+        /* ENC is 40.., MAC 50.., DEK 60.. in every accepted case below. */
+        EXPECT(e[0] == 0x40 && m[0] == 0x50 && d[0] == 0x60);
+        EXPECT(e[*key_len - 1] == 0x4F && d[*key_len - 1] == 0x6F);
+    }
+    return rc;
+}
+
+static void test_transport_keyfile(void)
+{
+    size_t n = 0;
+    EXPECT_OK(parse_keys("ENC = 404142434445464748494A4B4C4D4E4F\n"
+                         "MAC = 505152535455565758595A5B5C5D5E5F\n"
+                         "DEK = 606162636465666768696A6B6C6D6E6F\n",
+                         &n));
+    EXPECT_EQ_U(n, 16);
+    /* Comments, blank lines, CRLF, no final newline, other order. */
+    EXPECT_OK(parse_keys("# vendor keys, batch 7\r\n\r\n  DEK=606162636465666768696A6B6C6D6E6F\r\n"
+                         "ENC =404142434445464748494A4B4C4D4E4F   \n"
+                         "MAC\t=\t505152535455565758595A5B5C5D5E5F",
+                         &n));
+    EXPECT_EQ_U(n, 16);
+    EXPECT_OK(parse_keys("ENC = 404142434445464748494A4B4C4D4E4F404142434445464748494A4B4C4D4E4F\n"
+                         "MAC = 505152535455565758595A5B5C5D5E5F505152535455565758595A5B5C5D5E5F\n"
+                         "DEK = 606162636465666768696A6B6C6D6E6F606162636465666768696A6B6C6D6E6F\n",
+                         &n));
+    EXPECT_EQ_U(n, 32);
+    static const struct {
+        const char *text;
+        const char *msg;
+    } bad[] = {
+        {"", "the key file must give ENC, MAC and DEK"},
+        {"ENC = 404142434445464748494A4B4C4D4E4F\nMAC = 505152535455565758595A5B5C5D5E5F\n",
+         "the key file must give ENC, MAC and DEK"},
+        {"ENC = 404142434445464748494A4B4C4D4E4F\nENC = 404142434445464748494A4B4C4D4E4F\n",
+         "key file line 2: ENC given twice"},
+        {"\n# x\nKEY = 404142434445464748494A4B4C4D4E4F\n",
+         "key file line 3: 'KEY' is not ENC, MAC or DEK"},
+        {"ENC = 4041424344454647\n", "key file line 1: ENC must be 16 or 32 bytes of hex"},
+        {"ENC = 404142434445464748494A4B4C4D4E4F4041424344454647\n",
+         "key file line 1: ENC must be 16 or 32 bytes of hex"},
+        {"ENC = 404142434445464748494A4B4C4D4E4G\n",
+         "key file line 1: ENC must be 16 or 32 bytes of hex"},
+        {"ENC = 404142434445464748494A4B4C4D4E4F\n"
+         "MAC = 505152535455565758595A5B5C5D5E5F505152535455565758595A5B5C5D5E5F\n",
+         "key file line 2: ENC, MAC and DEK must have the same length"},
+        {"ENC 404142434445464748494A4B4C4D4E4F\n", "line 1: expected '=' after ENC"},
+        {"= 40\n", "line 1: expected NAME = value"},
+        {"ENC = 4041\x01\n", "line 1: control character in the value"},
+    };
+    for (size_t i = 0; i < TC_ARRAY_LEN(bad); i++) {
+        EXPECT_ERR(parse_keys(bad[i].text, &n), TC_ERR_FORMAT);
+        EXPECT_STR(tc_error_last()->msg, bad[i].msg);
+        EXPECT_EQ_U(n, 0);
+    }
+    if (hsm() == NULL)
+        return;
+    char path[300];
+    (void)snprintf(path, sizeof path, "%s/no-such-keys", tmpdir);
+    uint8_t e[32], m[32], d[32];
+    EXPECT_ERR(tc_hsm_transport_keyfile_read(path, e, m, d, &n), TC_ERR_NOT_FOUND);
+    /* hsm.conf goes through the same reader: unknown settings refused. */
+    char wsdir[300], conf[TC_HSM_PATH_MAX + 16];
+    (void)snprintf(wsdir, sizeof wsdir, "%s/badconf", tmpdir);
+    struct tc_hsm_workspace w;
+    EXPECT_OK(tc_hsm_workspace_create(wsdir, "/x/mod.so", "lbl", &w));
+    EXPECT_OK(tc_hsm_workspace_load(wsdir, &w));
+    EXPECT_STR(w.module_path, "/x/mod.so");
+    EXPECT_STR(w.token_label, "lbl");
+    (void)snprintf(conf, sizeof conf, "%s/hsm.conf", w.dir);
+    FILE *f = fopen(conf, "a");
+    EXPECT(f != NULL);
+    if (f != NULL) {
+        (void)fputs("pin = 1234\n", f);
+        (void)fclose(f);
+    }
+    EXPECT_ERR(tc_hsm_workspace_load(wsdir, &w), TC_ERR_FORMAT);
+    EXPECT(strstr(tc_error_last()->msg, "hsm.conf:4: unknown setting 'pin'") != NULL);
+}
+
 /* ------------------------------------------------------------ errors */
 
 static void test_error_module_missing(void)
@@ -766,6 +853,7 @@ static const struct tc_test_case cases[] = {
     {"workspace_isolated", test_workspace_isolated},
     {"init_token_twice_refused", test_init_token_twice_refused},
     {"pin_sources", test_pin_sources},
+    {"transport_keyfile", test_transport_keyfile},
     {"error_module_missing", test_error_module_missing},
     {"error_token_missing", test_error_token_missing},
     {"error_wrong_pin", test_error_wrong_pin},
