@@ -535,11 +535,30 @@ tc_err tc_hsm_label_check(const char *label)
     return TC_OK;
 }
 
+/* Digests fetched once per process (OpenSSL 3: an implicit fetch per
+ * EVP_Digest call costs more than hashing a certificate). */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha256, *md_sha384;
+
+static void md_fetch(void)
+{
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    md_sha384 = EVP_MD_fetch(NULL, "SHA384", NULL);
+}
+
+const EVP_MD *tc_hsm_md(bool sha384)
+{
+    (void)pthread_once(&md_once, md_fetch);
+    return sha384 ? md_sha384 : md_sha256;
+}
+
 tc_err tc_hsm_label_id(const char *label, uint8_t id[static TC_HSM_ID_LEN])
 {
     uint8_t md[32];
     unsigned int md_len = 0;
-    TC_GUARD_OSSL(EVP_Digest(label, strlen(label), md, &md_len, EVP_sha256(), NULL));
+    const EVP_MD *sha256 = tc_hsm_md(false);
+    TC_ENSURE_MSG(sha256 != NULL, TC_ERR_CRYPTO, "OpenSSL has no SHA-256");
+    TC_GUARD_OSSL(EVP_Digest(label, strlen(label), md, &md_len, sha256, NULL));
     memcpy(id, md, TC_HSM_ID_LEN);
     return TC_OK;
 }

@@ -51,6 +51,11 @@ void tc_hsm_session_release(struct tc_hsm *h, CK_SESSION_HANDLE s);
 tc_err tc_hsm_fail_rv(const char *file, int line, CK_RV rv, const char *what);
 #define TC_HSM_FAIL_RV(rv, what) tc_hsm_fail_rv(__FILE__, __LINE__, (rv), (what))
 
+/* SHA-256 or SHA-384, fetched once per process (never freed: it lives as
+ * long as the process). NULL if OpenSSL lacks it. */
+typedef struct evp_md_st EVP_MD;
+const EVP_MD *tc_hsm_md(bool sha384);
+
 /* CKA_ID for a label: SHA-256(label)[0..7]. */
 TC_MUST_CHECK tc_err tc_hsm_label_id(const char *label, uint8_t id[static TC_HSM_ID_LEN]);
 /* Printable ASCII, 1..TC_HSM_LABEL_MAX bytes. */

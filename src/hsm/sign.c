@@ -236,7 +236,8 @@ static tc_err hsm_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t *sig, 
         /* SoftHSM2 2.6.1 offers CKM_ECDSA but not CKM_ECDSA_SHA256/384, so
          * the (public) digest is computed here and CKM_ECDSA signs it. */
         unsigned int md_len = 0;
-        const EVP_MD *mdalg = hs->d->alg == TC_SIG_ECDSA_P384_SHA384 ? EVP_sha384() : EVP_sha256();
+        const EVP_MD *mdalg = tc_hsm_md(hs->d->alg == TC_SIG_ECDSA_P384_SHA384);
+        TC_ENSURE_MSG(mdalg != NULL, TC_ERR_CRYPTO, "OpenSSL has no SHA-2 digest");
         TC_GUARD_OSSL(EVP_Digest(msg, len, md, &md_len, mdalg, NULL));
         input = md;
         input_len = md_len;
