@@ -193,9 +193,9 @@ TC_MUST_CHECK tc_err tc_note_verifier_parse(const char *vkey, struct tc_note_ver
 /* The verifier key string of an Ed25519 signer (NUL-terminated). */
 TC_MUST_CHECK tc_err tc_note_verifier_key(const struct tc_signer *signer, const char *name,
                                           char *out, size_t out_size);
-/* Sign note text (non-empty, ending in a newline, no blank line at the end
- * of nothing but text) with an Ed25519 signer: text || "\n" || "— name
- * base64(keyid || sig)\n". */
+/* Sign note text (non-empty UTF-8 ending in a newline, no control
+ * characters but newline) with an Ed25519 signer. Output: text || "\n" ||
+ * "— <name> base64(key ID || signature)\n". */
 TC_MUST_CHECK tc_err tc_note_sign(const uint8_t *text, size_t text_len,
                                   const struct tc_signer *signer, const char *name, uint8_t *out,
                                   size_t out_size, size_t *out_len);
