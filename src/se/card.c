@@ -5,6 +5,7 @@
  * identity applet. Nothing here allocates: the card is one fixed-size struct.
  */
 #include <fcntl.h>
+#include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -190,6 +191,10 @@ tc_err tc_se_open(const char *path, unsigned flags, struct tc_se_card **out)
     card->flags = flags;
     card->fd = open(path, O_RDWR | O_CLOEXEC);
     TC_CHECK_MSG(card->fd >= 0, TC_ERR_IO, "cannot open card image %s", path);
+    /* One card, one holder: a second emulator on the same image would
+     * overwrite its commits. */
+    TC_CHECK_MSG(flock(card->fd, LOCK_EX | LOCK_NB) == 0, TC_ERR_STATE,
+                 "card image %s is in use by another process", path);
     TC_TRY(se_image_read(card->fd, &card->nvm, &card->cur_slot, &card->generation));
     *out = card;
     card = NULL;

@@ -854,6 +854,18 @@ static void test_image(void)
     EXPECT_ERR(tc_se_open(se_tmp_path("missing.img"), 0, &none), TC_ERR_IO);
     tc_error_clear();
 
+    /* An image is held by one card at a time. */
+    EXPECT_OK(tc_se_create(path, &p, TC_SE_CREATE_FORCE));
+    struct tc_se_card *first = NULL, *second = NULL;
+    EXPECT_OK(tc_se_open(path, 0, &first));
+    EXPECT_ERR(tc_se_open(path, 0, &second), TC_ERR_STATE);
+    EXPECT(second == NULL);
+    EXPECT_OK(tc_se_describe(path, &info)); /* reading is fine */
+    tc_se_close(first);
+    EXPECT_OK(tc_se_open(path, 0, &second));
+    tc_se_close(second);
+    tc_error_clear();
+
     /* Memory cards and the owning link. */
     struct tc_se_card *mem = NULL;
     EXPECT_OK(tc_se_open_mem(&p, &mem));
