@@ -95,14 +95,16 @@ static struct tc_scp03_host H;
         (void)card_rc_;                                                                            \
     } while (0)
 
-static void one_session(uint8_t level, bool s16, size_t key_len)
+static void one_session(uint8_t level, bool s16, size_t key_len, bool random_challenge)
 {
     uint8_t cmd[600], resp[600], plain[600], out[600];
     size_t rlen = 0, plen = 0, olen = 0;
     uint16_t sw = 0;
     struct tc_buf b;
     struct tc_scp03_keyset ks;
-    loop_init(&L, (uint8_t)(0x70 | (s16 ? 1 : 0)));
+    loop_init(&L, (uint8_t)((random_challenge ? 0x60 : 0x70) | (s16 ? 1 : 0)));
+    if (random_challenge)
+        L.cfg.random = NULL; /* the card draws from OpenSSL's DRBG */
     loop_add_keys(&L, 0x30, key_len, 0x10, 0);
     tc_scp03_mem_provider_init(&MEM, &KP);
     make_keyset(&ks, 0x30, key_len, 0x10);
@@ -220,15 +222,16 @@ static void one_session(uint8_t level, bool s16, size_t key_len)
 static void test_card_side_allocates_nothing(void)
 {
     /* Warm-up: the crypto module creates its per-thread contexts once. */
-    one_session(0x33, false, 16);
-    one_session(0x33, true, 24);
-    one_session(0x33, true, 32);
+    one_session(0x33, false, 16, false);
+    one_session(0x33, true, 24, true);
+    one_session(0x33, true, 32, false);
     allocations = 0;
     static const uint8_t levels[] = {0x01, 0x03, 0x11, 0x13, 0x33};
     for (size_t k = 0; k < TC_ARRAY_LEN(levels); k++) {
-        one_session(levels[k], false, 16);
-        one_session(levels[k], true, 24);
-        one_session(levels[k], true, 32);
+        one_session(levels[k], false, 16, false);
+        one_session(levels[k], true, 24, true);
+        one_session(levels[k], true, 32, false);
+        one_session(levels[k], false, 32, true);
     }
     EXPECT_EQ_U(allocations, 0);
     /* The counting itself works: a heap buffer allocates. */
