@@ -603,6 +603,44 @@ static void test_projection_in_same_transaction(void)
     test_rmtree(dir);
 }
 
+static void test_log_rejections(void)
+{
+    char dir[64], db[128];
+    if (!test_tmpdir(dir))
+        return;
+    (void)snprintf(db, sizeof db, "%s/log.db", dir);
+    struct tc_audit_log *log = test_open_log(db);
+    if (!log)
+        return;
+    append_n(log, 5, 0, 3);
+    uint8_t note[TC_NOTE_MAX], buf[8];
+    size_t nl = 0, n = 0;
+    /* Checkpoints are Ed25519 only; a failed checkpoint stores nothing. */
+    struct tc_signer ec;
+    EXPECT_OK(tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &ec));
+    EXPECT_ERR(tc_audit_log_checkpoint(log, &ec, note, sizeof note, &nl), TC_ERR_UNSUPPORTED);
+    tc_signer_soft_free(&ec);
+    EXPECT_ERR(tc_audit_log_checkpoint(log, &signer, note, 50, &nl), TC_ERR_SPACE);
+    EXPECT_ERR(tc_audit_log_latest_checkpoint(log, note, sizeof note, &nl), TC_ERR_NOT_FOUND);
+    EXPECT_OK(tc_audit_log_checkpoint(log, &signer, note, sizeof note, &nl));
+    EXPECT_ERR(tc_audit_log_latest_checkpoint(log, note, 10, &nl), TC_ERR_SPACE);
+    EXPECT_ERR(tc_audit_log_event(log, 0, buf, sizeof buf, &n), TC_ERR_SPACE);
+    uint8_t proof[TC_MERKLE_PROOF_MAX][H], root[H];
+    EXPECT_ERR(tc_audit_log_prove_inclusion(log, 3, 3, proof, TC_MERKLE_PROOF_MAX, &n),
+               TC_ERR_RANGE);
+    EXPECT_ERR(tc_audit_log_prove_consistency(log, 2, 4, proof, TC_MERKLE_PROOF_MAX, &n),
+               TC_ERR_RANGE);
+    EXPECT_ERR(tc_audit_log_root(log, 4, root), TC_ERR_RANGE);
+    /* Export into a place that cannot be written. */
+    EXPECT_ERR(tc_audit_export_tiles(log, "/proc/no-such-dir/tiles"), TC_ERR_IO);
+    tc_audit_log_close(log);
+    struct tc_audit_store s;
+    EXPECT_OK(tc_audit_store_sqlite_open(db, &s));
+    EXPECT_ERR(tc_audit_log_open(s, NULL, &log), TC_ERR_ARG);
+    EXPECT_ERR(tc_audit_store_sqlite_open("/proc/no-such-dir/log.db", &s), TC_ERR_DB);
+    test_rmtree(dir);
+}
+
 static void setup(void)
 {
     static bool done;
@@ -632,6 +670,7 @@ static const struct tc_test_case cases[] = {
     {"open checks the tree head", test_open_checks_tree_head},
     {"a second writer fails cleanly", test_second_writer_fails_cleanly},
     {"projection in the same transaction", test_projection_in_same_transaction},
+    {"log rejections", test_log_rejections},
     {"teardown", test_teardown},
 };
 
