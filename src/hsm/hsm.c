@@ -123,10 +123,53 @@ struct tc_hsm_module {
     void *dl;
     CK_FUNCTION_LIST_PTR f;
     unsigned refs;
+    /* Slots this process is logged in to through a tc_hsm. PKCS#11 2.40
+     * §5.6: login state belongs to the application, so a second handle
+     * could neither verify its PIN (C_Login answers
+     * CKR_USER_ALREADY_LOGGED_IN) nor log out without logging out the
+     * first. One logged-in handle per token, then. */
+    CK_SLOT_ID login_slots[16];
+    size_t n_login;
 };
 
 static pthread_mutex_t modules_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct tc_hsm_module *modules;
+
+static tc_err login_claim(struct tc_hsm_module *m, CK_SLOT_ID slot, const char *label)
+{
+    tc_err ret = TC_OK;
+    (void)pthread_mutex_lock(&modules_mu);
+    for (size_t i = 0; i < m->n_login; i++) {
+        if (m->login_slots[i] == slot) {
+            ret = TC_FAIL(TC_ERR_STATE,
+                          "token '%s' is already open with a login in this process; share "
+                          "that handle",
+                          label);
+            goto out;
+        }
+    }
+    if (m->n_login >= TC_ARRAY_LEN(m->login_slots)) {
+        ret = TC_FAIL(TC_ERR_NOMEM, "too many tokens logged in at once");
+        goto out;
+    }
+    m->login_slots[m->n_login++] = slot;
+out:
+    (void)pthread_mutex_unlock(&modules_mu);
+    return ret;
+}
+
+static void login_release(struct tc_hsm_module *m, CK_SLOT_ID slot)
+{
+    (void)pthread_mutex_lock(&modules_mu);
+    for (size_t i = 0; i < m->n_login; i++) {
+        if (m->login_slots[i] == slot) {
+            m->login_slots[i] = m->login_slots[--m->n_login];
+            break;
+        }
+    }
+    (void)pthread_mutex_unlock(&modules_mu);
+}
+
 
 tc_err tc_hsm_module_acquire(const char *path, const char *conf, struct tc_hsm_module **out,
                              CK_FUNCTION_LIST_PTR *f)
@@ -309,6 +352,8 @@ tc_err tc_hsm_open(const struct tc_hsm_config *cfg, struct tc_hsm **out)
         h->free_stack[h->n_free++] = s;
     }
     if (cfg->pin != NULL) {
+        TC_TRY(login_claim(h->mod, h->slot, label));
+        h->login_claimed = true;
         CK_RV rv = h->f->C_Login(h->sessions[0], CKU_USER, (CK_UTF8CHAR_PTR)(uintptr_t)cfg->pin,
                                  (CK_ULONG)cfg->pin_len);
         if (rv == CKR_PIN_INCORRECT) {
@@ -320,7 +365,7 @@ tc_err tc_hsm_open(const struct tc_hsm_config *cfg, struct tc_hsm **out)
                           label);
             goto out;
         }
-        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+        if (rv != CKR_OK) {
             ret = TC_HSM_FAIL_RV(rv, "C_Login");
             goto out;
         }
@@ -344,6 +389,8 @@ void tc_hsm_close(struct tc_hsm *h)
         for (unsigned i = 0; i < h->n; i++)
             (void)h->f->C_CloseSession(h->sessions[i]);
     }
+    if (h->login_claimed)
+        login_release(h->mod, h->slot);
     tc_hsm_module_release(h->mod);
     (void)pthread_mutex_destroy(&h->mu);
     (void)pthread_cond_destroy(&h->cv);

@@ -17,6 +17,7 @@ struct tc_hsm {
     CK_FUNCTION_LIST_PTR f;
     CK_SLOT_ID slot;
     bool logged_in;
+    bool login_claimed; /* this handle holds the process's login to slot */
     /* The pool: `n` read-write sessions opened once; `free_stack` holds the
      * idle ones. Acquire blocks on `cv` while all are in use. */
     pthread_mutex_t mu;

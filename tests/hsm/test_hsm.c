@@ -297,6 +297,23 @@ static void test_error_wrong_pin(void)
     EXPECT_STR(tc_error_last()->msg, "wrong user PIN for token '" TOKEN "' (CKR_PIN_INCORRECT)");
     c = config(USER_PIN);
     EXPECT_OK(tc_hsm_open(&c, &H));
+    /* A second logged-in handle on the same token is refused: it could not
+     * verify its PIN (the application is already logged in) and closing it
+     * would log the first one out. A handle without login is fine. */
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_STATE);
+    EXPECT_STR(tc_error_last()->msg, "token '" TOKEN "' is already open with a login in this "
+                                     "process; share that handle");
+    c = config("not-the-pin");
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_STATE);
+    c = config(NULL);
+    EXPECT_OK(tc_hsm_open(&c, &h));
+    tc_hsm_close(h);
+    /* H still works after the other handle closed. */
+    tc_hsm_obj o = 0;
+    EXPECT_ERR(tc_hsm_find(H, TC_HSM_KIND_SECRET, "tc:master:none", &o), TC_ERR_NOT_FOUND);
+    uint8_t k[16] = {0};
+    struct tc_hsm_keyset ks;
+    EXPECT_OK(tc_hsm_transport_import(H, "after-second-handle", 1, k, k, k, 16, &ks));
 }
 
 static void test_error_mechanism_unsupported(void)
