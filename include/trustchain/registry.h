@@ -70,6 +70,7 @@ struct tc_registry_device {
     size_t cert_serial_len;
     uint8_t cert_sha256[TC_AUDIT_HASH_LEN];
     bool has_cert;
+    bool cert_stored;                 /* the card returned the current certificate */
     uint8_t lifecycle;                /* GP card life cycle byte, 0 if none known */
     uint16_t reason;                  /* rejection reason or CRLReason of the revocation */
     uint8_t step;                     /* rejecting station step */
@@ -97,9 +98,14 @@ TC_MUST_CHECK tc_err tc_registry_open(const char *path, const char *origin,
                                       struct tc_registry **out);
 /* <workspace>/registry.db, creating the workspace directory if needed. */
 TC_MUST_CHECK tc_err tc_registry_open_workspace(const char *workspace, struct tc_registry **out);
+/* Opens an existing registry for queries, certificates, checks, rebuild and
+ * verification only: the log is not loaded (so a damaged database still
+ * opens for tc_registry_verify) and appends are refused (TC_ERR_STATE). */
+TC_MUST_CHECK tc_err tc_registry_open_reader(const char *path, struct tc_registry **out);
 void tc_registry_close(struct tc_registry *r);
 
-/* The log underneath (proofs, checkpoints, tiles). Owned by the registry. */
+/* The log underneath (proofs, checkpoints, tiles). Owned by the registry;
+ * NULL when opened with tc_registry_open_reader. */
 struct tc_audit_log *tc_registry_log(struct tc_registry *r);
 const char *tc_registry_origin(const struct tc_registry *r);
 const char *tc_registry_path(const struct tc_registry *r);

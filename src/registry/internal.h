@@ -1,0 +1,59 @@
+/* Registry internals shared by its files (and the benchmark). */
+#ifndef TC_REGISTRY_INTERNAL_H
+#define TC_REGISTRY_INTERNAL_H
+
+#include <pthread.h>
+
+#include <sqlite3.h>
+
+#include <trustchain/registry.h>
+
+/* The projection's writer for one schema ("main" or "temp") on one
+ * connection: prepared statements over that schema's reg_* tables. */
+struct reg_proj {
+    sqlite3 *db;
+    sqlite3_stmt *get_dev, *put_dev, *put_dev_ev, *up_batch, *revoke_batch, *up_station;
+};
+
+/* Creates the projection tables in schema (IF NOT EXISTS). */
+TC_MUST_CHECK tc_err reg_schema_create(sqlite3 *db, const char *schema);
+TC_MUST_CHECK tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema);
+void reg_proj_free(struct reg_proj *p);
+/* Projects one stored event (decoded strictly here). */
+TC_MUST_CHECK tc_err reg_proj_apply(struct reg_proj *p, uint64_t index, const uint8_t *event,
+                                    size_t len);
+/* Empties the schema's projection tables. */
+TC_MUST_CHECK tc_err reg_proj_clear(sqlite3 *db, const char *schema);
+/* Replays every event of main.audit_events into p. */
+TC_MUST_CHECK tc_err reg_proj_replay(struct reg_proj *p, sqlite3 *db);
+/* Canonical dump of the schema's projection: each byte range goes to sink. */
+TC_MUST_CHECK tc_err reg_dump(sqlite3 *db, const char *schema,
+                              tc_err (*sink)(void *arg, const uint8_t *p, size_t n), void *arg);
+
+/* A device row (columns from col, in the order of REG_DEVICE_COLS). */
+#define REG_DEVICE_COLS                                                                            \
+    "eid, batch, station, state, kvn, kcv, pubkey_sha256, cert_serial, cert_sha256, "              \
+    "cert_stored, lifecycle, reason, step, first_idx, last_idx, last_time, events"
+TC_MUST_CHECK tc_err reg_device_read(sqlite3_stmt *st, int col, struct tc_registry_device *d);
+
+TC_MUST_CHECK tc_err reg_exec(sqlite3 *db, const char *sql);
+TC_MUST_CHECK tc_err reg_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st);
+TC_MUST_CHECK tc_err reg_db_fail(sqlite3 *db, const char *what);
+TC_MUST_CHECK tc_err reg_sha256(const uint8_t *p, size_t n, uint8_t out[static TC_AUDIT_HASH_LEN]);
+/* SQLite holds signed 64-bit integers: larger values are clamped. */
+static inline sqlite3_int64 reg_i64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+struct tc_registry {
+    char path[4096];
+    char origin[TC_CHECKPOINT_ORIGIN_MAX + 1];
+    struct tc_audit_log *log; /* NULL when opened for reading only */
+    struct reg_proj live;     /* on the log's connection, from the batch hook */
+    pthread_mutex_t mu;       /* the read connection and its statements */
+    sqlite3 *rdb;
+    sqlite3_stmt *q_get, *q_at, *q_list, *q_batch, *q_cert_get, *q_cert_put;
+};
+
+#endif

@@ -1,0 +1,424 @@
+/*
+ * The projection tables and their writer. The same statements, prepared
+ * over schema "main" on the log's connection, run inside every append
+ * transaction (batch hook); prepared over "temp" they rebuild a scratch copy
+ * from the log for comparison (tc_registry_check).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "registry/internal.h"
+
+tc_err reg_db_fail(sqlite3 *db, const char *what)
+{
+    return TC_FAIL(TC_ERR_DB, "%s: %s", what, db ? sqlite3_errmsg(db) : "no database");
+}
+
+tc_err reg_exec(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        tc_err rc = TC_FAIL(TC_ERR_DB, "%.80s: %s", sql, err ? err : "?");
+        sqlite3_free(err);
+        return rc;
+    }
+    return TC_OK;
+}
+
+tc_err reg_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return reg_db_fail(db, sql);
+    return TC_OK;
+}
+
+tc_err reg_sha256(const uint8_t *p, size_t n, uint8_t out[static TC_AUDIT_HASH_LEN])
+{
+    unsigned len = 0;
+    TC_ENSURE_MSG(EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 && len == TC_AUDIT_HASH_LEN,
+                  TC_ERR_CRYPTO, "SHA-256 failed");
+    return TC_OK;
+}
+
+static bool schema_ok(const char *schema)
+{
+    return strcmp(schema, "main") == 0 || strcmp(schema, "temp") == 0;
+}
+
+tc_err reg_schema_create(sqlite3 *db, const char *schema)
+{
+    TC_ENSURE(db != NULL && schema != NULL && schema_ok(schema), TC_ERR_ARG);
+    char sql[2048];
+    const char *s = schema;
+    int n = snprintf(
+        sql, sizeof sql,
+        "CREATE TABLE IF NOT EXISTS %s.reg_devices("
+        " eid BLOB PRIMARY KEY, batch TEXT NOT NULL, station TEXT NOT NULL,"
+        " state INTEGER NOT NULL, kvn INTEGER NOT NULL, kcv BLOB, pubkey_sha256 BLOB,"
+        " cert_serial BLOB, cert_sha256 BLOB, cert_stored INTEGER NOT NULL,"
+        " lifecycle INTEGER NOT NULL, reason INTEGER NOT NULL, step INTEGER NOT NULL,"
+        " first_idx INTEGER NOT NULL, last_idx INTEGER NOT NULL, last_time INTEGER NOT NULL,"
+        " events INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS %s.reg_device_events("
+        " eid BLOB NOT NULL, idx INTEGER NOT NULL, time_ms INTEGER NOT NULL,"
+        " PRIMARY KEY (eid, idx)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS %s.reg_batches("
+        " id TEXT PRIMARY KEY, revoked INTEGER NOT NULL, reason INTEGER NOT NULL,"
+        " revoked_idx INTEGER, first_idx INTEGER NOT NULL, last_idx INTEGER NOT NULL,"
+        " events INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS %s.reg_stations("
+        " id TEXT PRIMARY KEY, first_idx INTEGER NOT NULL, last_idx INTEGER NOT NULL,"
+        " last_time INTEGER NOT NULL, events INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE INDEX IF NOT EXISTS %s.reg_devices_by_batch ON reg_devices(batch, state);"
+        "CREATE INDEX IF NOT EXISTS %s.reg_devices_by_state ON reg_devices(state);",
+        s, s, s, s, s, s);
+    TC_ENSURE(n > 0 && (size_t)n < sizeof sql, TC_ERR_INTERNAL);
+    return reg_exec(db, sql);
+}
+
+tc_err reg_proj_clear(sqlite3 *db, const char *schema)
+{
+    TC_ENSURE(db != NULL && schema != NULL && schema_ok(schema), TC_ERR_ARG);
+    char sql[512];
+    const char *s = schema;
+    int n = snprintf(sql, sizeof sql,
+                     "DELETE FROM %s.reg_devices; DELETE FROM %s.reg_device_events;"
+                     "DELETE FROM %s.reg_batches; DELETE FROM %s.reg_stations;",
+                     s, s, s, s);
+    TC_ENSURE(n > 0 && (size_t)n < sizeof sql, TC_ERR_INTERNAL);
+    return reg_exec(db, sql);
+}
+
+/* sql with every "%s" replaced by the schema name. */
+static tc_err prep_s(sqlite3 *db, const char *tmpl, const char *schema, sqlite3_stmt **st)
+{
+    char sql[1024];
+    size_t o = 0, sl = strlen(schema);
+    for (const char *p = tmpl; *p != '\0'; p++) {
+        if (p[0] == '%' && p[1] == 's') {
+            TC_ENSURE(o + sl < sizeof sql, TC_ERR_INTERNAL);
+            memcpy(sql + o, schema, sl);
+            o += sl;
+            p++;
+        } else {
+            TC_ENSURE(o + 1 < sizeof sql, TC_ERR_INTERNAL);
+            sql[o++] = *p;
+        }
+    }
+    sql[o] = '\0';
+    return reg_prep(db, sql, st);
+}
+
+void reg_proj_free(struct reg_proj *p)
+{
+    if (p == NULL)
+        return;
+    sqlite3_finalize(p->get_dev);
+    sqlite3_finalize(p->put_dev);
+    sqlite3_finalize(p->put_dev_ev);
+    sqlite3_finalize(p->up_batch);
+    sqlite3_finalize(p->revoke_batch);
+    sqlite3_finalize(p->up_station);
+    memset(p, 0, sizeof *p);
+}
+
+tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(p != NULL && db != NULL && schema != NULL && schema_ok(schema), TC_ERR_ARG);
+    memset(p, 0, sizeof *p);
+    p->db = db;
+    TC_TRY(prep_s(db, "SELECT " REG_DEVICE_COLS " FROM %s.reg_devices WHERE eid = ?1", schema,
+                  &p->get_dev));
+    TC_TRY(prep_s(db,
+                  "INSERT OR REPLACE INTO %s.reg_devices(" REG_DEVICE_COLS ") VALUES(?1, ?2, ?3,"
+                  " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                  schema, &p->put_dev));
+    TC_TRY(prep_s(db, "INSERT INTO %s.reg_device_events(eid, idx, time_ms) VALUES(?1, ?2, ?3)",
+                  schema, &p->put_dev_ev));
+    TC_TRY(prep_s(db,
+                  "INSERT INTO %s.reg_batches(id, revoked, reason, revoked_idx, first_idx,"
+                  " last_idx, events) VALUES(?1, 0, 0, NULL, ?2, ?2, 1) ON CONFLICT(id) DO"
+                  " UPDATE SET last_idx = excluded.last_idx, events = events + 1",
+                  schema, &p->up_batch));
+    TC_TRY(prep_s(db,
+                  "UPDATE %s.reg_batches SET revoked = 1, reason = ?2, revoked_idx = ?3"
+                  " WHERE id = ?1 AND revoked = 0",
+                  schema, &p->revoke_batch));
+    TC_TRY(prep_s(db,
+                  "INSERT INTO %s.reg_stations(id, first_idx, last_idx, last_time, events)"
+                  " VALUES(?1, ?2, ?2, ?3, 1) ON CONFLICT(id) DO UPDATE SET"
+                  " last_idx = excluded.last_idx, last_time = excluded.last_time,"
+                  " events = events + 1",
+                  schema, &p->up_station));
+    ret = TC_OK;
+out:
+    if (ret != TC_OK)
+        reg_proj_free(p);
+    return ret;
+}
+
+static tc_err done(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return reg_db_fail(db, what);
+    return TC_OK;
+}
+
+static tc_err blob_col(sqlite3_stmt *st, int col, uint8_t *out, size_t min, size_t max, size_t *len,
+                       bool *present)
+{
+    *present = sqlite3_column_type(st, col) != SQLITE_NULL;
+    *len = 0;
+    if (!*present)
+        return TC_OK;
+    int n = sqlite3_column_bytes(st, col);
+    const void *p = sqlite3_column_blob(st, col);
+    TC_ENSURE_MSG(n >= 0 && (size_t)n >= min && (size_t)n <= max && (n == 0 || p != NULL),
+                  TC_ERR_FORMAT, "stored registry value of %d bytes in column %d", n, col);
+    if (n > 0)
+        memcpy(out, p, (size_t)n);
+    *len = (size_t)n;
+    return TC_OK;
+}
+
+static tc_err text_col(sqlite3_stmt *st, int col, char *out, size_t out_size)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    TC_ENSURE_MSG(t != NULL && n >= 0 && (size_t)n < out_size, TC_ERR_FORMAT,
+                  "stored registry text in column %d", col);
+    memcpy(out, t, (size_t)n);
+    out[n] = '\0';
+    return TC_OK;
+}
+
+static tc_err uint_col(sqlite3_stmt *st, int col, uint64_t max, uint64_t *v)
+{
+    sqlite3_int64 x = sqlite3_column_int64(st, col);
+    TC_ENSURE_MSG(sqlite3_column_type(st, col) == SQLITE_INTEGER && x >= 0 && (uint64_t)x <= max,
+                  TC_ERR_FORMAT, "stored registry integer in column %d", col);
+    *v = (uint64_t)x;
+    return TC_OK;
+}
+
+tc_err reg_device_read(sqlite3_stmt *st, int c, struct tc_registry_device *d)
+{
+    memset(d, 0, sizeof *d);
+    size_t len;
+    bool has;
+    uint64_t v;
+    TC_GUARD(blob_col(st, c + 0, d->eid, 1, TC_AUDIT_EID_MAX, &d->eid_len, &has));
+    TC_ENSURE_MSG(has, TC_ERR_FORMAT, "stored device without EID");
+    TC_GUARD(text_col(st, c + 1, d->batch, sizeof d->batch));
+    TC_GUARD(text_col(st, c + 2, d->station, sizeof d->station));
+    TC_GUARD(uint_col(st, c + 3, TC_REG_STATE_MAX_, &v));
+    TC_ENSURE_MSG(v >= 1, TC_ERR_FORMAT, "stored device state 0");
+    d->state = (enum tc_registry_state)v;
+    TC_GUARD(uint_col(st, c + 4, 0x7F, &v));
+    d->kvn = (uint8_t)v;
+    TC_GUARD(blob_col(st, c + 5, &d->kcv[0][0], sizeof d->kcv, sizeof d->kcv, &len, &d->has_kcv));
+    TC_GUARD(blob_col(st, c + 6, d->pubkey_sha256, TC_AUDIT_HASH_LEN, TC_AUDIT_HASH_LEN, &len,
+                      &d->has_pubkey));
+    TC_GUARD(blob_col(st, c + 7, d->cert_serial, 1, TC_AUDIT_SERIAL_MAX, &d->cert_serial_len,
+                      &d->has_cert));
+    TC_GUARD(blob_col(st, c + 8, d->cert_sha256, TC_AUDIT_HASH_LEN, TC_AUDIT_HASH_LEN, &len, &has));
+    TC_ENSURE_MSG(has == d->has_cert, TC_ERR_FORMAT, "stored certificate serial without hash");
+    TC_GUARD(uint_col(st, c + 9, 1, &v));
+    d->cert_stored = v != 0;
+    TC_GUARD(uint_col(st, c + 10, 0xFF, &v));
+    d->lifecycle = (uint8_t)v;
+    TC_GUARD(uint_col(st, c + 11, 0xFFFF, &v));
+    d->reason = (uint16_t)v;
+    TC_GUARD(uint_col(st, c + 12, 0xFF, &v));
+    d->step = (uint8_t)v;
+    TC_GUARD(uint_col(st, c + 13, INT64_MAX, &d->first_index));
+    TC_GUARD(uint_col(st, c + 14, INT64_MAX, &d->last_index));
+    TC_GUARD(uint_col(st, c + 15, INT64_MAX, &d->last_time_ms));
+    TC_GUARD(uint_col(st, c + 16, INT64_MAX, &d->events));
+    return TC_OK;
+}
+
+static void bind_blob_opt(sqlite3_stmt *st, int i, bool present, const void *p, size_t n)
+{
+    if (present)
+        sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static tc_err put_device(struct reg_proj *p, const struct tc_registry_device *d)
+{
+    sqlite3_stmt *st = p->put_dev;
+    sqlite3_bind_blob(st, 1, d->eid, (int)d->eid_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, d->batch, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, d->station, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, (int)d->state);
+    sqlite3_bind_int(st, 5, d->kvn);
+    bind_blob_opt(st, 6, d->has_kcv, d->kcv, sizeof d->kcv);
+    bind_blob_opt(st, 7, d->has_pubkey, d->pubkey_sha256, TC_AUDIT_HASH_LEN);
+    bind_blob_opt(st, 8, d->has_cert, d->cert_serial, d->cert_serial_len);
+    bind_blob_opt(st, 9, d->has_cert, d->cert_sha256, TC_AUDIT_HASH_LEN);
+    sqlite3_bind_int(st, 10, d->cert_stored ? 1 : 0);
+    sqlite3_bind_int(st, 11, d->lifecycle);
+    sqlite3_bind_int(st, 12, d->reason);
+    sqlite3_bind_int(st, 13, d->step);
+    sqlite3_bind_int64(st, 14, reg_i64(d->first_index));
+    sqlite3_bind_int64(st, 15, reg_i64(d->last_index));
+    sqlite3_bind_int64(st, 16, reg_i64(d->last_time_ms));
+    sqlite3_bind_int64(st, 17, reg_i64(d->events));
+    return done(p->db, st, "store device");
+}
+
+static tc_err get_device(struct reg_proj *p, const uint8_t *eid, size_t eid_len,
+                         struct tc_registry_device *d, bool *found)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    sqlite3_stmt *st = p->get_dev;
+    sqlite3_bind_blob(st, 1, eid, (int)eid_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW)
+        TC_TRY(reg_device_read(st, 0, d));
+    else
+        TC_CHECK_MSG(rc == SQLITE_DONE, TC_ERR_DB, "read device: %s", sqlite3_errmsg(p->db));
+    ret = TC_OK;
+out:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+tc_err reg_proj_apply(struct reg_proj *p, uint64_t index, const uint8_t *event, size_t len)
+{
+    struct tc_audit_event ev;
+    TC_ENSURE(p != NULL && index <= INT64_MAX, TC_ERR_ARG);
+    tc_err rc = tc_audit_event_decode(event, len, &ev);
+    if (rc != TC_OK)
+        return TC_FAIL(rc, "event %llu: %s", (unsigned long long)index, tc_error_last()->msg);
+    sqlite3_int64 idx = (sqlite3_int64)index;
+
+    if (ev.fields & TC_AUDIT_HAS_BATCH) {
+        sqlite3_bind_text(p->up_batch, 1, ev.batch, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(p->up_batch, 2, idx);
+        TC_GUARD(done(p->db, p->up_batch, "store batch"));
+    }
+    if (ev.type == TC_AUDIT_BATCH_REVOKED) {
+        sqlite3_bind_text(p->revoke_batch, 1, ev.batch, -1, SQLITE_STATIC);
+        sqlite3_bind_int(p->revoke_batch, 2, ev.reason);
+        sqlite3_bind_int64(p->revoke_batch, 3, idx);
+        TC_GUARD(done(p->db, p->revoke_batch, "revoke batch"));
+    }
+    if (ev.fields & TC_AUDIT_HAS_STATION) {
+        sqlite3_bind_text(p->up_station, 1, ev.station, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(p->up_station, 2, idx);
+        sqlite3_bind_int64(p->up_station, 3, reg_i64(ev.time_ms));
+        TC_GUARD(done(p->db, p->up_station, "store station"));
+    }
+    if ((ev.fields & TC_AUDIT_HAS_EID) == 0)
+        return TC_OK;
+
+    struct tc_registry_device d;
+    bool found = false;
+    TC_GUARD(get_device(p, ev.eid, ev.eid_len, &d, &found));
+    if (!found)
+        memset(&d, 0, sizeof d);
+    TC_GUARD(tc_registry_fold(&d, index, &ev));
+    TC_GUARD(put_device(p, &d));
+    sqlite3_bind_blob(p->put_dev_ev, 1, ev.eid, (int)ev.eid_len, SQLITE_STATIC);
+    sqlite3_bind_int64(p->put_dev_ev, 2, idx);
+    sqlite3_bind_int64(p->put_dev_ev, 3, reg_i64(ev.time_ms));
+    return done(p->db, p->put_dev_ev, "store device event");
+}
+
+tc_err reg_proj_replay(struct reg_proj *p, sqlite3 *db)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    sqlite3_stmt *st = NULL;
+    TC_TRY(reg_prep(db, "SELECT idx, event FROM main.audit_events ORDER BY idx", &st));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sqlite3_int64 idx = sqlite3_column_int64(st, 0);
+        int n = sqlite3_column_bytes(st, 1);
+        const uint8_t *e = sqlite3_column_blob(st, 1);
+        TC_CHECK_MSG(idx >= 0 && n >= 0, TC_ERR_FORMAT, "stored event %lld", (long long)idx);
+        TC_TRY(reg_proj_apply(p, (uint64_t)idx, e, (size_t)n));
+    }
+    TC_CHECK_MSG(rc == SQLITE_DONE, TC_ERR_DB, "scan events: %s", sqlite3_errmsg(db));
+    ret = TC_OK;
+out:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* ------------------------------------------------------------ dump */
+
+/*
+ * Canonical dump: for each table in a fixed order, a table byte (1..4), then
+ * for each row in primary-key order a row byte 0x52 ('R') and each column as
+ * its SQLite type byte (1 integer, 3 text, 4 blob, 5 null) followed by an
+ * 8-byte big-endian value (integer) or a 4-byte big-endian length and the
+ * bytes (text, blob). Floats never occur (refused).
+ */
+tc_err reg_dump(sqlite3 *db, const char *schema,
+                tc_err (*sink)(void *arg, const uint8_t *p, size_t n), void *arg)
+{
+    static const char *const queries[] = {
+        "SELECT " REG_DEVICE_COLS " FROM %s.reg_devices ORDER BY eid",
+        "SELECT eid, idx, time_ms FROM %s.reg_device_events ORDER BY eid, idx",
+        "SELECT id, revoked, reason, revoked_idx, first_idx, last_idx, events FROM %s.reg_batches"
+        " ORDER BY id",
+        "SELECT id, first_idx, last_idx, last_time, events FROM %s.reg_stations ORDER BY id",
+    };
+    tc_err ret = TC_ERR_INTERNAL;
+    sqlite3_stmt *st = NULL;
+    TC_ENSURE(db != NULL && schema != NULL && schema_ok(schema) && sink != NULL, TC_ERR_ARG);
+    for (size_t t = 0; t < TC_ARRAY_LEN(queries); t++) {
+        uint8_t tb = (uint8_t)(t + 1);
+        TC_TRY(sink(arg, &tb, 1));
+        TC_TRY(prep_s(db, queries[t], schema, &st));
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            uint8_t r = 0x52;
+            TC_TRY(sink(arg, &r, 1));
+            for (int c = 0; c < sqlite3_column_count(st); c++) {
+                int type = sqlite3_column_type(st, c);
+                uint8_t hdr[9];
+                hdr[0] = (uint8_t)type;
+                if (type == SQLITE_INTEGER) {
+                    uint64_t v = (uint64_t)sqlite3_column_int64(st, c);
+                    for (int k = 0; k < 8; k++)
+                        hdr[1 + k] = (uint8_t)(v >> (56 - 8 * k));
+                    TC_TRY(sink(arg, hdr, 9));
+                } else if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
+                    const uint8_t *p = type == SQLITE_TEXT ? sqlite3_column_text(st, c)
+                                                           : sqlite3_column_blob(st, c);
+                    int n = sqlite3_column_bytes(st, c);
+                    TC_CHECK(n >= 0, TC_ERR_DB);
+                    for (int k = 0; k < 4; k++)
+                        hdr[1 + k] = (uint8_t)((uint32_t)n >> (24 - 8 * k));
+                    TC_TRY(sink(arg, hdr, 5));
+                    if (n > 0)
+                        TC_TRY(sink(arg, p, (size_t)n));
+                } else if (type == SQLITE_NULL) {
+                    TC_TRY(sink(arg, hdr, 1));
+                } else {
+                    ret = TC_FAIL(TC_ERR_FORMAT, "a floating-point value in the registry");
+                    goto out;
+                }
+            }
+        }
+        TC_CHECK_MSG(rc == SQLITE_DONE, TC_ERR_DB, "dump: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    ret = TC_OK;
+out:
+    sqlite3_finalize(st);
+    return ret;
+}

@@ -1,0 +1,862 @@
+/*
+ * Registry tests: the projection rules through a whole line, state at any
+ * time, lists, certificates, rebuild byte for byte, and tampering straight
+ * in the database detected by tc_registry_verify.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <trustchain/registry.h>
+
+#define ORIGIN "trustchain.test/registry"
+#define T0     1764201600000ull /* 2025-11-27T00:00:00Z */
+
+static struct tc_signer signer;
+static struct tc_note_verifier verifier;
+
+static void rmtree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[1024];
+            (void)snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            (void)unlink(p);
+        }
+        closedir(d);
+    }
+    (void)rmdir(dir);
+}
+
+struct ws {
+    char dir[64];
+    char db[128];
+};
+
+static bool ws_new(struct ws *w)
+{
+    memcpy(w->dir, "/tmp/tc-registry-XXXXXX", 24);
+    if (mkdtemp(w->dir) == NULL) {
+        tc_test_fail_at(__FILE__, __LINE__, "mkdtemp");
+        return false;
+    }
+    (void)snprintf(w->db, sizeof w->db, "%s/registry.db", w->dir);
+    return true;
+}
+
+static struct tc_registry *reg_open(const char *db)
+{
+    struct tc_registry *r = NULL;
+    tc_err rc = tc_registry_open(db, ORIGIN, &r);
+    if (rc != TC_OK) {
+        char msg[400];
+        tc_error_format(msg, sizeof msg);
+        tc_test_fail_at(__FILE__, __LINE__, "open %s: %s", db, msg);
+    }
+    return r;
+}
+
+static void eid_of(unsigned n, uint8_t eid[16])
+{
+    for (unsigned i = 0; i < 16; i++)
+        eid[i] = (uint8_t)(0x89 + i * 7 + n * 13);
+    eid[15] = (uint8_t)n;
+    eid[14] = (uint8_t)(n >> 8);
+}
+
+/* A line event for device n. */
+static void line_event(struct tc_audit_event *ev, enum tc_audit_event_type type, unsigned n,
+                       const char *batch, uint64_t t)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    ev->time_ms = T0 + t;
+    ev->fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR;
+    if (type != TC_AUDIT_KEYS_ROTATED && type != TC_AUDIT_CERT_REVOKED) {
+        ev->fields |= TC_AUDIT_HAS_STATION;
+        (void)snprintf(ev->station, sizeof ev->station, "line1-st%u", n % 3);
+    }
+    eid_of(n, ev->eid);
+    ev->eid_len = 16;
+    (void)snprintf(ev->batch, sizeof ev->batch, "%s", batch);
+    (void)snprintf(ev->actor, sizeof ev->actor, "op:test");
+}
+
+static void keys(struct tc_audit_event *ev, uint8_t kvn, uint8_t seed)
+{
+    ev->fields |= TC_AUDIT_HAS_KVN | TC_AUDIT_HAS_KCV;
+    ev->kvn = kvn;
+    for (unsigned i = 0; i < 9; i++)
+        ev->kcv[i / 3][i % 3] = (uint8_t)(seed + i);
+}
+
+static void cert(struct tc_audit_event *ev, uint8_t serial, const uint8_t sha[32])
+{
+    ev->fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+    ev->cert_serial[0] = serial;
+    ev->cert_serial_len = 1;
+    memcpy(ev->cert_sha256, sha, 32);
+}
+
+static uint64_t append(struct tc_registry *r, const struct tc_audit_event *ev)
+{
+    uint64_t idx = UINT64_MAX;
+    tc_err rc = tc_registry_append(r, ev, &idx);
+    if (rc != TC_OK) {
+        char msg[400];
+        tc_error_format(msg, sizeof msg);
+        tc_test_fail_at(__FILE__, __LINE__, "append: %s", msg);
+    }
+    return idx;
+}
+
+static const uint8_t cert_der[] = {0x30, 0x03, 0x02, 0x01, 0x07}; /* stands for a DER cert */
+
+/* The whole line for device n from time t: 8 events, ending provisioned. */
+static void provision(struct tc_registry *r, unsigned n, const char *batch, uint64_t t,
+                      const uint8_t cert_sha[32])
+{
+    struct tc_audit_event ev;
+    line_event(&ev, TC_AUDIT_CARD_RECEIVED, n, batch, t + 0);
+    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_KVN;
+    ev.lifecycle = 0x07;
+    ev.kvn = 0x01;
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_KEYS_DERIVED, n, batch, t + 10);
+    keys(&ev, 0x30, 0xA0);
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_KEYS_INJECTED, n, batch, t + 20);
+    keys(&ev, 0x30, 0xA0);
+    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
+    ev.prev_kvn = 0x01;
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_INJECTION_CONFIRMED, n, batch, t + 30);
+    keys(&ev, 0x30, 0xA0);
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_KEYPAIR_GENERATED, n, batch, t + 40);
+    ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+    memset(ev.pubkey_sha256, 0x5A, 32);
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_CERT_ISSUED, n, batch, t + 50);
+    ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+    memset(ev.pubkey_sha256, 0x5A, 32);
+    cert(&ev, (uint8_t)(n % 100 + 1), cert_sha);
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_CERT_STORED, n, batch, t + 60);
+    cert(&ev, (uint8_t)(n % 100 + 1), cert_sha);
+    (void)append(r, &ev);
+    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, n, batch, t + 70);
+    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev.lifecycle = 0x0F;
+    ev.prev_lifecycle = 0x07;
+    (void)append(r, &ev);
+}
+
+static void checkpoint(struct tc_registry *r)
+{
+    uint8_t note[TC_NOTE_MAX];
+    size_t len = 0;
+    EXPECT_OK(tc_registry_checkpoint(r, &signer, note, sizeof note, &len));
+}
+
+/* ------------------------------------------------------------ time */
+
+static void test_time_vectors(void)
+{
+    struct tc_vec v;
+    unsigned n = 0;
+    if (!tc_vec_open(&v, "registry/time.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        const char *in = tc_vec_get(&v, "IN"), *ms = tc_vec_get(&v, "MS");
+        const char *outs = tc_vec_get(&v, "OUT");
+        uint64_t want = 0, got = 0;
+        EXPECT(in != NULL && ms != NULL && outs != NULL);
+        if (in == NULL || ms == NULL || outs == NULL)
+            break;
+        EXPECT_OK(tc_parse_uint(ms, UINT64_MAX, &want));
+        EXPECT_OK(tc_registry_time_parse(in, &got));
+        EXPECT_EQ_U(got, want);
+        char text[32];
+        EXPECT_OK(tc_registry_time_format(got, text, sizeof text));
+        EXPECT_STR(text, outs);
+        n++;
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(n, 8);
+    char small[24];
+    EXPECT_ERR(tc_registry_time_format(0, small, sizeof small), TC_ERR_SPACE);
+    char text[32];
+    EXPECT_ERR(tc_registry_time_format(253402300800000ull, text, sizeof text), TC_ERR_RANGE);
+}
+
+static void test_time_rejections(void)
+{
+    struct tc_vec v;
+    unsigned n = 0;
+    if (!tc_vec_open(&v, "registry/time-bad.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        const char *in = tc_vec_get(&v, "IN");
+        uint64_t t = 0;
+        EXPECT(in != NULL);
+        if (in == NULL)
+            break;
+        if (tc_registry_time_parse(in, &t) != TC_ERR_FORMAT)
+            tc_test_fail_at(__FILE__, __LINE__, "'%s' was not refused", in);
+        n++;
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(n, 21);
+}
+
+static void test_state_names(void)
+{
+    for (unsigned s = 1; s <= TC_REG_STATE_MAX_; s++) {
+        enum tc_registry_state back = 0;
+        const char *name = tc_registry_state_name((enum tc_registry_state)s);
+        EXPECT(name != NULL);
+        EXPECT_OK(tc_registry_state_parse(name, &back));
+        EXPECT_EQ_U(back, s);
+    }
+    enum tc_registry_state st;
+    EXPECT(tc_registry_state_name((enum tc_registry_state)0) == NULL);
+    EXPECT(tc_registry_state_name((enum tc_registry_state)13) == NULL);
+    EXPECT_ERR(tc_registry_state_parse("Provisioned", &st), TC_ERR_ARG);
+    EXPECT_ERR(tc_registry_state_parse("", &st), TC_ERR_ARG);
+}
+
+/* ------------------------------------------------------------ the line */
+
+static void test_line_and_state_at(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    uint8_t sha[32];
+    EXPECT_OK(tc_registry_cert_put(r, cert_der, sizeof cert_der, sha));
+    provision(r, 1, "B2026-001", 0, sha);
+    provision(r, 2, "B2026-001", 5, sha);
+
+    uint8_t eid[16];
+    eid_of(1, eid);
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    EXPECT_EQ_U(d.kvn, 0x30);
+    EXPECT(d.has_kcv && d.kcv[0][0] == 0xA0 && d.kcv[2][2] == 0xA8);
+    EXPECT(d.has_cert && d.cert_stored && d.cert_serial_len == 1 && d.cert_serial[0] == 2);
+    EXPECT_MEM(d.cert_sha256, 32, sha, 32);
+    EXPECT_EQ_U(d.lifecycle, 0x0F);
+    EXPECT_STR(d.batch, "B2026-001");
+    EXPECT_STR(d.station, "line1-st1");
+    EXPECT_EQ_U(d.events, 8);
+    EXPECT_EQ_U(d.first_index, 0);
+    EXPECT_EQ_U(d.last_index, 7); /* device 2's events follow at 8..15 */
+    EXPECT_EQ_U(d.last_time_ms, T0 + 70);
+
+    /* State at each moment is the fold of the events up to it. */
+    static const struct {
+        uint64_t t;
+        enum tc_registry_state s;
+        size_t n;
+        uint8_t kvn;
+    } at[] = {{0, TC_REG_RECEIVED, 1, 0x01},         {9, TC_REG_RECEIVED, 1, 0x01},
+              {10, TC_REG_KEYS_DERIVED, 2, 0x01},    {20, TC_REG_KEYS_INJECTED, 3, 0x30},
+              {35, TC_REG_CONFIRMED, 4, 0x30},       {40, TC_REG_KEYPAIR, 5, 0x30},
+              {50, TC_REG_CERT_ISSUED, 6, 0x30},     {60, TC_REG_CERT_STORED, 7, 0x30},
+              {69, TC_REG_CERT_STORED, 7, 0x30},     {70, TC_REG_PROVISIONED, 8, 0x30},
+              {1000000, TC_REG_PROVISIONED, 8, 0x30}};
+    for (size_t i = 0; i < TC_ARRAY_LEN(at); i++) {
+        struct tc_registry_device s;
+        uint64_t idx[16];
+        size_t n = 0;
+        EXPECT_OK(tc_registry_device_at(r, eid, 16, T0 + at[i].t, &s, idx, 16, &n));
+        EXPECT_EQ_U(s.state, at[i].s);
+        EXPECT_EQ_U(n, at[i].n);
+        EXPECT_EQ_U(s.kvn, at[i].kvn);
+        EXPECT_EQ_U(idx[n - 1], n - 1);
+    }
+    /* Folding everything gives exactly the projected row. */
+    struct tc_registry_device all;
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, UINT64_MAX, &all, NULL, 0, NULL));
+    EXPECT_MEM(&all, sizeof all, &d, sizeof d);
+    /* Before its first event, and an unknown device: not found. */
+    EXPECT_ERR(tc_registry_device_at(r, eid, 16, T0 - 1, &all, NULL, 0, NULL), TC_ERR_NOT_FOUND);
+    uint8_t nobody[16];
+    eid_of(77, nobody);
+    EXPECT_ERR(tc_registry_device_get(r, nobody, 16, &all), TC_ERR_NOT_FOUND);
+    EXPECT_ERR(tc_registry_device_at(r, nobody, 16, UINT64_MAX, &all, NULL, 0, NULL),
+               TC_ERR_NOT_FOUND);
+    EXPECT_ERR(tc_registry_device_get(r, eid, 0, &all), TC_ERR_ARG);
+    EXPECT_ERR(tc_registry_device_get(r, eid, 33, &all), TC_ERR_ARG);
+
+    struct tc_registry_batch b;
+    EXPECT_OK(tc_registry_batch_get(r, "B2026-001", &b));
+    EXPECT(!b.revoked);
+    EXPECT_EQ_U(b.events, 16);
+    EXPECT_ERR(tc_registry_batch_get(r, "B2026-404", &b), TC_ERR_NOT_FOUND);
+
+    /* The certificate side table gives back only bytes matching the hash. */
+    uint8_t der[64];
+    size_t der_len = 0;
+    EXPECT_OK(tc_registry_cert_get(r, d.cert_sha256, der, sizeof der, &der_len));
+    EXPECT_MEM(der, der_len, cert_der, sizeof cert_der);
+    EXPECT_ERR(tc_registry_cert_get(r, d.cert_sha256, der, 2, &der_len), TC_ERR_SPACE);
+    uint8_t other[32] = {0};
+    EXPECT_ERR(tc_registry_cert_get(r, other, der, sizeof der, &der_len), TC_ERR_NOT_FOUND);
+    {
+        sqlite3 *db = NULL;
+        EXPECT(sqlite3_open(w.db, &db) == SQLITE_OK);
+        EXPECT(sqlite3_exec(db, "UPDATE reg_certs SET der = X'3003020108'", NULL, NULL, NULL) ==
+               SQLITE_OK);
+        sqlite3_close(db);
+    }
+    EXPECT_ERR(tc_registry_cert_get(r, d.cert_sha256, der, sizeof der, &der_len), TC_ERR_VERIFY);
+
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
+static tc_err count_dev(void *arg, const struct tc_registry_device *d)
+{
+    (void)d;
+    (*(unsigned *)arg)++;
+    return TC_OK;
+}
+
+struct hist {
+    unsigned n;
+    uint64_t last;
+};
+
+static tc_err count_hist(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                         const uint8_t *event, size_t len)
+{
+    struct hist *h = arg;
+    struct tc_audit_event back;
+    if (tc_audit_event_decode(event, len, &back) != TC_OK || back.type != ev->type ||
+        (h->n > 0 && index <= h->last))
+        return TC_FAIL(TC_ERR_INTERNAL, "history out of order or not canonical");
+    h->last = index;
+    h->n++;
+    return TC_OK;
+}
+
+static void test_reject_revoke_lock_list(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    uint8_t sha[32];
+    EXPECT_OK(tc_registry_cert_put(r, cert_der, sizeof cert_der, sha));
+    for (unsigned n = 0; n < 6; n++)
+        provision(r, n, n < 4 ? "B1" : "B2", n * 1000, sha);
+    struct tc_audit_event ev;
+    /* 0: rejected at step 3. */
+    line_event(&ev, TC_AUDIT_DEVICE_REJECTED, 0, "B1", 10000);
+    ev.fields |= TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP;
+    ev.reason = 0x0102;
+    ev.step = 3;
+    (void)append(r, &ev);
+    /* 1: a revocation of some other serial changes nothing; of its own, revokes. */
+    line_event(&ev, TC_AUDIT_CERT_REVOKED, 1, "B1", 10001);
+    ev.fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_REASON;
+    ev.cert_serial[0] = 99;
+    ev.cert_serial_len = 1;
+    ev.reason = 1;
+    (void)append(r, &ev);
+    uint8_t eid[16];
+    struct tc_registry_device d;
+    eid_of(1, eid);
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    ev.cert_serial[0] = 2;
+    ev.time_ms++;
+    (void)append(r, &ev);
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_REVOKED);
+    EXPECT_EQ_U(d.reason, 1);
+    /* 2: locked, unlocked (SECURED again: provisioned), locked. 3: terminated. */
+    uint8_t lcs[] = {0x7F, 0x0F, 0x7F};
+    for (size_t i = 0; i < sizeof lcs; i++) {
+        line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 2, "B1", 10010 + i);
+        ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+        ev.lifecycle = lcs[i];
+        ev.prev_lifecycle = i == 0 ? 0x0F : lcs[i - 1];
+        (void)append(r, &ev);
+    }
+    eid_of(2, eid);
+    struct tc_registry_device s;
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, T0 + 10010, &s, NULL, 0, NULL));
+    EXPECT_EQ_U(s.state, TC_REG_LOCKED);
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, T0 + 10011, &s, NULL, 0, NULL));
+    EXPECT_EQ_U(s.state, TC_REG_PROVISIONED);
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_LOCKED);
+    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 3, "B1", 10020);
+    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev.lifecycle = 0xFF;
+    ev.prev_lifecycle = 0x0F;
+    (void)append(r, &ev);
+    /* 4: keys rotated keep the state, change the KVN. */
+    line_event(&ev, TC_AUDIT_KEYS_ROTATED, 4, "B2", 10030);
+    keys(&ev, 0x31, 0x10);
+    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
+    ev.prev_kvn = 0x30;
+    (void)append(r, &ev);
+    eid_of(4, eid);
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    EXPECT_EQ_U(d.kvn, 0x31);
+    EXPECT_EQ_U(d.kcv[0][0], 0x10);
+    /* Batch B2 revoked: the batch says so, devices keep their own state. */
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_BATCH_REVOKED;
+    ev.time_ms = T0 + 10040;
+    ev.fields = TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON;
+    (void)snprintf(ev.batch, sizeof ev.batch, "B2");
+    (void)snprintf(ev.actor, sizeof ev.actor, "op:ca");
+    ev.reason = 2;
+    uint64_t ridx = append(r, &ev);
+    struct tc_registry_batch b;
+    EXPECT_OK(tc_registry_batch_get(r, "B2", &b));
+    EXPECT(b.revoked);
+    EXPECT_EQ_U(b.reason, 2);
+    EXPECT_EQ_U(b.revoked_index, ridx);
+    EXPECT_OK(tc_registry_batch_get(r, "B1", &b));
+    EXPECT(!b.revoked);
+
+    static const struct {
+        const char *batch;
+        enum tc_registry_state s;
+        unsigned n;
+    } lists[] = {{NULL, 0, 6},
+                 {"B1", 0, 4},
+                 {"B2", 0, 2},
+                 {"B3", 0, 0},
+                 {NULL, TC_REG_PROVISIONED, 2},
+                 {"B1", TC_REG_REJECTED, 1},
+                 {"B2", TC_REG_REJECTED, 0},
+                 {NULL, TC_REG_REVOKED, 1},
+                 {NULL, TC_REG_LOCKED, 1},
+                 {NULL, TC_REG_DECOMMISSIONED, 1}};
+    for (size_t i = 0; i < TC_ARRAY_LEN(lists); i++) {
+        unsigned n = 0;
+        EXPECT_OK(tc_registry_device_list(r, lists[i].batch, lists[i].s, count_dev, &n));
+        EXPECT_EQ_U(n, lists[i].n);
+    }
+    EXPECT_ERR(tc_registry_device_list(r, NULL, (enum tc_registry_state)13, count_dev, NULL),
+               TC_ERR_ARG);
+
+    struct hist h = {0};
+    eid_of(2, eid);
+    EXPECT_OK(tc_registry_device_history(r, eid, 16, count_hist, &h));
+    EXPECT_EQ_U(h.n, 11);
+    uint8_t nobody[16];
+    eid_of(500, nobody);
+    h.n = 0;
+    EXPECT_ERR(tc_registry_device_history(r, nobody, 16, count_hist, &h), TC_ERR_NOT_FOUND);
+
+    /* The projection equals its rebuild from the log. */
+    uint8_t hs[32], hr[32];
+    EXPECT_OK(tc_registry_check(r, hs, hr));
+    EXPECT_MEM(hs, 32, hr, 32);
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
+/* ------------------------------------------------------------ rebuild */
+
+static uint8_t *dump_bytes(struct tc_registry *r, size_t *len)
+{
+    char *p = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&p, &n);
+    if (f == NULL)
+        return NULL;
+    tc_err rc = tc_registry_dump(r, f);
+    (void)fclose(f);
+    if (rc != TC_OK) {
+        free(p);
+        return NULL;
+    }
+    *len = n;
+    return (uint8_t *)p;
+}
+
+static void test_rebuild_byte_for_byte(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    uint8_t sha[32];
+    EXPECT_OK(tc_registry_cert_put(r, cert_der, sizeof cert_der, sha));
+    for (unsigned n = 0; n < 20; n++)
+        provision(r, n, n % 2 ? "B-odd" : "B-even", n * 7, sha);
+    size_t l1 = 0, l2 = 0;
+    uint8_t *d1 = dump_bytes(r, &l1);
+    uint8_t h1[32], h2[32];
+    EXPECT_OK(tc_registry_dump_hash(r, h1));
+    EXPECT(d1 != NULL && l1 > 20 * 8 * 20);
+
+    /* Damage the stored projection: check sees it, rebuild repairs it. */
+    sqlite3 *db = NULL;
+    EXPECT(sqlite3_open(w.db, &db) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db,
+                        "UPDATE reg_devices SET state = 9 WHERE rowid IN (SELECT rowid FROM"
+                        " reg_devices LIMIT 1)",
+                        NULL, NULL, NULL) != SQLITE_OK); /* WITHOUT ROWID: no rowid */
+    EXPECT(sqlite3_exec(db,
+                        "UPDATE reg_devices SET state = 9 WHERE eid = (SELECT min(eid) FROM"
+                        " reg_devices); DELETE FROM reg_device_events WHERE idx = 5;"
+                        "UPDATE reg_stations SET events = events + 1;",
+                        NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    uint8_t hs[32], hr[32];
+    EXPECT_ERR(tc_registry_check(r, hs, hr), TC_ERR_VERIFY);
+    EXPECT(memcmp(hs, hr, 32) != 0);
+    EXPECT_MEM(hr, 32, h1, 32);
+    EXPECT_OK(tc_registry_rebuild(r));
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    uint8_t *d2 = dump_bytes(r, &l2);
+    EXPECT_OK(tc_registry_dump_hash(r, h2));
+    EXPECT(d2 != NULL);
+    if (d1 != NULL && d2 != NULL)
+        EXPECT_MEM(d2, l2, d1, l1);
+    EXPECT_MEM(h2, 32, h1, 32);
+    free(d1);
+    free(d2);
+
+    /* A projection table emptied behind the registry's back: rebuilt too. */
+    EXPECT(sqlite3_open(w.db, &db) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db, "DELETE FROM reg_devices", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    EXPECT_ERR(tc_registry_check(r, NULL, NULL), TC_ERR_VERIFY);
+    EXPECT_OK(tc_registry_rebuild(r));
+    EXPECT_OK(tc_registry_dump_hash(r, h2));
+    EXPECT_MEM(h2, 32, h1, 32);
+    tc_registry_close(r);
+
+    /* A log written without a registry is projected when a registry first opens it. */
+    EXPECT(sqlite3_open(w.db, &db) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db, "DROP TABLE reg_meta; DROP TABLE reg_devices;", NULL, NULL, NULL) ==
+           SQLITE_OK);
+    sqlite3_close(db);
+    r = reg_open(w.db);
+    if (r != NULL) {
+        EXPECT_OK(tc_registry_dump_hash(r, h2));
+        EXPECT_MEM(h2, 32, h1, 32);
+        tc_registry_close(r);
+    }
+    /* The origin is the log's for good. */
+    EXPECT_ERR(tc_registry_open(w.db, "other/origin", &r), TC_ERR_STATE);
+    rmtree(w.dir);
+}
+
+/* ------------------------------------------------------------ concurrency */
+
+struct worker {
+    struct tc_registry *r;
+    unsigned base;
+    const uint8_t *sha;
+};
+
+static void *work(void *arg)
+{
+    struct worker *wk = arg;
+    for (unsigned n = 0; n < 25; n++)
+        provision(wk->r, wk->base + n, "B-par", n, wk->sha);
+    return NULL;
+}
+
+static void test_concurrent_appends(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    uint8_t sha[32];
+    EXPECT_OK(tc_registry_cert_put(r, cert_der, sizeof cert_der, sha));
+    pthread_t th[4];
+    struct worker wk[4];
+    for (unsigned i = 0; i < 4; i++) {
+        wk[i] = (struct worker){r, i * 1000, sha};
+        EXPECT(pthread_create(&th[i], NULL, work, &wk[i]) == 0);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        (void)pthread_join(th[i], NULL);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 4 * 25 * 8);
+    unsigned n = 0;
+    EXPECT_OK(tc_registry_device_list(r, "B-par", TC_REG_PROVISIONED, count_dev, &n));
+    EXPECT_EQ_U(n, 100);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    checkpoint(r);
+    struct tc_audit_verify_report rep;
+    EXPECT_OK(tc_registry_verify(r, &verifier, &rep));
+    EXPECT_EQ_U(rep.size, 800);
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
+/* ------------------------------------------------------------ tampering */
+
+/* A fresh registry of 12 devices (96 events) with checkpoints at 48 and 96. */
+static bool tamper_setup(struct ws *w)
+{
+    if (!ws_new(w))
+        return false;
+    struct tc_registry *r = reg_open(w->db);
+    if (r == NULL)
+        return false;
+    uint8_t sha[32];
+    EXPECT_OK(tc_registry_cert_put(r, cert_der, sizeof cert_der, sha));
+    for (unsigned n = 0; n < 12; n++) {
+        provision(r, n, "B-t", n * 100, sha);
+        if (n == 5 || n == 11)
+            checkpoint(r);
+    }
+    struct tc_audit_verify_report rep;
+    EXPECT_OK(tc_registry_verify(r, &verifier, &rep));
+    EXPECT_EQ_U(rep.size, 96);
+    EXPECT_EQ_U(rep.checkpoints, 2);
+    tc_registry_close(r);
+    return true;
+}
+
+/* Verification through a read-only registry (a damaged log may not open). */
+static tc_err verify_path(const char *db)
+{
+    struct tc_registry *r = NULL;
+    struct tc_audit_verify_report rep;
+    TC_GUARD(tc_registry_open_reader(db, &r));
+    tc_err rc = tc_registry_verify(r, &verifier, &rep);
+    tc_registry_close(r);
+    return rc;
+}
+
+static void sql(const char *db, const char *q)
+{
+    sqlite3 *h = NULL;
+    char *err = NULL;
+    if (sqlite3_open(db, &h) != SQLITE_OK || sqlite3_exec(h, q, NULL, NULL, &err) != SQLITE_OK)
+        tc_test_fail_at(__FILE__, __LINE__, "%s: %s", q, err ? err : "open");
+    sqlite3_free(err);
+    sqlite3_close(h);
+}
+
+/* Recompute every leaf hash and the tree head from the stored events, as
+ * an attacker with database access would after rewriting events. */
+static void rehash(const char *db)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL, *up = NULL;
+    struct tc_merkle_tree t;
+    tc_merkle_init(&t);
+    EXPECT(sqlite3_open(db, &h) == SQLITE_OK);
+    EXPECT(sqlite3_prepare_v2(h, "SELECT idx, event FROM audit_events ORDER BY idx", -1, &st,
+                              NULL) == SQLITE_OK);
+    EXPECT(sqlite3_prepare_v2(h, "UPDATE audit_events SET leaf_hash = ?2 WHERE idx = ?1", -1, &up,
+                              NULL) == SQLITE_OK);
+    EXPECT(sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        uint8_t lh[32];
+        EXPECT_OK(tc_merkle_leaf_hash(sqlite3_column_blob(st, 1),
+                                      (size_t)sqlite3_column_bytes(st, 1), lh));
+        EXPECT_OK(tc_merkle_append(&t, lh));
+        sqlite3_bind_int64(up, 1, sqlite3_column_int64(st, 0));
+        sqlite3_bind_blob(up, 2, lh, 32, SQLITE_TRANSIENT);
+        EXPECT(sqlite3_step(up) == SQLITE_DONE);
+        sqlite3_reset(up);
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    uint8_t root[32];
+    EXPECT_OK(tc_merkle_root(&t, t.size, root));
+    EXPECT(sqlite3_prepare_v2(h, "UPDATE audit_tree SET size = ?1, root = ?2", -1, &up, NULL) ==
+           SQLITE_OK);
+    sqlite3_bind_int64(up, 1, (sqlite3_int64)t.size);
+    sqlite3_bind_blob(up, 2, root, 32, SQLITE_TRANSIENT);
+    EXPECT(sqlite3_step(up) == SQLITE_DONE);
+    sqlite3_finalize(up);
+    EXPECT(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+    tc_merkle_free(&t);
+}
+
+/* Rebuild the projection so only the log itself can betray the change. */
+static void reproject(const char *db)
+{
+    struct tc_registry *r = NULL;
+    EXPECT_OK(tc_registry_open_reader(db, &r));
+    if (r != NULL)
+        EXPECT_OK(tc_registry_rebuild(r));
+    tc_registry_close(r);
+}
+
+static void test_tampering(void)
+{
+    static const struct {
+        const char *name;
+        const char *sql;
+        bool rehash;
+    } cases[] = {
+        /* modify: one byte of an event's time */
+        {"modify event",
+         "UPDATE audit_events SET event = substr(event, 1, 9) || X'FF' ||"
+         " substr(event, 11) WHERE idx = 20",
+         false},
+        {"modify event and its leaf hash",
+         "UPDATE audit_events SET event = substr(event, 1, 9) || X'FF' || substr(event, 11)"
+         " WHERE idx = 20",
+         true},
+        {"delete event", "DELETE FROM audit_events WHERE idx = 30", false},
+        {"delete last event and shrink the head", "DELETE FROM audit_events WHERE idx = 95", true},
+        {"reorder events",
+         "UPDATE audit_events SET idx = -idx WHERE idx IN (40, 41);"
+         "UPDATE audit_events SET idx = CASE idx WHEN -40 THEN 41 ELSE 40 END WHERE idx < 0",
+         false},
+        {"reorder events and rehash",
+         "UPDATE audit_events SET idx = -idx WHERE idx IN (40, 41);"
+         "UPDATE audit_events SET idx = CASE idx WHEN -40 THEN 41 ELSE 40 END WHERE idx < 0",
+         true},
+        {"insert event",
+         "INSERT INTO audit_events(idx, leaf_hash, event) SELECT 96, leaf_hash,"
+         " event FROM audit_events WHERE idx = 3",
+         false},
+        {"insert event and rehash",
+         "INSERT INTO audit_events(idx, leaf_hash, event) SELECT 96, leaf_hash, event FROM"
+         " audit_events WHERE idx = 3",
+         true},
+        /* rewrite the whole suffix after the first checkpoint: the device
+         * reasons and times change, every hash and the head are recomputed */
+        {"rewrite suffix and rehash",
+         "UPDATE audit_events SET event = substr(event, 1, 9) || X'01' || substr(event, 11)"
+         " WHERE idx >= 48",
+         true},
+        {"drop a checkpoint signature",
+         "UPDATE audit_checkpoints SET note = substr(note, 1, length(note) - 10) ||"
+         " X'41414141410A' WHERE size = 48",
+         false},
+        {"projection row changed",
+         "UPDATE reg_devices SET kvn = 0x31 WHERE events = 8 AND"
+         " eid = (SELECT max(eid) FROM reg_devices)",
+         false},
+        {"projection index row deleted", "DELETE FROM reg_device_events WHERE idx = 7", false},
+        {"batch un-revoked", "UPDATE reg_batches SET events = 1", false},
+    };
+    for (size_t i = 0; i < TC_ARRAY_LEN(cases); i++) {
+        struct ws w;
+        if (!tamper_setup(&w))
+            return;
+        sql(w.db, cases[i].sql);
+        if (cases[i].rehash) {
+            rehash(w.db);
+            reproject(w.db);
+        }
+        tc_err rc = verify_path(w.db);
+        if (rc != TC_ERR_VERIFY) {
+            char msg[400];
+            tc_error_format(msg, sizeof msg);
+            tc_test_fail_at(__FILE__, __LINE__, "%s: verify returned %s (%s)", cases[i].name,
+                            tc_err_name(rc), msg);
+        }
+        rmtree(w.dir);
+    }
+    /* Untouched: verifies. */
+    struct ws w;
+    if (tamper_setup(&w)) {
+        EXPECT_OK(verify_path(w.db));
+        /* A verifier with another key refuses every checkpoint. */
+        struct tc_signer other;
+        struct tc_note_verifier keep = verifier;
+        char vk[TC_NOTE_VKEY_MAX + 1];
+        EXPECT_OK(tc_signer_soft_generate(TC_SIG_ED25519, &other));
+        EXPECT_OK(tc_note_verifier_key(&other, ORIGIN, vk, sizeof vk));
+        EXPECT_OK(tc_note_verifier_parse(vk, &verifier));
+        EXPECT_ERR(verify_path(w.db), TC_ERR_VERIFY);
+        verifier = keep;
+        tc_signer_soft_free(&other);
+        rmtree(w.dir);
+    }
+}
+
+static void test_reader_refuses_appends(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = NULL;
+    EXPECT_ERR(tc_registry_open_reader(w.db, &r), TC_ERR_NOT_FOUND);
+    r = reg_open(w.db);
+    tc_registry_close(r);
+    EXPECT_OK(tc_registry_open_reader(w.db, &r));
+    if (r != NULL) {
+        struct tc_audit_event ev;
+        line_event(&ev, TC_AUDIT_KEYS_DERIVED, 1, "B", 0);
+        keys(&ev, 0x30, 1);
+        uint64_t idx;
+        EXPECT_ERR(tc_registry_append(r, &ev, &idx), TC_ERR_STATE);
+        EXPECT(tc_registry_log(r) == NULL);
+        EXPECT_STR(tc_registry_origin(r), ORIGIN);
+    }
+    tc_registry_close(r);
+    /* Bad origins are refused on creation. */
+    struct ws w2;
+    if (ws_new(&w2)) {
+        EXPECT_ERR(tc_registry_open(w2.db, "has space", &r), TC_ERR_ARG);
+        EXPECT_ERR(tc_registry_open(w2.db, "a+b", &r), TC_ERR_ARG);
+        rmtree(w2.dir);
+    }
+    rmtree(w.dir);
+}
+
+static void test_setup(void)
+{
+    char vk[TC_NOTE_VKEY_MAX + 1];
+    EXPECT_OK(tc_signer_soft_generate(TC_SIG_ED25519, &signer));
+    EXPECT_OK(tc_note_verifier_key(&signer, ORIGIN, vk, sizeof vk));
+    EXPECT_OK(tc_note_verifier_parse(vk, &verifier));
+}
+
+static void test_teardown(void)
+{
+    tc_signer_soft_free(&signer);
+}
+
+static const struct tc_test_case cases[] = {
+    {"setup", test_setup},
+    {"time: RFC 3339 vectors", test_time_vectors},
+    {"time: rejections", test_time_rejections},
+    {"state names", test_state_names},
+    {"the line, and state at any time", test_line_and_state_at},
+    {"reject, revoke, lock, rotate, batch revoke, lists", test_reject_revoke_lock_list},
+    {"rebuild byte for byte", test_rebuild_byte_for_byte},
+    {"concurrent appends", test_concurrent_appends},
+    {"tampering in the database is detected", test_tampering},
+    {"reader refuses appends; bad origins", test_reader_refuses_appends},
+    {"teardown", test_teardown},
+};
+
+TC_TEST_MAIN("registry", cases)
