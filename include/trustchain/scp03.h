@@ -344,7 +344,7 @@ TC_MUST_CHECK tc_err tc_scp03_card_unwrap(struct tc_scp03_card *c, const uint8_t
                                           uint8_t *plain, size_t plain_size, size_t *plain_len,
                                           struct tc_scp03_card_cmd *cmd, uint16_t *sw);
 /*
- * Amendment D §6.2.7-6.2.8: protect the response to the last unwrapped
+ * Amendment D §6.2.5, §6.2.7: protect the response to the last unwrapped
  * command. Writes data' || SW1 SW2 into out: R-ENC (when the level has it and
  * data is non-empty), then R-MAC (when the level has it) over the command's
  * chaining value || data' || SW; responses whose SW is not 9000/62xx/63xx go
@@ -485,10 +485,12 @@ TC_MUST_CHECK tc_err tc_scp03_host_authenticated(struct tc_scp03_host *h, uint16
 TC_MUST_CHECK tc_err tc_scp03_host_wrap(struct tc_scp03_host *h, const struct tc_apdu *cmd,
                                         struct tc_buf *out);
 /*
- * Amendment D §6.2.7-6.2.8: unwrap a response (data || SW1 SW2) to the last
+ * Amendment D §6.2.5, §6.2.7: unwrap a response (data || SW1 SW2) to the last
  * wrapped command: verify the R-MAC (a 9000/62xx/63xx response without it
  * is TC_ERR_VERIFY), decrypt R-ENC data, strip padding. Writes the plain data
- * into out and the SW into *sw.
+ * into out and the SW into *sw. A response that fails verification
+ * (TC_ERR_VERIFY, or TC_ERR_FORMAT for bad R-ENC padding) ends the session:
+ * keys wiped, state IDLE.
  */
 TC_MUST_CHECK tc_err tc_scp03_host_unwrap(struct tc_scp03_host *h, const uint8_t *resp,
                                           size_t resp_len, uint8_t *out, size_t out_size,
@@ -522,7 +524,8 @@ TC_MUST_CHECK tc_err tc_scp03_host_open(struct tc_scp03_host *h, struct tc_trans
  * segments or use extended length as configured, follow 61xx with GET
  * RESPONSE and 6Cxx by re-sending with the right Le, unwrap. The plain
  * response data goes to resp; *sw is the final status word (the function
- * succeeds for any SW; the caller judges it).
+ * succeeds for any SW; the caller judges it). A transport failure or a
+ * response that does not verify ends the session (keys wiped).
  */
 TC_MUST_CHECK tc_err tc_scp03_host_transmit(struct tc_scp03_host *h, const struct tc_apdu *cmd,
                                             uint8_t *resp, size_t resp_size, size_t *resp_len,

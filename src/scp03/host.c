@@ -286,8 +286,8 @@ tc_err tc_scp03_host_wrap(struct tc_scp03_host *h, const struct tc_apdu *cmd, st
 
 /* ------------------------------------------------------------------ unwrap */
 
-tc_err tc_scp03_host_unwrap(struct tc_scp03_host *h, const uint8_t *resp, size_t resp_len,
-                            uint8_t *out, size_t out_size, size_t *out_len, uint16_t *sw)
+static tc_err host_unwrap(struct tc_scp03_host *h, const uint8_t *resp, size_t resp_len,
+                          uint8_t *out, size_t out_size, size_t *out_len, uint16_t *sw)
 {
     uint8_t mac[TC_AES_BLOCK];
     TC_ENSURE(h != NULL && out_len != NULL && sw != NULL && (resp != NULL || resp_len == 0),
@@ -332,4 +332,19 @@ tc_err tc_scp03_host_unwrap(struct tc_scp03_host *h, const uint8_t *resp, size_t
         memcpy(out, resp, dlen);
     *out_len = dlen;
     return TC_OK;
+}
+
+tc_err tc_scp03_host_unwrap(struct tc_scp03_host *h, const uint8_t *resp, size_t resp_len,
+                            uint8_t *out, size_t out_size, size_t *out_len, uint16_t *sw)
+{
+    tc_err rc = host_unwrap(h, resp, resp_len, out, out_size, out_len, sw);
+    if (rc == TC_ERR_VERIFY || rc == TC_ERR_FORMAT) {
+        /* A response that does not verify means the channel cannot be
+         * trusted any more: the session ends here as it does on the card. */
+        tc_scp03_host_wipe(h);
+        if (out != NULL && out_size > 0)
+            tc_memzero(out, out_size < resp_len ? out_size : resp_len);
+        *out_len = 0;
+    }
+    return rc;
 }

@@ -141,6 +141,7 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
     tc_buf_init_heap(&plain, TC_APDU_MAX_ENCODED);
     uint8_t *out = NULL;
     size_t out_len = 0;
+    bool in_flight = false; /* wrapped, answer not yet verified */
     TC_CHECK(h != NULL && cmd_in != NULL && resp_len != NULL && sw != NULL, TC_ERR_ARG);
     TC_CHECK(resp != NULL || resp_size == 0, TC_ERR_ARG);
     *resp_len = 0;
@@ -174,9 +175,11 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
             trace(h, TC_SCP03_TRACE_CMD_PLAIN, plain.data, plain.len);
         }
         TC_TRY(tc_scp03_host_wrap(h, &cmd, &w));
+        in_flight = true;
         h->s.level = (uint8_t)(h->s.level | raise);
         TC_TRY(send_apdu(h, w.data, w.len, &acc));
         TC_TRY(tc_scp03_host_unwrap(h, acc.data, acc.len, out, RESP_CAP, &out_len, sw));
+        in_flight = false;
         /* ISO/IEC 7816-4 §5.1: 6Cxx = wrong Le, xx is right; send again,
          * wrapped anew (the chaining value and counter moved on). */
         if ((*sw >> 8) == 0x6Cu && attempt == 0 && cmd.has_le) {
@@ -202,6 +205,10 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
     *resp_len = out_len;
     ret = TC_OK;
 out:
+    /* A command sent without a verified answer leaves the two ends out of
+     * step (or the channel tampered with): the session ends. */
+    if (in_flight && ret != TC_OK)
+        tc_scp03_host_wipe(h);
     tc_buf_free(&w);
     tc_buf_free(&acc);
     tc_buf_free(&plain);

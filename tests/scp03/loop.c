@@ -240,6 +240,8 @@ static tc_err loop_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t *
     size_t rlen = 0;
     l->commands++;
     *resp_len = 0;
+    if (l->fail_at != 0 && l->commands == l->fail_at)
+        return TC_FAIL(TC_ERR_IO, "loop: link broken");
     if (len < 4)
         return TC_FAIL(TC_ERR_IO, "loop: short command");
     if (cmd[1] == 0xC0 && l->pending_len > 0)
@@ -259,8 +261,8 @@ static tc_err loop_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t *
     }
     if (cmd[1] == 0xA4 && (cmd[0] & 0x80) == 0) {
         tc_scp03_card_reset(&l->card);
-        put_sw(resp, resp_len, 0x9000);
-        l->last_sw = 0x9000;
+        put_sw(resp, resp_len, l->select_sw);
+        l->last_sw = l->select_sw;
         return TC_OK;
     }
     bool complete = false;
@@ -311,6 +313,7 @@ void loop_init(struct loop *l, uint8_t i_param)
     l->t.ctx = l;
     l->t.name = "in-process test card";
     l->t.transmit = loop_transmit;
+    l->select_sw = 0x9000;
 }
 
 void loop_add_keys(struct loop *l, uint8_t kvn, size_t key_len, uint8_t seed, uint32_t seq)

@@ -40,8 +40,10 @@ struct loop {
     size_t pending_len, pending_off;
     uint16_t pending_sw;
     uint8_t random_state;
-    unsigned commands; /* APDUs received */
-    uint16_t last_sw;  /* status of the last processed command */
+    unsigned commands;  /* APDUs received */
+    unsigned fail_at;   /* the link breaks (TC_ERR_IO) at this command number; 0 = never */
+    uint16_t select_sw; /* answer to SELECT (9000 after loop_init) */
+    uint16_t last_sw;   /* status of the last processed command */
     struct tc_transport t;
 };
 

@@ -64,6 +64,13 @@ static size_t wrap_only(const struct tc_apdu *a, uint8_t *out, size_t size)
     return b.len;
 }
 
+static tc_err wrap_only_rc(const struct tc_apdu *a, uint8_t *out, size_t size)
+{
+    struct tc_buf b;
+    tc_buf_init_fixed(&b, out, size);
+    return tc_scp03_host_wrap(&H, a, &b);
+}
+
 /* Send raw bytes to the card; the status word it answered. */
 static uint16_t send_raw(const uint8_t *cmd, size_t len)
 {
@@ -779,6 +786,8 @@ static void test_reject_responses(void)
             r[rl - 1] = 0x01; /* 9001 */
         if (what < 3) {
             EXPECT_ERR(tc_scp03_host_unwrap(&H, r, rl, out, sizeof out, &olen, &sw), TC_ERR_VERIFY);
+            EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_IDLE);
+            EXPECT_EQ_U(olen, 0);
         } else {
             EXPECT_OK(tc_scp03_host_unwrap(&H, r, rl, out, sizeof out, &olen, &sw));
             EXPECT_MEM(out, olen, big_in, 10);
@@ -787,26 +796,30 @@ static void test_reject_responses(void)
         }
         tc_scp03_host_close(&H);
     }
-    open_for_reject(0x11);
-    /* 9000 without its R-MAC. */
-    (void)wrap_only(&a, w, sizeof w);
-    const uint8_t bare[] = {0x90, 0x00};
-    EXPECT_ERR(tc_scp03_host_unwrap(&H, bare, 2, out, sizeof out, &olen, &sw), TC_ERR_VERIFY);
-    /* Data shorter than an R-MAC. */
-    (void)wrap_only(&a, w, sizeof w);
-    const uint8_t short_mac[] = {1, 2, 3, 0x90, 0x00};
-    EXPECT_ERR(tc_scp03_host_unwrap(&H, short_mac, sizeof short_mac, out, sizeof out, &olen, &sw),
-               TC_ERR_VERIFY);
-    /* An error SW with data that no R-MAC protects. */
-    (void)wrap_only(&a, w, sizeof w);
-    const uint8_t err_data[] = {1, 2, 3, 0x6A, 0x82};
-    EXPECT_ERR(tc_scp03_host_unwrap(&H, err_data, sizeof err_data, out, sizeof out, &olen, &sw),
-               TC_ERR_VERIFY);
+    /* 9000 without its R-MAC; data shorter than an R-MAC; an error SW with
+     * data that no R-MAC protects: each ends the host session. */
+    static const uint8_t bare[] = {0x90, 0x00};
+    static const uint8_t short_mac[] = {1, 2, 3, 0x90, 0x00};
+    static const uint8_t err_data[] = {1, 2, 3, 0x6A, 0x82};
+    const struct {
+        const uint8_t *r;
+        size_t n;
+    } bad[] = {{bare, sizeof bare}, {short_mac, sizeof short_mac}, {err_data, sizeof err_data}};
+    for (size_t k = 0; k < TC_ARRAY_LEN(bad); k++) {
+        open_for_reject(0x11);
+        (void)wrap_only(&a, w, sizeof w);
+        EXPECT_ERR(tc_scp03_host_unwrap(&H, bad[k].r, bad[k].n, out, sizeof out, &olen, &sw),
+                   TC_ERR_VERIFY);
+        EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_IDLE);
+        EXPECT_ERR(wrap_only_rc(&a, w, sizeof w), TC_ERR_STATE);
+    }
     /* A bare error SW is fine. */
+    open_for_reject(0x11);
     (void)wrap_only(&a, w, sizeof w);
     const uint8_t err[] = {0x6A, 0x82};
     EXPECT_OK(tc_scp03_host_unwrap(&H, err, 2, out, sizeof out, &olen, &sw));
     EXPECT(sw == 0x6A82 && olen == 0);
+    EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_AUTHENTICATED);
     tc_scp03_host_close(&H);
 
     /* R-ENC: bad padding inside a valid R-MAC is refused too. */
@@ -1134,6 +1147,44 @@ static void test_levels_and_wipe(void)
     tc_scp03_mem_provider_wipe(&MEM);
 }
 
+static void test_host_failures_end_session(void)
+{
+    static const uint8_t zero[sizeof(struct tc_scp03_session_keys)] = {0};
+    /* SELECT refused: nothing opens. */
+    setup(0x70, 16);
+    L.select_sw = 0x6A82;
+    struct tc_scp03_host_config cfg = base_cfg(0x03, false, 0);
+    cfg.select = true;
+    EXPECT_ERR(tc_scp03_host_open(&H, &L.t, &KP, &cfg), TC_ERR_CARD);
+    EXPECT(strstr(tc_error_last()->msg, "6A82") != NULL);
+    EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_IDLE);
+    /* The link breaks during the handshake. */
+    setup(0x70, 16);
+    L.fail_at = 2; /* EXTERNAL AUTHENTICATE */
+    EXPECT_ERR(open_level(0x03, false, 0), TC_ERR_IO);
+    EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_IDLE);
+    EXPECT_MEM(&H.s.keys, sizeof zero, zero, sizeof zero);
+    /* The link breaks with a command in flight: the session ends. */
+    setup(0x70, 16);
+    EXPECT_OK(open_level(0x33, false, 0));
+    L.fail_at = L.commands + 1;
+    struct tc_apdu a = echo_cmd(0, big_in, 10);
+    size_t rlen = 0;
+    uint16_t sw = 0;
+    EXPECT_ERR(tc_scp03_host_transmit(&H, &a, big_out, sizeof big_out, &rlen, &sw), TC_ERR_IO);
+    EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_IDLE);
+    EXPECT_MEM(&H.s.keys, sizeof zero, zero, sizeof zero);
+    EXPECT_ERR(tc_scp03_host_transmit(&H, &a, big_out, sizeof big_out, &rlen, &sw), TC_ERR_STATE);
+    /* A caller buffer too small for the answer keeps the (verified) session. */
+    L.fail_at = 0;
+    EXPECT_OK(open_level(0x33, false, 0));
+    EXPECT_ERR(tc_scp03_host_transmit(&H, &a, big_out, 4, &rlen, &sw), TC_ERR_SPACE);
+    EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_AUTHENTICATED);
+    EXPECT_OK(tc_scp03_host_transmit(&H, &a, big_out, sizeof big_out, &rlen, &sw));
+    EXPECT_MEM(big_out, rlen, big_in, 10);
+    tc_scp03_host_close(&H);
+}
+
 static const struct tc_test_case cases[] = {
     {"interop_matrix", test_interop_matrix},
     {"rmac_session", test_rmac_session},
@@ -1151,6 +1202,7 @@ static const struct tc_test_case cases[] = {
     {"reject_responses", test_reject_responses},
     {"put_key_end_to_end", test_put_key_end_to_end},
     {"put_key_card_side", test_put_key_card_side},
+    {"host_failures_end_session", test_host_failures_end_session},
     {"chain_reassembly", test_chain_reassembly},
     {"levels_and_wipe", test_levels_and_wipe},
 };
