@@ -466,25 +466,43 @@ static int open_link(struct gp *g)
 }
 
 /* A plain exchange outside the secure channel (SELECT before it opens). */
-static tc_err raw_exchange(struct gp *g, const uint8_t *cmd, size_t len, size_t *rlen)
+static tc_err raw_exchange(struct gp *g, const uint8_t *cmd, size_t len, size_t off, size_t *rlen)
 {
     if (g->trace)
         print_hex_line(stderr, "> plain   ", cmd, len);
-    TC_GUARD(g->t.transmit(g->t.ctx, cmd, len, g->resp, GP_RESP_MAX, rlen));
+    TC_GUARD(g->t.transmit(g->t.ctx, cmd, len, g->resp + off, GP_RESP_MAX - off, rlen));
     if (g->trace)
-        print_hex_line(stderr, "< raw     ", g->resp, *rlen);
+        print_hex_line(stderr, "< raw     ", g->resp + off, *rlen);
     return TC_OK;
 }
 
 /* GP CS 2.3 §11.9 SELECT with no AID selects the ISD; its FCI (6F) names it
- * in tag 84. */
+ * in tag 84. Outside the secure channel the exchange is plain, so a T=0
+ * card's 6Cxx (resend with Le = xx) and 61xx (GET RESPONSE for xx more
+ * bytes, ISO/IEC 7816-4 §5.3.4 / §7.6.1) are followed here. */
 static int find_isd(struct gp *g)
 {
-    static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x00};
+    uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x00};
     size_t rlen = 0;
-    tc_err rc = raw_exchange(g, sel, sizeof sel, &rlen);
+    tc_err rc = raw_exchange(g, sel, sizeof sel, 0, &rlen);
+    if (rc == TC_OK && g->resp[rlen - 2] == 0x6C) {
+        sel[4] = g->resp[rlen - 1];
+        rc = raw_exchange(g, sel, sizeof sel, 0, &rlen);
+    }
+    size_t data = rlen - 2; /* FCI bytes so far; the last SW follows them */
+    for (unsigned round = 0; rc == TC_OK && g->resp[data] == 0x61; round++) {
+        if (round >= 32 || GP_RESP_MAX - data < 258u) {
+            (void)fprintf(stderr, "trustchain: SELECT: endless 61xx response chain\n");
+            return TC_EXIT_FAIL;
+        }
+        const uint8_t get[] = {0x00, 0xC0, 0x00, 0x00, g->resp[data + 1]};
+        rc = raw_exchange(g, get, sizeof get, data, &rlen);
+        if (rc == TC_OK)
+            data += rlen - 2;
+    }
     if (rc != TC_OK)
         return tc_cli_error(rc, "SELECT");
+    rlen = data + 2;
     uint16_t sw = (uint16_t)(g->resp[rlen - 2] << 8 | g->resp[rlen - 1]);
     /* GP CS 2.3 §11.9.3: 6283 = the card is CARD_LOCKED; the ISD is still
      * selected and answers its FCI. */

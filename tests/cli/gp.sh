@@ -201,6 +201,24 @@ fresh "$k4" --i-param 71
 expect_ok "S16 at renc" "$TC" gp apdu 80CA00C100 --se "$k4" --s16 --mode renc
 expect_fail 1 "S8 host on an S16 card" "$TC" gp info --se "$k4"
 
+# ---------------------------------------------------------------- a T=0-style card
+# SELECT answered 6C12, then the FCI behind 61xx: followed before the channel.
+timeout -k 5 60 python3 "$(dirname "$0")/../transport/t0_card.py" "$scratch/t0.log" >"$scratch/t0.port" &
+t0_pid=$!
+t0_port=""
+for _ in $(seq 50); do
+  t0_port=$(head -n1 "$scratch/t0.port")
+  [ -n "$t0_port" ] && break
+  sleep 0.1
+done
+expect_fail 1 "SELECT through 6Cxx and 61xx, then INITIALIZE UPDATE" \
+  timeout 30 "$TC" gp info --tcp "127.0.0.1:$t0_port"
+expect_contains "the card's INITIALIZE UPDATE answer is reached" "$err" \
+  "INITIALIZE UPDATE: card answered 6A88"
+wait "$t0_pid" 2>/dev/null
+expect_contains "SELECT resent with Le 12, two GET RESPONSEs" "$(tr '\n' ' ' <"$scratch/t0.log")" \
+  "02 00A4040000 00A4040012 00C0000008 00C000000A 80500000"
+
 # ---------------------------------------------------------------- se serve --tcp
 expect_fail 2 "se serve without --state" "$TC" se serve --tcp 0
 expect_fail 2 "se serve with both links" "$TC" se serve --state "$card" --tcp 0 --vpcd 1

@@ -149,6 +149,24 @@ out=$(timeout 30 "$TC" gp list --reader "$reader" --mode rmac 2>&1) || rc=$?
 [ "$rc" -eq 0 ] && expect_line "gp list over PC/SC" "$out" "ISD      A000000151000000" ||
   fail "gp list over PC/SC" "exit $rc: $out"
 
+# A 305-byte command through pcscd: STORE DATA of a BER-TLV object (GP CS
+# 2.3 §11.11, P1 90 = last block, BER-TLV), wrapped once and then sent in
+# ISO 7816-4 chained segments, or as one extended-length APDU; read back.
+obj="DF2082012C$(printf 'AB%.0s' $(seq 300))"
+for how in chained extended; do
+  flag=""
+  [ "$how" = extended ] && flag=--extended
+  rc=0
+  out=$(timeout 30 "$TC" gp apdu "80E2900000$(printf '%04X' $((${#obj} / 2)))$obj" \
+    --reader "$reader" --mode renc $flag 2>&1) || rc=$?
+  [ "$rc" -eq 0 ] && [ "$out" = "9000" ] && pass "STORE DATA of 305 bytes, $how" ||
+    fail "STORE DATA of 305 bytes, $how" "exit $rc: $out"
+done
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CADF2000 --reader "$reader" --mode renc 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && [ "$out" = "$obj 9000" ] && pass "GET DATA reads the 305 bytes back" ||
+  fail "GET DATA reads the 305 bytes back" "exit $rc: $(printf '%s' "$out" | head -c 200)"
+
 # A unique part of the reader name is enough; an ambiguous one is refused.
 rc=0
 out=$(timeout 30 "$TC" gp apdu 80CA00C100 --reader "test $$ 00 00" 2>&1) || rc=$?
