@@ -7,7 +7,8 @@
  *     unwraps, stores a 200-byte object, wraps its answer, host unwraps),
  *     beside the raw OpenSSL work both ends cannot avoid: 4 ICVs (one AES
  *     block each), AES-CBC over the 208-byte data both ways, 2 CMACs over the
- *     command and 2 over the response;
+ *     command and 2 over the response; on a memory card and on an image
+ *     (where each STORE DATA is also an NVM commit, without fsync);
  *   - NVM commits per second, with and without fsync, beside writing the
  *     same bytes with pwrite (and fdatasync) directly;
  *   - RAM per card: sizeof(struct tc_se_card) and the resident memory that
@@ -236,6 +237,17 @@ int main(void)
     if (tfd < 0)
         return 1;
     close(tfd);
+    if (tc_se_create(path, &p, TC_SE_CREATE_FORCE) != TC_OK)
+        return 1;
+    /* The same on a card image: each STORE DATA also commits (no fsync). */
+    if (tc_se_open(path, TC_SE_OPEN_NO_FSYNC, &w.card) != TC_OK ||
+        tc_se_transport(w.card, &w.t) != TC_OK || tc_scp03_host_open(&w.h, &w.t, &w.kp, &cfg))
+        return 1;
+    bench_compare("... on an image, commit without fsync", store_op, &w, "raw AES-CBC + CMAC work",
+                  store_floor, &f);
+    tc_scp03_host_close(&w.h);
+    tc_transport_close(&w.t);
+    tc_se_close(w.card);
     if (tc_se_create(path, &p, TC_SE_CREATE_FORCE) != TC_OK)
         return 1;
     static struct commit_arg c;

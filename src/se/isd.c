@@ -157,6 +157,9 @@ static uint16_t get_data(struct se_cmd *c)
         tc_tlv_put(o, 0xC1, s, sizeof s);
         return SW_OK;
     }
+    case 0xCF: /* Key diversification data (as INITIALIZE UPDATE returns it) */
+        tc_tlv_put(o, 0xCF, n->kdd, TC_SE_KDD_LEN);
+        return SW_OK;
     case 0x9F7F: /* Card Production Life Cycle data */
         tc_tlv_put(o, 0x9F7F, n->cplc, sizeof n->cplc);
         return SW_OK;
@@ -701,6 +704,7 @@ static bool tag_reserved(uint32_t tag)
     case 0x66:
     case 0xE0:
     case 0xC1:
+    case 0xCF:
     case 0x9F7F:
     case TC_SE_TAG_EID:
     case TC_SE_TAG_EID_GSMA:
