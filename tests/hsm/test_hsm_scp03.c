@@ -138,6 +138,29 @@ static void test_line_put_key_through_hsm(void)
     EXPECT(tc_scp03_host_open(&host, &t, &cur, &cfg) != TC_OK);
     tc_scp03_host_close(&host);
 
+    /* Rotation in the field: a keyset from a new master (generated in the
+     * HSM, value unknown to anyone) replaces keyset 01, wrapped under the
+     * derived DEK of keyset 01, itself an HSM object. */
+    tc_hsm_obj m2 = 0;
+    struct tc_hsm_keyset rotated;
+    struct tc_scp03_key_provider rot;
+    struct tc_hsm_scp03_provider rot_m;
+    EXPECT_OK(tc_hsm_master_generate(h, "rotation", 32, &m2));
+    EXPECT_OK(tc_hsm_diversify(h, m2, sp.eid, 32, &rotated));
+    tc_hsm_scp03_provider_init(&rot_m, h, &rot);
+    EXPECT_OK(tc_hsm_scp03_provider_add(&rot_m, 0x02, &rotated));
+    cfg = host_cfg(0x01, TC_SCP03_LEVEL_ENC);
+    EXPECT_OK(tc_scp03_host_open(&host, &t, &next, &cfg));
+    EXPECT_OK(tc_scp03_host_put_keys(&host, &rot, 0x02, 0x01));
+    tc_scp03_host_close(&host);
+    cfg = host_cfg(0x02, TC_SCP03_LEVEL_RENC);
+    EXPECT_OK(tc_scp03_host_open(&host, &t, &rot, &cfg));
+    tc_scp03_host_close(&host);
+    cfg = host_cfg(0x01, TC_SCP03_LEVEL_MAC);
+    EXPECT(tc_scp03_host_open(&host, &t, &next, &cfg) != TC_OK);
+    tc_scp03_host_close(&host);
+
+    tc_hsm_keyset_destroy(h, &rotated);
     tc_hsm_keyset_destroy(h, &device);
     tc_transport_close(&t);
     tc_se_close(card);
