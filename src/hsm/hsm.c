@@ -170,7 +170,6 @@ static void login_release(struct tc_hsm_module *m, CK_SLOT_ID slot)
     (void)pthread_mutex_unlock(&modules_mu);
 }
 
-
 tc_err tc_hsm_module_acquire(const char *path, const char *conf, struct tc_hsm_module **out,
                              CK_FUNCTION_LIST_PTR *f)
 {
