@@ -181,8 +181,8 @@ enum tc_scp03_state {
 
 /*
  * The state both ends share. Fields are read-only for users; functions of
- * this module change them. Wiped (keys and chaining value) when the session
- * ends or is aborted.
+ * this module change them. Wiped entirely (keys, chaining value, ICVs) when
+ * the session ends or is aborted.
  */
 struct tc_scp03_session {
     enum tc_scp03_state state;
@@ -199,8 +199,8 @@ struct tc_scp03_session {
     uint8_t host_cryptogram[TC_SCP03_CHALLENGE_MAX];
     uint8_t card_cryptogram[TC_SCP03_CHALLENGE_MAX];
     struct tc_scp03_session_keys keys;
-    /* Card side: a command was unwrapped and its response is not yet
-     * wrapped (R-MAC covers the chaining value of that command). */
+    /* A command was wrapped (host) or unwrapped (card) and its response
+     * is not yet handled; the R-MAC covers that command's chaining value. */
     bool cmd_pending;
     /* The command and response ICVs for icv_counter, computed together
      * (one AES call for both); wiped with the session. */
