@@ -1,0 +1,63 @@
+/*
+ * The station's only contact with the registry: events out, device state and
+ * certificates in. An append returns once the event is durable and projected
+ * (tc_registry_append), so a step the station acts on after recording it is
+ * never lost by a crash.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void st_event_init(const struct tc_station *st, const struct st_dev_id *id,
+                   enum tc_audit_event_type type, struct tc_audit_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    ev->time_ms = now_ms();
+    /* docs/audit-format.md: "line" = EID, batch, station, actor. */
+    ev->fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_STATION | TC_AUDIT_HAS_ACTOR;
+    memcpy(ev->eid, id->eid, TC_PKI_EID_BCD_LEN);
+    ev->eid_len = TC_PKI_EID_BCD_LEN;
+    (void)snprintf(ev->batch, sizeof ev->batch, "%s", st->batch_id);
+    (void)snprintf(ev->station, sizeof ev->station, "%s", st->station_id);
+    (void)snprintf(ev->actor, sizeof ev->actor, "%s", st->actor);
+}
+
+tc_err st_record(struct tc_station *st, struct tc_audit_event *ev, struct tc_station_result *res)
+{
+    uint64_t index = 0;
+    tc_err rc = tc_registry_append(st->cfg.registry, ev, &index);
+    if (rc != TC_OK)
+        return TC_FAIL(rc, "recording the %s event failed: %s", tc_audit_event_type_name(ev->type),
+                       tc_error_last()->msg);
+    res->events++;
+    return TC_OK;
+}
+
+tc_err st_prior(struct tc_station *st, const struct st_dev_id *id, struct tc_registry_device *d,
+                bool *found)
+{
+    *found = false;
+    tc_err rc = tc_registry_device_get(st->cfg.registry, id->eid, TC_PKI_EID_BCD_LEN, d);
+    if (rc == TC_ERR_NOT_FOUND) {
+        tc_error_clear();
+        return TC_OK;
+    }
+    TC_GUARD(rc);
+    *found = true;
+    return TC_OK;
+}
+
+tc_err st_cert_put(struct tc_station *st, const uint8_t *der, size_t len, uint8_t sha256[static 32])
+{
+    return tc_registry_cert_put(st->cfg.registry, der, len, sha256);
+}
