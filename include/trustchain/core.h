@@ -183,7 +183,8 @@ void tc_buf_put_u8(struct tc_buf *b, uint8_t v);
 void tc_buf_put_u16be(struct tc_buf *b, uint16_t v);
 void tc_buf_put_u32be(struct tc_buf *b, uint32_t v);
 void tc_buf_put(struct tc_buf *b, const void *p, size_t n);
-/* Reserve n bytes and return a pointer to them (NULL after failure). */
+/* Reserve n bytes and return a pointer to them (NULL after failure; for
+ * n == 0, NULL when nothing is allocated yet, without an error). */
 uint8_t *tc_buf_reserve(struct tc_buf *b, size_t n);
 TC_MUST_CHECK tc_err tc_buf_status(const struct tc_buf *b);
 

@@ -81,6 +81,10 @@ static bool grow(struct tc_buf *b, size_t n)
 
 uint8_t *tc_buf_reserve(struct tc_buf *b, size_t n)
 {
+    /* Nothing to reserve: no pointer arithmetic on a buffer that may not
+     * have memory yet; the status is untouched. */
+    if (n == 0)
+        return (b->status == TC_OK && b->data != NULL) ? b->data + b->len : NULL;
     if (!grow(b, n))
         return NULL;
     uint8_t *p = b->data + b->len;
@@ -90,6 +94,8 @@ uint8_t *tc_buf_reserve(struct tc_buf *b, size_t n)
 
 void tc_buf_put(struct tc_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return;
     uint8_t *dst = tc_buf_reserve(b, n);
     if (dst != NULL && n > 0)
         memcpy(dst, p, n);

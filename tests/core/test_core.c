@@ -131,6 +131,16 @@ static void test_buf_heap_grows_to_cap(void)
     EXPECT_ERR(tc_buf_status(&b), TC_ERR_NOMEM);
     tc_buf_free(&b);
     tc_buf_free(&b); /* twice is fine */
+    /* Zero-length puts on a buffer with no memory yet are no-ops. */
+    tc_buf_init_heap(&b, 16);
+    tc_buf_put(&b, NULL, 0);
+    EXPECT(tc_buf_reserve(&b, 0) == NULL);
+    EXPECT_OK(tc_buf_status(&b));
+    EXPECT_EQ_U(b.len, 0);
+    tc_buf_put_u8(&b, 7);
+    EXPECT(tc_buf_reserve(&b, 0) == b.data + 1);
+    EXPECT_OK(tc_buf_status(&b));
+    tc_buf_free(&b);
     tc_buf_free(NULL);
 }
 
