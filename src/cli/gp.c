@@ -22,7 +22,7 @@
 static const uint8_t gp_test_key[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
                                         0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
 
-#define GP_MAX_ARGS    64
+#define GP_MAX_ARGS    4096
 #define GP_RESP_MAX    TC_TRANSPORT_MAX_RESPONSE
 #define GP_KEYFILE_MAX 4096
 

@@ -43,6 +43,12 @@ static tc_err pcsc_fail(LONG rv, const char *what, const char *reader)
     case SCARD_W_UNRESPONSIVE_CARD:
     case SCARD_W_UNPOWERED_CARD:
         return TC_FAIL(TC_ERR_IO, "%s: the card in '%s' does not respond", what, r);
+    case SCARD_E_NOT_TRANSACTED:
+        /* What pcscd reports when the reader lost the card mid-exchange. */
+        return TC_FAIL(TC_ERR_IO,
+                       "%s: the exchange with the card in '%s' failed (card removed "
+                       "or not answering)",
+                       what, r);
     case SCARD_E_SHARING_VIOLATION:
         return TC_FAIL(TC_ERR_IO, "%s: reader '%s' is in exclusive use by another application",
                        what, r);

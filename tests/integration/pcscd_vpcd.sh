@@ -214,6 +214,33 @@ out=$(timeout 30 opensc-tool -r 0 -a 2>&1) || rc=$?
 [ "$rc" -eq 0 ] && expect_line "opensc-tool -a (ATR)" "$out" "3b:f8:13:00:00:81:31:fe" ||
   fail "opensc-tool -a (ATR)" "exit $rc: $out"
 
+# --reader "": the only reader with a card in it.
+rc=0
+out=$(timeout 30 "$TC" gp apdu 80CA00C100 --reader "" --kvn 0x31 --key "$newkey" 2>&1) || rc=$?
+[ "$rc" -eq 0 ] && pass "--reader \"\" picks the reader with the card" ||
+  fail "--reader \"\" picks the reader with the card" "exit $rc: $out"
+
+# Removal in the middle of a session: the link error is one clear line.
+many=$(for _ in $(seq 3000); do printf '80CA00C100 '; done)
+# shellcheck disable=SC2086
+timeout 60 "$TC" gp apdu $many --reader "$reader" --kvn 0x31 --key "$newkey" --mode renc \
+  >"$work/many.out" 2>"$work/many.err" &
+many_pid=$!
+for _ in $(seq 100); do [ -s "$work/many.out" ] && break; sleep 0.05; done
+sleep 0.2
+stop_pid "$serve_pid"
+serve_pid=""
+rc=0
+wait "$many_pid" || rc=$?
+if [ "$rc" -eq 1 ] && [ "$(wc -l <"$work/many.err")" -eq 1 ] &&
+  grep -qE "transmit: .*(removed|does not respond)" "$work/many.err"; then
+  pass "card pulled mid-session: one clear error"
+else
+  fail "card pulled mid-session: one clear error" "exit $rc: $(head -c 300 "$work/many.err")"
+fi
+if start_card; then pass "card reinserted after the pull"
+else fail "card reinserted after the pull" "$(tail -5 "$work/serve.log")"; fi
+
 # Removal: SIGTERM stops the card server cleanly; pcscd sees no card.
 kill -TERM "$serve_pid"
 rc=0
