@@ -61,6 +61,11 @@ tc_err se_cert_fields(const uint8_t *cert, size_t len, const uint8_t **serial, s
     TC_GUARD(next_expect(&tbs, 0x30, &x));
     tc_cursor_init(&spki, x.value, x.len);
     TC_GUARD(next_expect(&spki, 0x30, &t));
+    /* RFC 5480 §2.1.1: id-ecPublicKey with the namedCurve prime256v1. */
+    static const uint8_t ec_p256[] = {0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06,
+                                      0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+    TC_ENSURE_MSG(t.len == sizeof ec_p256 && tc_ct_equal(t.value, ec_p256, sizeof ec_p256),
+                  TC_ERR_FORMAT, "certificate: the key is not an ECDSA P-256 key");
     TC_GUARD(next_expect(&spki, 0x03, &t));
     TC_ENSURE_MSG(t.len >= 2 && t.value[0] == 0x00, TC_ERR_FORMAT,
                   "certificate: bad subjectPublicKey");

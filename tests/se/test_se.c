@@ -738,6 +738,20 @@ static void test_identity_applet(void)
     struct tc_apdu wrong = {
         .cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .p1 = 0x80, .data = other, .lc = other_len};
     EXPECT_EQ_U(se_stx_apdu(&s, &wrong), 0x6A80); /* another key's certificate */
+    /* The card's own point, but under another curve's OID: refused. */
+    uint8_t odd[1500];
+    memcpy(odd, cert, cert_len);
+    static const uint8_t p256_oid[] = {0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07};
+    bool patched = false;
+    for (size_t i = 0; i + sizeof p256_oid <= cert_len && !patched; i++)
+        if (memcmp(odd + i, p256_oid, sizeof p256_oid) == 0) {
+            odd[i + sizeof p256_oid - 1] = 0x08;
+            patched = true;
+        }
+    EXPECT(patched);
+    struct tc_apdu odd_cmd = {
+        .cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .p1 = 0x80, .data = odd, .lc = cert_len};
+    EXPECT_EQ_U(se_stx_apdu(&s, &odd_cmd), 0x6A80);
     uint8_t big[2100];
     memset(big, 0x30, sizeof big);
     struct tc_apdu toobig = {.cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .data = big, .lc = 2100};
