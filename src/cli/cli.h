@@ -63,5 +63,21 @@ int tc_cli_se(int argc, char **argv);
 int tc_cli_se_serve(int argc, char **argv);
 int tc_cli_hsm(int argc, char **argv);
 int tc_cli_pki(int argc, char **argv);
+int tc_cli_audit(int argc, char **argv);
+int tc_cli_device(int argc, char **argv);
+/* The workspace registry and checkpoint key, shared by audit.c (which
+ * implements them) and device.c. */
+struct tc_cli_audit_ws;
+struct tc_registry;
+struct tc_cli_audit_ws *tc_cli_audit_ws_open(const char *cmd, const char *workspace,
+                                             const char *pin_file, const char *vkey, bool reader,
+                                             int *exit_code);
+struct tc_registry *tc_cli_audit_ws_registry(struct tc_cli_audit_ws *w);
+/* The latest checkpoint covering need_size events, signed now if needed
+ * (and sign), its signature verified; root is 32 bytes. */
+TC_MUST_CHECK tc_err tc_cli_audit_ws_checkpoint(struct tc_cli_audit_ws *w, uint64_t need_size,
+                                                bool sign, uint8_t *note, size_t note_size,
+                                                size_t *note_len, uint64_t *size, uint8_t *root);
+void tc_cli_audit_ws_close(struct tc_cli_audit_ws *w);
 
 #endif

@@ -24,6 +24,8 @@ static const struct tc_cli_cmd groups[] = {
     {"hsm", "the manufacturing HSM over PKCS#11 (init, info, keys)", tc_cli_hsm},
     {"se", "emulated secure elements: create, show, serve card images", tc_cli_se},
     {"pki", "fleet PKI: root ceremony, batch CAs, device certificates, CRLs, verify", tc_cli_pki},
+    {"audit", "the verifiable log: checkpoints, proofs, verify, rebuild, tiles", tc_cli_audit},
+    {"device", "device state at any time with proofs, history, lists, certificates", tc_cli_device},
 };
 
 int main(int argc, char **argv)

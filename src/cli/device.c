@@ -1,0 +1,740 @@
+/*
+ * trustchain device: what the registry says about a device, each answer
+ * derived from the audit log — `show` folds the device's events up to a
+ * moment and proves every folded event against a signed checkpoint,
+ * `history` lists its events, `list` filters the projection, `cert` prints
+ * the certificate whose SHA-256 the log carries, with its chain
+ * (docs/registry.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <trustchain/audit.h>
+#include <trustchain/hsm.h>
+#include <trustchain/pki.h>
+#include <trustchain/registry.h>
+
+#include "cli.h"
+
+#define SHOW_EVENTS_MAX 65536u
+
+static const char usage[] =
+    "usage: trustchain device <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  show EID [--at TIME]   credential state at TIME (default: now), folded from the\n"
+    "                         device's events, each proved against a signed checkpoint\n"
+    "  history EID            every event of the device, in log order\n"
+    "  list [--batch ID] [--state S]\n"
+    "                         devices of the registry (states: received keys-derived\n"
+    "                         keys-injected confirmed keypair cert-issued cert-stored\n"
+    "                         provisioned rejected locked decommissioned revoked)\n"
+    "  cert EID [--verify]    the device certificate and its chain (PEM): device, batch CA,\n"
+    "                         root; --verify also validates the chain with the CRLs\n"
+    "\n"
+    "EID: hexadecimal (the 32 digits of an eUICC EID). TIME: RFC 3339 UTC\n"
+    "(2026-11-27T01:02:03Z, optional .fff) or milliseconds since 1970.\n"
+    "\n"
+    "options:\n"
+    "  --workspace DIR     the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
+    "  --pin-file FILE     workspace token user PIN, for the checkpoint key (default "
+    "$" TC_HSM_ENV_PIN ")\n"
+    "  --vkey KEY          checkpoint verifier key (default $TRUSTCHAIN_AUDIT_VKEY, else the "
+    "HSM's)\n"
+    "  --json              machine-readable output\n"
+    "  -h, --help          print this help\n"
+    "PINs are never accepted on the command line.\n";
+
+struct dev_opts {
+    const char *workspace, *pin_file, *vkey, *at, *batch, *state;
+    bool json, verify;
+    const char *pos[4];
+    int npos;
+};
+
+static int parse(const char *cmd, int argc, char **argv, struct dev_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
+    if (o->workspace == NULL || o->workspace[0] == '\0')
+        o->workspace = "./trustchain-work";
+    o->vkey = getenv("TRUSTCHAIN_AUDIT_VKEY");
+    if (o->vkey != NULL && o->vkey[0] == '\0')
+        o->vkey = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
+        if (strcmp(a, "--verify") == 0 && strcmp(cmd, "cert") == 0) {
+            o->verify = true;
+            continue;
+        }
+        if (strcmp(a, "--pin") == 0)
+            return tc_cli_usage_error("device %s: PINs are not accepted on the command line; "
+                                      "use $%s or --pin-file",
+                                      cmd, TC_HSM_ENV_PIN);
+        if (strcmp(a, "--workspace") == 0)
+            slot = &o->workspace;
+        else if (strcmp(a, "--pin-file") == 0)
+            slot = &o->pin_file;
+        else if (strcmp(a, "--vkey") == 0)
+            slot = &o->vkey;
+        else if (strcmp(a, "--at") == 0 && strcmp(cmd, "show") == 0)
+            slot = &o->at;
+        else if (strcmp(a, "--batch") == 0 && strcmp(cmd, "list") == 0)
+            slot = &o->batch;
+        else if (strcmp(a, "--state") == 0 && strcmp(cmd, "list") == 0)
+            slot = &o->state;
+        if (slot != NULL) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0')
+                return tc_cli_usage_error("device %s: %s needs a value", cmd, a);
+            *slot = argv[++i];
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0')
+            return tc_cli_usage_error("device %s: unknown option '%s' (see 'trustchain device "
+                                      "--help')",
+                                      cmd, a);
+        if (o->npos >= (int)TC_ARRAY_LEN(o->pos))
+            return tc_cli_usage_error("device %s: too many arguments", cmd);
+        o->pos[o->npos++] = a;
+    }
+    return TC_EXIT_OK;
+}
+
+static int parse_eid(const char *cmd, const struct dev_opts *o, uint8_t eid[TC_AUDIT_EID_MAX],
+                     size_t *len)
+{
+    if (o->npos != 1)
+        return tc_cli_usage_error("device %s: give one EID", cmd);
+    const char *s = o->pos[0];
+    size_t n = strlen(s);
+    if (n == 0 || n % 2 != 0 || n > 2 * TC_AUDIT_EID_MAX ||
+        tc_hex_decode(s, n, 0, eid, TC_AUDIT_EID_MAX, len) != TC_OK || *len == 0)
+        return tc_cli_usage_error("device %s: '%s' is not an EID (1 to %u bytes in hex)", cmd, s,
+                                  TC_AUDIT_EID_MAX);
+    return TC_EXIT_OK;
+}
+
+static int fail(tc_err rc, const char *cmd)
+{
+    char what[64];
+    (void)snprintf(what, sizeof what, "device %s", cmd);
+    return tc_cli_error(rc, what);
+}
+
+static void hexs(const uint8_t *p, size_t n, char *out, size_t out_size)
+{
+    if (tc_hex_encode(p, n, out, out_size) != TC_OK && out_size > 0)
+        out[0] = '\0';
+}
+
+static void time_text(uint64_t ms, char out[32])
+{
+    if (tc_registry_time_format(ms, out, 32) != TC_OK)
+        (void)snprintf(out, 32, "%llu ms", (unsigned long long)ms);
+}
+
+/* ------------------------------------------------------------ device state */
+
+static void device_json(struct tc_json *j, const struct tc_registry_device *d)
+{
+    char t[32];
+    tc_json_key(j, "eid");
+    tc_json_hex(j, d->eid, d->eid_len);
+    tc_json_key(j, "state");
+    tc_json_string(j, tc_registry_state_name(d->state));
+    tc_json_key(j, "batch");
+    tc_json_string(j, d->batch);
+    tc_json_key(j, "station");
+    if (d->station[0] != '\0')
+        tc_json_string(j, d->station);
+    else
+        tc_json_null(j);
+    tc_json_key(j, "kvn");
+    tc_json_uint(j, d->kvn);
+    tc_json_key(j, "kcv");
+    if (d->has_kcv) {
+        tc_json_begin_object(j);
+        static const char *const names[] = {"enc", "mac", "dek"};
+        for (size_t k = 0; k < TC_AUDIT_KEYS; k++) {
+            tc_json_key(j, names[k]);
+            tc_json_hex(j, d->kcv[k], TC_KCV_LEN);
+        }
+        tc_json_end_object(j);
+    } else {
+        tc_json_null(j);
+    }
+    tc_json_key(j, "lifecycle");
+    tc_json_uint(j, d->lifecycle);
+    tc_json_key(j, "pubkey_sha256");
+    if (d->has_pubkey)
+        tc_json_hex(j, d->pubkey_sha256, TC_AUDIT_HASH_LEN);
+    else
+        tc_json_null(j);
+    tc_json_key(j, "certificate");
+    if (d->has_cert) {
+        tc_json_begin_object(j);
+        tc_json_key(j, "serial");
+        tc_json_hex(j, d->cert_serial, d->cert_serial_len);
+        tc_json_key(j, "sha256");
+        tc_json_hex(j, d->cert_sha256, TC_AUDIT_HASH_LEN);
+        tc_json_key(j, "stored");
+        tc_json_bool(j, d->cert_stored);
+        tc_json_end_object(j);
+    } else {
+        tc_json_null(j);
+    }
+    if (d->state == TC_REG_REJECTED || d->state == TC_REG_REVOKED) {
+        tc_json_key(j, "reason");
+        tc_json_uint(j, d->reason);
+    }
+    if (d->state == TC_REG_REJECTED) {
+        tc_json_key(j, "step");
+        tc_json_uint(j, d->step);
+    }
+    tc_json_key(j, "events");
+    tc_json_uint(j, d->events);
+    tc_json_key(j, "first_index");
+    tc_json_uint(j, d->first_index);
+    tc_json_key(j, "last_index");
+    tc_json_uint(j, d->last_index);
+    time_text(d->last_time_ms, t);
+    tc_json_key(j, "last_time");
+    tc_json_string(j, t);
+}
+
+static void device_text(const struct tc_registry_device *d)
+{
+    char h[2 * TC_AUDIT_HASH_LEN + 1], t[32];
+    hexs(d->eid, d->eid_len, h, sizeof h);
+    (void)printf("device       %s\n", h);
+    (void)printf("state        %s", tc_registry_state_name(d->state));
+    if (d->state == TC_REG_REJECTED)
+        (void)printf(" (reason 0x%04X at step %u)", d->reason, d->step);
+    else if (d->state == TC_REG_REVOKED)
+        (void)printf(" (CRLReason %u)", d->reason);
+    (void)printf("\nbatch        %s\n", d->batch);
+    if (d->station[0] != '\0')
+        (void)printf("station      %s\n", d->station);
+    if (d->kvn != 0)
+        (void)printf("keyset       KVN 0x%02X", d->kvn);
+    if (d->has_kcv) {
+        char k[3][7];
+        for (size_t i = 0; i < 3; i++)
+            hexs(d->kcv[i], TC_KCV_LEN, k[i], sizeof k[i]);
+        (void)printf(", KCV ENC %s MAC %s DEK %s", k[0], k[1], k[2]);
+    }
+    if (d->kvn != 0 || d->has_kcv)
+        (void)printf("\n");
+    if (d->lifecycle != 0)
+        (void)printf("life cycle   0x%02X\n", d->lifecycle);
+    if (d->has_pubkey) {
+        hexs(d->pubkey_sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
+        (void)printf("public key   SHA-256 %s\n", h);
+    }
+    if (d->has_cert) {
+        char sn[2 * TC_AUDIT_SERIAL_MAX + 1];
+        hexs(d->cert_serial, d->cert_serial_len, sn, sizeof sn);
+        hexs(d->cert_sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
+        (void)printf("certificate  serial %s, SHA-256 %s%s\n", sn, h,
+                     d->cert_stored ? "" : " (not read back from the card)");
+    }
+    time_text(d->last_time_ms, t);
+    (void)printf("events       %llu (log indices %llu..%llu, last at %s)\n",
+                 (unsigned long long)d->events, (unsigned long long)d->first_index,
+                 (unsigned long long)d->last_index, t);
+}
+
+static int cmd_show(int argc, char **argv)
+{
+    struct dev_opts o;
+    uint8_t eid[TC_AUDIT_EID_MAX];
+    size_t eid_len = 0;
+    int e = parse("show", argc, argv, &o);
+    if (e == TC_EXIT_OK)
+        e = parse_eid("show", &o, eid, &eid_len);
+    if (e != TC_EXIT_OK)
+        return e;
+    uint64_t at = UINT64_MAX;
+    if (o.at != NULL && tc_registry_time_parse(o.at, &at) != TC_OK)
+        return tc_cli_usage_error("device show: --at '%s' is not a time (RFC 3339 UTC such as "
+                                  "2026-11-27T01:02:03Z, or milliseconds since 1970)",
+                                  o.at);
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device show", o.workspace, o.pin_file, o.vkey, false, &e);
+    if (w == NULL)
+        return e;
+    struct tc_registry *r = tc_cli_audit_ws_registry(w);
+    struct tc_audit_log *log = tc_registry_log(r);
+    struct tc_registry_device d;
+    struct tc_registry_batch b;
+    uint64_t *idx = calloc(SHOW_EVENTS_MAX, sizeof *idx);
+    uint8_t(*proofs)[TC_MERKLE_PROOF_MAX][TC_AUDIT_HASH_LEN] = NULL;
+    size_t *plen = NULL;
+    size_t n = 0;
+    uint8_t note[TC_NOTE_MAX], root[TC_AUDIT_HASH_LEN];
+    size_t note_len = 0;
+    uint64_t size = 0;
+    tc_err rc = idx != NULL ? TC_OK : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    if (rc == TC_OK)
+        rc = tc_registry_device_at(r, eid, eid_len, at, &d, idx, SHOW_EVENTS_MAX, &n);
+    if (rc == TC_OK && n > SHOW_EVENTS_MAX)
+        rc = TC_FAIL(TC_ERR_RANGE, "the device has more than %u events", SHOW_EVENTS_MAX);
+    if (rc == TC_OK)
+        rc = tc_cli_audit_ws_checkpoint(w, d.last_index + 1, true, note, sizeof note, &note_len,
+                                        &size, root);
+    if (rc == TC_OK) {
+        proofs = calloc(n, sizeof *proofs);
+        plen = calloc(n, sizeof *plen);
+        if (proofs == NULL || plen == NULL)
+            rc = TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    }
+    /* Every folded event: its bytes from the log, its leaf hash, and an
+     * RFC 9162 §2.1.3 inclusion proof verified against the checkpoint. */
+    for (size_t i = 0; rc == TC_OK && i < n; i++) {
+        uint8_t ev[TC_AUDIT_EVENT_MAX], leaf[TC_AUDIT_HASH_LEN];
+        size_t ev_len = 0;
+        rc = tc_audit_log_event(log, idx[i], ev, sizeof ev, &ev_len);
+        if (rc == TC_OK)
+            rc = tc_merkle_leaf_hash(ev, ev_len, leaf);
+        if (rc == TC_OK)
+            rc = tc_audit_log_prove_inclusion(log, idx[i], size, proofs[i], TC_MERKLE_PROOF_MAX,
+                                              &plen[i]);
+        if (rc == TC_OK)
+            rc = tc_merkle_verify_inclusion(
+                leaf, idx[i], size, (const uint8_t(*)[TC_AUDIT_HASH_LEN])proofs[i], plen[i], root);
+    }
+    if (rc != TC_OK) {
+        e = fail(rc, "show");
+        goto out;
+    }
+    bool has_batch = tc_registry_batch_get(r, d.batch, &b) == TC_OK;
+    bool batch_revoked = has_batch && b.revoked;
+    if (batch_revoked && at != UINT64_MAX) {
+        /* Revoked by then? The revocation event's own time says. */
+        uint8_t bev[TC_AUDIT_EVENT_MAX];
+        size_t bev_len = 0;
+        struct tc_audit_event be;
+        batch_revoked =
+            tc_audit_log_event(log, b.revoked_index, bev, sizeof bev, &bev_len) == TC_OK &&
+            tc_audit_event_decode(bev, bev_len, &be) == TC_OK && be.time_ms <= at;
+    }
+    char t[32], h[2 * TC_AUDIT_HASH_LEN + 1];
+    if (o.json) {
+        struct tc_json j;
+        tc_json_init(&j, stdout);
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "at");
+        if (at == UINT64_MAX) {
+            tc_json_null(&j);
+        } else {
+            time_text(at, t);
+            tc_json_string(&j, t);
+        }
+        device_json(&j, &d);
+        tc_json_key(&j, "batch_revoked");
+        tc_json_bool(&j, batch_revoked);
+        tc_json_key(&j, "checkpoint");
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "origin");
+        tc_json_string(&j, tc_registry_origin(r));
+        tc_json_key(&j, "size");
+        tc_json_uint(&j, size);
+        tc_json_key(&j, "root");
+        tc_json_hex(&j, root, sizeof root);
+        char text[TC_NOTE_MAX + 1];
+        memcpy(text, note, note_len);
+        text[note_len] = '\0';
+        tc_json_key(&j, "note");
+        tc_json_string(&j, text);
+        tc_json_end_object(&j);
+        tc_json_key(&j, "proofs");
+        tc_json_begin_array(&j);
+        for (size_t i = 0; i < n; i++) {
+            tc_json_begin_object(&j);
+            tc_json_key(&j, "index");
+            tc_json_uint(&j, idx[i]);
+            tc_json_key(&j, "path");
+            tc_json_begin_array(&j);
+            for (size_t k = 0; k < plen[i]; k++)
+                tc_json_hex(&j, proofs[i][k], TC_AUDIT_HASH_LEN);
+            tc_json_end_array(&j);
+            tc_json_key(&j, "verified");
+            tc_json_bool(&j, true);
+            tc_json_end_object(&j);
+        }
+        tc_json_end_array(&j);
+        tc_json_end_object(&j);
+        tc_json_finish(&j);
+    } else {
+        if (at != UINT64_MAX) {
+            time_text(at, t);
+            (void)printf("as of        %s\n", t);
+        }
+        device_text(&d);
+        if (batch_revoked)
+            (void)printf("batch        %s REVOKED (CRLReason %u, log index %llu)\n", b.id, b.reason,
+                         (unsigned long long)b.revoked_index);
+        hexs(root, sizeof root, h, sizeof h);
+        (void)printf("checkpoint   %s, size %llu, root %s (signature verified)\n",
+                     tc_registry_origin(r), (unsigned long long)size, h);
+        (void)printf("inclusion proofs (RFC 9162 §2.1.3), each verified:\n");
+        for (size_t i = 0; i < n; i++) {
+            (void)printf("  event %llu:", (unsigned long long)idx[i]);
+            for (size_t k = 0; k < plen[i]; k++) {
+                hexs(proofs[i][k], TC_AUDIT_HASH_LEN, h, sizeof h);
+                (void)printf("\n    %s", h);
+            }
+            (void)printf("%s\n", plen[i] == 0 ? " (empty path: the only leaf)" : "");
+        }
+    }
+out:
+    free(idx);
+    free(proofs);
+    free(plen);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+/* ------------------------------------------------------------ history */
+
+struct hist_ctx {
+    struct tc_json *j;
+    FILE *f;
+};
+
+static tc_err hist_one(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                       const uint8_t *event, size_t len)
+{
+    struct hist_ctx *c = arg;
+    char t[32], h[2 * TC_AUDIT_EVENT_MAX + 1];
+    time_text(ev->time_ms, t);
+    if (c->j != NULL) {
+        tc_json_begin_object(c->j);
+        tc_json_key(c->j, "index");
+        tc_json_uint(c->j, index);
+        tc_json_key(c->j, "time");
+        tc_json_string(c->j, t);
+        tc_json_key(c->j, "type");
+        tc_json_string(c->j, tc_audit_event_type_name(ev->type));
+        if (ev->fields & TC_AUDIT_HAS_STATION) {
+            tc_json_key(c->j, "station");
+            tc_json_string(c->j, ev->station);
+        }
+        if (ev->fields & TC_AUDIT_HAS_ACTOR) {
+            tc_json_key(c->j, "actor");
+            tc_json_string(c->j, ev->actor);
+        }
+        tc_json_key(c->j, "event");
+        tc_json_hex(c->j, event, len);
+        tc_json_end_object(c->j);
+        return TC_OK;
+    }
+    (void)fprintf(c->f, "%llu %s %s", (unsigned long long)index, t,
+                  tc_audit_event_type_name(ev->type));
+    if (ev->fields & TC_AUDIT_HAS_STATION)
+        (void)fprintf(c->f, " station=%s", ev->station);
+    if (ev->fields & TC_AUDIT_HAS_ACTOR)
+        (void)fprintf(c->f, " actor=%s", ev->actor);
+    if (ev->fields & TC_AUDIT_HAS_KVN)
+        (void)fprintf(c->f, " kvn=0x%02X", ev->kvn);
+    if (ev->fields & TC_AUDIT_HAS_PREV_KVN)
+        (void)fprintf(c->f, " prev_kvn=0x%02X", ev->prev_kvn);
+    if (ev->fields & TC_AUDIT_HAS_KCV) {
+        hexs(&ev->kcv[0][0], sizeof ev->kcv, h, sizeof h);
+        (void)fprintf(c->f, " kcv=%s", h);
+    }
+    if (ev->fields & TC_AUDIT_HAS_CERT_SERIAL) {
+        hexs(ev->cert_serial, ev->cert_serial_len, h, sizeof h);
+        (void)fprintf(c->f, " serial=%s", h);
+    }
+    if (ev->fields & TC_AUDIT_HAS_CERT_SHA256) {
+        hexs(ev->cert_sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
+        (void)fprintf(c->f, " cert_sha256=%s", h);
+    }
+    if (ev->fields & TC_AUDIT_HAS_LIFECYCLE)
+        (void)fprintf(c->f, " lifecycle=0x%02X", ev->lifecycle);
+    if (ev->fields & TC_AUDIT_HAS_REASON)
+        (void)fprintf(c->f, " reason=%u", ev->reason);
+    if (ev->fields & TC_AUDIT_HAS_STEP)
+        (void)fprintf(c->f, " step=%u", ev->step);
+    (void)fprintf(c->f, "\n");
+    return TC_OK;
+}
+
+static int cmd_history(int argc, char **argv)
+{
+    struct dev_opts o;
+    uint8_t eid[TC_AUDIT_EID_MAX];
+    size_t eid_len = 0;
+    int e = parse("history", argc, argv, &o);
+    if (e == TC_EXIT_OK)
+        e = parse_eid("history", &o, eid, &eid_len);
+    if (e != TC_EXIT_OK)
+        return e;
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device history", o.workspace, NULL, NULL, true, &e);
+    if (w == NULL)
+        return e;
+    struct tc_json j;
+    /* Collected first so that a failure prints nothing on stdout. */
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *mem = open_memstream(&buf, &blen);
+    struct hist_ctx c = {o.json ? &j : NULL, mem};
+    tc_err rc = mem != NULL ? TC_OK : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    if (rc == TC_OK) {
+        if (o.json) {
+            tc_json_init(&j, mem);
+            tc_json_begin_array(&j);
+        }
+        rc = tc_registry_device_history(tc_cli_audit_ws_registry(w), eid, eid_len, hist_one, &c);
+        if (o.json) {
+            tc_json_end_array(&j);
+            tc_json_finish(&j);
+        }
+        (void)fclose(mem);
+    }
+    if (rc != TC_OK)
+        e = fail(rc, "history");
+    else
+        (void)fwrite(buf, 1, blen, stdout);
+    free(buf);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+/* ------------------------------------------------------------ list */
+
+struct list_ctx {
+    struct tc_json *j;
+    uint64_t n;
+};
+
+static tc_err list_one(void *arg, const struct tc_registry_device *d)
+{
+    struct list_ctx *c = arg;
+    c->n++;
+    if (c->j != NULL) {
+        tc_json_begin_object(c->j);
+        device_json(c->j, d);
+        tc_json_end_object(c->j);
+        return TC_OK;
+    }
+    char h[2 * TC_AUDIT_EID_MAX + 1], t[32];
+    hexs(d->eid, d->eid_len, h, sizeof h);
+    time_text(d->last_time_ms, t);
+    (void)printf("%s %-14s %s kvn=0x%02X last=%s\n", h, tc_registry_state_name(d->state), d->batch,
+                 d->kvn, t);
+    return TC_OK;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    struct dev_opts o;
+    int e = parse("list", argc, argv, &o);
+    if (e != TC_EXIT_OK)
+        return e;
+    if (o.npos > 0)
+        return tc_cli_usage_error("device list: unexpected argument '%s'", o.pos[0]);
+    enum tc_registry_state st = 0;
+    if (o.state != NULL && tc_registry_state_parse(o.state, &st) != TC_OK)
+        return tc_cli_usage_error("device list: unknown state '%s' (see 'trustchain device "
+                                  "--help')",
+                                  o.state);
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device list", o.workspace, NULL, NULL, true, &e);
+    if (w == NULL)
+        return e;
+    struct tc_json j;
+    struct list_ctx c = {o.json ? &j : NULL, 0};
+    if (o.json) {
+        tc_json_init(&j, stdout);
+        tc_json_begin_array(&j);
+    }
+    tc_err rc = tc_registry_device_list(tc_cli_audit_ws_registry(w), o.batch, st, list_one, &c);
+    if (o.json) {
+        tc_json_end_array(&j);
+        tc_json_finish(&j);
+    }
+    if (rc != TC_OK)
+        e = fail(rc, "list");
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+/* ------------------------------------------------------------ cert */
+
+static tc_err read_file(const char *path, struct tc_buf *b)
+{
+    FILE *f = fopen(path, "rb");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND, "cannot read %s", path);
+    uint8_t chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        tc_buf_put(b, chunk, n);
+    bool err = ferror(f) != 0;
+    (void)fclose(f);
+    TC_ENSURE_MSG(!err, TC_ERR_IO, "cannot read %s", path);
+    return tc_buf_status(b);
+}
+
+/* DER of a PEM or DER file under the workspace's PKI directory. */
+static tc_err load_der(const char *ws, const char *rel, struct tc_buf *der)
+{
+    char path[4200];
+    int n = snprintf(path, sizeof path, "%s/pki/%s", ws, rel);
+    TC_ENSURE_MSG(n > 0 && (size_t)n < sizeof path, TC_ERR_ARG, "workspace path too long");
+    struct tc_buf raw;
+    tc_buf_init_heap(&raw, 1u << 20);
+    tc_err rc = read_file(path, &raw);
+    if (rc == TC_OK)
+        rc = tc_pki_der_from_pem(raw.data, raw.len, der);
+    tc_buf_free(&raw);
+    return rc;
+}
+
+static int cmd_cert(int argc, char **argv)
+{
+    struct dev_opts o;
+    uint8_t eid[TC_AUDIT_EID_MAX];
+    size_t eid_len = 0;
+    int e = parse("cert", argc, argv, &o);
+    if (e == TC_EXIT_OK)
+        e = parse_eid("cert", &o, eid, &eid_len);
+    if (e != TC_EXIT_OK)
+        return e;
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device cert", o.workspace, NULL, NULL, true, &e);
+    if (w == NULL)
+        return e;
+    struct tc_registry *r = tc_cli_audit_ws_registry(w);
+    struct tc_registry_device d;
+    struct tc_buf dev, ca, root, pem, crl, rcrl;
+    tc_buf_init_heap(&dev, TC_REGISTRY_CERT_MAX);
+    tc_buf_init_heap(&ca, 1u << 16);
+    tc_buf_init_heap(&root, 1u << 16);
+    tc_buf_init_heap(&pem, 1u << 18);
+    tc_buf_init_heap(&crl, 1u << 20);
+    tc_buf_init_heap(&rcrl, 1u << 20);
+    uint8_t der[TC_REGISTRY_CERT_MAX];
+    size_t der_len = 0;
+    char rel[256];
+    tc_err rc = tc_registry_device_at(r, eid, eid_len, UINT64_MAX, &d, NULL, 0, NULL);
+    if (rc == TC_OK && !d.has_cert)
+        rc = TC_FAIL(TC_ERR_NOT_FOUND, "the log records no certificate for this device");
+    /* Content-addressed: only DER whose SHA-256 is the logged one is printed. */
+    if (rc == TC_OK)
+        rc = tc_registry_cert_get(r, d.cert_sha256, der, sizeof der, &der_len);
+    if (rc == TC_ERR_NOT_FOUND && d.has_cert) {
+        /* Issued by `trustchain pki issue`: <ws>/pki/batches/<b>/devices/<serial>.pem */
+        char sn[2 * TC_AUDIT_SERIAL_MAX + 1];
+        hexs(d.cert_serial, d.cert_serial_len, sn, sizeof sn);
+        (void)snprintf(rel, sizeof rel, "batches/%s/devices/%s.pem", d.batch, sn);
+        rc = load_der(o.workspace, rel, &dev);
+        uint8_t h[TC_AUDIT_HASH_LEN];
+        struct tc_buf tmp;
+        tc_buf_init_fixed(&tmp, der, sizeof der);
+        if (rc == TC_OK) {
+            tc_buf_put(&tmp, dev.data, dev.len);
+            rc = tc_buf_status(&tmp);
+        }
+        if (rc == TC_OK)
+            der_len = dev.len;
+        if (rc == TC_OK)
+            rc = tc_registry_cert_put(r, der, der_len, h);
+        if (rc == TC_OK && memcmp(h, d.cert_sha256, sizeof h) != 0)
+            rc = TC_FAIL(TC_ERR_VERIFY, "pki/%s does not match the certificate SHA-256 in the log",
+                         rel);
+        if (rc == TC_ERR_NOT_FOUND)
+            rc = TC_FAIL(TC_ERR_NOT_FOUND, "the certificate is neither in the registry nor in "
+                                           "the workspace PKI");
+    }
+    (void)snprintf(rel, sizeof rel, "batches/%s/ca.pem", d.batch);
+    if (rc == TC_OK)
+        rc = load_der(o.workspace, rel, &ca);
+    if (rc == TC_OK)
+        rc = load_der(o.workspace, "root.pem", &root);
+    if (rc == TC_OK && o.verify) {
+        char reason[256] = "";
+        (void)snprintf(rel, sizeof rel, "batches/%s/crl.pem", d.batch);
+        rc = load_der(o.workspace, rel, &crl);
+        if (rc == TC_OK)
+            rc = load_der(o.workspace, "root-crl.pem", &rcrl);
+        struct tc_pki_chain c = {.root = root.data,
+                                 .root_len = root.len,
+                                 .batch = ca.data,
+                                 .batch_len = ca.len,
+                                 .device = der,
+                                 .device_len = der_len,
+                                 .root_crl = rcrl.data,
+                                 .root_crl_len = rcrl.len,
+                                 .batch_crl = crl.data,
+                                 .batch_crl_len = crl.len};
+        if (rc == TC_OK)
+            rc = tc_pki_verify(&c, reason, sizeof reason);
+    }
+    if (rc == TC_OK)
+        rc = tc_pki_pem_encode("CERTIFICATE", der, der_len, &pem);
+    if (rc == TC_OK)
+        rc = tc_pki_pem_encode("CERTIFICATE", ca.data, ca.len, &pem);
+    if (rc == TC_OK)
+        rc = tc_pki_pem_encode("CERTIFICATE", root.data, root.len, &pem);
+    if (rc != TC_OK) {
+        e = fail(rc, "cert");
+    } else if (o.json) {
+        struct tc_json j;
+        tc_json_init(&j, stdout);
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "eid");
+        tc_json_hex(&j, d.eid, d.eid_len);
+        tc_json_key(&j, "sha256");
+        tc_json_hex(&j, d.cert_sha256, TC_AUDIT_HASH_LEN);
+        tc_json_key(&j, "verified");
+        tc_json_bool(&j, o.verify);
+        char *text = malloc(pem.len + 1);
+        if (text != NULL) {
+            memcpy(text, pem.data, pem.len);
+            text[pem.len] = '\0';
+            tc_json_key(&j, "chain_pem");
+            tc_json_string(&j, text);
+            free(text);
+        }
+        tc_json_end_object(&j);
+        tc_json_finish(&j);
+    } else {
+        (void)fwrite(pem.data, 1, pem.len, stdout);
+    }
+    tc_buf_free(&dev);
+    tc_buf_free(&ca);
+    tc_buf_free(&root);
+    tc_buf_free(&pem);
+    tc_buf_free(&crl);
+    tc_buf_free(&rcrl);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+static const struct tc_cli_cmd cmds[] = {
+    {"show", "credential state at a moment, with verified inclusion proofs", cmd_show},
+    {"history", "every event of a device", cmd_history},
+    {"list", "devices by batch and state", cmd_list},
+    {"cert", "the device certificate and its chain (PEM)", cmd_cert},
+};
+
+int tc_cli_device(int argc, char **argv)
+{
+    if (argc < 2)
+        return tc_cli_usage_error("device: no command given (see 'trustchain device --help')");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0 || tc_cli_wants_help(argc - 1, argv + 1)) {
+        (void)fputs(usage, stdout);
+        return TC_EXIT_OK;
+    }
+    return tc_cli_dispatch("trustchain device", cmds, TC_ARRAY_LEN(cmds), argc - 1, argv + 1);
+}
