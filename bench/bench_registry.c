@@ -1,0 +1,294 @@
+/*
+ * Registry benchmarks over a log of N events (default 1 million;
+ * TC_BENCH_REGISTRY_EVENTS=10000000 for the 10 million case), ~10 events per
+ * device in a realistic mix (the 8 line events, a key rotation and a life
+ * cycle change; devices interleaved 64 at a time as on a line):
+ *   - state-at-T: fold a random device's events up to a random moment
+ *     (tc_registry_device_at: a range scan of the (EID, index) table and one
+ *     event read per folded event), beside a raw SQLite point query of one
+ *     event by index;
+ *   - bytes per event on disk (events, leaf hashes, tree head and the whole
+ *     projection), beside the canonical event size.
+ * The log is generated straight into the database in one transaction (events,
+ * leaf hashes, projection rows through the registry's own projection code,
+ * tree head), not through group-committed appends (bench_audit measures
+ * those), with synchronous=OFF and a large page cache since what is measured
+ * is the finished database. TC_BENCH_DIR is the scratch directory (default:
+ * the current one).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <trustchain/registry.h>
+
+#include "bench.h"
+#include "registry/internal.h"
+
+#define T0         1764201600000ull
+#define PER_DEV    10u
+#define INTERLEAVE 64u
+
+static void die(const char *what)
+{
+    char msg[400];
+    tc_error_format(msg, sizeof msg);
+    fprintf(stderr, "bench_registry: %s: %s\n", what, msg);
+    exit(1);
+}
+
+static void eid_of(uint64_t dev, uint8_t eid[16])
+{
+    /* 89049032 prefix, device number in the low bytes, BCD-looking. */
+    static const uint8_t prefix[8] = {0x89, 0x04, 0x90, 0x32, 0x12, 0x34, 0x00, 0x00};
+    memcpy(eid, prefix, 8);
+    for (unsigned i = 0; i < 8; i++)
+        eid[15 - i] = (uint8_t)(dev >> (8 * i));
+}
+
+/* Event k (0..PER_DEV-1) of device dev at time t. */
+static size_t make_event(uint8_t out[TC_AUDIT_EVENT_MAX], uint64_t dev, unsigned k, uint64_t t)
+{
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    static const enum tc_audit_event_type types[PER_DEV] = {
+        TC_AUDIT_CARD_RECEIVED,       TC_AUDIT_KEYS_DERIVED,      TC_AUDIT_KEYS_INJECTED,
+        TC_AUDIT_INJECTION_CONFIRMED, TC_AUDIT_KEYPAIR_GENERATED, TC_AUDIT_CERT_ISSUED,
+        TC_AUDIT_CERT_STORED,         TC_AUDIT_LIFECYCLE_CHANGED, TC_AUDIT_KEYS_ROTATED,
+        TC_AUDIT_LIFECYCLE_CHANGED};
+    ev.type = types[k];
+    ev.time_ms = t;
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR;
+    eid_of(dev, ev.eid);
+    ev.eid_len = 16;
+    (void)snprintf(ev.batch, sizeof ev.batch, "B2026-%03u", (unsigned)(dev / 10000 % 1000));
+    if (ev.type != TC_AUDIT_KEYS_ROTATED) {
+        ev.fields |= TC_AUDIT_HAS_STATION;
+        (void)snprintf(ev.station, sizeof ev.station, "line1-st%u", (unsigned)(dev % 8));
+    }
+    (void)snprintf(ev.actor, sizeof ev.actor, "station-%u", (unsigned)(dev % 8));
+    uint8_t sha[32];
+    for (unsigned i = 0; i < 32; i++)
+        sha[i] = (uint8_t)(dev * 31 + i);
+    switch (ev.type) {
+    case TC_AUDIT_CARD_RECEIVED:
+        ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_KVN;
+        ev.lifecycle = 0x07;
+        ev.kvn = 0x01;
+        break;
+    case TC_AUDIT_KEYS_ROTATED:
+        ev.fields |= TC_AUDIT_HAS_PREV_KVN;
+        ev.prev_kvn = 0x30;
+        /* fall through */
+    case TC_AUDIT_KEYS_DERIVED:
+    case TC_AUDIT_KEYS_INJECTED:
+    case TC_AUDIT_INJECTION_CONFIRMED:
+        ev.fields |= TC_AUDIT_HAS_KVN | TC_AUDIT_HAS_KCV;
+        ev.kvn = ev.type == TC_AUDIT_KEYS_ROTATED ? 0x31 : 0x30;
+        for (unsigned i = 0; i < 9; i++)
+            ev.kcv[i / 3][i % 3] = (uint8_t)(dev + i);
+        break;
+    case TC_AUDIT_CERT_ISSUED:
+        ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+        memcpy(ev.pubkey_sha256, sha, 32);
+        /* fall through */
+    case TC_AUDIT_CERT_STORED:
+        ev.fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+        ev.cert_serial_len = 16;
+        memcpy(ev.cert_serial, sha, 16);
+        ev.cert_serial[0] = 0x7F;
+        memcpy(ev.cert_sha256, sha + 1, 31);
+        break;
+    case TC_AUDIT_KEYPAIR_GENERATED:
+        ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+        memcpy(ev.pubkey_sha256, sha, 32);
+        break;
+    case TC_AUDIT_LIFECYCLE_CHANGED:
+        ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+        ev.lifecycle = k == 7 ? 0x0F : 0x7F;
+        ev.prev_lifecycle = k == 7 ? 0x07 : 0x0F;
+        break;
+    case TC_AUDIT_DEVICE_REJECTED:
+    case TC_AUDIT_CERT_REVOKED:
+    case TC_AUDIT_BATCH_REVOKED:
+    default:
+        break;
+    }
+    size_t n = 0;
+    if (tc_audit_event_encode(&ev, out, TC_AUDIT_EVENT_MAX, &n) != TC_OK)
+        die("encode");
+    return n;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Writes n events (n / PER_DEV devices) in one transaction. */
+static void generate(const char *path, uint64_t n, uint64_t *event_bytes)
+{
+    struct tc_registry *r = NULL;
+    if (tc_registry_open(path, NULL, &r) != TC_OK)
+        die("create registry");
+    tc_registry_close(r);
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *ins = NULL, *tree = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        die("open");
+    if (reg_exec(db, "PRAGMA synchronous = OFF; PRAGMA cache_size = -4000000; BEGIN IMMEDIATE") != TC_OK ||
+        reg_prep(db, "INSERT INTO audit_events(idx, leaf_hash, event) VALUES(?1, ?2, ?3)", &ins) !=
+            TC_OK ||
+        reg_prep(db, "INSERT OR REPLACE INTO audit_tree(id, size, root) VALUES(1, ?1, ?2)",
+                 &tree) != TC_OK)
+        die("prepare");
+    struct reg_proj p;
+    if (reg_proj_init(&p, db, "main") != TC_OK)
+        die("projection");
+    struct tc_merkle_tree t;
+    tc_merkle_init(&t);
+    uint64_t devices = n / PER_DEV, idx = 0, bytes = 0;
+    double t0 = bench_now();
+    for (uint64_t g = 0; g < devices; g += INTERLEAVE) {
+        uint64_t gn = devices - g < INTERLEAVE ? devices - g : INTERLEAVE;
+        for (unsigned k = 0; k < PER_DEV; k++) {
+            for (uint64_t d = g; d < g + gn; d++) {
+                uint8_t ev[TC_AUDIT_EVENT_MAX], leaf[TC_AUDIT_HASH_LEN];
+                /* one event per millisecond across the line */
+                size_t len = make_event(ev, d, k, T0 + idx);
+                if (tc_merkle_leaf_hash(ev, len, leaf) != TC_OK ||
+                    tc_merkle_append(&t, leaf) != TC_OK)
+                    die("hash");
+                sqlite3_bind_int64(ins, 1, (sqlite3_int64)idx);
+                sqlite3_bind_blob(ins, 2, leaf, sizeof leaf, SQLITE_STATIC);
+                sqlite3_bind_blob(ins, 3, ev, (int)len, SQLITE_STATIC);
+                if (sqlite3_step(ins) != SQLITE_DONE)
+                    die("insert");
+                sqlite3_reset(ins);
+                if (reg_proj_apply(&p, idx, ev, len) != TC_OK)
+                    die("project");
+                bytes += len;
+                idx++;
+            }
+        }
+        if (g % (INTERLEAVE * 16384) == 0 && g > 0)
+            fprintf(stderr, "  %llu events...\n", (unsigned long long)idx);
+    }
+    uint8_t root[TC_AUDIT_HASH_LEN];
+    if (tc_merkle_root(&t, t.size, root) != TC_OK)
+        die("root");
+    sqlite3_bind_int64(tree, 1, (sqlite3_int64)t.size);
+    sqlite3_bind_blob(tree, 2, root, sizeof root, SQLITE_STATIC);
+    if (sqlite3_step(tree) != SQLITE_DONE)
+        die("tree head");
+    reg_proj_free(&p);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(tree);
+    if (reg_exec(db, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE)") != TC_OK)
+        die("commit");
+    sqlite3_close(db);
+    tc_merkle_free(&t);
+    double secs = bench_now() - t0;
+    printf("generated %llu events (%llu devices) in %.1f s: %.0f events/s projected in one "
+           "transaction\n",
+           (unsigned long long)idx, (unsigned long long)devices, secs, (double)idx / secs);
+    *event_bytes = bytes;
+}
+
+struct q {
+    struct tc_registry *r;
+    sqlite3 *db;
+    sqlite3_stmt *point;
+    uint64_t devices, events;
+};
+
+static int op_state_at(void *arg)
+{
+    struct q *q = arg;
+    uint64_t dev = rng() % q->devices;
+    uint8_t eid[16];
+    eid_of(dev, eid);
+    /* A moment within the device's life on the line (its events are about
+     * INTERLEAVE ms apart), or after it. */
+    uint64_t first = (dev / INTERLEAVE) * INTERLEAVE * PER_DEV + dev % INTERLEAVE;
+    uint64_t at = T0 + first + rng() % (PER_DEV * INTERLEAVE + 1);
+    struct tc_registry_device d;
+    size_t n = 0;
+    if (tc_registry_device_at(q->r, eid, 16, at, &d, NULL, 0, &n) != TC_OK)
+        return 1;
+    bench_consume(&d, sizeof d);
+    return n > 0 ? 0 : 1;
+}
+
+static int op_point(void *arg)
+{
+    struct q *q = arg;
+    sqlite3_bind_int64(q->point, 1, (sqlite3_int64)(rng() % q->events));
+    int rc = sqlite3_step(q->point);
+    if (rc == SQLITE_ROW)
+        bench_consume(sqlite3_column_blob(q->point, 0), (size_t)sqlite3_column_bytes(q->point, 0));
+    sqlite3_reset(q->point);
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+int main(void)
+{
+    bench_init("bench_registry");
+    uint64_t n = 1000000;
+    const char *env = getenv("TC_BENCH_REGISTRY_EVENTS");
+    if (env != NULL && (tc_parse_uint(env, 100000000, &n) != TC_OK || n < PER_DEV * INTERLEAVE)) {
+        fprintf(stderr, "bench_registry: TC_BENCH_REGISTRY_EVENTS must be 640..100000000\n");
+        return 1;
+    }
+    n = n / PER_DEV * PER_DEV;
+    const char *dir = getenv("TC_BENCH_DIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = ".";
+    char path[4096], wal[4200], shm[4200];
+    (void)snprintf(path, sizeof path, "%s/bench-registry.db", dir);
+    (void)snprintf(wal, sizeof wal, "%s-wal", path);
+    (void)snprintf(shm, sizeof shm, "%s-shm", path);
+    (void)unlink(path);
+    (void)unlink(wal);
+    (void)unlink(shm);
+
+    uint64_t event_bytes = 0;
+    generate(path, n, &event_bytes);
+
+    struct q q = {.devices = n / PER_DEV, .events = n};
+    if (tc_registry_open_reader(path, &q.r) != TC_OK)
+        die("open reader");
+    if (sqlite3_open_v2(path, &q.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        reg_prep(q.db, "SELECT event FROM audit_events WHERE idx = ?1", &q.point) != TC_OK)
+        die("open floor");
+    char name[96];
+    (void)snprintf(name, sizeof name, "state-at-T, %llu events", (unsigned long long)n);
+    double ratio = bench_compare(name, op_state_at, &q, "SQLite point query", op_point, &q);
+    (void)ratio;
+    double per_s = bench_run(op_state_at, &q);
+    printf("    state-at-T: %.3f ms per query (median of %u samples; target < 5 ms)\n",
+           1000.0 / per_s, bench_samples());
+
+    uint64_t disk = 0;
+    if (tc_audit_store_sqlite_disk_bytes(path, &disk) != TC_OK)
+        die("disk bytes");
+    printf("%-44s %10.1f B   canonical event %6.1f B   %.2fx\n", "bytes per event on disk",
+           (double)disk / (double)n, (double)event_bytes / (double)n,
+           ((double)disk / (double)n) / ((double)event_bytes / (double)n));
+
+    sqlite3_finalize(q.point);
+    sqlite3_close(q.db);
+    tc_registry_close(q.r);
+    (void)unlink(path);
+    (void)unlink(wal);
+    (void)unlink(shm);
+    return 0;
+}
