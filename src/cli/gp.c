@@ -1206,9 +1206,8 @@ static int cmd_apdu(struct gp *g)
         if (tc_hex_decode(g->pos[i], strlen(g->pos[i]), TC_HEX_ALLOW_SEP, cmd, TC_APDU_MAX_ENCODED,
                           &n) != TC_OK ||
             tc_apdu_decode(cmd, n, &a) != TC_OK) {
-            char why[300];
-            tc_error_format(why, sizeof why);
-            rc = tc_cli_usage_error("APDU %d ('%s') is not a command APDU: %s", i, g->pos[i], why);
+            rc = tc_cli_usage_error("APDU %d ('%s') is not a command APDU: %s", i, g->pos[i],
+                                    tc_error_last()->msg);
             goto out;
         }
     }

@@ -67,6 +67,8 @@ expect_fail 2 "put-keys takes no arguments" "$TC" gp put-keys x --se "$card" --n
 expect_fail 2 "apdu without HEX" "$TC" gp apdu --se "$card"
 expect_fail 2 "apdu bad hex" "$TC" gp apdu 80CA00XX --se "$card"
 expect_fail 2 "apdu Lc past the end" "$TC" gp apdu 80CA000005AABB --se "$card"
+expect_contains "apdu error names the APDU and the cause" "$err" \
+  "APDU 1 ('80CA000005AABB') is not a command APDU: byte 5: Lc of 5"
 expect_fail 2 "apdu too short" "$TC" gp apdu 80CA00 --se "$card"
 expect_fail 2 "readers takes no arguments" "$TC" gp readers extra
 
