@@ -732,17 +732,21 @@ static tc_err describe(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o
     oi->handle = o;
     CK_OBJECT_CLASS cls = 0;
     CK_KEY_TYPE kt = 0;
-    char label[TC_HSM_LABEL_MAX + 1] = {0};
+    char label[256] = {0};
     CK_ATTRIBUTE a[] = {
         {CKA_CLASS, &cls, sizeof cls},
-        {CKA_LABEL, label, TC_HSM_LABEL_MAX},
-        {CKA_ID, oi->id, sizeof oi->id},
+        {CKA_LABEL, label, sizeof label - 1},
     };
     CK_RV rv = h->f->C_GetAttributeValue(s, o, a, TC_ARRAY_LEN(a));
-    if (rv != CKR_OK)
-        return TC_HSM_FAIL_RV(rv, "C_GetAttributeValue(CKA_CLASS, CKA_LABEL, CKA_ID)");
+    /* Objects that are not ours (no label, a label too long for us, or
+     * attributes this token hides) are skipped, never an error. */
+    if (rv != CKR_OK || a[1].ulValueLen > TC_HSM_LABEL_MAX || a[1].ulValueLen < 3 ||
+        strncmp(label, "tc:", 3) != 0)
+        return TC_ERR_NOT_FOUND;
     (void)snprintf(oi->label, sizeof oi->label, "%.*s", (int)a[1].ulValueLen, label);
-    oi->id_len = a[2].ulValueLen;
+    CK_ATTRIBUTE ida = {CKA_ID, oi->id, sizeof oi->id};
+    if (h->f->C_GetAttributeValue(s, o, &ida, 1) == CKR_OK)
+        oi->id_len = ida.ulValueLen;
     oi->kind = cls == CKO_SECRET_KEY    ? TC_HSM_KIND_SECRET
                : cls == CKO_PRIVATE_KEY ? TC_HSM_KIND_PRIVATE
                : cls == CKO_PUBLIC_KEY  ? TC_HSM_KIND_PUBLIC
@@ -827,9 +831,10 @@ tc_err tc_hsm_list(struct tc_hsm *h, struct tc_hsm_obj_info *out, size_t max, si
     size_t kept = 0;
     for (size_t i = 0; i < *n; i++) {
         struct tc_hsm_obj_info oi;
-        TC_TRY(describe(h, s, out[i].handle, &oi));
-        if (strncmp(oi.label, "tc:", 3) != 0)
+        tc_err rc = describe(h, s, out[i].handle, &oi);
+        if (rc == TC_ERR_NOT_FOUND)
             continue;
+        TC_TRY(rc);
         out[kept++] = oi;
     }
     *n = kept;

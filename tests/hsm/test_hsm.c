@@ -460,6 +460,29 @@ static void test_master_and_ca_keys_never_leave(void)
     struct tc_hsm_keyset tr2;
     EXPECT_OK(tc_hsm_transport_find(h, "policy", 0x30, &tr2));
     EXPECT_EQ_U(tr2.key_len, 16);
+    /* Objects that are not ours do not disturb the listing: a data object
+     * (no CKA_ID at all) and a key whose label is longer than ours. */
+    {
+        CK_OBJECT_CLASS dc = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE;
+        char dl[] = "tc:foreign:data";
+        char longl[100];
+        memset(longl, 'x', sizeof longl);
+        memcpy(longl, "tc:", 3);
+        uint8_t v[4] = {1, 2, 3, 4};
+        CK_ATTRIBUTE da[] = {{CKA_CLASS, &dc, sizeof dc},
+                             {CKA_TOKEN, &yes, sizeof yes},
+                             {CKA_LABEL, dl, sizeof dl - 1},
+                             {CKA_VALUE, v, sizeof v}};
+        CK_ATTRIBUTE la[] = {{CKA_CLASS, &dc, sizeof dc},
+                             {CKA_TOKEN, &yes, sizeof yes},
+                             {CKA_LABEL, longl, sizeof longl}};
+        CK_OBJECT_HANDLE d1 = 0, d2 = 0;
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+        EXPECT_EQ_U(h->f->C_CreateObject(s, da, TC_ARRAY_LEN(da), &d1), CKR_OK);
+        EXPECT_EQ_U(h->f->C_CreateObject(s, la, TC_ARRAY_LEN(la), &d2), CKR_OK);
+        tc_hsm_session_release(h, s);
+    }
     /* Listing shows attributes, never values. */
     struct tc_hsm_obj_info list[32];
     size_t n = 0;
@@ -484,8 +507,14 @@ static void test_master_and_ca_keys_never_leave(void)
             EXPECT_STR(list[i].curve, "Ed25519");
             EXPECT_STR(list[i].key_type, "EC_EDWARDS");
         }
+        if (strcmp(list[i].label, "tc:foreign:data") == 0) {
+            seen++;
+            EXPECT_EQ_U(list[i].kind, TC_HSM_KIND_OTHER);
+            EXPECT_EQ_U(list[i].id_len, 0);
+        }
+        EXPECT(strlen(list[i].label) <= TC_HSM_LABEL_MAX);
     }
-    EXPECT_EQ_U(seen, 4);
+    EXPECT_EQ_U(seen, 5);
     EXPECT_ERR(tc_hsm_list(h, list, 2, &n), TC_ERR_SPACE);
 }
 
