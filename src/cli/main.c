@@ -26,6 +26,9 @@ static const struct tc_cli_cmd groups[] = {
     {"pki", "fleet PKI: root ceremony, batch CAs, device certificates, CRLs, verify", tc_cli_pki},
     {"audit", "the verifiable log: checkpoints, proofs, verify, rebuild, tiles", tc_cli_audit},
     {"device", "device state at any time with proofs, history, lists, certificates", tc_cli_device},
+    {"init", "create a workspace: config, HSM token and keys, registry and audit log", tc_cli_init},
+    {"line", "the manufacturing line: provision a batch of cards", tc_cli_line},
+    {"demo", "init, root ceremony, batch CA, 1,000 emulated devices, proofs, verify", tc_cli_demo},
 };
 
 int main(int argc, char **argv)

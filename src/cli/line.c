@@ -1,0 +1,741 @@
+/*
+ * trustchain line run: the manufacturing line over a batch of cards
+ * (docs/station.md): emulated card images or PC/SC readers, several cards
+ * at once, a progress bar with rate and ETA on a terminal, a summary, and
+ * the batch CRL republished when the run revoked certificates.
+ *
+ * Must never: print a PIN or key, or stop the batch for one bad card (only
+ * a registry that cannot record stops it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <trustchain/hsm.h>
+#include <trustchain/pki.h>
+#include <trustchain/registry.h>
+#include <trustchain/station.h>
+#include <trustchain/transport.h>
+
+#include "cli.h"
+
+#define LINE_PATH_MAX   4096
+#define LINE_READERS    16
+#define LINE_MAX_REJECT 1000u /* rejections listed individually */
+#define LINE_CRL_DAYS   30
+#define LINE_MAX_CARDS  10000000u
+
+static const char usage[] =
+    "usage: trustchain line run --batch ID --count N [options]\n"
+    "\n"
+    "Provision N cards of batch ID: identify each card, open SCP03 with the\n"
+    "batch's transport keyset, inject the device keyset derived in the HSM,\n"
+    "prove it (injection confirmation gate), generate the identity key on the\n"
+    "card, issue and store its certificate, read it back, and lock the card\n"
+    "(SECURED). Every step is an audit event; a card failing a gate is rejected\n"
+    "with the step and reason and the batch goes on. Running it again resumes:\n"
+    "provisioned and rejected cards are skipped, interrupted ones are finished.\n"
+    "\n"
+    "cards (one of):\n"
+    "  --emulate DIR        emulated cards DIR/card-000000.img ... (default)\n"
+    "  --vendor-keys FILE   with --emulate: create missing images as the SE vendor\n"
+    "                       ships them, with the transport keys in FILE\n"
+    "  --reader NAME        a PC/SC reader (repeat for several; one card each at\n"
+    "                       a time)\n"
+    "\n"
+    "options:\n"
+    "  --jobs J             cards in flight at once (default 8; 1 per reader)\n"
+    "  --workspace DIR      the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
+    "  --pin-file FILE      token user PIN (default $" TC_HSM_ENV_PIN ", else the workspace's\n"
+    "                       secrets/user.pin)\n"
+    "  --station ID         station identifier (default: trustchain.conf)\n"
+    "  --json               summary as JSON\n"
+    "  --quiet              no progress bar\n";
+
+struct line_opts {
+    const char *workspace, *batch, *emulate, *vendor_keys, *pin_file, *station;
+    const char *readers[LINE_READERS];
+    size_t nreaders;
+    uint64_t count;
+    uint64_t jobs;
+    bool json, quiet;
+};
+
+struct line_conf {
+    char station[65];
+    char actor[65];
+    char master[65];
+    uint8_t transport_kvn, device_kvn;
+};
+
+/* ------------------------------------------------------------ config */
+
+static tc_err conf_read(const char *ws, struct line_conf *c)
+{
+    char path[LINE_PATH_MAX + 32];
+    (void)snprintf(path, sizeof path, "%s/trustchain.conf", ws);
+    (void)snprintf(c->station, sizeof c->station, "ST-01");
+    (void)snprintf(c->actor, sizeof c->actor, "station:ST-01");
+    (void)snprintf(c->master, sizeof c->master, "line");
+    c->transport_kvn = TC_STATION_TRANSPORT_KVN;
+    c->device_kvn = TC_STATION_DEVICE_KVN;
+    FILE *f = fopen(path, "r");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND,
+                  "%s: %s (run 'trustchain init --workspace %s' first)", path, strerror(errno), ws);
+    char line[256];
+    unsigned n = 0;
+    tc_err rc = TC_OK;
+    while (rc == TC_OK && fgets(line, sizeof line, f) != NULL) {
+        n++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        char key[32], val[60];
+        if (sscanf(line, "%31s = %59s", key, val) != 2) {
+            rc = TC_FAIL(TC_ERR_FORMAT, "%s line %u: expected 'key = value'", path, n);
+            break;
+        }
+        uint64_t v = 0;
+        if (strcmp(key, "station") == 0)
+            (void)snprintf(c->station, sizeof c->station, "%s", val);
+        else if (strcmp(key, "actor") == 0)
+            (void)snprintf(c->actor, sizeof c->actor, "%s", val);
+        else if (strcmp(key, "master") == 0)
+            (void)snprintf(c->master, sizeof c->master, "%s", val);
+        else if (strcmp(key, "transport_kvn") == 0 || strcmp(key, "device_kvn") == 0) {
+            char hex[80];
+            (void)snprintf(hex, sizeof hex, "0x%s", val);
+            if (tc_parse_uint(hex, 0x7F, &v) != TC_OK || v == 0) {
+                rc = TC_FAIL(TC_ERR_FORMAT, "%s line %u: a KVN is 01..7F in hex", path, n);
+                break;
+            }
+            if (key[0] == 't')
+                c->transport_kvn = (uint8_t)v;
+            else
+                c->device_kvn = (uint8_t)v;
+        } else {
+            rc = TC_FAIL(TC_ERR_FORMAT, "%s line %u: unknown key '%s'", path, n, key);
+        }
+    }
+    (void)fclose(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------ options */
+
+static int number(const char *opt, const char *v, uint64_t max, uint64_t *out)
+{
+    if (tc_parse_uint(v, max, out) != TC_OK || *out == 0)
+        return tc_cli_usage_error("line run: %s must be a number from 1 to %llu", opt,
+                                  (unsigned long long)max);
+    return TC_EXIT_OK;
+}
+
+static int parse(int argc, char **argv, struct line_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
+    if (o->workspace == NULL || o->workspace[0] == '\0')
+        o->workspace = "trustchain-work";
+    const char *count = NULL, *jobs = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
+        if (strcmp(a, "--quiet") == 0) {
+            o->quiet = true;
+            continue;
+        }
+        if (strcmp(a, "--pin") == 0)
+            return tc_cli_usage_error("line run: PINs are not accepted on the command line; use "
+                                      "$%s or --pin-file",
+                                      TC_HSM_ENV_PIN);
+        if (strcmp(a, "--workspace") == 0)
+            slot = &o->workspace;
+        else if (strcmp(a, "--batch") == 0)
+            slot = &o->batch;
+        else if (strcmp(a, "--count") == 0)
+            slot = &count;
+        else if (strcmp(a, "--jobs") == 0)
+            slot = &jobs;
+        else if (strcmp(a, "--emulate") == 0)
+            slot = &o->emulate;
+        else if (strcmp(a, "--vendor-keys") == 0)
+            slot = &o->vendor_keys;
+        else if (strcmp(a, "--pin-file") == 0)
+            slot = &o->pin_file;
+        else if (strcmp(a, "--station") == 0)
+            slot = &o->station;
+        else if (strcmp(a, "--reader") == 0) {
+            if (o->nreaders == LINE_READERS)
+                return tc_cli_usage_error("line run: at most %d readers", LINE_READERS);
+            slot = &o->readers[o->nreaders++];
+        } else {
+            return tc_cli_usage_error("line run: unknown option '%s' (see 'trustchain line run "
+                                      "--help')",
+                                      a);
+        }
+        if (i + 1 >= argc)
+            return tc_cli_usage_error("line run: %s needs a value", a);
+        *slot = argv[++i];
+    }
+    if (o->batch == NULL)
+        return tc_cli_usage_error("line run: --batch is required");
+    if (count == NULL)
+        return tc_cli_usage_error("line run: --count is required");
+    int rc = number("--count", count, LINE_MAX_CARDS, &o->count);
+    if (rc == TC_EXIT_OK && jobs != NULL)
+        rc = number("--jobs", jobs, TC_STATION_MAX_JOBS, &o->jobs);
+    if (rc != TC_EXIT_OK)
+        return rc;
+    if (o->emulate != NULL && o->nreaders > 0)
+        return tc_cli_usage_error("line run: --emulate and --reader exclude each other");
+    if (o->vendor_keys != NULL && o->nreaders > 0)
+        return tc_cli_usage_error("line run: --vendor-keys is for emulated cards");
+    for (const char *p = o->batch; *p != '\0'; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return tc_cli_usage_error("line run: batch ID must be letters, digits, '.', '_' or "
+                                      "'-'");
+    if (o->batch[0] == '\0' || o->batch[0] == '.' || strlen(o->batch) > 64)
+        return tc_cli_usage_error("line run: batch ID must be 1-64 characters, not starting "
+                                  "with '.'");
+    if (o->jobs == 0)
+        o->jobs = o->nreaders > 0 ? o->nreaders : 8;
+    if (o->nreaders > 0 && o->jobs > o->nreaders)
+        o->jobs = o->nreaders;
+    return TC_EXIT_OK;
+}
+
+/* ------------------------------------------------------------ PC/SC readers */
+
+struct readers {
+    pthread_mutex_t lock;
+    const char *names[LINE_READERS];
+    bool busy[LINE_READERS];
+    size_t n;
+};
+
+struct reader_link {
+    struct readers *rs;
+    size_t slot;
+    struct tc_transport inner;
+};
+
+static tc_err rl_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t *resp, size_t size,
+                          size_t *rlen)
+{
+    struct reader_link *l = ctx;
+    return l->inner.transmit(l->inner.ctx, cmd, len, resp, size, rlen);
+}
+
+static void rl_close(void *ctx)
+{
+    struct reader_link *l = ctx;
+    tc_transport_close(&l->inner);
+    (void)pthread_mutex_lock(&l->rs->lock);
+    l->rs->busy[l->slot] = false;
+    (void)pthread_mutex_unlock(&l->rs->lock);
+    free(l);
+}
+
+/* The card in a free reader (there are as many jobs as readers). */
+static tc_err readers_open(void *arg, size_t index, struct tc_transport *t)
+{
+    (void)index;
+    struct readers *rs = arg;
+    size_t slot = rs->n;
+    (void)pthread_mutex_lock(&rs->lock);
+    for (size_t i = 0; i < rs->n && slot == rs->n; i++)
+        if (!rs->busy[i])
+            slot = i;
+    if (slot < rs->n)
+        rs->busy[slot] = true;
+    (void)pthread_mutex_unlock(&rs->lock);
+    TC_ENSURE_MSG(slot < rs->n, TC_ERR_STATE, "no free reader");
+    struct reader_link *l = calloc(1, sizeof *l);
+    tc_err rc = l != NULL ? tc_transport_pcsc_open(&l->inner, rs->names[slot])
+                          : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    if (rc != TC_OK) {
+        free(l);
+        (void)pthread_mutex_lock(&rs->lock);
+        rs->busy[slot] = false;
+        (void)pthread_mutex_unlock(&rs->lock);
+        return rc;
+    }
+    l->rs = rs;
+    l->slot = slot;
+    *t = (struct tc_transport){
+        .ctx = l, .name = l->inner.name, .transmit = rl_transmit, .reset = NULL, .close = rl_close};
+    return TC_OK;
+}
+
+/* ------------------------------------------------------------ revocations and CRL */
+
+struct line_ctx {
+    char rev_path[LINE_PATH_MAX + 64];
+    pthread_mutex_t lock;
+    unsigned revoked;
+    bool rev_failed;
+    /* progress */
+    bool tty;
+    struct timespec last;
+    struct tc_station_result *rejects;
+    size_t nrejects;
+};
+
+/* pki's revoked.txt: "<serial hex> <unix time> <reason> <EID>" per line,
+ * fsynced (docs/pki.md). */
+static void on_revoked(void *arg, const char *eid, const uint8_t *serial, size_t len, int reason)
+{
+    struct line_ctx *c = arg;
+    char hex[2 * 20 + 1];
+    if (tc_hex_encode(serial, len, hex, sizeof hex) != TC_OK)
+        return;
+    char line[160];
+    int n = snprintf(line, sizeof line, "%s %lld %d %s\n", hex, (long long)time(NULL), reason, eid);
+    (void)pthread_mutex_lock(&c->lock);
+    int fd = open(c->rev_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && n > 0 && write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    if (fd >= 0)
+        ok = close(fd) == 0 && ok;
+    c->revoked++;
+    c->rev_failed = c->rev_failed || !ok;
+    (void)pthread_mutex_unlock(&c->lock);
+}
+
+static tc_err read_file(const char *path, struct tc_buf *b)
+{
+    FILE *f = fopen(path, "rb");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND, "cannot read %s: %s", path, strerror(errno));
+    uint8_t chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        tc_buf_put(b, chunk, n);
+    bool err = ferror(f) != 0;
+    (void)fclose(f);
+    TC_ENSURE_MSG(!err, TC_ERR_IO, "cannot read %s", path);
+    return tc_buf_status(b);
+}
+
+static tc_err write_replace(const char *path, const void *p, size_t n)
+{
+    char tmp[LINE_PATH_MAX + 80];
+    (void)snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    bool ok = fwrite(p, 1, n, f) == n;
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    TC_ENSURE_MSG(ok && rename(tmp, path) == 0, TC_ERR_IO, "cannot write %s", path);
+    return TC_OK;
+}
+
+/* RFC 5280 §5: the next batch CRL from revoked.txt (as `pki crl --batch`). */
+static tc_err publish_crl(const char *bdir, const struct tc_signer *signer, const uint8_t *ca,
+                          size_t ca_len, uint64_t *number)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    char num_path[LINE_PATH_MAX + 32], rev_path[LINE_PATH_MAX + 32], crl_path[LINE_PATH_MAX + 32];
+    (void)snprintf(num_path, sizeof num_path, "%s/crl.number", bdir);
+    (void)snprintf(rev_path, sizeof rev_path, "%s/revoked.txt", bdir);
+    (void)snprintf(crl_path, sizeof crl_path, "%s/crl.pem", bdir);
+    struct tc_pki_issuer *iss = NULL;
+    struct tc_pki_revoked *list = NULL;
+    size_t n = 0, cap = 0;
+    struct tc_buf der, pem;
+    tc_buf_init_heap(&der, TC_PKI_CRL_MAX);
+    tc_buf_init_heap(&pem, 2 * TC_PKI_CRL_MAX);
+    uint64_t last = 0;
+    FILE *f = fopen(num_path, "r");
+    if (f != NULL) {
+        char s[32] = "";
+        bool ok = fgets(s, sizeof s, f) != NULL;
+        (void)fclose(f);
+        s[strcspn(s, "\n")] = '\0';
+        TC_CHECK_MSG(ok && tc_parse_uint(s, UINT64_MAX / 2, &last) == TC_OK, TC_ERR_FORMAT,
+                     "%s does not hold a CRL number", num_path);
+    }
+    f = fopen(rev_path, "r");
+    char line[512];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        char hex[48];
+        long long t;
+        int reason;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct tc_pki_revoked *p = realloc(list, cap * sizeof *list);
+            if (p == NULL) {
+                (void)fclose(f);
+                TC_CHECK(false, TC_ERR_NOMEM);
+            }
+            list = p;
+        }
+        struct tc_pki_revoked *r = &list[n];
+        if (sscanf(line, "%41s %lld %d", hex, &t, &reason) != 3 ||
+            tc_hex_decode(hex, strlen(hex), 0, r->serial, sizeof r->serial, &r->serial_len) !=
+                TC_OK) {
+            (void)fclose(f);
+            TC_CHECK_MSG(false, TC_ERR_FORMAT, "%s: malformed line", rev_path);
+        }
+        r->revoked_at = t;
+        r->reason = reason;
+        n++;
+    }
+    if (f != NULL)
+        (void)fclose(f);
+    TC_TRY(tc_pki_issuer_new(signer, ca, ca_len, &iss));
+    int64_t now = (int64_t)time(NULL);
+    TC_TRY(tc_pki_crl_create(iss, last + 1, now, now + LINE_CRL_DAYS * 86400, list, n, &der));
+    TC_TRY(tc_pki_pem_encode("X509 CRL", der.data, der.len, &pem));
+    TC_TRY(write_replace(crl_path, pem.data, pem.len));
+    char s[32];
+    int w = snprintf(s, sizeof s, "%llu\n", (unsigned long long)(last + 1));
+    TC_TRY(write_replace(num_path, s, (size_t)w));
+    *number = last + 1;
+    ret = TC_OK;
+out:
+    tc_pki_issuer_free(iss);
+    free(list);
+    tc_buf_free(&der);
+    tc_buf_free(&pem);
+    return ret;
+}
+
+/* ------------------------------------------------------------ progress */
+
+static void fmt_dur(double s, char *out, size_t size)
+{
+    if (s < 0 || s > 359999)
+        s = 0;
+    unsigned t = (unsigned)s;
+    (void)snprintf(out, size, "%u:%02u:%02u", t / 3600, t / 60 % 60, t % 60);
+}
+
+static void progress(void *arg, const struct tc_station_stats *s, const struct tc_station_result *r,
+                     size_t index)
+{
+    (void)index;
+    struct line_ctx *c = arg;
+    if (r->outcome == TC_STATION_REJECTED && c->nrejects < LINE_MAX_REJECT && c->rejects != NULL)
+        c->rejects[c->nrejects++] = *r;
+    if (!c->tty)
+        return;
+    struct timespec now;
+    (void)clock_gettime(CLOCK_MONOTONIC, &now);
+    double since =
+        (double)(now.tv_sec - c->last.tv_sec) + (double)(now.tv_nsec - c->last.tv_nsec) / 1e9;
+    if (since < 0.1 && s->done != s->total)
+        return;
+    c->last = now;
+    double rate = s->seconds > 0 ? (double)s->done / s->seconds : 0;
+    char eta[16];
+    fmt_dur(rate > 0 ? (double)(s->total - s->done) / rate : 0, eta, sizeof eta);
+    const unsigned width = 30;
+    unsigned fill = s->total ? (unsigned)(s->done * width / s->total) : width;
+    char bar[64];
+    for (unsigned i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    (void)fprintf(stderr, "\r[%s] %zu/%zu  provisioned %zu  rejected %zu  %.0f/s  ETA %s ", bar,
+                  s->done, s->total, s->provisioned + s->already_done, s->rejected, rate, eta);
+    if (s->done == s->total)
+        (void)fputc('\n', stderr);
+    (void)fflush(stderr);
+}
+
+/* ------------------------------------------------------------ run */
+
+static void summary(const struct line_opts *o, const struct tc_station_stats *s,
+                    const struct line_ctx *c, uint64_t crl_no)
+{
+    double rate = s->seconds > 0 ? (double)(s->provisioned + s->rejected) / s->seconds : 0;
+    if (o->json) {
+        struct tc_json j;
+        tc_json_init(&j, stdout);
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "batch");
+        tc_json_string(&j, o->batch);
+        tc_json_key(&j, "cards");
+        tc_json_uint(&j, s->total);
+        tc_json_key(&j, "provisioned");
+        tc_json_uint(&j, s->provisioned);
+        tc_json_key(&j, "rejected");
+        tc_json_uint(&j, s->rejected);
+        tc_json_key(&j, "already_provisioned");
+        tc_json_uint(&j, s->already_done);
+        tc_json_key(&j, "already_rejected");
+        tc_json_uint(&j, s->already_rejected);
+        tc_json_key(&j, "no_card");
+        tc_json_uint(&j, s->no_card);
+        tc_json_key(&j, "certificates_revoked");
+        tc_json_uint(&j, s->revoked);
+        tc_json_key(&j, "rejected_by_reason");
+        tc_json_begin_object(&j);
+        for (unsigned r = 1; r <= TC_STATION_R_MAX_; r++) {
+            if (s->by_reason[r] == 0)
+                continue;
+            tc_json_key(&j, tc_station_reason_name(r));
+            tc_json_uint(&j, s->by_reason[r]);
+        }
+        tc_json_end_object(&j);
+        tc_json_key(&j, "rejections");
+        tc_json_begin_array(&j);
+        for (size_t i = 0; i < c->nrejects; i++) {
+            const struct tc_station_result *r = &c->rejects[i];
+            tc_json_begin_object(&j);
+            tc_json_key(&j, "eid");
+            tc_json_string(&j, r->eid);
+            tc_json_key(&j, "step");
+            tc_json_string(&j, tc_station_step_name(r->step));
+            tc_json_key(&j, "reason");
+            tc_json_string(&j, tc_station_reason_name(r->reason));
+            tc_json_key(&j, "detail");
+            tc_json_string(&j, r->detail);
+            tc_json_key(&j, "certificate_revoked");
+            tc_json_bool(&j, r->cert_revoked);
+            tc_json_end_object(&j);
+        }
+        tc_json_end_array(&j);
+        tc_json_key(&j, "events");
+        tc_json_uint(&j, s->events);
+        tc_json_key(&j, "seconds_x1000");
+        tc_json_uint(&j, (uint64_t)(s->seconds * 1000));
+        tc_json_key(&j, "per_second");
+        tc_json_uint(&j, (uint64_t)rate);
+        if (crl_no != 0) {
+            tc_json_key(&j, "crl_number");
+            tc_json_uint(&j, crl_no);
+        }
+        tc_json_end_object(&j);
+        tc_json_finish(&j);
+        return;
+    }
+    for (size_t i = 0; i < c->nrejects; i++) {
+        const struct tc_station_result *r = &c->rejects[i];
+        (void)printf("rejected %s at step %u (%s), %s: %s%s\n", r->eid[0] ? r->eid : "(no EID)",
+                     r->step, tc_station_step_name(r->step), tc_station_reason_name(r->reason),
+                     r->detail, r->cert_revoked ? " [certificate revoked]" : "");
+    }
+    (void)printf("batch %s: %zu cards in %.1f s (%.0f cards/s), %llu audit events\n", o->batch,
+                 s->total, s->seconds, rate, (unsigned long long)s->events);
+    (void)printf("  provisioned          %zu\n", s->provisioned);
+    (void)printf("  rejected             %zu\n", s->rejected);
+    for (unsigned r = 1; r <= TC_STATION_R_MAX_; r++)
+        if (s->by_reason[r] != 0)
+            (void)printf("    %-18s %zu\n", tc_station_reason_name(r), s->by_reason[r]);
+    if (s->already_done || s->already_rejected)
+        (void)printf("  done earlier         %zu provisioned, %zu rejected\n", s->already_done,
+                     s->already_rejected);
+    if (s->no_card)
+        (void)printf("  no card              %zu\n", s->no_card);
+    if (s->revoked)
+        (void)printf("  certificates revoked %zu (batch CRL number %llu)\n", s->revoked,
+                     (unsigned long long)crl_no);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct line_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != TC_EXIT_OK)
+        return rc;
+    struct line_conf lc;
+    tc_err e = conf_read(o.workspace, &lc);
+    if (e != TC_OK)
+        return tc_cli_error(e, "line run");
+    if (o.station != NULL)
+        (void)snprintf(lc.station, sizeof lc.station, "%s", o.station);
+
+    char bdir[LINE_PATH_MAX], ca_path[LINE_PATH_MAX + 16], pinf[LINE_PATH_MAX + 32];
+    char cards_dir[LINE_PATH_MAX];
+    int n = snprintf(bdir, sizeof bdir, "%s/pki/batches/%s", o.workspace, o.batch);
+    if (n <= 0 || (size_t)n >= sizeof bdir - 64)
+        return tc_cli_usage_error("line run: workspace path too long");
+    (void)snprintf(ca_path, sizeof ca_path, "%s/ca.pem", bdir);
+    (void)snprintf(pinf, sizeof pinf, "%s/secrets/user.pin", o.workspace);
+    (void)snprintf(cards_dir, sizeof cards_dir, "%s",
+                   o.emulate != NULL ? o.emulate : "trustchain-cards");
+
+    struct tc_hsm_workspace hw;
+    struct tc_hsm *h = NULL;
+    struct tc_signer signer = {0};
+    bool have_signer = false;
+    struct tc_registry *reg = NULL;
+    struct tc_station *st = NULL;
+    struct tc_station_cards cards = {0};
+    bool emu = false;
+    struct readers rs = {.n = 0};
+    bool rs_lock = false;
+    struct line_ctx ctx = {.tty = !o.quiet && isatty(STDERR_FILENO) == 1};
+    bool ctx_lock = pthread_mutex_init(&ctx.lock, NULL) == 0;
+    ctx.rejects = calloc(LINE_MAX_REJECT, sizeof *ctx.rejects);
+    (void)snprintf(ctx.rev_path, sizeof ctx.rev_path, "%s/revoked.txt", bdir);
+    struct tc_buf raw, ca;
+    tc_buf_init_heap(&raw, 2 * TC_PKI_CERT_MAX);
+    tc_buf_init_heap(&ca, TC_PKI_CERT_MAX);
+    char hsm_error[TC_STATION_DETAIL_MAX] = "";
+    rc = TC_EXIT_FAIL;
+
+    e = read_file(ca_path, &raw);
+    if (e == TC_ERR_NOT_FOUND)
+        e = TC_FAIL(TC_ERR_NOT_FOUND,
+                    "batch %s has no CA in this workspace (run 'trustchain pki "
+                    "batch-ca --batch %s ...')",
+                    o.batch, o.batch);
+    if (e == TC_OK)
+        e = tc_pki_der_from_pem(raw.data, raw.len, &ca);
+    if (e == TC_OK)
+        e = tc_registry_open_workspace(o.workspace, &reg);
+    if (e != TC_OK) {
+        rc = tc_cli_error(e, "line run");
+        goto out;
+    }
+    /* The HSM: a failure here is not fatal. Each card is then rejected at
+     * step 2 with this reason (the batch goes on, and the record says why). */
+    {
+        char pin[TC_HSM_PIN_MAX + 1];
+        size_t pin_len = 0;
+        struct stat sb;
+        const char *pf = o.pin_file;
+        if (pf == NULL && getenv(TC_HSM_ENV_PIN) == NULL && stat(pinf, &sb) == 0)
+            pf = pinf;
+        e = tc_hsm_workspace_load(o.workspace, &hw);
+        if (e == TC_OK)
+            e = tc_hsm_pin_read(TC_HSM_ENV_PIN, pf, pin, sizeof pin, &pin_len);
+        struct tc_hsm_config hc = {.module_path = hw.module_path,
+                                   .softhsm_conf = hw.softhsm_conf,
+                                   .token_label = hw.token_label,
+                                   .pin = pin,
+                                   .pin_len = pin_len,
+                                   .pool_size = (unsigned)(o.jobs + 1)};
+        if (e == TC_OK)
+            e = tc_hsm_open(&hc, &h);
+        tc_memzero(pin, sizeof pin);
+        char label[TC_HSM_LABEL_MAX + 1];
+        (void)snprintf(label, sizeof label, "%s%s", TC_HSM_LABEL_BATCH_CA, o.batch);
+        if (e == TC_OK) {
+            e = tc_hsm_signer(h, label, &signer);
+            have_signer = e == TC_OK;
+        }
+        if (e != TC_OK) {
+            (void)snprintf(hsm_error, sizeof hsm_error, "%s", tc_error_last()->msg);
+            (void)fprintf(stderr,
+                          "trustchain: line run: HSM unavailable: %s; every card will be "
+                          "rejected at step 2\n",
+                          hsm_error);
+            if (have_signer)
+                tc_hsm_signer_free(&signer);
+            have_signer = false;
+            tc_hsm_close(h);
+            h = NULL;
+            tc_error_clear();
+        }
+    }
+    struct tc_station_config cfg = {.batch_id = o.batch,
+                                    .station_id = lc.station,
+                                    .actor = lc.actor,
+                                    .hsm = h,
+                                    .hsm_error = hsm_error,
+                                    .master_name = lc.master,
+                                    .transport_kvn = lc.transport_kvn,
+                                    .device_kvn = lc.device_kvn,
+                                    .batch_signer = have_signer ? &signer : NULL,
+                                    .batch_ca = ca.data,
+                                    .batch_ca_len = ca.len,
+                                    .registry = reg,
+                                    .hooks = {.revoked = on_revoked, .arg = &ctx}};
+    e = tc_station_new(&cfg, &st);
+    if (e == TC_OK && o.nreaders > 0) {
+        rs_lock = pthread_mutex_init(&rs.lock, NULL) == 0;
+        for (size_t i = 0; i < o.nreaders; i++)
+            rs.names[i] = o.readers[i];
+        rs.n = o.nreaders;
+        cards = (struct tc_station_cards){.open = readers_open, .arg = &rs, .count = o.count};
+    } else if (e == TC_OK) {
+        if (o.vendor_keys != NULL) {
+            uint8_t k[3][TC_AES_MAX_KEY];
+            size_t kl = 0;
+            struct tc_pki_batch_info bi;
+            e = tc_pki_check_batch(ca.data, ca.len, &bi);
+            if (e == TC_OK)
+                e = tc_hsm_transport_keyfile_read(o.vendor_keys, k[0], k[1], k[2], &kl);
+            if (e == TC_OK)
+                e = tc_station_emulate_prepare(cards_dir, o.count, bi.eid_prefix, lc.transport_kvn,
+                                               k[0], k[1], k[2], kl);
+            tc_memzero(k, sizeof k);
+        }
+        if (e == TC_OK) {
+            e = tc_station_emulate_cards(cards_dir, o.count, &cards);
+            emu = e == TC_OK;
+        }
+    }
+    if (e != TC_OK) {
+        rc = tc_cli_error(e, "line run");
+        goto out;
+    }
+    (void)clock_gettime(CLOCK_MONOTONIC, &ctx.last);
+    struct tc_station_run_opts ro = {.jobs = (unsigned)o.jobs, .progress = progress, .arg = &ctx};
+    struct tc_station_stats s;
+    e = tc_station_run(st, &cards, &ro, &s);
+    if (e != TC_OK) {
+        rc = tc_cli_error(e, "line run");
+        goto out;
+    }
+    uint64_t crl_no = 0;
+    if (ctx.revoked > 0 && have_signer) {
+        e = publish_crl(bdir, &signer, ca.data, ca.len, &crl_no);
+        if (e != TC_OK)
+            (void)fprintf(stderr, "trustchain: line run: the batch CRL was not republished: %s\n",
+                          tc_error_last()->msg);
+    }
+    if (ctx.rev_failed)
+        (void)fprintf(stderr,
+                      "trustchain: line run: %s could not be written; the audit log holds "
+                      "the revocations\n",
+                      ctx.rev_path);
+    summary(&o, &s, &ctx, crl_no);
+    rc = s.no_card > 0 ? TC_EXIT_FAIL : TC_EXIT_OK;
+out:
+    if (emu)
+        tc_station_emulate_cards_free(&cards);
+    tc_station_free(st);
+    tc_registry_close(reg);
+    if (have_signer)
+        tc_hsm_signer_free(&signer);
+    tc_hsm_close(h);
+    tc_buf_free(&raw);
+    tc_buf_free(&ca);
+    free(ctx.rejects);
+    if (ctx_lock)
+        (void)pthread_mutex_destroy(&ctx.lock);
+    if (rs_lock)
+        (void)pthread_mutex_destroy(&rs.lock);
+    return rc;
+}
+
+static const struct tc_cli_cmd cmds[] = {
+    {"run", "provision a batch of cards (emulated or in PC/SC readers)", cmd_run},
+};
+
+int tc_cli_line(int argc, char **argv)
+{
+    if (argc < 2 || (tc_cli_wants_help(argc, argv) && argc == 2)) {
+        (void)fputs(usage, stdout);
+        return argc < 2 ? TC_EXIT_USAGE : TC_EXIT_OK;
+    }
+    if (tc_cli_wants_help(argc, argv)) {
+        (void)fputs(usage, stdout);
+        return TC_EXIT_OK;
+    }
+    return tc_cli_dispatch("trustchain line", cmds, TC_ARRAY_LEN(cmds), argc - 1, argv + 1);
+}
