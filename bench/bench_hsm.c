@@ -11,7 +11,8 @@
  *     key provider and tc_scp03_put_key_data) vs 3 x C_WrapKey + 3 x C_Encrypt;
  *   - ECDSA P-256 signatures/s through the tc_signer (SHA-256 + pool +
  *     C_Sign + DER), one thread and two threads sharing a pool of 2, vs
- *     C_Sign(CKM_ECDSA) on a private session per thread.
+ *     C_Sign(CKM_ECDSA) on a private session per thread; and, for scale,
+ *     the same signature with a session and login per operation (no pool).
  */
 #define _GNU_SOURCE
 #include <ftw.h>
@@ -276,6 +277,47 @@ static void compare_two_threads(void)
     free(floors);
 }
 
+/* ------------------------------------------------------------ no pool */
+
+/* What the pool avoids: a session opened and a login made for every
+ * signature (on a second token, so that the pool's login does not cover
+ * it), the key looked up by label each time. */
+static CK_SLOT_ID nopool_slot;
+
+static int op_sign_nopool(void *arg)
+{
+    (void)arg;
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    char label[] = "tc:batch-ca:nopool";
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, label, sizeof label - 1}};
+    CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+    CK_ULONG found = 0;
+    uint8_t md[32] = {0x5a}, sig[64];
+    CK_ULONG n = sizeof sig;
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    int rc = 1;
+    if (H->f->C_OpenSession(nopool_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) !=
+        CKR_OK)
+        return 1;
+    if (H->f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)(uintptr_t)PIN, (CK_ULONG)strlen(PIN)) !=
+        CKR_OK)
+        goto out;
+    if (H->f->C_FindObjectsInit(s, t, 2) != CKR_OK)
+        goto out;
+    CK_RV rv = H->f->C_FindObjects(s, &key, 1, &found);
+    (void)H->f->C_FindObjectsFinal(s);
+    if (rv != CKR_OK || found != 1)
+        goto out;
+    if (H->f->C_SignInit(s, &m, key) == CKR_OK && H->f->C_Sign(s, md, sizeof md, sig, &n) == CKR_OK)
+        rc = 0;
+    bench_consume(sig, n);
+out:
+    (void)H->f->C_Logout(s);
+    (void)H->f->C_CloseSession(s);
+    return rc;
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(void)
@@ -296,6 +338,9 @@ int main(void)
     if (tc_hsm_init_token(ws.module_path, ws.softhsm_conf, "bench", "bench-so-1234", 13, PIN,
                           strlen(PIN)) != TC_OK)
         die("init token");
+    if (tc_hsm_init_token(ws.module_path, ws.softhsm_conf, "nopool", "bench-so-1234", 13, PIN,
+                          strlen(PIN)) != TC_OK)
+        die("init second token");
     struct tc_hsm_config cfg = {.module_path = ws.module_path,
                                 .softhsm_conf = ws.softhsm_conf,
                                 .token_label = "bench",
@@ -337,6 +382,28 @@ int main(void)
     bench_compare("ECDSA P-256 sign, 1 thread, tc_signer", op_sign, NULL,
                   "C_Sign CKM_ECDSA, own session", floor_sign, NULL);
     compare_two_threads();
+
+    /* The same signature without the pool. The key pair is made through a
+     * short-lived handle on the second token, closed before measuring. */
+    {
+        struct tc_hsm *h2 = NULL;
+        struct tc_hsm_config c2 = cfg;
+        c2.token_label = "nopool";
+        c2.pool_size = 1;
+        tc_hsm_obj p2 = 0, q2 = 0;
+        if (tc_hsm_open(&c2, &h2) != TC_OK ||
+            tc_hsm_keypair_generate(h2, TC_SIG_ECDSA_P256_SHA256, "tc:batch-ca:nopool", &p2, &q2) !=
+                TC_OK)
+            die("second token");
+        nopool_slot = h2->slot;
+        tc_hsm_close(h2);
+        double pooled = bench_run(op_sign, NULL);
+        double nopool = bench_run(op_sign_nopool, NULL);
+        bench_report("ECDSA P-256 sign, pool (reference)", pooled, NULL, 0);
+        bench_report("  without pool: open+login+find+sign+logout+close", nopool, NULL, 0);
+        (void)printf("  the pool is %.1fx faster than a session and login per signature\n",
+                     pooled / nopool);
+    }
 
     for (int i = 0; i < 2; i++)
         (void)H->f->C_CloseSession(floor_sessions[i]);
