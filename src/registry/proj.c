@@ -371,8 +371,8 @@ tc_err reg_dump(sqlite3 *db, const char *schema,
     static const char *const queries[] = {
         "SELECT " REG_DEVICE_COLS " FROM %s.reg_devices ORDER BY eid",
         "SELECT eid, idx, time_ms FROM %s.reg_device_events ORDER BY eid, idx",
-        "SELECT id, revoked, reason, revoked_idx, first_idx, last_idx, events FROM %s.reg_batches"
-        " ORDER BY id",
+        ("SELECT id, revoked, reason, revoked_idx, first_idx, last_idx, events "
+         "FROM %s.reg_batches ORDER BY id"),
         "SELECT id, first_idx, last_idx, last_time, events FROM %s.reg_stations ORDER BY id",
     };
     tc_err ret = TC_ERR_INTERNAL;
