@@ -66,7 +66,9 @@ struct tc_hsm_config {
  * CKF_OS_LOCKING_OK once per process and module), finds the token by label,
  * opens the pool's sessions and logs the user in once.
  * Errors: module missing (TC_ERR_IO), token missing (TC_ERR_NOT_FOUND),
- * wrong PIN (TC_ERR_AUTH), PIN locked (TC_ERR_AUTH).
+ * wrong PIN (TC_ERR_AUTH), PIN locked (TC_ERR_AUTH), a second handle with
+ * a PIN on a token this process is already logged in to (TC_ERR_STATE:
+ * share the first handle, it is thread-safe).
  */
 TC_MUST_CHECK tc_err tc_hsm_open(const struct tc_hsm_config *cfg, struct tc_hsm **out);
 /* Logs out, closes the sessions (destroying session objects), finalises the
