@@ -67,7 +67,10 @@ void tc_error_clear(void);
  * string, truncating if needed. */
 void tc_error_format(char *out, size_t out_size);
 
-#define TC_FAIL(code, ...) tc_fail((code), __FILE__, __LINE__, __VA_ARGS__)
+/* Evaluates to `code` itself (not tc_fail's return value), so that the
+ * compiler knows a failing path never yields TC_OK. `code` must be free of
+ * side effects. */
+#define TC_FAIL(code, ...) ((void)tc_fail((code), __FILE__, __LINE__, __VA_ARGS__), (tc_err)(code))
 
 /* Return on failure (functions with nothing to clean up). */
 #define TC_ENSURE(cond, code)                                                                      \

@@ -28,8 +28,9 @@ static tc_err mem_get(void *ctx, uint8_t kvn, const struct tc_scp03_keyset **ks)
 {
     const struct tc_scp03_mem_provider *m = ctx;
     TC_ENSURE(m != NULL, TC_ERR_ARG);
-    *ks = mem_find(m, kvn);
-    TC_ENSURE_MSG(*ks != NULL, TC_ERR_NOT_FOUND, "no static keyset with KVN %02X", kvn);
+    const struct tc_scp03_keyset *found = mem_find(m, kvn);
+    TC_ENSURE_MSG(found != NULL, TC_ERR_NOT_FOUND, "no static keyset with KVN %02X", kvn);
+    *ks = found;
     return TC_OK;
 }
 
