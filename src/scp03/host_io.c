@@ -80,7 +80,8 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
             seg[p++] = a.p1;
             seg[p++] = a.p2;
             seg[p++] = (uint8_t)n;
-            memcpy(seg + p, a.data + off, n);
+            if (n > 0)
+                memcpy(seg + p, a.data + off, n);
             p += n;
             if (last && a.has_le)
                 seg[p++] = (uint8_t)(a.le == 256u ? 0u : a.le);
@@ -147,9 +148,14 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
     *resp_len = 0;
     TC_CHECK_MSG(h->s.state == TC_SCP03_STATE_AUTHENTICATED, TC_ERR_STATE,
                  "no open secure channel");
-    /* Short APDUs only: a larger Le would force the extended form. */
-    if (!h->cfg.extended && cmd.has_le && cmd.le > 256u)
-        cmd.le = 256u;
+    /* Short APDUs only: a larger Le would force the extended form, and a
+     * command decoded in extended form is re-encoded short (the C-MAC covers
+     * the Lc as sent, so the form must be settled before wrapping). */
+    if (!h->cfg.extended) {
+        if (cmd.has_le && cmd.le > 256u)
+            cmd.le = 256u;
+        cmd.extended = false;
+    }
     if (!h->cfg.extended && (h->s.level & TC_SCP03_SL_CMAC) != 0) {
         /* Refuse before wrapping (the chaining value must not move for a
          * command that is never sent): a chained secure command on channel

@@ -1185,7 +1185,31 @@ static void test_host_failures_end_session(void)
     tc_scp03_host_close(&H);
 }
 
+/* A command decoded in extended form (Le 65536, no data) sent by a host
+ * configured for short APDUs: Le is clamped to 256 and the command is
+ * wrapped and sent in the short form, so both ends MAC the same header. */
+static void test_short_host_extended_le(void)
+{
+    static const uint8_t levels[] = {0x00, 0x01, 0x03, 0x33};
+    for (size_t i = 0; i < TC_ARRAY_LEN(levels); i++) {
+        setup(0x70, 16);
+        EXPECT_OK(open_level(levels[i], false, 0));
+        const uint8_t raw[] = {0x80, 0xEE, 0x00, 0x00, 0x00, 0x00, 0x00}; /* case 2E */
+        struct tc_apdu a;
+        EXPECT_OK(tc_apdu_decode(raw, sizeof raw, &a));
+        EXPECT(a.extended);
+        uint8_t resp[300];
+        size_t rlen = 0;
+        uint16_t sw = 0;
+        EXPECT_OK(tc_scp03_host_transmit(&H, &a, resp, sizeof resp, &rlen, &sw));
+        EXPECT_EQ_U(sw, 0x9000);
+        EXPECT_EQ_U(H.s.state, TC_SCP03_STATE_AUTHENTICATED);
+        tc_scp03_host_close(&H);
+    }
+}
+
 static const struct tc_test_case cases[] = {
+    {"short_host_extended_le", test_short_host_extended_le},
     {"interop_matrix", test_interop_matrix},
     {"rmac_session", test_rmac_session},
     {"reject_tampered_mac", test_reject_tampered_mac},
