@@ -29,6 +29,7 @@ static const struct tc_cli_cmd groups[] = {
     {"init", "create a workspace: config, HSM token and keys, registry and audit log", tc_cli_init},
     {"line", "the manufacturing line: provision a batch of cards", tc_cli_line},
     {"demo", "init, root ceremony, batch CA, 1,000 emulated devices, proofs, verify", tc_cli_demo},
+    {"ota", "over-the-air service: the TLS 1.3 mutual-auth HTTPS endpoint for devices", tc_cli_ota},
 };
 
 int main(int argc, char **argv)

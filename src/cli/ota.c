@@ -1,0 +1,355 @@
+/*
+ * trustchain ota: the over-the-air service. `serve` runs the TLS 1.3
+ * mutual-auth HTTPS endpoint devices connect to, trusting the workspace's
+ * fleet root, batch CAs and current CRLs (reloaded when they change).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <trustchain/ota.h>
+
+#include "cli.h"
+
+static const char serve_usage[] =
+    "usage: trustchain ota serve --listen ADDR:PORT [options]\n"
+    "  --listen ADDR:PORT    numeric address and port (127.0.0.1:8443, [::1]:8443; port 0 picks "
+    "one)\n"
+    "  --workspace DIR       the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
+    "  --max-connections N   connections open at once (default 20000)\n"
+    "  --timeout-ms N        handshake, read and write timeout (default 10000)\n"
+    "  --max-body N          request body cap in bytes (default 65536)\n"
+    "  --stop-after S        exit after S seconds (default: run until SIGINT/SIGTERM)\n"
+    "The server's TLS key and certificate are <ws>/ota/server-key.pem and\n"
+    "<ws>/ota/server.pem (created on first use; agents pin server.pem).\n";
+
+static bool join(char *out, size_t size, const char *a, const char *b)
+{
+    int n = snprintf(out, size, "%s/%s", a, b);
+    return n > 0 && (size_t)n < size;
+}
+
+/* A self-signed P-256 certificate for the server, valid ten years. */
+static tc_err server_identity_create(const char *dir, const char *cert_path, const char *key_path)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    X509V3_CTX v3;
+    X509_EXTENSION *san = NULL;
+    FILE *kf = NULL, *cf = NULL;
+    uint8_t serial[16];
+    BIGNUM *bn = NULL;
+    TC_CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST, TC_ERR_IO);
+    k = EVP_EC_gen("P-256");
+    x = X509_new();
+    TC_CHECK(k != NULL && x != NULL, TC_ERR_CRYPTO);
+    TC_TRY(tc_random(serial, sizeof serial));
+    serial[0] &= 0x7F;
+    bn = BN_bin2bn(serial, sizeof serial, NULL);
+    TC_CHECK(bn != NULL && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL, TC_ERR_CRYPTO);
+    X509_NAME *n = X509_get_subject_name(x);
+    TC_TRY_OSSL(X509_set_version(x, 2));
+    TC_TRY_OSSL(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+                                           (const unsigned char *)"trustchain-ota", -1, -1, 0));
+    TC_TRY_OSSL(X509_set_issuer_name(x, n));
+    TC_CHECK(X509_gmtime_adj(X509_getm_notBefore(x), -300) != NULL &&
+                 X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 86400L) != NULL,
+             TC_ERR_CRYPTO);
+    TC_TRY_OSSL(X509_set_pubkey(x, k));
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1");
+    TC_CHECK(san != NULL && X509_add_ext(x, san, -1) == 1, TC_ERR_CRYPTO);
+    TC_CHECK(X509_sign(x, k, EVP_sha256()) > 0, TC_ERR_CRYPTO);
+    int fd = open(key_path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    TC_CHECK_MSG(fd >= 0, TC_ERR_IO, "cannot create %s", key_path);
+    kf = fdopen(fd, "w");
+    if (kf == NULL)
+        (void)close(fd);
+    TC_CHECK(kf != NULL, TC_ERR_IO);
+    TC_CHECK(PEM_write_PrivateKey(kf, k, NULL, NULL, 0, NULL, NULL) == 1, TC_ERR_IO);
+    TC_CHECK(fclose(kf) == 0, TC_ERR_IO);
+    kf = NULL;
+    cf = fopen(cert_path, "w");
+    TC_CHECK_MSG(cf != NULL, TC_ERR_IO, "cannot create %s", cert_path);
+    TC_CHECK(PEM_write_X509(cf, x) == 1, TC_ERR_IO);
+    TC_CHECK(fclose(cf) == 0, TC_ERR_IO);
+    cf = NULL;
+    ret = TC_OK;
+out:
+    if (kf != NULL)
+        (void)fclose(kf);
+    if (cf != NULL)
+        (void)fclose(cf);
+    BN_free(bn);
+    X509_EXTENSION_free(san);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ret;
+}
+
+static tc_err server_identity(const char *ws, X509 **cert, EVP_PKEY **key)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    char dir[1024], cp[1100], kp[1100];
+    FILE *f = NULL;
+    struct stat st;
+    TC_CHECK(join(dir, sizeof dir, ws, "ota") && join(cp, sizeof cp, dir, "server.pem") &&
+                 join(kp, sizeof kp, dir, "server-key.pem"),
+             TC_ERR_RANGE);
+    if (stat(kp, &st) != 0)
+        TC_TRY(server_identity_create(dir, cp, kp));
+    f = fopen(kp, "r");
+    TC_CHECK_MSG(f != NULL, TC_ERR_IO, "cannot open %s", kp);
+    *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    (void)fclose(f);
+    f = fopen(cp, "r");
+    TC_CHECK_MSG(f != NULL, TC_ERR_IO, "cannot open %s", cp);
+    *cert = PEM_read_X509(f, NULL, NULL, NULL);
+    TC_CHECK_MSG(*key != NULL && *cert != NULL, TC_ERR_FORMAT,
+                 "bad server key or certificate in %s", dir);
+    ret = TC_OK;
+out:
+    if (f != NULL)
+        (void)fclose(f);
+    return ret;
+}
+
+/* ------------------------------------------------------------ reload */
+
+struct serve_state {
+    const char *ws;
+    struct tc_ota_server *srv;
+    struct tc_ota_trust *trust;
+    uint64_t stamp;
+    struct event_base *base;
+};
+
+static void stamp_file(const char *path, uint64_t *h)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return;
+    uint64_t v[4] = {(uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec,
+                     (uint64_t)st.st_size, (uint64_t)st.st_ino};
+    for (size_t i = 0; i < 4; i++)
+        *h = (*h ^ v[i]) * 1099511628211u; /* FNV-1a over the stat fields */
+}
+
+/* A digest of the trust files' metadata: changes when a CRL is republished
+ * (files are replaced by rename) or a batch appears. */
+static uint64_t trust_stamp(const char *ws)
+{
+    uint64_t h = 14695981039346656037u;
+    char p[1024], d[1024], sub[600];
+    if (join(p, sizeof p, ws, "pki/root.pem"))
+        stamp_file(p, &h);
+    if (join(p, sizeof p, ws, "pki/root-crl.pem"))
+        stamp_file(p, &h);
+    if (!join(d, sizeof d, ws, "pki/batches"))
+        return h;
+    DIR *dir = opendir(d);
+    if (dir == NULL)
+        return h;
+    const struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (join(sub, sizeof sub, e->d_name, "ca.pem") && join(p, sizeof p, d, sub))
+            stamp_file(p, &h);
+        if (join(sub, sizeof sub, e->d_name, "crl.pem") && join(p, sizeof p, d, sub))
+            stamp_file(p, &h);
+    }
+    (void)closedir(dir);
+    return h;
+}
+
+static void reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct serve_state *st = arg;
+    uint64_t now = trust_stamp(st->ws);
+    if (now == st->stamp)
+        return;
+    struct tc_ota_trust *t = NULL;
+    tc_err rc = tc_ota_trust_load(st->ws, &t);
+    if (rc != TC_OK) {
+        char m[300];
+        tc_error_format(m, sizeof m);
+        TC_LOG_ERR("ota: trust reload failed, keeping the previous one: %s", m);
+        return;
+    }
+    st->stamp = now;
+    (void)tc_ota_server_set_trust(st->srv, t);
+    tc_ota_trust_free(st->trust);
+    st->trust = t;
+    TC_LOG_INF("ota: trust reloaded (root, batch CAs, CRLs)");
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)event_base_loopexit(arg, NULL);
+}
+
+static bool parse_listen(char *s, const char **host, uint16_t *port)
+{
+    char *colon = strrchr(s, ':');
+    uint64_t p = 0;
+    if (colon == NULL || tc_parse_uint(colon + 1, 65535, &p) != TC_OK)
+        return false;
+    *colon = '\0';
+    if (s[0] == '[') {
+        size_t n = strlen(s);
+        if (n < 3 || s[n - 1] != ']')
+            return false;
+        s[n - 1] = '\0';
+        s++;
+    }
+    *host = s;
+    *port = (uint16_t)p;
+    return s[0] != '\0';
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    if (tc_cli_wants_help(argc, argv)) {
+        (void)fputs(serve_usage, stdout);
+        return TC_EXIT_OK;
+    }
+    const char *ws = getenv("TRUSTCHAIN_WORKSPACE");
+    if (ws == NULL || ws[0] == '\0')
+        ws = "./trustchain-work";
+    char *listen = NULL;
+    uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL)
+            return tc_cli_usage_error("ota serve: %s needs a value or is unknown", a);
+        i++;
+        if (strcmp(a, "--listen") == 0)
+            listen = argv[i];
+        else if (strcmp(a, "--workspace") == 0)
+            ws = v;
+        else if (strcmp(a, "--max-connections") == 0) {
+            if (tc_parse_uint(v, 1000000, &max_conns) != TC_OK || max_conns == 0)
+                return tc_cli_usage_error("ota serve: bad --max-connections %s", v);
+        } else if (strcmp(a, "--timeout-ms") == 0) {
+            if (tc_parse_uint(v, 600000, &timeout) != TC_OK || timeout == 0)
+                return tc_cli_usage_error("ota serve: bad --timeout-ms %s", v);
+        } else if (strcmp(a, "--max-body") == 0) {
+            if (tc_parse_uint(v, 16u << 20, &max_body) != TC_OK || max_body == 0)
+                return tc_cli_usage_error("ota serve: bad --max-body %s", v);
+        } else if (strcmp(a, "--stop-after") == 0) {
+            if (tc_parse_uint(v, 86400u * 365u, &stop_after) != TC_OK)
+                return tc_cli_usage_error("ota serve: bad --stop-after %s", v);
+        } else
+            return tc_cli_usage_error("ota serve: unknown option %s", a);
+    }
+    const char *host = NULL;
+    uint16_t port = 0;
+    if (listen == NULL)
+        return tc_cli_usage_error("ota serve: --listen ADDR:PORT is required");
+    if (!parse_listen(listen, &host, &port))
+        return tc_cli_usage_error("ota serve: bad --listen (ADDR:PORT, [v6]:PORT)");
+
+    int code = TC_EXIT_FAIL;
+    struct serve_state st = {.ws = ws};
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    struct event *reload = NULL, *sigint = NULL, *sigterm = NULL, *stop = NULL;
+    (void)signal(SIGPIPE, SIG_IGN);
+    st.stamp = trust_stamp(ws);
+    tc_err rc = tc_ota_trust_load(ws, &st.trust);
+    if (rc != TC_OK) {
+        code = tc_cli_error(rc, "ota serve: loading the fleet trust");
+        goto out;
+    }
+    rc = server_identity(ws, &cert, &key);
+    if (rc != TC_OK) {
+        code = tc_cli_error(rc, "ota serve: server identity");
+        goto out;
+    }
+    st.base = event_base_new();
+    if (st.base == NULL)
+        goto out;
+    struct tc_ota_server_config cfg = {.host = host,
+                                       .port = port,
+                                       .cert = cert,
+                                       .key = key,
+                                       .trust = st.trust,
+                                       .max_body = (size_t)max_body,
+                                       .timeout_ms = (unsigned)timeout,
+                                       .max_connections = (unsigned)max_conns};
+    rc = tc_ota_server_new(st.base, &cfg, &st.srv);
+    if (rc != TC_OK) {
+        code = tc_cli_error(rc, "ota serve");
+        goto out;
+    }
+    struct timeval one = {.tv_sec = 1};
+    reload = event_new(st.base, -1, EV_PERSIST, reload_cb, &st);
+    sigint = evsignal_new(st.base, SIGINT, stop_cb, st.base);
+    sigterm = evsignal_new(st.base, SIGTERM, stop_cb, st.base);
+    if (reload == NULL || sigint == NULL || sigterm == NULL || event_add(reload, &one) != 0 ||
+        event_add(sigint, NULL) != 0 || event_add(sigterm, NULL) != 0)
+        goto out;
+    if (stop_after > 0) {
+        struct timeval tv = {.tv_sec = (time_t)stop_after};
+        stop = evtimer_new(st.base, stop_cb, st.base);
+        if (stop == NULL || evtimer_add(stop, &tv) != 0)
+            goto out;
+    }
+    (void)printf("listening on %s%s%s:%u\n", strchr(host, ':') ? "[" : "", host,
+                 strchr(host, ':') ? "]" : "", (unsigned)tc_ota_server_port(st.srv));
+    (void)fflush(stdout);
+    if (event_base_dispatch(st.base) < 0)
+        goto out;
+    struct tc_ota_stats s;
+    tc_ota_server_stats(st.srv, &s);
+    TC_LOG_INF("ota: stopped: %llu accepted, %llu verified, %llu refused certificates, %llu "
+               "failed handshakes, %llu requests",
+               (unsigned long long)s.accepted, (unsigned long long)s.handshakes,
+               (unsigned long long)s.cert_rejected, (unsigned long long)s.handshake_failed,
+               (unsigned long long)s.requests);
+    code = TC_EXIT_OK;
+out:
+    if (stop != NULL)
+        event_free(stop);
+    if (reload != NULL)
+        event_free(reload);
+    if (sigint != NULL)
+        event_free(sigint);
+    if (sigterm != NULL)
+        event_free(sigterm);
+    tc_ota_server_free(st.srv);
+    if (st.base != NULL)
+        event_base_free(st.base);
+    tc_ota_trust_free(st.trust);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return code;
+}
+
+static const struct tc_cli_cmd ota_cmds[] = {
+    {"serve", "the HTTPS (TLS 1.3, mutual authentication) endpoint devices connect to", cmd_serve},
+};
+
+int tc_cli_ota(int argc, char **argv)
+{
+    return tc_cli_dispatch("trustchain ota", ota_cmds, TC_ARRAY_LEN(ota_cmds), argc - 1, argv + 1);
+}

@@ -1,0 +1,374 @@
+/*
+ * The OTA server's channel: evhttp on OpenSSL bufferevents, TLS 1.3 only,
+ * mutual authentication with the device certificate verified (chain, root
+ * CRL, batch CRL, profile) inside the handshake, so no HTTP byte of an
+ * unverified peer is ever parsed. Per-connection bounds: header and body
+ * caps and read/write timeouts in evhttp, a connection cap that pauses the
+ * listener (excess connections wait in the kernel backlog).
+ */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <trustchain/ota.h>
+
+struct ota_counters {
+    _Atomic uint64_t accepted, open, handshakes, cert_rejected, handshake_failed, requests,
+        closed_no_request, paused;
+};
+
+struct tc_ota_server {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    SSL_CTX *ctx;
+    const struct tc_ota_trust *trust;
+    unsigned max_conns;
+    bool listener_paused;
+    uint16_t port;
+    struct ota_counters c;
+    struct ota_conn *conns; /* live connections, detached on free */
+};
+
+/* Per-connection state, hung on the SSL object so that it is freed (and the
+ * connection counted out) exactly when libevent frees the connection. */
+struct ota_conn {
+    struct tc_ota_server *srv; /* NULL once the server is gone */
+    struct ota_conn *prev, *next;
+    bool verified;
+    bool handshake_done;
+    bool cert_rejected;
+    bool requested;
+    char eid[TC_PKI_EID_DIGITS + 1];
+};
+
+static int conn_idx = -1;
+static pthread_once_t conn_idx_once = PTHREAD_ONCE_INIT;
+
+static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    struct ota_conn *c = ptr;
+    if (c == NULL)
+        return;
+    struct tc_ota_server *s = c->srv;
+    if (s == NULL) { /* libevent finalised it after tc_ota_server_free */
+        free(c);
+        return;
+    }
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (c->cert_rejected) {
+        atomic_fetch_add(&s->c.cert_rejected, 1);
+    } else if (!c->handshake_done) {
+        atomic_fetch_add(&s->c.handshake_failed, 1);
+        TC_LOG_WARNING("ota: connection closed before a TLS 1.3 handshake with a verified "
+                       "client certificate completed (no certificate, not TLS 1.3, garbage "
+                       "or timeout)");
+    } else if (!c->requested) {
+        atomic_fetch_add(&s->c.closed_no_request, 1);
+        TC_LOG_WARNING("ota: device %s closed or timed out without a complete request", c->eid);
+    }
+    atomic_fetch_sub(&s->c.open, 1);
+    if (s->listener_paused && atomic_load(&s->c.open) < s->max_conns && s->bound != NULL) {
+        s->listener_paused = false;
+        (void)evconnlistener_enable(evhttp_bound_socket_get_listener(s->bound));
+    }
+    free(c);
+}
+
+static void conn_idx_init(void)
+{
+    conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_free_cb);
+}
+
+static void peer_name(SSL *ssl, char *out, size_t out_size)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    int fd = SSL_get_fd(ssl);
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            (void)inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            (void)inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    (void)snprintf(out, out_size, "%s:%u", host, (unsigned)port);
+}
+
+/*
+ * Replaces OpenSSL's own chain building: the device certificate is verified
+ * by tc_pki_verify against the trusted root, the batch CA named by the
+ * device's batch ID and both current CRLs (RFC 5280 §6 with §6.3 CRL
+ * processing for the batch CA and the device). Intermediates the client
+ * sends are ignored; only the workspace's batch CAs are trusted.
+ */
+static int verify_cb(X509_STORE_CTX *xs, void *arg)
+{
+    struct tc_ota_server *s = arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct ota_conn *c = ssl != NULL ? SSL_get_ex_data(ssl, conn_idx) : NULL;
+    X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+    uint8_t *der = NULL;
+    char reason[TC_OTA_REASON_MAX] = "no certificate";
+    char peer[64] = "?";
+    struct tc_pki_device_info info;
+    int ok = 0;
+    if (ssl != NULL)
+        peer_name(ssl, peer, sizeof peer);
+    if (c == NULL || leaf == NULL)
+        goto out;
+    int n = i2d_X509(leaf, &der);
+    if (n <= 0) {
+        (void)snprintf(reason, sizeof reason, "certificate does not encode");
+        goto out;
+    }
+    if (tc_ota_trust_verify(s->trust, der, (size_t)n, 0, &info, reason, sizeof reason) != TC_OK)
+        goto out;
+    memcpy(c->eid, info.eid, sizeof c->eid);
+    c->verified = true;
+    ok = 1;
+out:
+    if (!ok) {
+        if (c != NULL)
+            c->cert_rejected = true;
+        X509_STORE_CTX_set_error(xs, strstr(reason, "revoked") != NULL ? X509_V_ERR_CERT_REVOKED
+                                                                       : X509_V_ERR_CERT_REJECTED);
+        TC_LOG_WARNING("ota: %s: client certificate refused: %s", peer, reason);
+    } else {
+        TC_LOG_DBG("ota: %s: device %s verified", peer, c->eid);
+    }
+    OPENSSL_free(der);
+    return ok;
+}
+
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_DONE) == 0)
+        return;
+    struct ota_conn *c = SSL_get_ex_data(ssl, conn_idx);
+    if (c == NULL || c->handshake_done || !c->verified)
+        return;
+    c->handshake_done = true;
+    atomic_fetch_add(&c->srv->c.handshakes, 1);
+}
+
+static struct bufferevent *bev_cb(struct event_base *base, void *arg)
+{
+    struct tc_ota_server *s = arg;
+    atomic_fetch_add(&s->c.accepted, 1);
+    atomic_fetch_add(&s->c.open, 1);
+    if (atomic_load(&s->c.open) >= s->max_conns && !s->listener_paused) {
+        s->listener_paused = true;
+        atomic_fetch_add(&s->c.paused, 1);
+        (void)evconnlistener_disable(evhttp_bound_socket_get_listener(s->bound));
+        TC_LOG_WARNING("ota: %u connections open, accepting paused", s->max_conns);
+    }
+    struct ota_conn *c = calloc(1, sizeof *c);
+    SSL *ssl = SSL_new(s->ctx);
+    if (c == NULL || ssl == NULL || SSL_set_ex_data(ssl, conn_idx, c) != 1) {
+        /* evhttp then makes a plain bufferevent; the request handler refuses
+         * every request on a connection without a verified TLS peer. */
+        free(c);
+        SSL_free(ssl);
+        atomic_fetch_sub(&s->c.open, 1);
+        TC_LOG_ERR("ota: out of memory for a TLS connection");
+        return NULL;
+    }
+    c->srv = s;
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl); /* frees c and counts the connection out */
+        return NULL;
+    }
+    return bev;
+}
+
+static struct ota_conn *request_conn(struct evhttp_request *req)
+{
+    struct evhttp_connection *evc = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evc != NULL ? evhttp_connection_get_bufferevent(evc) : NULL;
+    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+    struct ota_conn *c = ssl != NULL ? SSL_get_ex_data(ssl, conn_idx) : NULL;
+    return c != NULL && c->verified && c->handshake_done ? c : NULL;
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b != NULL && text != NULL)
+        (void)evbuffer_add(b, text, strlen(text));
+    (void)evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                            "text/plain; charset=utf-8");
+    evhttp_send_reply(req, code, reason, b);
+    if (b != NULL)
+        evbuffer_free(b);
+}
+
+static void request_cb(struct evhttp_request *req, void *arg)
+{
+    struct tc_ota_server *s = arg;
+    struct ota_conn *c = request_conn(req);
+    if (c == NULL) {
+        TC_LOG_ERR("ota: request on a connection without a verified device; closed");
+        evhttp_connection_free_on_completion(evhttp_request_get_connection(req));
+        reply_text(req, 403, "Forbidden", "no verified device\n");
+        return;
+    }
+    c->requested = true;
+    atomic_fetch_add(&s->c.requests, 1);
+    const char *path = evhttp_request_get_uri(req);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && path != NULL &&
+        strcmp(path, "/ota/v1/identity") == 0) {
+        char text[TC_PKI_EID_DIGITS + 2];
+        (void)snprintf(text, sizeof text, "%s\n", c->eid);
+        reply_text(req, 200, "OK", text);
+        return;
+    }
+    reply_text(req, 404, "Not Found", "unknown resource\n");
+}
+
+static tc_err ctx_new(const struct tc_ota_server_config *cfg, struct tc_ota_server *s)
+{
+    s->ctx = SSL_CTX_new(TLS_server_method());
+    TC_ENSURE(s->ctx != NULL, TC_ERR_CRYPTO);
+    /* RFC 8446: TLS 1.3 only; no resumption, so every connection presents
+     * and verifies the device certificate against the current CRLs. */
+    TC_GUARD_OSSL(SSL_CTX_set_min_proto_version(s->ctx, TLS1_3_VERSION));
+    TC_GUARD_OSSL(SSL_CTX_set_max_proto_version(s->ctx, TLS1_3_VERSION));
+    TC_GUARD_OSSL(SSL_CTX_set_num_tickets(s->ctx, 0));
+    (void)SSL_CTX_set_session_cache_mode(s->ctx, SSL_SESS_CACHE_OFF);
+    (void)SSL_CTX_set_options(s->ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    TC_GUARD_OSSL(SSL_CTX_use_certificate(s->ctx, cfg->cert));
+    TC_GUARD_OSSL(SSL_CTX_use_PrivateKey(s->ctx, cfg->key));
+    TC_GUARD_OSSL(SSL_CTX_check_private_key(s->ctx));
+    SSL_CTX_set_verify(s->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_cert_verify_callback(s->ctx, verify_cb, s);
+    SSL_CTX_set_info_callback(s->ctx, info_cb);
+    return TC_OK;
+}
+
+tc_err tc_ota_server_new(struct event_base *base, const struct tc_ota_server_config *cfg,
+                         struct tc_ota_server **out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(base != NULL && cfg != NULL && out != NULL && cfg->trust != NULL &&
+                  cfg->cert != NULL && cfg->key != NULL && cfg->host != NULL,
+              TC_ERR_ARG);
+    *out = NULL;
+    TC_ENSURE(pthread_once(&conn_idx_once, conn_idx_init) == 0 && conn_idx >= 0, TC_ERR_CRYPTO);
+    struct tc_ota_server *s = calloc(1, sizeof *s);
+    TC_ENSURE(s != NULL, TC_ERR_NOMEM);
+    s->base = base;
+    s->trust = cfg->trust;
+    s->max_conns = cfg->max_connections ? cfg->max_connections : TC_OTA_CONNECTIONS_MAX;
+    TC_TRY(ctx_new(cfg, s));
+    s->http = evhttp_new(base);
+    TC_CHECK(s->http != NULL, TC_ERR_NOMEM);
+    size_t mh = cfg->max_headers ? cfg->max_headers : TC_OTA_HEADERS_MAX;
+    size_t mb = cfg->max_body ? cfg->max_body : TC_OTA_BODY_MAX;
+    unsigned to = cfg->timeout_ms ? cfg->timeout_ms : TC_OTA_TIMEOUT_MS;
+    evhttp_set_max_headers_size(s->http, (ev_ssize_t)mh);
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)mb);
+    struct timeval tv = {.tv_sec = (time_t)(to / 1000u),
+                         .tv_usec = (suseconds_t)(to % 1000u) * 1000};
+    evhttp_set_timeout_tv(s->http, &tv);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_bevcb(s->http, bev_cb, s);
+    evhttp_set_gencb(s->http, request_cb, s);
+    s->bound = evhttp_bind_socket_with_handle(s->http, cfg->host, cfg->port);
+    TC_CHECK_MSG(s->bound != NULL, TC_ERR_IO, "cannot listen on %s port %u", cfg->host,
+                 (unsigned)cfg->port);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    TC_CHECK(getsockname(evhttp_bound_socket_get_fd(s->bound), (struct sockaddr *)&ss, &sl) == 0,
+             TC_ERR_IO);
+    s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *out = s;
+    s = NULL;
+    ret = TC_OK;
+out:
+    tc_ota_server_free(s);
+    return ret;
+}
+
+uint16_t tc_ota_server_port(const struct tc_ota_server *s)
+{
+    return s != NULL ? s->port : 0;
+}
+
+const struct tc_ota_trust *tc_ota_server_set_trust(struct tc_ota_server *s,
+                                                   const struct tc_ota_trust *t)
+{
+    if (s == NULL || t == NULL)
+        return NULL;
+    const struct tc_ota_trust *old = s->trust;
+    s->trust = t;
+    return old;
+}
+
+void tc_ota_server_stats(const struct tc_ota_server *s, struct tc_ota_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    if (s == NULL)
+        return;
+    o->accepted = atomic_load(&s->c.accepted);
+    o->open = atomic_load(&s->c.open);
+    o->handshakes = atomic_load(&s->c.handshakes);
+    o->cert_rejected = atomic_load(&s->c.cert_rejected);
+    o->handshake_failed = atomic_load(&s->c.handshake_failed);
+    o->requests = atomic_load(&s->c.requests);
+    o->closed_no_request = atomic_load(&s->c.closed_no_request);
+    o->paused = atomic_load(&s->c.paused);
+}
+
+void tc_ota_server_free(struct tc_ota_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->http != NULL) {
+        s->bound = NULL; /* connections counted out below must not re-enable it */
+        evhttp_free(s->http);
+    }
+    /* Bufferevents libevent has not finalised yet outlive the server. */
+    for (struct ota_conn *c = s->conns; c != NULL; c = c->next)
+        c->srv = NULL;
+    SSL_CTX_free(s->ctx);
+    free(s);
+}

@@ -1,0 +1,801 @@
+/*
+ * ota tests: the trust store (chain + root CRL + batch CRL through
+ * tc_pki_verify, workspace loading) and the TLS 1.3 channel against real
+ * OpenSSL clients on 127.0.0.1: a good device, then every bad client the
+ * server must refuse with bounded time (no certificate, TLS 1.2, plaintext
+ * garbage, a silent peer, a slow sender, oversized headers and bodies, a
+ * revoked device, a revoked batch, an expired batch CA, a foreign root) and
+ * the connection cap. Each rejection is checked in the server's counters.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <trustchain/crypto.h>
+#include <trustchain/ota.h>
+
+#include "harness.h"
+
+#define DAY    INT64_C(86400)
+#define MFR    "Acme Devices"
+#define BATCH  "B-OTA-A"
+#define PREFIX "890490321234"
+#define EID1   "89049032123451234512345678901235"
+
+static int64_t T0;
+
+struct ca {
+    struct tc_signer key;
+    struct tc_buf cert, crl;
+    struct tc_pki_issuer *iss;
+};
+
+struct device {
+    EVP_PKEY *pkey;
+    X509 *x509;
+    struct tc_buf der;
+    uint8_t serial[TC_PKI_SERIAL_LEN];
+};
+
+static struct fixture {
+    bool ready;
+    struct ca root, batch, batch_b, batch_old, froot, fbatch;
+    struct device good, revoked, in_b, old, foreign, good_b2;
+    struct tc_buf root_crl_b; /* the root CRL once batch B is revoked */
+    EVP_PKEY *srv_key;
+    X509 *srv_cert;
+} F;
+
+static struct tc_buf new_buf(void)
+{
+    struct tc_buf b;
+    tc_buf_init_heap(&b, 1u << 20);
+    return b;
+}
+
+static bool root_new(struct ca *r, const char *cn)
+{
+    struct tc_pki_root_params rp = {
+        .common_name = cn, .organization = MFR, .not_before = T0, .not_after = T0 + 7300 * DAY};
+    r->cert = new_buf();
+    return tc_signer_soft_generate(TC_SIG_ECDSA_P384_SHA384, &r->key) == TC_OK &&
+           tc_pki_root_create(&r->key, &rp, &r->cert) == TC_OK &&
+           tc_pki_issuer_new(&r->key, r->cert.data, r->cert.len, &r->iss) == TC_OK;
+}
+
+static bool crl_new(struct tc_pki_issuer *iss, const struct tc_pki_revoked *list, size_t n,
+                    struct tc_buf *out)
+{
+    *out = new_buf();
+    return tc_pki_crl_create(iss, 1, T0 + DAY, T0 + 400 * DAY, list, n, out) == TC_OK;
+}
+
+static bool batch_new(struct ca *root, struct ca *b, const char *id, const char *prefix, int64_t nb,
+                      int64_t na)
+{
+    uint8_t spki[TC_SPKI_MAX];
+    size_t sl = 0;
+    struct tc_pki_batch_params bp = {.batch_id = id,
+                                     .eid_prefix = prefix,
+                                     .manufacturer = MFR,
+                                     .not_before = nb,
+                                     .not_after = na};
+    b->cert = new_buf();
+    bool ok = tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &b->key) == TC_OK &&
+              b->key.public_key(b->key.ctx, spki, sizeof spki, &sl) == TC_OK &&
+              tc_pki_batch_ca_create(root->iss, spki, sl, &bp, &b->cert) == TC_OK &&
+              tc_pki_issuer_new(&b->key, b->cert.data, b->cert.len, &b->iss) == TC_OK;
+    if (!ok) {
+        char m[300];
+        tc_error_format(m, sizeof m);
+        (void)fprintf(stderr, "batch %s: %s\n", id, m);
+    }
+    return ok && crl_new(b->iss, NULL, 0, &b->crl);
+}
+
+static bool device_new(struct ca *b, const char *eid30, int64_t prod, struct device *d)
+{
+    char eid[33];
+    if (tc_pki_eid_complete(eid30, eid) != TC_OK)
+        return false;
+    struct tc_signer s;
+    uint8_t spki[TC_SPKI_MAX], nonce[TC_PKI_NONCE_LEN], msg[TC_PKI_POP_MSG_LEN], pop[TC_SIG_MAX];
+    size_t sl = 0, pl = 0;
+    memset(nonce, 0x5A, sizeof nonce);
+    d->pkey = EVP_EC_gen("P-256");
+    if (d->pkey == NULL || tc_signer_soft_new(d->pkey, &s) != TC_OK)
+        return false;
+    d->der = new_buf();
+    bool ok = s.public_key(s.ctx, spki, sizeof spki, &sl) == TC_OK &&
+              tc_pki_pop_message(eid, spki, sl, nonce, msg) == TC_OK &&
+              s.sign(s.ctx, msg, sizeof msg, pop, sizeof pop, &pl) == TC_OK;
+    struct tc_pki_device_req r = {.eid = eid,
+                                  .spki = spki,
+                                  .spki_len = sl,
+                                  .nonce = nonce,
+                                  .pop = pop,
+                                  .pop_len = pl,
+                                  .station_id = "station-ota",
+                                  .production_time = prod};
+    ok = ok && tc_pki_device_issue(b->iss, &r, &d->der, d->serial) == TC_OK;
+    tc_signer_soft_free(&s);
+    if (!ok) {
+        char m[300];
+        tc_error_format(m, sizeof m);
+        (void)fprintf(stderr, "device %s: %s\n", eid, m);
+        return false;
+    }
+    const unsigned char *p = d->der.data;
+    d->x509 = d2i_X509(NULL, &p, (long)d->der.len);
+    return d->x509 != NULL;
+}
+
+static bool server_cert_new(void)
+{
+    F.srv_key = EVP_EC_gen("P-256");
+    F.srv_cert = X509_new();
+    X509_NAME *n = X509_get_subject_name(F.srv_cert);
+    return F.srv_key != NULL && F.srv_cert != NULL && X509_set_version(F.srv_cert, 2) == 1 &&
+           ASN1_INTEGER_set(X509_get_serialNumber(F.srv_cert), 1) == 1 &&
+           X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+                                      -1, 0) == 1 &&
+           X509_set_issuer_name(F.srv_cert, n) == 1 &&
+           X509_gmtime_adj(X509_getm_notBefore(F.srv_cert), -3600) != NULL &&
+           X509_gmtime_adj(X509_getm_notAfter(F.srv_cert), 3600) != NULL &&
+           X509_set_pubkey(F.srv_cert, F.srv_key) == 1 &&
+           X509_sign(F.srv_cert, F.srv_key, EVP_sha256()) > 0;
+}
+
+static bool fixture(void)
+{
+    if (F.ready)
+        return true;
+    T0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
+    int64_t prod = T0 + 2 * DAY;
+    bool ok = root_new(&F.root, "Acme OTA Root") &&
+              batch_new(&F.root, &F.batch, BATCH, PREFIX, T0, T0 + 3650 * DAY) &&
+              batch_new(&F.root, &F.batch_b, "B-OTA-B", "8904903299", T0, T0 + 3650 * DAY) &&
+              batch_new(&F.root, &F.batch_old, "B-OTA-OLD", "8904903288", T0, T0 + 10 * DAY) &&
+              device_new(&F.batch, EID1, prod, &F.good) &&
+              device_new(&F.batch, "890490321234512345123456789013", prod, &F.revoked) &&
+              device_new(&F.batch_b, "890490329900000000000000000000", prod, &F.in_b) &&
+              device_new(&F.batch_old, "890490328800000000000000000000", T0 + DAY, &F.old) &&
+              root_new(&F.froot, "Acme OTA Root") &&
+              batch_new(&F.froot, &F.fbatch, BATCH, PREFIX, T0, T0 + 3650 * DAY) &&
+              device_new(&F.fbatch, EID1, prod, &F.foreign) && server_cert_new();
+    EXPECT(ok);
+    if (!ok)
+        return false;
+    /* The batch CRL revokes one device; the root CRL (B) revokes batch B. */
+    struct tc_pki_revoked rv = {
+        .serial_len = TC_PKI_SERIAL_LEN, .revoked_at = T0 + 5 * DAY, .reason = 1};
+    memcpy(rv.serial, F.revoked.serial, TC_PKI_SERIAL_LEN);
+    tc_buf_free(&F.batch.crl);
+    ok = crl_new(F.batch.iss, &rv, 1, &F.batch.crl);
+    X509 *bx = NULL;
+    const unsigned char *p = F.batch_b.cert.data;
+    bx = d2i_X509(NULL, &p, (long)F.batch_b.cert.len);
+    const ASN1_INTEGER *sn = bx != NULL ? X509_get0_serialNumber(bx) : NULL;
+    struct tc_pki_revoked rb = {.revoked_at = T0 + 5 * DAY, .reason = 2};
+    if (sn != NULL && (size_t)sn->length <= sizeof rb.serial) {
+        memcpy(rb.serial, sn->data, (size_t)sn->length);
+        rb.serial_len = (size_t)sn->length;
+    }
+    X509_free(bx);
+    ok = ok && rb.serial_len > 0 && crl_new(F.root.iss, NULL, 0, &F.root.crl) &&
+         crl_new(F.root.iss, &rb, 1, &F.root_crl_b);
+    EXPECT(ok);
+    F.ready = ok;
+    return ok;
+}
+
+static struct tc_ota_trust *trust_new(const struct tc_buf *root_crl)
+{
+    struct tc_ota_trust *t = NULL;
+    EXPECT_OK(
+        tc_ota_trust_new(F.root.cert.data, F.root.cert.len, root_crl->data, root_crl->len, &t));
+    if (t == NULL)
+        return NULL;
+    EXPECT_OK(tc_ota_trust_add_batch(t, F.batch.cert.data, F.batch.cert.len, F.batch.crl.data,
+                                     F.batch.crl.len));
+    EXPECT_OK(tc_ota_trust_add_batch(t, F.batch_b.cert.data, F.batch_b.cert.len, F.batch_b.crl.data,
+                                     F.batch_b.crl.len));
+    EXPECT_OK(tc_ota_trust_add_batch(t, F.batch_old.cert.data, F.batch_old.cert.len,
+                                     F.batch_old.crl.data, F.batch_old.crl.len));
+    return t;
+}
+
+/* ------------------------------------------------------------ trust store */
+
+static void test_trust_verify(void)
+{
+    if (!fixture())
+        return;
+    struct tc_ota_trust *t = trust_new(&F.root.crl);
+    char why[TC_OTA_REASON_MAX];
+    struct tc_pki_device_info info;
+    EXPECT_OK(tc_ota_trust_verify(t, F.good.der.data, F.good.der.len, 0, &info, why, sizeof why));
+    EXPECT_STR(info.eid, EID1);
+    EXPECT_STR(info.batch_id, BATCH);
+    EXPECT_ERR(
+        tc_ota_trust_verify(t, F.revoked.der.data, F.revoked.der.len, 0, NULL, why, sizeof why),
+        TC_ERR_VERIFY);
+    EXPECT(strstr(why, "revoked") != NULL);
+    EXPECT_ERR(tc_ota_trust_verify(t, F.old.der.data, F.old.der.len, 0, NULL, why, sizeof why),
+               TC_ERR_VERIFY);
+    EXPECT(strstr(why, "expired") != NULL);
+    EXPECT_ERR(
+        tc_ota_trust_verify(t, F.foreign.der.data, F.foreign.der.len, 0, NULL, why, sizeof why),
+        TC_ERR_VERIFY);
+    /* A CA certificate is not a device certificate. */
+    EXPECT_ERR(
+        tc_ota_trust_verify(t, F.batch.cert.data, F.batch.cert.len, 0, NULL, why, sizeof why),
+        TC_ERR_VERIFY);
+    EXPECT(strstr(why, "not a device certificate") != NULL);
+    /* The same batch twice is refused. */
+    EXPECT_ERR(tc_ota_trust_add_batch(t, F.batch.cert.data, F.batch.cert.len, F.batch.crl.data,
+                                      F.batch.crl.len),
+               TC_ERR_STATE);
+    tc_ota_trust_free(t);
+
+    /* The root CRL that revokes batch B refuses its devices. */
+    t = trust_new(&F.root_crl_b);
+    EXPECT_ERR(tc_ota_trust_verify(t, F.in_b.der.data, F.in_b.der.len, 0, NULL, why, sizeof why),
+               TC_ERR_VERIFY);
+    EXPECT(strstr(why, "revoked") != NULL);
+    EXPECT_OK(tc_ota_trust_verify(t, F.good.der.data, F.good.der.len, 0, NULL, why, sizeof why));
+    tc_ota_trust_free(t);
+
+    /* A batch nobody trusts. */
+    EXPECT_OK(
+        tc_ota_trust_new(F.root.cert.data, F.root.cert.len, F.root.crl.data, F.root.crl.len, &t));
+    EXPECT_ERR(tc_ota_trust_verify(t, F.good.der.data, F.good.der.len, 0, NULL, why, sizeof why),
+               TC_ERR_VERIFY);
+    EXPECT(strstr(why, "unknown batch") != NULL);
+    tc_ota_trust_free(t);
+    /* A root that is not a root. */
+    EXPECT(tc_ota_trust_new(F.batch.cert.data, F.batch.cert.len, F.root.crl.data, F.root.crl.len,
+                            &t) != TC_OK);
+    EXPECT(t == NULL);
+}
+
+static bool put_pem(const char *dir, const char *name, const char *label, const struct tc_buf *d)
+{
+    char path[256];
+    struct tc_buf pem = new_buf();
+    (void)snprintf(path, sizeof path, "%s/%s", dir, name);
+    bool ok = tc_pki_pem_encode(label, d->data, d->len, &pem) == TC_OK;
+    FILE *f = fopen(path, "wb");
+    ok = ok && f != NULL && fwrite(pem.data, 1, pem.len, f) == pem.len;
+    if (f != NULL)
+        ok = fclose(f) == 0 && ok;
+    tc_buf_free(&pem);
+    return ok;
+}
+
+static void test_trust_load(void)
+{
+    if (!fixture())
+        return;
+    char ws[64] = "/tmp/tc-ota-XXXXXX", d[128], cmd[160];
+    EXPECT(mkdtemp(ws) != NULL);
+    struct tc_ota_trust *t = NULL;
+    EXPECT_ERR(tc_ota_trust_load(ws, &t), TC_ERR_IO); /* no root yet */
+    (void)snprintf(d, sizeof d, "%s/pki", ws);
+    EXPECT(mkdir(d, 0700) == 0);
+    EXPECT(put_pem(d, "root.pem", "CERTIFICATE", &F.root.cert));
+    EXPECT(put_pem(d, "root-crl.pem", "X509 CRL", &F.root.crl));
+    (void)snprintf(d, sizeof d, "%s/pki/batches", ws);
+    EXPECT(mkdir(d, 0700) == 0);
+    (void)snprintf(d, sizeof d, "%s/pki/batches/%s", ws, BATCH);
+    EXPECT(mkdir(d, 0700) == 0);
+    EXPECT(put_pem(d, "ca.pem", "CERTIFICATE", &F.batch.cert));
+    EXPECT(put_pem(d, "crl.pem", "X509 CRL", &F.batch.crl));
+    char why[TC_OTA_REASON_MAX];
+    EXPECT_OK(tc_ota_trust_load(ws, &t));
+    EXPECT_OK(tc_ota_trust_verify(t, F.good.der.data, F.good.der.len, 0, NULL, why, sizeof why));
+    EXPECT_ERR(
+        tc_ota_trust_verify(t, F.revoked.der.data, F.revoked.der.len, 0, NULL, why, sizeof why),
+        TC_ERR_VERIFY);
+    tc_ota_trust_free(t);
+    t = NULL;
+    /* A batch directory with a CA but a missing CRL fails the load. */
+    (void)snprintf(d, sizeof d, "%s/pki/batches/B-OTA-B", ws);
+    EXPECT(mkdir(d, 0700) == 0);
+    EXPECT(put_pem(d, "ca.pem", "CERTIFICATE", &F.batch_b.cert));
+    EXPECT_ERR(tc_ota_trust_load(ws, &t), TC_ERR_IO);
+    EXPECT(t == NULL);
+    (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", ws);
+    EXPECT(system(cmd) == 0);
+}
+
+/* ------------------------------------------------------------ the server */
+
+struct srv {
+    struct event_base *base;
+    struct tc_ota_server *s;
+    struct tc_ota_trust *t;
+    pthread_t th;
+    uint16_t port;
+};
+
+static void *loop(void *arg)
+{
+    struct srv *v = arg;
+    (void)event_base_dispatch(v->base);
+    return NULL;
+}
+
+static bool srv_start(struct srv *v, const struct tc_buf *root_crl, unsigned timeout_ms,
+                      unsigned max_conns)
+{
+    memset(v, 0, sizeof *v);
+    if (!fixture())
+        return false;
+    EXPECT(evthread_use_pthreads() == 0);
+    (void)signal(SIGPIPE, SIG_IGN); /* peers close; writes must fail, not kill */
+    v->t = trust_new(root_crl);
+    v->base = event_base_new();
+    struct tc_ota_server_config cfg = {.host = "127.0.0.1",
+                                       .cert = F.srv_cert,
+                                       .key = F.srv_key,
+                                       .trust = v->t,
+                                       .max_headers = 2048,
+                                       .max_body = 4096,
+                                       .timeout_ms = timeout_ms,
+                                       .max_connections = max_conns};
+    EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
+    if (v->s == NULL)
+        return false;
+    v->port = tc_ota_server_port(v->s);
+    EXPECT(v->port != 0);
+    return pthread_create(&v->th, NULL, loop, v) == 0;
+}
+
+static void srv_stop(struct srv *v)
+{
+    if (v->base != NULL && v->s != NULL) {
+        EXPECT(event_base_loopbreak(v->base) == 0);
+        EXPECT(pthread_join(v->th, NULL) == 0);
+    }
+    tc_ota_server_free(v->s);
+    if (v->base != NULL)
+        event_base_free(v->base);
+    tc_ota_trust_free(v->t);
+}
+
+/* Waits (bounded) until the server's counters satisfy `want`. */
+static struct tc_ota_stats stats_wait(struct srv *v, bool (*want)(const struct tc_ota_stats *))
+{
+    struct tc_ota_stats st;
+    for (int i = 0; i < 300; i++) {
+        tc_ota_server_stats(v->s, &st);
+        if (want(&st))
+            return st;
+        (void)usleep(10000);
+    }
+    return st;
+}
+
+static int tcp_connect(uint16_t port, int timeout_s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = timeout_s};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+struct cli {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+};
+
+/* A TLS client pinned to the test server certificate; dev may be NULL (no
+ * client certificate). Returns false if the handshake fails. */
+static bool cli_open(struct cli *c, uint16_t port, const struct device *dev, int max_version,
+                     int timeout_s)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ctx == NULL)
+        return false;
+    (void)SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    (void)SSL_CTX_set_max_proto_version(c->ctx, max_version);
+    (void)X509_STORE_add_cert(SSL_CTX_get_cert_store(c->ctx), F.srv_cert);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if (dev != NULL && (SSL_CTX_use_certificate(c->ctx, dev->x509) != 1 ||
+                        SSL_CTX_use_PrivateKey(c->ctx, dev->pkey) != 1))
+        return false;
+    c->fd = tcp_connect(port, timeout_s);
+    if (c->fd < 0)
+        return false;
+    c->ssl = SSL_new(c->ctx);
+    return c->ssl != NULL && SSL_set_fd(c->ssl, c->fd) == 1 && SSL_connect(c->ssl) == 1;
+}
+
+static void cli_close(struct cli *c)
+{
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        (void)close(c->fd);
+    memset(c, 0, sizeof *c);
+}
+
+/* Sends req (if any) and reads until the peer closes, the response is
+ * complete enough (max bytes) or the timeout. Returns the bytes read. */
+static size_t cli_exchange(struct cli *c, const char *req, size_t req_len, char *out,
+                           size_t out_size)
+{
+    size_t got = 0;
+    if (req_len > 0 && SSL_write(c->ssl, req, (int)req_len) != (int)req_len)
+        return 0;
+    while (got + 1 < out_size) {
+        int n = SSL_read(c->ssl, out + got, (int)(out_size - 1 - got));
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (strstr(out, "\r\n\r\n") != NULL && got > 0) {
+            out[got] = '\0';
+            const char *cl = strstr(out, "Content-Length: ");
+            const char *body = strstr(out, "\r\n\r\n") + 4;
+            if (cl != NULL && (size_t)(out + got - body) >= (size_t)strtoul(cl + 16, NULL, 10))
+                break;
+        }
+    }
+    out[got] = '\0';
+    return got;
+}
+
+static const char GET_ID[] = "GET /ota/v1/identity HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+static bool one_request(const struct tc_ota_stats *s)
+{
+    return s->requests >= 1 && s->open == 0;
+}
+
+static void test_good_device(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 2000, 0))
+        goto out;
+    struct cli c;
+    char resp[1024];
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(SSL_version(c.ssl) == TLS1_3_VERSION);
+    EXPECT(cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) > 0);
+    EXPECT(strncmp(resp, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    EXPECT(strstr(resp, "\r\n\r\n" EID1 "\n") != NULL);
+    /* An unknown resource on the same verified connection. */
+    static const char other[] = "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    EXPECT(cli_exchange(&c, other, sizeof other - 1, resp, sizeof resp) > 0);
+    EXPECT(strncmp(resp, "HTTP/1.1 404 ", 13) == 0);
+    cli_close(&c);
+    struct tc_ota_stats st = stats_wait(&v, one_request);
+    EXPECT_EQ_U(st.handshakes, 1);
+    EXPECT_EQ_U(st.requests, 2);
+    EXPECT_EQ_U(st.cert_rejected, 0);
+    EXPECT_EQ_U(st.open, 0);
+out:
+    srv_stop(&v);
+}
+
+static bool one_rejected(const struct tc_ota_stats *s)
+{
+    return s->cert_rejected >= 1 && s->open == 0;
+}
+
+/* A client whose certificate the server must refuse during the handshake:
+ * no HTTP response ever comes back and the server counts a rejection. */
+static void refused(const struct tc_buf *root_crl, const struct device *dev)
+{
+    struct srv v;
+    if (!srv_start(&v, root_crl, 2000, 0))
+        goto out;
+    struct cli c;
+    char resp[1024];
+    /* In TLS 1.3 the client finishes first; the refusal arrives as an alert
+     * on its first read. */
+    (void)cli_open(&c, v.port, dev, TLS1_3_VERSION, 5);
+    EXPECT(c.ssl == NULL || cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) == 0);
+    cli_close(&c);
+    struct tc_ota_stats st = stats_wait(&v, one_rejected);
+    EXPECT_EQ_U(st.cert_rejected, 1);
+    EXPECT_EQ_U(st.handshakes, 0);
+    EXPECT_EQ_U(st.requests, 0);
+out:
+    srv_stop(&v);
+}
+
+static void test_revoked_device(void)
+{
+    refused(&F.root.crl, &F.revoked);
+}
+
+static void test_revoked_batch(void)
+{
+    if (!fixture())
+        return;
+    refused(&F.root_crl_b, &F.in_b);
+}
+
+static void test_expired_batch(void)
+{
+    refused(&F.root.crl, &F.old);
+}
+
+static void test_foreign_root(void)
+{
+    refused(&F.root.crl, &F.foreign);
+}
+
+static bool one_failed(const struct tc_ota_stats *s)
+{
+    return s->handshake_failed >= 1 && s->open == 0;
+}
+
+static void failed_handshake_common(struct srv *v)
+{
+    struct tc_ota_stats st = stats_wait(v, one_failed);
+    EXPECT_EQ_U(st.handshake_failed, 1);
+    EXPECT_EQ_U(st.handshakes, 0);
+    EXPECT_EQ_U(st.requests, 0);
+    EXPECT_EQ_U(st.open, 0);
+}
+
+static void test_no_client_cert(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 2000, 0))
+        goto out;
+    struct cli c;
+    char resp[256];
+    (void)cli_open(&c, v.port, NULL, TLS1_3_VERSION, 5);
+    EXPECT(c.ssl == NULL || cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) == 0);
+    cli_close(&c);
+    failed_handshake_common(&v);
+out:
+    srv_stop(&v);
+}
+
+static void test_tls12_refused(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 2000, 0))
+        goto out;
+    struct cli c;
+    EXPECT(!cli_open(&c, v.port, &F.good, TLS1_2_VERSION, 5));
+    cli_close(&c);
+    failed_handshake_common(&v);
+out:
+    srv_stop(&v);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads a raw socket until EOF or timeout; returns bytes read, -1 on timeout. */
+static long raw_drain(int fd)
+{
+    char b[512];
+    long total = 0;
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof b, 0);
+        if (n == 0)
+            return total;
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : total;
+        total += n;
+    }
+}
+
+static void test_garbage(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 2000, 0))
+        goto out;
+    int fd = tcp_connect(v.port, 5);
+    EXPECT(fd >= 0);
+    static const char junk[] =
+        "GET /ota/v1/identity HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03\x01garbage";
+    EXPECT(send(fd, junk, sizeof junk - 1, 0) == (ssize_t)(sizeof junk - 1));
+    /* Closed by the server with at most a TLS alert, never an HTTP reply. */
+    char b[64] = {0};
+    ssize_t n = recv(fd, b, sizeof b, 0);
+    EXPECT(n <= 0 || strncmp(b, "HTTP", 4) != 0);
+    (void)close(fd);
+    failed_handshake_common(&v);
+out:
+    srv_stop(&v);
+}
+
+static void test_silent_peer_times_out(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 700, 0))
+        goto out;
+    int fd = tcp_connect(v.port, 5);
+    EXPECT(fd >= 0);
+    double t = now_s();
+    EXPECT(raw_drain(fd) == 0); /* closed by the server, not our 5 s timeout */
+    double dt = now_s() - t;
+    EXPECT(dt >= 0.5 && dt < 3.0);
+    (void)close(fd);
+    failed_handshake_common(&v);
+out:
+    srv_stop(&v);
+}
+
+static bool one_idle(const struct tc_ota_stats *s)
+{
+    return s->closed_no_request >= 1 && s->open == 0;
+}
+
+static void test_slow_sender(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 700, 0))
+        goto out;
+    struct cli c;
+    char resp[256];
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    static const char part[] = "POST /ota/v1/admin HTTP/1.1\r\nHost: local";
+    double t = now_s();
+    EXPECT(cli_exchange(&c, part, sizeof part - 1, resp, sizeof resp) == 0);
+    double dt = now_s() - t;
+    EXPECT(dt >= 0.5 && dt < 3.0);
+    cli_close(&c);
+    struct tc_ota_stats st = stats_wait(&v, one_idle);
+    EXPECT_EQ_U(st.closed_no_request, 1);
+    EXPECT_EQ_U(st.requests, 0);
+out:
+    srv_stop(&v);
+}
+
+static void oversized(const char *req, size_t len, const char *status)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 2000, 0))
+        goto out;
+    struct cli c;
+    char resp[512];
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    (void)cli_exchange(&c, req, len, resp, sizeof resp);
+    if (strncmp(resp, status, strlen(status)) != 0) {
+        (void)fprintf(stderr, "  response: %.60s\n", resp);
+        EXPECT(false);
+    }
+    cli_close(&c);
+    struct tc_ota_stats st = stats_wait(&v, one_idle);
+    EXPECT_EQ_U(st.requests, 0);
+    EXPECT_EQ_U(st.open, 0);
+out:
+    srv_stop(&v);
+}
+
+static void test_oversized_body(void)
+{
+    static const char req[] = "POST /ota/v1/admin HTTP/1.1\r\nHost: localhost\r\n"
+                              "Content-Length: 100000\r\n\r\nxxxx";
+    oversized(req, sizeof req - 1, "HTTP/1.1 413 ");
+}
+
+static void test_oversized_headers(void)
+{
+    char req[4096];
+    size_t n = 0;
+    n += (size_t)snprintf(req, sizeof req, "GET /ota/v1/identity HTTP/1.1\r\nX-Pad: ");
+    memset(req + n, 'a', 3000);
+    n += 3000;
+    memcpy(req + n, "\r\n\r\n", 4);
+    n += 4;
+    oversized(req, n, "HTTP/1.1 4");
+}
+
+static bool paused(const struct tc_ota_stats *s)
+{
+    return s->paused >= 1 && s->handshakes >= 2;
+}
+
+static void test_connection_cap(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 5000, 2))
+        goto out;
+    struct cli a, b, c, d;
+    char resp[512];
+    EXPECT(cli_open(&a, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&b, v.port, &F.good, TLS1_3_VERSION, 5));
+    struct tc_ota_stats st = stats_wait(&v, paused);
+    EXPECT_EQ_U(st.paused, 1);
+    EXPECT_EQ_U(st.open, 2);
+    /* The third waits in the backlog: its handshake gets no answer. */
+    EXPECT(!cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 1));
+    cli_close(&c);
+    st = stats_wait(&v, paused);
+    EXPECT_EQ_U(st.accepted, 2);
+    /* One leaves; accepting resumes. */
+    cli_close(&a);
+    EXPECT(cli_open(&d, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_exchange(&d, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) > 0);
+    EXPECT(strncmp(resp, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    cli_close(&d);
+    cli_close(&b);
+out:
+    srv_stop(&v);
+}
+
+static void fixture_free(void)
+{
+    struct ca *cas[] = {&F.root, &F.batch, &F.batch_b, &F.batch_old, &F.froot, &F.fbatch};
+    for (size_t i = 0; i < TC_ARRAY_LEN(cas); i++) {
+        tc_pki_issuer_free(cas[i]->iss);
+        tc_signer_soft_free(&cas[i]->key);
+        tc_buf_free(&cas[i]->cert);
+        tc_buf_free(&cas[i]->crl);
+    }
+    struct device *ds[] = {&F.good, &F.revoked, &F.in_b, &F.old, &F.foreign};
+    for (size_t i = 0; i < TC_ARRAY_LEN(ds); i++) {
+        EVP_PKEY_free(ds[i]->pkey);
+        X509_free(ds[i]->x509);
+        tc_buf_free(&ds[i]->der);
+    }
+    tc_buf_free(&F.root_crl_b);
+    EVP_PKEY_free(F.srv_key);
+    X509_free(F.srv_cert);
+    libevent_global_shutdown();
+}
+
+static void test_zz_cleanup(void)
+{
+    fixture_free();
+}
+
+static const struct tc_test_case cases[] = {
+    {"trust_verify", test_trust_verify},
+    {"trust_load", test_trust_load},
+    {"good_device", test_good_device},
+    {"revoked_device", test_revoked_device},
+    {"revoked_batch", test_revoked_batch},
+    {"expired_batch", test_expired_batch},
+    {"foreign_root", test_foreign_root},
+    {"no_client_cert", test_no_client_cert},
+    {"tls12_refused", test_tls12_refused},
+    {"garbage", test_garbage},
+    {"silent_peer_times_out", test_silent_peer_times_out},
+    {"slow_sender", test_slow_sender},
+    {"oversized_body", test_oversized_body},
+    {"oversized_headers", test_oversized_headers},
+    {"connection_cap", test_connection_cap},
+    {"zz_cleanup", test_zz_cleanup},
+};
+
+TC_TEST_MAIN("ota", cases)
