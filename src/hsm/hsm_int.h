@@ -84,6 +84,11 @@ struct tc_hsm_setting {
 TC_MUST_CHECK tc_err tc_hsm_setting_next(struct tc_cursor *c, struct tc_hsm_setting *s);
 bool tc_hsm_setting_is(const struct tc_hsm_setting *s, const char *name);
 
+/* The point inside CKA_EC_POINT: DER OCTET STRING or bare, point_len
+ * bytes; Weierstrass points must be uncompressed (04 || X || Y). */
+TC_MUST_CHECK tc_err tc_hsm_ec_point(const uint8_t *p, size_t len, size_t point_len,
+                                     bool weierstrass, const uint8_t **key);
+
 /* ECDSA r || s (field bytes each) to DER Ecdsa-Sig-Value. */
 TC_MUST_CHECK tc_err tc_hsm_ecdsa_der(const uint8_t *rs, size_t field, uint8_t *out,
                                       size_t out_size, size_t *out_len);

@@ -147,27 +147,41 @@ tc_err tc_hsm_public_key(struct tc_hsm *h, tc_hsm_obj pub, uint8_t *out, size_t 
     const struct alg_desc *d = alg_by_oid(params, a[0].ulValueLen);
     TC_ENSURE_MSG(d != NULL, TC_ERR_UNSUPPORTED,
                   "the HSM key is on a curve trustchain does not use");
-    /* PKCS#11 2.40 §2.3.3: CKA_EC_POINT is the DER encoding of an OCTET
-     * STRING holding the point (X9.62 uncompressed for Weierstrass curves,
-     * the 32-byte encoding for Ed25519). It came from the module: read it
-     * through the cursor all the same. */
-    struct tc_cursor c;
-    tc_cursor_init(&c, point, a[1].ulValueLen);
-    uint8_t tag = 0, len = 0;
     const uint8_t *key = NULL;
-    TC_GUARD(tc_cursor_u8(&c, &tag));
-    TC_GUARD(tc_cursor_u8(&c, &len));
-    TC_ENSURE_MSG(tag == 0x04 && len == d->point_len, TC_ERR_FORMAT,
-                  "unexpected CKA_EC_POINT encoding from the HSM");
-    TC_GUARD(tc_cursor_view(&c, len, &key));
-    TC_GUARD(tc_cursor_expect_end(&c));
-    TC_ENSURE_MSG(d->field_len == 0 || key[0] == 0x04, TC_ERR_FORMAT,
-                  "CKA_EC_POINT is not an uncompressed point");
+    TC_GUARD(tc_hsm_ec_point(point, a[1].ulValueLen, d->point_len, d->field_len != 0, &key));
     size_t total = d->spki_len + d->point_len;
     TC_ENSURE(out_size >= total, TC_ERR_SPACE);
     memcpy(out, d->spki, d->spki_len);
     memcpy(out + d->spki_len, key, d->point_len);
     *out_len = total;
+    return TC_OK;
+}
+
+tc_err tc_hsm_ec_point(const uint8_t *p, size_t len, size_t point_len, bool weierstrass,
+                       const uint8_t **key)
+{
+    /* PKCS#11 2.40 §2.3.3: CKA_EC_POINT is the DER encoding of an OCTET
+     * STRING holding the point (X9.62 uncompressed for Weierstrass curves,
+     * the 32-byte encoding for Ed25519). Some modules return the bare
+     * point (PKCS#11 3.0 allows it for Edwards keys); the lengths tell the
+     * two apart. It came from the module: read it through the cursor. */
+    struct tc_cursor c;
+    tc_cursor_init(&c, p, len);
+    if (len == point_len + 2) {
+        uint8_t tag = 0, n = 0;
+        TC_GUARD(tc_cursor_u8(&c, &tag));
+        TC_GUARD(tc_cursor_u8(&c, &n));
+        TC_ENSURE_MSG(tag == 0x04 && n == point_len, TC_ERR_FORMAT,
+                      "unexpected CKA_EC_POINT encoding from the HSM");
+    } else {
+        TC_ENSURE_MSG(len == point_len, TC_ERR_FORMAT,
+                      "CKA_EC_POINT from the HSM has %zu bytes, expected %zu or %zu", len,
+                      point_len, point_len + 2);
+    }
+    TC_GUARD(tc_cursor_view(&c, point_len, key));
+    TC_GUARD(tc_cursor_expect_end(&c));
+    TC_ENSURE_MSG(!weierstrass || (*key)[0] == 0x04, TC_ERR_FORMAT,
+                  "CKA_EC_POINT is not an uncompressed point");
     return TC_OK;
 }
 

@@ -767,6 +767,40 @@ static void test_ecdsa_der(void)
     EXPECT_ERR(tc_hsm_ecdsa_der(rs, 32, der, 7, &n), TC_ERR_SPACE);
 }
 
+static void test_ec_point_forms(void)
+{
+    uint8_t buf[70];
+    const uint8_t *key = NULL;
+    memset(buf, 0xAB, sizeof buf);
+    /* DER OCTET STRING around an uncompressed P-256 point. */
+    buf[0] = 0x04;
+    buf[1] = 65;
+    buf[2] = 0x04;
+    EXPECT_OK(tc_hsm_ec_point(buf, 67, 65, true, &key));
+    EXPECT(key == buf + 2);
+    /* The bare point. */
+    EXPECT_OK(tc_hsm_ec_point(buf + 2, 65, 65, true, &key));
+    EXPECT(key == buf + 2);
+    /* Wrong tag, wrong inner length, wrong total, compressed point. */
+    buf[0] = 0x03;
+    EXPECT_ERR(tc_hsm_ec_point(buf, 67, 65, true, &key), TC_ERR_FORMAT);
+    buf[0] = 0x04;
+    buf[1] = 64;
+    EXPECT_ERR(tc_hsm_ec_point(buf, 67, 65, true, &key), TC_ERR_FORMAT);
+    buf[1] = 65;
+    EXPECT_ERR(tc_hsm_ec_point(buf, 66, 65, true, &key), TC_ERR_FORMAT);
+    EXPECT_ERR(tc_hsm_ec_point(buf, 68, 65, true, &key), TC_ERR_FORMAT);
+    buf[2] = 0x02;
+    EXPECT_ERR(tc_hsm_ec_point(buf, 67, 65, true, &key), TC_ERR_FORMAT);
+    EXPECT_STR(tc_error_last()->msg, "CKA_EC_POINT is not an uncompressed point");
+    /* Ed25519: 32 bytes, any first byte, wrapped or bare. */
+    buf[0] = 0x04;
+    buf[1] = 32;
+    EXPECT_OK(tc_hsm_ec_point(buf, 34, 32, false, &key));
+    EXPECT_OK(tc_hsm_ec_point(buf + 2, 32, 32, false, &key));
+    EXPECT_ERR(tc_hsm_ec_point(buf, 0, 32, false, &key), TC_ERR_FORMAT);
+}
+
 static void sign_and_verify(struct tc_hsm *h, enum tc_sig_alg alg, const char *label,
                             size_t spki_len)
 {
@@ -911,6 +945,7 @@ static const struct tc_test_case cases[] = {
     {"cmac_vectors", test_cmac_vectors},
     {"scp03_kdf_vectors", test_scp03_kdf_vectors},
     {"ecdsa_der", test_ecdsa_der},
+    {"ec_point_forms", test_ec_point_forms},
     {"sign_p256", test_sign_p256},
     {"sign_p384", test_sign_p384},
     {"sign_ed25519", test_sign_ed25519},
