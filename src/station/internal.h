@@ -47,6 +47,9 @@ void st_event_init(const struct tc_station *st, const struct st_dev_id *id,
                    enum tc_audit_event_type type, struct tc_audit_event *ev);
 TC_MUST_CHECK tc_err st_record(struct tc_station *st, struct tc_audit_event *ev,
                                struct tc_station_result *res);
+/* Several events in one durable append (one transaction, log order kept). */
+TC_MUST_CHECK tc_err st_record_n(struct tc_station *st, const struct tc_audit_event *evs, size_t n,
+                                 struct tc_station_result *res);
 /* The device as the registry knows it: *found false for an unknown EID. */
 TC_MUST_CHECK tc_err st_prior(struct tc_station *st, const struct st_dev_id *id,
                               struct tc_registry_device *d, bool *found);

@@ -43,6 +43,29 @@ tc_err st_record(struct tc_station *st, struct tc_audit_event *ev, struct tc_sta
     return TC_OK;
 }
 
+tc_err st_record_n(struct tc_station *st, const struct tc_audit_event *evs, size_t n,
+                   struct tc_station_result *res)
+{
+    enum { MAX = 8 };
+    uint8_t enc[MAX][TC_AUDIT_EVENT_MAX];
+    const uint8_t *ptrs[MAX];
+    size_t lens[MAX];
+    TC_ENSURE(n <= MAX, TC_ERR_INTERNAL);
+    if (n == 0)
+        return TC_OK;
+    for (size_t i = 0; i < n; i++) {
+        TC_GUARD(tc_audit_event_encode(&evs[i], enc[i], sizeof enc[i], &lens[i]));
+        ptrs[i] = enc[i];
+    }
+    uint64_t first = 0;
+    tc_err rc = tc_registry_append_encoded(st->cfg.registry, ptrs, lens, n, &first);
+    if (rc != TC_OK)
+        return TC_FAIL(rc, "recording %zu events (from %s) failed: %s", n,
+                       tc_audit_event_type_name(evs[0].type), tc_error_last()->msg);
+    res->events += n;
+    return TC_OK;
+}
+
 tc_err st_prior(struct tc_station *st, const struct st_dev_id *id, struct tc_registry_device *d,
                 bool *found)
 {

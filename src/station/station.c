@@ -237,7 +237,26 @@ struct dev {
     bool issued_open; /* a certificate of this run not yet revoked */
     struct tc_buf cert;
     uint8_t cmd[ST_CMD_MAX];
+    /* Events of steps whose outcome nothing has acted on yet: appended
+     * together (one durable commit) before the station acts on them. */
+    struct tc_audit_event pend[4];
+    size_t npend;
 };
+
+static tc_err queue(struct dev *d, const struct tc_audit_event *ev)
+{
+    TC_ENSURE(d->npend < TC_ARRAY_LEN(d->pend), TC_ERR_INTERNAL);
+    d->pend[d->npend++] = *ev;
+    return TC_OK;
+}
+
+static tc_err flush(struct dev *d)
+{
+    tc_err rc = st_record_n(d->st, d->pend, d->npend, d->res);
+    if (rc == TC_OK)
+        d->npend = 0;
+    return rc;
+}
 
 static void point(struct dev *d, enum tc_station_point p)
 {
@@ -598,7 +617,9 @@ static tc_err step_inject(struct dev *d)
                       tc_error_last()->msg);
     st_event_init(st, &d->id, TC_AUDIT_KEYS_DERIVED, &ev);
     ev_kcv(d, &ev, st->device_kvn);
-    TC_GUARD(st_record(st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
+    /* Durable before the card changes: card received + keys derived. */
+    TC_GUARD(flush(d));
     point(d, TC_STATION_PT_DERIVED);
     if (d->has_transport) {
         /* GP CS 2.3 §11.8 / Amendment D §7.2: PUT KEY replacing the transport
@@ -621,7 +642,7 @@ static tc_err step_inject(struct dev *d)
             ev.fields |= TC_AUDIT_HAS_PREV_KVN;
             ev.prev_kvn = st->transport_kvn;
         }
-        TC_GUARD(st_record(st, &ev, d->res));
+        TC_GUARD(queue(d, &ev));
     }
     point(d, TC_STATION_PT_INJECTED);
     return TC_OK;
@@ -662,7 +683,9 @@ static tc_err step_confirm(struct dev *d)
     struct tc_audit_event ev;
     st_event_init(st, &d->id, TC_AUDIT_INJECTION_CONFIRMED, &ev);
     ev_kcv(d, &ev, st->device_kvn);
-    TC_GUARD(st_record(st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
+    /* keys injected + injection confirmed */
+    TC_GUARD(flush(d));
     point(d, TC_STATION_PT_CONFIRMED);
     return TC_OK;
 }
@@ -681,7 +704,8 @@ static tc_err revoke(struct dev *d, const uint8_t *serial, size_t serial_len, co
         ev.fields |= TC_AUDIT_HAS_CERT_SHA256;
         memcpy(ev.cert_sha256, sha, 32);
     }
-    TC_GUARD(st_record(d->st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
+    TC_GUARD(flush(d));
     const struct tc_station_hooks *hk = &d->st->cfg.hooks;
     if (hk->revoked != NULL)
         hk->revoked(hk->arg, d->id.eid_text, serial, serial_len, crl_reason);
@@ -738,7 +762,7 @@ static tc_err step_identity(struct dev *d)
     st_event_init(st, &d->id, TC_AUDIT_KEYPAIR_GENERATED, &ev);
     ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
     memcpy(ev.pubkey_sha256, d->pub_sha, 32);
-    TC_GUARD(st_record(st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
     point(d, TC_STATION_PT_KEYPAIR);
 
     /* The batch CA verifies the PoP (EID || point || nonce) and every other
@@ -773,7 +797,10 @@ static tc_err step_identity(struct dev *d)
     memcpy(ev.cert_serial, d->serial + skip, TC_PKI_SERIAL_LEN - skip);
     ev.cert_serial_len = TC_PKI_SERIAL_LEN - skip;
     memcpy(ev.cert_sha256, d->cert_sha, 32);
-    TC_GUARD(st_record(st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
+    /* key pair generated + certificate issued: durable before the
+     * certificate goes to the card, so a crash never loses an issuance. */
+    TC_GUARD(flush(d));
     d->issued_open = true;
     d->res->cert_issued = true;
     memcpy(d->res->serial, ev.cert_serial, ev.cert_serial_len);
@@ -811,7 +838,7 @@ static tc_err step_identity(struct dev *d)
     memcpy(ev.cert_serial, d->res->serial, d->res->serial_len);
     ev.cert_serial_len = d->res->serial_len;
     memcpy(ev.cert_sha256, back, 32);
-    TC_GUARD(st_record(st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
     point(d, TC_STATION_PT_STORED);
     return TC_OK;
 }
@@ -854,7 +881,9 @@ static tc_err record_provisioned(struct dev *d, uint8_t prev)
     ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
     ev.lifecycle = TC_SE_LC_SECURED;
     ev.prev_lifecycle = prev;
-    TC_GUARD(st_record(d->st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
+    /* certificate stored + life cycle changed (provisioned) */
+    TC_GUARD(flush(d));
     d->issued_open = false;
     d->res->outcome = TC_STATION_PROVISIONED;
     point(d, TC_STATION_PT_DONE);
@@ -872,10 +901,23 @@ static tc_err finish_secured(struct dev *d)
         rc = read_cert(d, false, sha, &present);
     if (rc != TC_OK)
         return fail_card(d, TC_STATION_STEP_SECURE, rc, "reading the certificate");
-    if (d->prior.state != TC_REG_CERT_STORED || !d->prior.cert_stored || !present ||
-        !tc_ct_equal(sha, d->prior.cert_sha256, 32))
+    /* The log ends with the certificate stored, or issued (the run died
+     * between SET STATUS and the commit of "stored" + "SECURED"): either way
+     * the card must hold exactly that certificate. */
+    bool stored = d->prior.state == TC_REG_CERT_STORED && d->prior.cert_stored;
+    bool issued = d->prior.state == TC_REG_CERT_ISSUED && d->prior.has_cert;
+    if ((!stored && !issued) || !present || !tc_ct_equal(sha, d->prior.cert_sha256, 32))
         return reject(d, TC_STATION_STEP_CARD, TC_STATION_R_CARD_STATE,
-                      "card is SECURED but the log has no stored certificate matching it");
+                      "card is SECURED but the log has no certificate matching it");
+    if (issued) {
+        struct tc_audit_event ev;
+        st_event_init(d->st, &d->id, TC_AUDIT_CERT_STORED, &ev);
+        ev.fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+        memcpy(ev.cert_serial, d->prior.cert_serial, d->prior.cert_serial_len);
+        ev.cert_serial_len = d->prior.cert_serial_len;
+        memcpy(ev.cert_sha256, sha, 32);
+        TC_GUARD(queue(d, &ev));
+    }
     memcpy(d->res->serial, d->prior.cert_serial, d->prior.cert_serial_len);
     d->res->serial_len = d->prior.cert_serial_len;
     memcpy(d->res->cert_sha256, sha, 32);
@@ -897,7 +939,7 @@ static tc_err pipeline(struct dev *d)
         ev.fields |= TC_AUDIT_HAS_KVN;
         ev.kvn = d->st->transport_kvn;
     }
-    TC_GUARD(st_record(d->st, &ev, d->res));
+    TC_GUARD(queue(d, &ev));
     point(d, TC_STATION_PT_RECEIVED);
     TC_GUARD(step_inject(d));
     TC_GUARD(step_confirm(d));
@@ -954,7 +996,8 @@ tc_err tc_station_provision(struct tc_station *st, struct tc_transport *t,
     ev.fields |= TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP;
     ev.reason = res->reason;
     ev.step = res->step;
-    TC_TRY(st_record(st, &ev, res));
+    TC_TRY(queue(d, &ev));
+    TC_TRY(flush(d));
     tc_error_clear();
     ret = TC_OK;
 out:

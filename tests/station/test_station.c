@@ -275,6 +275,7 @@ static void test_card_removed_everywhere(void)
     size_t total = provision_mem(next_card++, false, 0, 0, &r, NULL);
     EXPECT_EQ_U(r.outcome, TC_STATION_PROVISIONED);
     EXPECT(total > 20);
+    (void)printf("     %zu APDUs per device\n", total);
     size_t revoked = 0;
     for (size_t k = 1; k <= total; k++) {
         provision_mem(next_card++, false, k, 0, &r, NULL);

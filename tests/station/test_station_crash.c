@@ -197,7 +197,7 @@ static void test_kill_everywhere(void)
         check_line(k, size, hex);
     }
     (void)printf("     killed at %u points\n", points);
-    EXPECT(points >= CARDS * (TC_STATION_PT_MAX_ + 2 * 8));
+    EXPECT(points >= CARDS * (TC_STATION_PT_MAX_ + 2 * 4));
     fx_free(&F);
 }
 
