@@ -43,7 +43,9 @@ TC_MUST_CHECK tc_err tc_transport_tcp_open(struct tc_transport *t, const char *h
 
 /* A PC/SC reader through libpcsclite (pcscd): `reader` is an exact reader
  * name, or a substring matching exactly one reader, or NULL for the only
- * reader with a card in it. Connects shared, T=1 preferred. */
+ * reader with a card in it. Connects shared (T=1, T=0 only as a fallback) and
+ * holds a PC/SC transaction until closed, so that no other application's
+ * commands land inside a secure channel. */
 TC_MUST_CHECK tc_err tc_transport_pcsc_open(struct tc_transport *t, const char *reader);
 /* The readers pcscd knows (at most `max`; *count is how many were found) and
  * whether a card is present in each. */
