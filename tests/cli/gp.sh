@@ -256,4 +256,13 @@ wait "$serve_pid" || rc=$?
 expect_contains "se serve says stopped" "$(cat "$scratch/serve")" "stopped"
 expect_ok "state committed by the TCP card" "$TC" gp apdu 80CA00C100 --se "$k5" --kvn 0x31 \
   --key $newkey
+# SIGINT (Ctrl-C) is a clean stop too.
+timeout -k 5 120 "$TC" se serve --state "$k5" --tcp 0 >"$scratch/serve2" 2>&1 &
+serve_pid=$!
+for _ in $(seq 50); do grep -q "^listening on 127.0.0.1 port" "$scratch/serve2" && break; sleep 0.1; done
+kill -INT "$serve_pid" 2>/dev/null
+rc=0
+wait "$serve_pid" || rc=$?
+[ "$rc" -eq 0 ] && pass "se serve stops on SIGINT" || fail "se serve stops on SIGINT" "exit $rc"
+expect_contains "se serve stopped after SIGINT" "$(cat "$scratch/serve2")" "stopped"
 finish
