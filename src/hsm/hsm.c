@@ -183,13 +183,15 @@ tc_err tc_hsm_module_acquire(const char *path, const char *conf, struct tc_hsm_m
             break;
     }
     if (m != NULL) {
-        /* SOFTHSM2_CONF is read once, at C_Initialize. */
-        TC_CHECK_MSG(conf == NULL || strcmp(m->conf, want_conf) == 0, TC_ERR_STATE,
-                     "PKCS#11 module '%s' is already in use with another configuration", path);
-        m->refs++;
-        *out = m;
-        *f = m->f;
+        /* A module in use is shared, never freed here. SOFTHSM2_CONF is
+         * read once, at C_Initialize. */
+        struct tc_hsm_module *shared = m;
         m = NULL;
+        TC_CHECK_MSG(conf == NULL || strcmp(shared->conf, want_conf) == 0, TC_ERR_STATE,
+                     "PKCS#11 module '%s' is already in use with another configuration", path);
+        shared->refs++;
+        *out = shared;
+        *f = shared->f;
         ret = TC_OK;
         goto out;
     }

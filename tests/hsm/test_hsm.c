@@ -280,6 +280,13 @@ static void test_error_token_missing(void)
     EXPECT(h == NULL);
     EXPECT_STR(tc_error_last()->msg,
                "no initialised token labelled 'no-such-token' in the PKCS#11 module");
+    /* SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize: while the module
+     * is in use, another configuration cannot be honoured. */
+    c = config(USER_PIN);
+    c.softhsm_conf = "/nonexistent/other-softhsm2.conf";
+    EXPECT_ERR(tc_hsm_open(&c, &h), TC_ERR_STATE);
+    EXPECT(strstr(tc_error_last()->msg, "is already in use with another configuration") != NULL);
+    EXPECT_STR(getenv("SOFTHSM2_CONF"), ws.softhsm_conf);
 }
 
 static void test_error_wrong_pin(void)
