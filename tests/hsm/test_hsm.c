@@ -455,6 +455,28 @@ static void test_master_and_ca_keys_never_leave(void)
                TC_ERR_STATE);
     EXPECT_ERR(tc_hsm_transport_import(h, "policy", 0x30, k, k, k, 16, &tr), TC_ERR_STATE);
     EXPECT_ERR(tc_hsm_master_generate(h, "bad-length", 24, &gen), TC_ERR_RANGE);
+    /* A keyset import that fails on its last key leaves nothing behind. */
+    {
+        CK_OBJECT_CLASS sc = CKO_SECRET_KEY;
+        CK_KEY_TYPE kt = CKK_AES;
+        CK_BBOOL yes = CK_TRUE;
+        char lbl[] = "tc:transport:partial:01:dek";
+        uint8_t v[16] = {9};
+        CK_ATTRIBUTE a[] = {{CKA_CLASS, &sc, sizeof sc},
+                            {CKA_KEY_TYPE, &kt, sizeof kt},
+                            {CKA_TOKEN, &yes, sizeof yes},
+                            {CKA_LABEL, lbl, sizeof lbl - 1},
+                            {CKA_VALUE, v, sizeof v}};
+        CK_OBJECT_HANDLE o = 0;
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+        EXPECT_EQ_U(h->f->C_CreateObject(s, a, TC_ARRAY_LEN(a), &o), CKR_OK);
+        tc_hsm_session_release(h, s);
+        EXPECT_ERR(tc_hsm_transport_import(h, "partial", 1, k, k, k, 16, &tr), TC_ERR_STATE);
+        EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:transport:partial:01:enc", &o),
+                   TC_ERR_NOT_FOUND);
+        EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:transport:partial:01:mac", &o),
+                   TC_ERR_NOT_FOUND);
+    }
 
     /* The token survives a close/open: the keys are token objects. */
     tc_hsm_close(H);
