@@ -31,6 +31,11 @@ case "$conf" in *"/var/lib/softhsm"* | *"/etc/softhsm"*) fail "no system paths" 
 [ -n "$(ls "$ws/hsm/tokens")" ] && pass "token stored in the workspace" || fail "token stored in the workspace" "empty"
 expect_fail 1 "init twice" "$TC" hsm init --workspace "$ws" --so-pin-file "$scratch/so.pin"
 expect_contains "init twice says why" "$err" "a token labelled 'trustchain' already exists"
+expect_ok "init --json" env TRUSTCHAIN_HSM_SO_PIN=$so_pin "$TC" hsm init --workspace "$scratch/ws3" --label line-2 --json
+expect_contains "init json label" "$out" '"token_label":"line-2"'
+expect_contains "init json config" "$out" '"softhsm_conf":"'"$(cd "$scratch/ws3" && pwd)"'/hsm/softhsm2.conf"'
+case "$out" in *"$so_pin"* | *"$user_pin"*) fail "init --json never prints a PIN" "PIN in output" ;;
+  *) pass "init --json never prints a PIN" ;; esac
 expect_fail 2 "bad token label" env TRUSTCHAIN_HSM_SO_PIN=$so_pin "$TC" hsm init --workspace "$scratch/ws2" --label "this-label-is-far-too-long-for-pkcs11"
 
 # --- info: no PIN needed; the mechanisms trustchain uses
