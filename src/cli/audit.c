@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <trustchain/audit.h>
 #include <trustchain/hsm.h>
@@ -37,7 +38,8 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --workspace DIR     the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
-    "  --pin-file FILE     workspace token user PIN (default $" TC_HSM_ENV_PIN ")\n"
+    "  --pin-file FILE     workspace token user PIN (default $" TC_HSM_ENV_PIN ", else\n"
+    "                      <workspace>/secrets/user.pin)\n"
     "  --vkey KEY          checkpoint verifier key to verify with (default $" VKEY_ENV ",\n"
     "                      else the HSM's key)\n"
     "  --no-sign           checkpoint: print the stored checkpoint, never sign\n"
@@ -200,6 +202,13 @@ static tc_err ws_signer(struct tc_cli_audit_ws *w, bool create)
     TC_GUARD(rc);
     rc = tc_hsm_pin_read(TC_HSM_ENV_PIN, w->has_pin_file ? w->pin_file : NULL, pin, sizeof pin,
                          &pin_len);
+    if (rc == TC_ERR_NOT_FOUND && !w->has_pin_file) {
+        /* A workspace made by `trustchain init` keeps its PIN in secrets/user.pin (0600). */
+        char demo[4200];
+        (void)snprintf(demo, sizeof demo, "%s/secrets/user.pin", w->workspace);
+        if (access(demo, F_OK) == 0)
+            rc = tc_hsm_pin_read(NULL, demo, pin, sizeof pin, &pin_len);
+    }
     if (rc == TC_ERR_NOT_FOUND)
         return TC_FAIL(TC_ERR_ARG, "the checkpoint key needs the token PIN ($%s or --pin-file)",
                        TC_HSM_ENV_PIN);

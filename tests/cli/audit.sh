@@ -77,6 +77,9 @@ expect_ok "append two devices (stdin)" bash -c "{ $(declare -f ev fld line hx to
 # --- checkpoint and verifier key
 expect_fail 2 "checkpoint needs the PIN" env -u TRUSTCHAIN_HSM_PIN "$TC" audit checkpoint "${W[@]}"
 expect_contains "PIN refusal says how" "$err" "needs the token PIN"
+mkdir -p "$ws/secrets" && printf '%s\n' "$TRUSTCHAIN_HSM_PIN" >"$ws/secrets/user.pin" && chmod 600 "$ws/secrets/user.pin"
+expect_ok "verifier key with the PIN from secrets/user.pin" env -u TRUSTCHAIN_HSM_PIN "$TC" audit verifier-key "${W[@]}"
+rm -r "$ws/secrets"
 expect_ok "checkpoint" "$TC" audit checkpoint "${W[@]}"
 cp1=$out
 expect_contains "checkpoint origin and size" "$cp1" "trustchain/audit
