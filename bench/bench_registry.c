@@ -144,7 +144,8 @@ static void generate(const char *path, uint64_t n, uint64_t *event_bytes)
     sqlite3_stmt *ins = NULL, *tree = NULL;
     if (sqlite3_open(path, &db) != SQLITE_OK)
         die("open");
-    if (reg_exec(db, "PRAGMA synchronous = OFF; PRAGMA cache_size = -4000000; BEGIN IMMEDIATE") != TC_OK ||
+    if (reg_exec(db, "PRAGMA synchronous = OFF; PRAGMA cache_size = -4000000; BEGIN IMMEDIATE") !=
+            TC_OK ||
         reg_prep(db, "INSERT INTO audit_events(idx, leaf_hash, event) VALUES(?1, ?2, ?3)", &ins) !=
             TC_OK ||
         reg_prep(db, "INSERT OR REPLACE INTO audit_tree(id, size, root) VALUES(1, ?1, ?2)",
