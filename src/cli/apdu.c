@@ -293,6 +293,5 @@ static const struct tc_cli_cmd apdu_cmds[] = {
 
 int tc_cli_apdu(int argc, char **argv)
 {
-    return tc_cli_dispatch("trustchain apdu", apdu_cmds, TC_ARRAY_LEN(apdu_cmds), argc - 1,
-                           argv + 1);
+    return tc_cli_group("apdu", NULL, apdu_cmds, TC_ARRAY_LEN(apdu_cmds), argc, argv);
 }

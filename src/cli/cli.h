@@ -25,6 +25,12 @@ int tc_cli_dispatch(const char *prefix, const struct tc_cli_cmd *table, size_t n
                     char **argv);
 void tc_cli_list(FILE *f, const char *prefix, const struct tc_cli_cmd *table, size_t n);
 
+/* A command group's entry: argv[0] is the group's name. No command is a
+ * one-line usage error; help (as the command, or anywhere when `usage` is
+ * given) prints `usage` (or the table); otherwise dispatches. */
+int tc_cli_group(const char *group, const char *usage, const struct tc_cli_cmd *table, size_t n,
+                 int argc, char **argv);
+
 /* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
 int tc_cli_usage_error(const char *fmt, ...) TC_PRINTF(1, 2);
 /* "trustchain: <what>: <recorded cause>" on stderr; returns TC_EXIT_USAGE

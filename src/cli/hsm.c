@@ -653,16 +653,5 @@ static const struct tc_cli_cmd hsm_cmds[] = {
 
 int tc_cli_hsm(int argc, char **argv)
 {
-    if (argc < 2)
-        return tc_cli_usage_error("hsm: no command given (see 'trustchain hsm --help')");
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        (void)fputs(hsm_usage, stdout);
-        return TC_EXIT_OK;
-    }
-    if (tc_cli_wants_help(argc - 1, argv + 1)) {
-        (void)fputs(hsm_usage, stdout);
-        return TC_EXIT_OK;
-    }
-    return tc_cli_dispatch("trustchain hsm", hsm_cmds, TC_ARRAY_LEN(hsm_cmds), argc - 1, argv + 1);
+    return tc_cli_group("hsm", hsm_usage, hsm_cmds, TC_ARRAY_LEN(hsm_cmds), argc, argv);
 }

@@ -1269,12 +1269,5 @@ static const struct tc_cli_cmd pki_cmds[] = {
 
 int tc_cli_pki(int argc, char **argv)
 {
-    if (argc < 2)
-        return tc_cli_usage_error("pki: no command given (see 'trustchain pki --help')");
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "help") == 0 || tc_cli_wants_help(argc - 1, argv + 1)) {
-        (void)fputs(pki_usage, stdout);
-        return TC_EXIT_OK;
-    }
-    return tc_cli_dispatch("trustchain pki", pki_cmds, TC_ARRAY_LEN(pki_cmds), argc - 1, argv + 1);
+    return tc_cli_group("pki", pki_usage, pki_cmds, TC_ARRAY_LEN(pki_cmds), argc, argv);
 }

@@ -446,5 +446,5 @@ static const struct tc_cli_cmd se_cmds[] = {
 
 int tc_cli_se(int argc, char **argv)
 {
-    return tc_cli_dispatch("trustchain se", se_cmds, TC_ARRAY_LEN(se_cmds), argc - 1, argv + 1);
+    return tc_cli_group("se", NULL, se_cmds, TC_ARRAY_LEN(se_cmds), argc, argv);
 }

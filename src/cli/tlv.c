@@ -225,5 +225,5 @@ static const struct tc_cli_cmd tlv_cmds[] = {
 
 int tc_cli_tlv(int argc, char **argv)
 {
-    return tc_cli_dispatch("trustchain tlv", tlv_cmds, TC_ARRAY_LEN(tlv_cmds), argc - 1, argv + 1);
+    return tc_cli_group("tlv", NULL, tlv_cmds, TC_ARRAY_LEN(tlv_cmds), argc, argv);
 }

@@ -66,6 +66,26 @@ int tc_cli_dispatch(const char *prefix, const struct tc_cli_cmd *table, size_t n
                               prefix);
 }
 
+int tc_cli_group(const char *group, const char *usage, const struct tc_cli_cmd *table, size_t n,
+                 int argc, char **argv)
+{
+    char prefix[64];
+    (void)snprintf(prefix, sizeof prefix, "trustchain %s", group);
+    if (argc < 2)
+        return tc_cli_usage_error("%s: no command given (see '%s --help')", group, prefix);
+    const char *cmd = argv[1];
+    bool help_cmd =
+        strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0;
+    if (help_cmd || (usage != NULL && tc_cli_wants_help(argc - 1, argv + 1))) {
+        if (usage != NULL)
+            (void)fputs(usage, stdout);
+        else
+            tc_cli_list(stdout, prefix, table, n);
+        return TC_EXIT_OK;
+    }
+    return tc_cli_dispatch(prefix, table, n, argc - 1, argv + 1);
+}
+
 /* ------------------------------------------------------------------ JSON */
 
 void tc_json_init(struct tc_json *j, FILE *f)
