@@ -197,7 +197,7 @@ int tc_cli_demo(int argc, char **argv)
         (void)fputs(usage, stdout);
         return TC_EXIT_OK;
     }
-    const char *wsarg = "trustchain-demo", *count = "1000", *jobs = "16";
+    const char *wsarg = "trustchain-demo", *count = "1000", *jobs = "32";
     for (int i = 1; i < argc; i++) {
         const char **slot = NULL;
         if (strcmp(argv[i], "--workspace") == 0)

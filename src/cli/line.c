@@ -43,7 +43,8 @@ static const char usage[] =
     "provisioned and rejected cards are skipped, interrupted ones are finished.\n"
     "\n"
     "cards (one of):\n"
-    "  --emulate DIR        emulated cards DIR/card-000000.img ... (default)\n"
+    "  --emulate DIR        emulated cards DIR/card-000000.img ... (the default,\n"
+    "                       with DIR = <workspace>/cards)\n"
     "  --vendor-keys FILE   with --emulate: create missing images as the SE vendor\n"
     "                       ships them, with the transport keys in FILE\n"
     "  --reader NAME        a PC/SC reader (repeat for several; one card each at\n"
@@ -563,8 +564,10 @@ static int cmd_run(int argc, char **argv)
         return tc_cli_usage_error("line run: workspace path too long");
     (void)snprintf(ca_path, sizeof ca_path, "%s/ca.pem", bdir);
     (void)snprintf(pinf, sizeof pinf, "%s/secrets/user.pin", o.workspace);
-    (void)snprintf(cards_dir, sizeof cards_dir, "%s",
-                   o.emulate != NULL ? o.emulate : "trustchain-cards");
+    if (o.emulate != NULL)
+        (void)snprintf(cards_dir, sizeof cards_dir, "%s", o.emulate);
+    else
+        (void)snprintf(cards_dir, sizeof cards_dir, "%s/cards", o.workspace);
 
     struct tc_hsm_workspace hw;
     struct tc_hsm *h = NULL;
