@@ -170,8 +170,12 @@ static tc_err raw_transmit(struct pcsc_link *l, const uint8_t *cmd, size_t cmd_l
     LONG rv = SCardTransmit(l->card, pci, cmd, (DWORD)cmd_len, NULL, resp, &n);
     if (rv != SCARD_S_SUCCESS)
         return pcsc_fail(rv, "transmit", l->name);
-    TC_ENSURE_MSG(n >= 2, TC_ERR_FORMAT, "%s: response of %lu bytes has no status word", l->name,
-                  (unsigned long)n);
+    /* vpcd reports success with an empty response when the card vanished
+     * mid-exchange: a link failure, not a malformed answer. */
+    TC_ENSURE_MSG(n >= 2, TC_ERR_IO,
+                  "transmit: the card in '%s' answered %lu byte(s) and no status word (card "
+                  "removed or not answering)",
+                  l->name, (unsigned long)n);
     *resp_len = (size_t)n;
     return TC_OK;
 }

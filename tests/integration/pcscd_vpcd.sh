@@ -236,7 +236,7 @@ serve_pid=""
 rc=0
 wait "$many_pid" || rc=$?
 if [ "$rc" -eq 1 ] && [ "$(wc -l <"$work/many.err")" -eq 1 ] &&
-  grep -qE "transmit: .*(removed|does not respond)" "$work/many.err"; then
+  grep -qE "transmit: .*(removed|not answering|does not respond|no card)" "$work/many.err"; then
   pass "card pulled mid-session: one clear error"
 else
   fail "card pulled mid-session: one clear error" "exit $rc: $(head -c 300 "$work/many.err")"
