@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,7 @@ struct line_ctx {
     struct timespec last;
     struct tc_station_result *rejects;
     size_t nrejects;
+    struct kill_at *kill;
 };
 
 /* pki's revoked.txt: "<serial hex> <unix time> <reason> <EID>" per line,
@@ -312,6 +314,99 @@ static void on_revoked(void *arg, const char *eid, const uint8_t *serial, size_t
     c->revoked++;
     c->rev_failed = c->rev_failed || !ok;
     (void)pthread_mutex_unlock(&c->lock);
+}
+
+/* The log is the record of revocations; revoked.txt (and so the CRL) is
+ * written after it. Any revocation of this batch's devices the file lacks
+ * (a run killed between the two) is added here, before the run. */
+struct reconcile {
+    struct line_ctx *c;
+    struct tc_registry *reg;
+    char *known; /* revoked.txt contents */
+    unsigned added;
+    uint8_t (*eids)[TC_AUDIT_EID_MAX];
+    size_t *eid_lens;
+    size_t n, cap;
+};
+
+static tc_err reconcile_event(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                              const uint8_t *event, size_t len)
+{
+    (void)index;
+    (void)event;
+    (void)len;
+    struct reconcile *r = arg;
+    if (ev->type != TC_AUDIT_CERT_REVOKED)
+        return TC_OK;
+    char hex[2 * TC_AUDIT_SERIAL_MAX + 2];
+    TC_GUARD(tc_hex_encode(ev->cert_serial, ev->cert_serial_len, hex, sizeof hex - 1));
+    size_t hl = strlen(hex);
+    for (const char *p = r->known; p != NULL && *p != '\0';) {
+        if (strncmp(p, hex, hl) == 0 && p[hl] == ' ')
+            return TC_OK;
+        p = strchr(p, '\n');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    char eid[TC_PKI_EID_DIGITS + 1] = "-";
+    if (ev->eid_len == TC_PKI_EID_BCD_LEN && tc_pki_eid_from_bcd(ev->eid, eid) != TC_OK)
+        (void)snprintf(eid, sizeof eid, "-");
+    char line[160];
+    int n = snprintf(line, sizeof line, "%s %llu %u %s\n", hex,
+                     (unsigned long long)(ev->time_ms / 1000), (unsigned)ev->reason, eid);
+    int fd = open(r->c->rev_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && n > 0 && write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    if (fd >= 0)
+        ok = close(fd) == 0 && ok;
+    TC_ENSURE_MSG(ok, TC_ERR_IO, "cannot write %s", r->c->rev_path);
+    r->added++;
+    return TC_OK;
+}
+
+static tc_err reconcile_device(void *arg, const struct tc_registry_device *d)
+{
+    /* Collected first: the registry serialises its queries, so no query
+     * runs inside another's callback. */
+    struct reconcile *r = arg;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        void *a = realloc(r->eids, cap * sizeof *r->eids);
+        TC_ENSURE(a != NULL, TC_ERR_NOMEM);
+        r->eids = a;
+        void *b = realloc(r->eid_lens, cap * sizeof *r->eid_lens);
+        TC_ENSURE(b != NULL, TC_ERR_NOMEM);
+        r->eid_lens = b;
+        r->cap = cap;
+    }
+    memcpy(r->eids[r->n], d->eid, d->eid_len);
+    r->eid_lens[r->n++] = d->eid_len;
+    return TC_OK;
+}
+
+static tc_err read_file(const char *path, struct tc_buf *b);
+
+static tc_err reconcile_revoked(struct line_ctx *c, struct tc_registry *reg, const char *batch,
+                                unsigned *added)
+{
+    struct tc_buf known;
+    tc_buf_init_heap(&known, 64u * 1024u * 1024u);
+    tc_err rc = read_file(c->rev_path, &known);
+    if (rc == TC_ERR_NOT_FOUND) {
+        tc_error_clear();
+        rc = TC_OK;
+    }
+    tc_buf_put_u8(&known, 0);
+    if (rc == TC_OK)
+        rc = tc_buf_status(&known);
+    struct reconcile r = {.c = c, .reg = reg, .known = (char *)known.data};
+    if (rc == TC_OK)
+        rc = tc_registry_device_list(reg, batch, (enum tc_registry_state)0, reconcile_device, &r);
+    for (size_t i = 0; rc == TC_OK && i < r.n; i++)
+        rc = tc_registry_device_history(reg, r.eids[i], r.eid_lens[i], reconcile_event, &r);
+    free(r.eids);
+    free(r.eid_lens);
+    *added = r.added;
+    tc_buf_free(&known);
+    return rc;
 }
 
 static tc_err read_file(const char *path, struct tc_buf *b)
@@ -452,6 +547,47 @@ static void progress(void *arg, const struct tc_station_stats *s, const struct t
     if (s->done == s->total)
         (void)fputc('\n', stderr);
     (void)fflush(stderr);
+}
+
+/* ------------------------------------------------------------ fault injection */
+
+/* Crash tests: TRUSTCHAIN_FAULT_KILL_AT=<point>[:<n>] kills the process
+ * (SIGKILL) the n-th time (default 1st) any card reaches that station point
+ * (docs/station.md lists them). Unset, nothing happens. */
+struct kill_at {
+    unsigned point;
+    unsigned long n;
+    unsigned long seen;
+    pthread_mutex_t lock;
+};
+
+static void kill_hook(void *arg, enum tc_station_point p)
+{
+    struct line_ctx *c = arg;
+    struct kill_at *k = c->kill;
+    if (k == NULL || (unsigned)p != k->point)
+        return;
+    (void)pthread_mutex_lock(&k->lock);
+    bool now = ++k->seen == k->n;
+    (void)pthread_mutex_unlock(&k->lock);
+    if (now)
+        (void)raise(SIGKILL);
+}
+
+static int kill_parse(const char *v, struct kill_at *k)
+{
+    char name[32];
+    unsigned long n = 1;
+    if (sscanf(v, "%31[a-z-]:%lu", name, &n) < 1 || n == 0)
+        return tc_cli_usage_error("line run: TRUSTCHAIN_FAULT_KILL_AT must be POINT[:N]");
+    for (unsigned p = 1; p <= TC_STATION_PT_MAX_; p++) {
+        if (strcmp(tc_station_point_name(p), name) == 0) {
+            k->point = p;
+            k->n = n;
+            return TC_EXIT_OK;
+        }
+    }
+    return tc_cli_usage_error("line run: TRUSTCHAIN_FAULT_KILL_AT: unknown point '%s'", name);
 }
 
 /* ------------------------------------------------------------ run */
@@ -657,7 +793,20 @@ static int cmd_run(int argc, char **argv)
                                     .batch_ca_len = ca.len,
                                     .registry = reg,
                                     .hooks = {.revoked = on_revoked, .arg = &ctx}};
-    e = tc_station_new(&cfg, &st);
+    struct kill_at kill = {0};
+    const char *kenv = getenv("TRUSTCHAIN_FAULT_KILL_AT");
+    if (kenv != NULL && kenv[0] != '\0') {
+        if ((rc = kill_parse(kenv, &kill)) != TC_EXIT_OK)
+            goto out;
+        rc = TC_EXIT_FAIL;
+        (void)pthread_mutex_init(&kill.lock, NULL);
+        ctx.kill = &kill;
+        cfg.hooks.point = kill_hook;
+    }
+    unsigned reconciled = 0;
+    e = reconcile_revoked(&ctx, reg, o.batch, &reconciled);
+    if (e == TC_OK)
+        e = tc_station_new(&cfg, &st);
     if (e == TC_OK && o.nreaders > 0) {
         rs_lock = pthread_mutex_init(&rs.lock, NULL) == 0;
         for (size_t i = 0; i < o.nreaders; i++)
@@ -695,7 +844,7 @@ static int cmd_run(int argc, char **argv)
         goto out;
     }
     uint64_t crl_no = 0;
-    if (ctx.revoked > 0 && have_signer) {
+    if ((ctx.revoked > 0 || reconciled > 0) && have_signer) {
         e = publish_crl(bdir, &signer, ca.data, ca.len, &crl_no);
         if (e != TC_OK)
             (void)fprintf(stderr, "trustchain: line run: the batch CRL was not republished: %s\n",

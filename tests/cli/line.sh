@@ -54,6 +54,28 @@ expect_ok "wrong PIN: batch still runs" "$TC" line run --workspace "$ws" --batch
 expect_contains "wrong PIN: rejected for the HSM" "$out" '"hsm":1'
 expect_contains "wrong PIN: the reason names the PIN" "$out" "PIN"
 
+# Killed (fault-injection hook) after card 9's certificate reached the card but
+# before it was recorded as stored: the resumed run revokes that certificate
+# (superseded), issues a new one, and republishes the batch CRL.
+rc=0
+TRUSTCHAIN_FAULT_KILL_AT=stored-card "$TC" line run --workspace "$ws" --batch $B --count 10 \
+  --emulate "$cards" --vendor-keys "$keys" --pin-file "$pin" --quiet >/dev/null 2>&1 || rc=$?
+if [ "$rc" -eq 137 ]; then pass "killed at stored-card"; else fail "killed at stored-card" "exit $rc"; fi
+crl_before=$(cat "$ws/pki/batches/$B/crl.number")
+expect_ok "resume after the kill" "$TC" line run --workspace "$ws" --batch $B --count 10 \
+  --emulate "$cards" --pin-file "$pin" --json
+expect_contains "resumed card provisioned" "$out" '"provisioned":1,'
+expect_contains "interrupted run's certificate revoked" "$out" '"certificates_revoked":1'
+if [ "$(cat "$ws/pki/batches/$B/crl.number")" -gt "$crl_before" ]; then pass "batch CRL republished"
+else fail "batch CRL republished" "number $(cat "$ws/pki/batches/$B/crl.number")"; fi
+expect_contains "revoked.txt: superseded (4)" "$(cat "$ws/pki/batches/$B/revoked.txt")" " 4 89049032"
+expect_ok "the new certificate verifies with the new CRL" "$TC" device cert 89049032000000000000000000000939 \
+  --workspace "$ws" --pin-file "$pin" --verify
+rc=0
+TRUSTCHAIN_FAULT_KILL_AT=nowhere "$TC" line run --workspace "$ws" --batch $B --count 1 \
+  --emulate "$cards" --pin-file "$pin" >/dev/null 2>&1 || rc=$?
+if [ "$rc" -eq 2 ]; then pass "unknown kill point is a usage error"; else fail "unknown kill point" "exit $rc"; fi
+
 # Killed mid-batch with SIGKILL, then run again: every card provisioned once.
 "$TC" line run --workspace "$ws" --batch $B --count 60 --emulate "$cards" --vendor-keys "$keys" \
   --pin-file "$pin" --jobs 4 --quiet >/dev/null 2>&1 &
@@ -73,6 +95,19 @@ if [ "$n" -eq 58 ]; then pass "58 provisioned devices in the registry"; else fai
 expect_ok "sign a checkpoint" "$TC" audit checkpoint --workspace "$ws" --pin-file "$pin"
 expect_ok "audit verify after the crash" "$TC" audit verify --workspace "$ws" --pin-file "$pin"
 expect_contains "audit verified" "$out" "verified"
+
+# revoked.txt is written after the log; if it loses lines (a run killed in
+# between), the next run restores them from the log and republishes the CRL.
+rev="$ws/pki/batches/$B/revoked.txt"
+before=$(cut -d' ' -f1 "$rev" 2>/dev/null | sort)
+k=$(printf '%s' "$before" | grep -c . || true)
+echo "     $k revocations in the log so far"
+rm -f "$rev"
+expect_ok "a run restores revoked.txt from the log" "$TC" line run --workspace "$ws" --batch $B \
+  --count 1 --emulate "$cards" --pin-file "$pin"
+after=$(cut -d' ' -f1 "$rev" 2>/dev/null | sort)
+if [ "$before" = "$after" ]; then pass "revoked.txt restored ($k serials)"; else
+  fail "revoked.txt restored" "before: $before after: $after"; fi
 
 expect_fail 2 "--batch required" "$TC" line run --workspace "$ws" --count 1
 expect_fail 2 "--count required" "$TC" line run --workspace "$ws" --batch $B
