@@ -27,6 +27,38 @@
 #define TC_OTA_CONNECTIONS_MAX 20000u
 #define TC_OTA_REASON_MAX      160u
 
+/* ------------------------------------------------------------------ scripts */
+
+/*
+ * The bodies GP Amendment B carries (its §3.5 refers to the expanded remote
+ * command format of ETSI TS 102 226 §5.2.2), in the indefinite-length form:
+ *   command script   AE 80 { 22 L C-APDU }...              00 00
+ *   response script  AF 80 [ 80 01 n ] { 23 L R-APDU }...  00 00
+ * Inner lengths are BER definite. Every C-APDU must decode as an ISO/IEC
+ * 7816-4 command; every R-APDU carries at least SW1 SW2. The subset: no
+ * Immediate Action, Error Action or Script Chaining TLVs, no definite-length
+ * AA/AB templates (docs/ota.md).
+ */
+#define TC_OTA_SCRIPT_MAX       32u /* APDUs in one script */
+#define TC_OTA_SCRIPT_BYTES_MAX (TC_OTA_SCRIPT_MAX * (5u + 261u) + 8u)
+
+struct tc_ota_bytes {
+    const uint8_t *p; /* points into the decoded input */
+    size_t len;
+};
+
+TC_MUST_CHECK tc_err tc_ota_script_encode(const struct tc_ota_bytes *capdus, size_t n,
+                                          struct tc_buf *out);
+TC_MUST_CHECK tc_err tc_ota_script_decode(const uint8_t *in, size_t len,
+                                          struct tc_ota_bytes capdus[TC_OTA_SCRIPT_MAX], size_t *n);
+/* executed: the Number of executed C-APDUs TLV (always written first). */
+TC_MUST_CHECK tc_err tc_ota_response_encode(const struct tc_ota_bytes *rapdus, size_t n,
+                                            struct tc_buf *out);
+/* *executed is the '80' TLV's value, or n when the TLV is absent. */
+TC_MUST_CHECK tc_err tc_ota_response_decode(const uint8_t *in, size_t len,
+                                            struct tc_ota_bytes rapdus[TC_OTA_SCRIPT_MAX],
+                                            size_t *n, size_t *executed);
+
 /* ------------------------------------------------------------------ trust */
 
 /*
@@ -73,6 +105,53 @@ struct tc_ota_server_config {
     size_t max_body;                  /* 0: TC_OTA_BODY_MAX */
     unsigned timeout_ms;              /* handshake/read/write; 0: TC_OTA_TIMEOUT_MS */
     unsigned max_connections;         /* 0: TC_OTA_CONNECTIONS_MAX */
+    const struct tc_ota_app *app;     /* NULL: every session ends at once (204) */
+};
+
+/*
+ * GP Amendment B remote administration over the channel (subset in
+ * docs/ota.md). The agent opens a session with
+ *   POST /ota/v1/admin   X-Admin-Protocol: globalplatform-remote-admin/1.0
+ *                        X-Admin-From: //se-id/eid/<EID of its certificate>
+ * and the server answers 200 with the next command script
+ * (Content-Type application/vnd.globalplatform.card-content-mgt;version=1.0)
+ * and X-Admin-Next-URI, or 204 without a Next URI to end the session. The
+ * agent POSTs the card's response script (the -response content type and
+ * X-Admin-Script-Status) to exactly that Next URI, which names a random
+ * session token and the step; any other URI (a replayed or reordered step)
+ * ends the session with 409.
+ */
+#define TC_OTA_ADMIN_PROTOCOL "globalplatform-remote-admin/1.0"
+#define TC_OTA_CT_SCRIPT      "application/vnd.globalplatform.card-content-mgt;version=1.0"
+#define TC_OTA_CT_RESPONSE    "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+#define TC_OTA_ADMIN_PATH     "/ota/v1/admin"
+
+enum tc_ota_script_status {
+    TC_OTA_STATUS_NONE = 0, /* the session's first POST */
+    TC_OTA_STATUS_OK,
+    TC_OTA_STATUS_UNKNOWN_APPLICATION,
+    TC_OTA_STATUS_NOT_A_SECURITY_DOMAIN,
+    TC_OTA_STATUS_SECURITY_ERROR
+};
+
+struct tc_ota_admin_in {
+    const char *eid; /* from the verified certificate */
+    uint32_t step;   /* 0 for the first POST */
+    bool resume;     /* X-Admin-Resume: true */
+    enum tc_ota_script_status status;
+    const uint8_t *response; /* the response script (validated), or NULL */
+    size_t response_len;
+};
+
+/* What the server runs inside a session; called on the loop's thread. */
+struct tc_ota_app {
+    void *ctx;
+    /* Append the next command script (tc_ota_script_encode) to `script`, or
+     * leave it empty to end the session. A failure ends it with 500. */
+    tc_err (*next)(void *ctx, const struct tc_ota_admin_in *in, struct tc_buf *script);
+    /* The session ended: completed (204 sent) or aborted (error, replay,
+     * disconnect). Optional. */
+    void (*end)(void *ctx, const char *eid, bool completed);
 };
 
 /* Counters, for logs and tests. */
@@ -85,6 +164,8 @@ struct tc_ota_stats {
     uint64_t requests;          /* HTTP requests dispatched */
     uint64_t closed_no_request; /* verified connections closed without a complete request */
     uint64_t paused;            /* times the listener paused at the connection cap */
+    uint64_t admin_refused;     /* Amendment B requests refused (headers, replay, format) */
+    uint64_t sessions_done;     /* sessions that ended with 204 */
 };
 
 struct tc_ota_server;
@@ -100,6 +181,9 @@ uint16_t tc_ota_server_port(const struct tc_ota_server *s);
 const struct tc_ota_trust *tc_ota_server_set_trust(struct tc_ota_server *s,
                                                    const struct tc_ota_trust *t);
 void tc_ota_server_stats(const struct tc_ota_server *s, struct tc_ota_stats *out);
+/* Closes every connection; call it from the loop's thread or with the loop
+ * stopped (it runs one non-blocking pass of the loop for libevent's
+ * deferred frees). */
 void tc_ota_server_free(struct tc_ota_server *s);
 
 #endif

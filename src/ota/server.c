@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -18,6 +19,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -27,7 +29,7 @@
 
 struct ota_counters {
     _Atomic uint64_t accepted, open, handshakes, cert_rejected, handshake_failed, requests,
-        closed_no_request, paused;
+        closed_no_request, paused, admin_refused, sessions_done;
 };
 
 struct tc_ota_server {
@@ -36,6 +38,7 @@ struct tc_ota_server {
     struct evhttp_bound_socket *bound;
     SSL_CTX *ctx;
     const struct tc_ota_trust *trust;
+    const struct tc_ota_app *app;
     unsigned max_conns;
     bool listener_paused;
     uint16_t port;
@@ -53,6 +56,10 @@ struct ota_conn {
     bool cert_rejected;
     bool requested;
     char eid[TC_PKI_EID_DIGITS + 1];
+    /* The Amendment B session on this connection. */
+    bool session;
+    uint32_t step;
+    char token[33]; /* 128 random bits, hex */
 };
 
 static int conn_idx = -1;
@@ -74,6 +81,8 @@ static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         free(c);
         return;
     }
+    if (c->session && s->app != NULL && s->app->end != NULL)
+        s->app->end(s->app->ctx, c->eid, false);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -240,6 +249,194 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
         evbuffer_free(b);
 }
 
+static void session_end(struct tc_ota_server *s, struct ota_conn *c, bool completed)
+{
+    if (!c->session)
+        return;
+    c->session = false;
+    tc_memzero(c->token, sizeof c->token);
+    if (completed)
+        atomic_fetch_add(&s->c.sessions_done, 1);
+    if (s->app != NULL && s->app->end != NULL)
+        s->app->end(s->app->ctx, c->eid, completed);
+}
+
+/* Refuses an Amendment B request: logged, counted, the session (if any)
+ * aborted and the connection closed after the reply. */
+static void admin_refuse(struct tc_ota_server *s, struct ota_conn *c, struct evhttp_request *req,
+                         int code, const char *reason, const char *why)
+{
+    atomic_fetch_add(&s->c.admin_refused, 1);
+    TC_LOG_WARNING("ota: device %s: admin request refused (%d): %s", c->eid, code, why);
+    session_end(s, c, false);
+    evhttp_connection_free_on_completion(evhttp_request_get_connection(req));
+    (void)evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    char text[TC_OTA_REASON_MAX + 2];
+    (void)snprintf(text, sizeof text, "%s\n", why);
+    reply_text(req, code, reason, text);
+}
+
+static const char *header(struct evhttp_request *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+}
+
+/* GP Amendment B: X-Admin-Script-Status values the agent reports. */
+static bool parse_status(const char *v, enum tc_ota_script_status *st)
+{
+    static const struct {
+        const char *name;
+        enum tc_ota_script_status st;
+    } map[] = {{"ok", TC_OTA_STATUS_OK},
+               {"unknown-application", TC_OTA_STATUS_UNKNOWN_APPLICATION},
+               {"not-a-security-domain", TC_OTA_STATUS_NOT_A_SECURITY_DOMAIN},
+               {"security-error", TC_OTA_STATUS_SECURITY_ERROR}};
+    for (size_t i = 0; v != NULL && i < TC_ARRAY_LEN(map); i++) {
+        if (strcmp(v, map[i].name) == 0) {
+            *st = map[i].st;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Media types compare case-insensitively, parameters as written (RFC 9110
+ * §8.3.1); optional whitespace before ';' is not accepted. */
+static bool is_type(const char *v, const char *want)
+{
+    return v != NULL && strcasecmp(v, want) == 0;
+}
+
+/* The Next URI of the current step: /ota/v1/admin/<token>/<step>. */
+static void next_uri(const struct ota_conn *c, char *out, size_t size)
+{
+    (void)snprintf(out, size, "%s/%s/%u", TC_OTA_ADMIN_PATH, c->token, (unsigned)c->step);
+}
+
+static void admin_cb(struct tc_ota_server *s, struct ota_conn *c, struct evhttp_request *req,
+                     const char *path)
+{
+    struct tc_ota_admin_in in = {.eid = c->eid};
+    struct tc_buf script;
+    uint8_t rnd[16];
+    char from[64], uri[128];
+    tc_buf_init_heap(&script, TC_OTA_SCRIPT_BYTES_MAX);
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        admin_refuse(s, c, req, 405, "Method Not Allowed", "administration uses POST");
+        goto out;
+    }
+    /* GP Amendment B: every agent POST names the protocol version and the
+     * agent (X-Admin-Protocol, X-Admin-From). */
+    const char *proto = header(req, "X-Admin-Protocol");
+    if (proto == NULL || strcmp(proto, TC_OTA_ADMIN_PROTOCOL) != 0) {
+        admin_refuse(s, c, req, 400, "Bad Request",
+                     "X-Admin-Protocol is not " TC_OTA_ADMIN_PROTOCOL);
+        goto out;
+    }
+    (void)snprintf(from, sizeof from, "//se-id/eid/%s", c->eid);
+    const char *agent = header(req, "X-Admin-From");
+    size_t fl = strlen(from);
+    if (agent == NULL || strncmp(agent, from, fl) != 0 || (agent[fl] != '\0' && agent[fl] != ';')) {
+        admin_refuse(s, c, req, 403, "Forbidden",
+                     "X-Admin-From does not name the EID of the client certificate");
+        goto out;
+    }
+    const char *resume = header(req, "X-Admin-Resume");
+    in.resume = resume != NULL && strcmp(resume, "true") == 0;
+
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(body);
+    const uint8_t *bp = blen > 0 ? evbuffer_pullup(body, -1) : NULL;
+    if (blen > 0) {
+        struct tc_ota_bytes r[TC_OTA_SCRIPT_MAX];
+        size_t n = 0, executed = 0;
+        if (!is_type(header(req, "Content-Type"), TC_OTA_CT_RESPONSE)) {
+            admin_refuse(s, c, req, 415, "Unsupported Media Type",
+                         "a response script needs Content-Type " TC_OTA_CT_RESPONSE);
+            goto out;
+        }
+        if (!parse_status(header(req, "X-Admin-Script-Status"), &in.status)) {
+            admin_refuse(s, c, req, 400, "Bad Request", "missing or unknown X-Admin-Script-Status");
+            goto out;
+        }
+        if (bp == NULL || tc_ota_response_decode(bp, blen, r, &n, &executed) != TC_OK) {
+            admin_refuse(s, c, req, 400, "Bad Request", "malformed response script");
+            goto out;
+        }
+        in.response = bp;
+        in.response_len = blen;
+    } else if (header(req, "X-Admin-Script-Status") != NULL) {
+        /* A status without a script: the agent could not run it. */
+        if (!parse_status(header(req, "X-Admin-Script-Status"), &in.status)) {
+            admin_refuse(s, c, req, 400, "Bad Request", "unknown X-Admin-Script-Status");
+            goto out;
+        }
+    }
+
+    if (strcmp(path, TC_OTA_ADMIN_PATH) == 0) {
+        if (c->session || blen > 0) {
+            admin_refuse(s, c, req, 409, "Conflict",
+                         c->session ? "a session is already open on this connection"
+                                    : "the first POST carries no response script");
+            goto out;
+        }
+        if (tc_random(rnd, sizeof rnd) != TC_OK ||
+            tc_hex_encode(rnd, sizeof rnd, c->token, sizeof c->token) != TC_OK) {
+            admin_refuse(s, c, req, 500, "Internal Server Error", "no randomness");
+            goto out;
+        }
+        c->session = true;
+        c->step = 0;
+    } else {
+        /* Only the Next URI of the current step is accepted: an earlier step
+         * (a replay), a later one or another session's token is refused. */
+        next_uri(c, uri, sizeof uri);
+        size_t ul = strlen(uri);
+        if (!c->session || strlen(path) != ul || !tc_ct_equal(path, uri, ul)) {
+            admin_refuse(s, c, req, 409, "Conflict",
+                         "not the current X-Admin-Next-URI (replayed or out of order)");
+            goto out;
+        }
+        if (blen == 0 && in.status == TC_OTA_STATUS_NONE) {
+            admin_refuse(s, c, req, 400, "Bad Request", "no response script and no status");
+            goto out;
+        }
+    }
+    in.step = c->step;
+    if (s->app != NULL && s->app->next != NULL) {
+        tc_err rc = s->app->next(s->app->ctx, &in, &script);
+        if (rc != TC_OK || tc_buf_status(&script) != TC_OK) {
+            char m[TC_OTA_REASON_MAX];
+            tc_error_format(m, sizeof m);
+            admin_refuse(s, c, req, 500, "Internal Server Error", m);
+            goto out;
+        }
+    }
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    if (script.len == 0) {
+        /* Amendment B: 204 without X-Admin-Next-URI ends the session. */
+        session_end(s, c, true);
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        goto out;
+    }
+    c->step++;
+    next_uri(c, uri, sizeof uri);
+    struct evbuffer *ob = evbuffer_new();
+    if (ob == NULL || evbuffer_add(ob, script.data, script.len) != 0) {
+        if (ob != NULL)
+            evbuffer_free(ob);
+        admin_refuse(s, c, req, 500, "Internal Server Error", "out of memory");
+        goto out;
+    }
+    (void)evhttp_add_header(oh, "Content-Type", TC_OTA_CT_SCRIPT);
+    (void)evhttp_add_header(oh, "X-Admin-Next-URI", uri);
+    evhttp_send_reply(req, 200, "OK", ob);
+    evbuffer_free(ob);
+out:
+    tc_memzero(rnd, sizeof rnd);
+    tc_buf_free(&script);
+}
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
     struct tc_ota_server *s = arg;
@@ -253,6 +450,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
     c->requested = true;
     atomic_fetch_add(&s->c.requests, 1);
     const char *path = evhttp_request_get_uri(req);
+    if (path != NULL && strncmp(path, TC_OTA_ADMIN_PATH, sizeof TC_OTA_ADMIN_PATH - 1) == 0 &&
+        (path[sizeof TC_OTA_ADMIN_PATH - 1] == '\0' || path[sizeof TC_OTA_ADMIN_PATH - 1] == '/')) {
+        admin_cb(s, c, req, path);
+        return;
+    }
     if (evhttp_request_get_command(req) == EVHTTP_REQ_GET && path != NULL &&
         strcmp(path, "/ota/v1/identity") == 0) {
         char text[TC_PKI_EID_DIGITS + 2];
@@ -296,6 +498,7 @@ tc_err tc_ota_server_new(struct event_base *base, const struct tc_ota_server_con
     TC_ENSURE(s != NULL, TC_ERR_NOMEM);
     s->base = base;
     s->trust = cfg->trust;
+    s->app = cfg->app;
     s->max_conns = cfg->max_connections ? cfg->max_connections : TC_OTA_CONNECTIONS_MAX;
     TC_TRY(ctx_new(cfg, s));
     s->http = evhttp_new(base);
@@ -356,6 +559,8 @@ void tc_ota_server_stats(const struct tc_ota_server *s, struct tc_ota_stats *o)
     o->requests = atomic_load(&s->c.requests);
     o->closed_no_request = atomic_load(&s->c.closed_no_request);
     o->paused = atomic_load(&s->c.paused);
+    o->admin_refused = atomic_load(&s->c.admin_refused);
+    o->sessions_done = atomic_load(&s->c.sessions_done);
 }
 
 void tc_ota_server_free(struct tc_ota_server *s)
@@ -365,6 +570,9 @@ void tc_ota_server_free(struct tc_ota_server *s)
     if (s->http != NULL) {
         s->bound = NULL; /* connections counted out below must not re-enable it */
         evhttp_free(s->http);
+        /* Let libevent run the deferred frees of the connections just
+         * closed (bufferevent finalisers need one pass of the loop). */
+        (void)event_base_loop(s->base, EVLOOP_NONBLOCK);
     }
     /* Bufferevents libevent has not finalised yet outlive the server. */
     for (struct ota_conn *c = s->conns; c != NULL; c = c->next)

@@ -73,6 +73,15 @@ curl -sS --max-time 5 --tls-max 1.2 --cacert "$ws/ota/server.pem" --cert "$scrat
   --key "$scratch/d1.key" "$url" >/dev/null 2>&1 &&
   fail "TLS 1.2 refused" "served" || pass "TLS 1.2 refused"
 
+# --- GP Amendment B: with nothing queued the session ends at once (204)
+admin() { curl -sS --max-time 5 --tlsv1.3 --cacert "$ws/ota/server.pem" --cert "$scratch/$1.pem" --key "$scratch/$1.key" \
+  -o /dev/null -w '%{http_code}' -X POST -H "X-Admin-Protocol: globalplatform-remote-admin/1.0" \
+  -H "X-Admin-From: //se-id/eid/$2" "https://127.0.0.1:$port/ota/v1/admin"; }
+expect_ok "admin session opens" admin d1 "$eid1"
+[ "$out" = 204 ] && pass "nothing queued: 204 No Content" || fail "nothing queued: 204" "$out"
+expect_ok "admin as another EID" admin d1 "$eid2"
+[ "$out" = 403 ] && pass "X-Admin-From must match the certificate" || fail "X-Admin-From must match" "$out"
+
 # --- revoke device 1 while the server runs: refused at the handshake
 "$TC" pki revoke --workspace "$ws" --batch B1 --eid "$eid1" --reason keyCompromise >/dev/null 2>&1
 refused=no

@@ -218,6 +218,117 @@ static struct tc_ota_trust *trust_new(const struct tc_buf *root_crl)
     return t;
 }
 
+/* ------------------------------------------------------------ scripts */
+
+static tc_err err_of(const char *name)
+{
+    static const struct {
+        const char *n;
+        tc_err e;
+    } m[] = {{"OK", TC_OK},
+             {"FORMAT", TC_ERR_FORMAT},
+             {"TRUNCATED", TC_ERR_TRUNCATED},
+             {"UNSUPPORTED", TC_ERR_UNSUPPORTED},
+             {"RANGE", TC_ERR_RANGE}};
+    for (size_t i = 0; name != NULL && i < TC_ARRAY_LEN(m); i++)
+        if (strcmp(name, m[i].n) == 0)
+            return m[i].e;
+    return TC_ERR_COUNT_;
+}
+
+static void test_script_vectors(void)
+{
+    struct tc_vec v;
+    size_t records = 0;
+    if (!tc_vec_open(&v, "ota/script.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        size_t sl = 0, n = 0, executed = 0;
+        uint8_t *script = tc_vec_hex(&v, "SCRIPT", &sl);
+        const char *kind = tc_vec_get(&v, "KIND");
+        const char *want = tc_vec_get(&v, "RESULT");
+        const char *name = tc_vec_get(&v, "NAME");
+        bool cmd = kind != NULL && strcmp(kind, "command") == 0;
+        struct tc_ota_bytes a[TC_OTA_SCRIPT_MAX];
+        tc_err rc = cmd ? tc_ota_script_decode(script, sl, a, &n)
+                        : tc_ota_response_decode(script, sl, a, &n, &executed);
+        if (rc != err_of(want)) {
+            (void)fprintf(stderr, "  %s: got '%s', expected %s\n", name ? name : "?",
+                          tc_err_name(rc), want ? want : "?");
+            EXPECT(false);
+        }
+        if (rc == TC_OK) {
+            uint64_t wn = 0;
+            EXPECT_OK(tc_parse_uint(tc_vec_get(&v, "N"), 64, &wn));
+            EXPECT_EQ_U(n, wn);
+            if (!cmd) {
+                uint64_t we = 0;
+                EXPECT_OK(tc_parse_uint(tc_vec_get(&v, "EXECUTED"), 64, &we));
+                EXPECT_EQ_U(executed, we);
+            }
+            for (size_t i = 0; i < n && i < wn; i++) {
+                char key[16];
+                size_t el = 0;
+                (void)snprintf(key, sizeof key, "APDU%zu", i + 1);
+                uint8_t *e = tc_vec_hex(&v, key, &el);
+                EXPECT_MEM(a[i].p, a[i].len, e, el);
+                free(e);
+            }
+            /* Re-encoding gives the same bytes, except that the encoder
+             * always writes the executed count. */
+            struct tc_buf b = new_buf();
+            if (cmd) {
+                EXPECT_OK(tc_ota_script_encode(a, n, &b));
+                EXPECT_MEM(b.data, b.len, script, sl);
+            } else {
+                EXPECT_OK(tc_ota_response_encode(a, n, &b));
+                size_t n2 = 0, e2 = 0;
+                struct tc_ota_bytes a2[TC_OTA_SCRIPT_MAX];
+                EXPECT_OK(tc_ota_response_decode(b.data, b.len, a2, &n2, &e2));
+                EXPECT_EQ_U(n2, n);
+                EXPECT_EQ_U(e2, n);
+                EXPECT(b.len >= 5 && b.data[2] == 0x80 && b.data[3] == 0x01);
+            }
+            tc_buf_free(&b);
+        }
+        free(script);
+        records++;
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(records, 16);
+}
+
+static void test_script_encode_rejects(void)
+{
+    struct tc_buf b = new_buf();
+    static const uint8_t bad[] = {0x80, 0xCA, 0xFF};
+    static const uint8_t sw1[] = {0x90};
+    struct tc_ota_bytes a = {bad, sizeof bad}, r = {sw1, sizeof sw1};
+    EXPECT(tc_ota_script_encode(&a, 1, &b) != TC_OK); /* not a C-APDU */
+    EXPECT_ERR(tc_ota_response_encode(&r, 1, &b), TC_ERR_ARG);
+    struct tc_ota_bytes many[TC_OTA_SCRIPT_MAX + 1];
+    static const uint8_t ok[] = {0x80, 0xCA, 0x00, 0x66, 0x00};
+    for (size_t i = 0; i < TC_ARRAY_LEN(many); i++)
+        many[i] = (struct tc_ota_bytes){ok, sizeof ok};
+    EXPECT_ERR(tc_ota_script_encode(many, TC_ARRAY_LEN(many), &b), TC_ERR_ARG);
+    tc_buf_free(&b);
+    /* A 33-command script is refused by the decoder. */
+    struct tc_buf big = new_buf();
+    tc_buf_put_u8(&big, 0xAE);
+    tc_buf_put_u8(&big, 0x80);
+    for (size_t i = 0; i < TC_OTA_SCRIPT_MAX + 1; i++) {
+        tc_buf_put_u8(&big, 0x22);
+        tc_buf_put_u8(&big, sizeof ok);
+        tc_buf_put(&big, ok, sizeof ok);
+    }
+    tc_buf_put_u16be(&big, 0);
+    struct tc_ota_bytes out[TC_OTA_SCRIPT_MAX];
+    size_t n = 99;
+    EXPECT_ERR(tc_ota_script_decode(big.data, big.len, out, &n), TC_ERR_RANGE);
+    EXPECT_EQ_U(n, 0);
+    tc_buf_free(&big);
+}
+
 /* ------------------------------------------------------------ trust store */
 
 static void test_trust_verify(void)
@@ -326,11 +437,19 @@ static void test_trust_load(void)
 
 struct srv {
     struct event_base *base;
+    struct event *stop;
     struct tc_ota_server *s;
     struct tc_ota_trust *t;
     pthread_t th;
     uint16_t port;
 };
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(arg);
+}
 
 static void *loop(void *arg)
 {
@@ -339,8 +458,8 @@ static void *loop(void *arg)
     return NULL;
 }
 
-static bool srv_start(struct srv *v, const struct tc_buf *root_crl, unsigned timeout_ms,
-                      unsigned max_conns)
+static bool srv_start_app(struct srv *v, const struct tc_buf *root_crl, unsigned timeout_ms,
+                          unsigned max_conns, const struct tc_ota_app *app)
 {
     memset(v, 0, sizeof *v);
     if (!fixture())
@@ -356,20 +475,32 @@ static bool srv_start(struct srv *v, const struct tc_buf *root_crl, unsigned tim
                                        .max_headers = 2048,
                                        .max_body = 4096,
                                        .timeout_ms = timeout_ms,
-                                       .max_connections = max_conns};
+                                       .max_connections = max_conns,
+                                       .app = app};
     EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
     if (v->s == NULL)
         return false;
     v->port = tc_ota_server_port(v->s);
     EXPECT(v->port != 0);
-    return pthread_create(&v->th, NULL, loop, v) == 0;
+    /* Stopping activates this event: unlike a loopbreak issued before the
+     * loop has started, an active event is not lost. */
+    v->stop = event_new(v->base, -1, 0, stop_cb, v->base);
+    EXPECT(v->stop != NULL);
+    return v->stop != NULL && pthread_create(&v->th, NULL, loop, v) == 0;
+}
+
+static bool srv_start(struct srv *v, const struct tc_buf *root_crl, unsigned timeout_ms,
+                      unsigned max_conns)
+{
+    return srv_start_app(v, root_crl, timeout_ms, max_conns, NULL);
 }
 
 static void srv_stop(struct srv *v)
 {
-    if (v->base != NULL && v->s != NULL) {
-        EXPECT(event_base_loopbreak(v->base) == 0);
+    if (v->stop != NULL) {
+        event_active(v->stop, 0, 0);
         EXPECT(pthread_join(v->th, NULL) == 0);
+        event_free(v->stop);
     }
     tc_ota_server_free(v->s);
     if (v->base != NULL)
@@ -463,6 +594,8 @@ static size_t cli_exchange(struct cli *c, const char *req, size_t req_len, char 
             out[got] = '\0';
             const char *cl = strstr(out, "Content-Length: ");
             const char *body = strstr(out, "\r\n\r\n") + 4;
+            if (strncmp(out, "HTTP/1.1 204 ", 13) == 0)
+                break;
             if (cl != NULL && (size_t)(out + got - body) >= (size_t)strtoul(cl + 16, NULL, 10))
                 break;
         }
@@ -753,6 +886,285 @@ out:
     srv_stop(&v);
 }
 
+/* ------------------------------------------------------------ Amendment B */
+
+static const uint8_t CMD0[] = {0x80, 0xCA, 0x00, 0x66, 0x00};
+static const uint8_t CMD1[] = {0x80, 0xCA, 0xFF, 0x21, 0x00};
+
+static struct app_rec {
+    int calls, ends, completed;
+    uint32_t step[8];
+    enum tc_ota_script_status status[8];
+    size_t resp_len[8];
+    bool resume[8];
+} REC;
+
+static tc_err app_next(void *ctx, const struct tc_ota_admin_in *in, struct tc_buf *script)
+{
+    (void)ctx;
+    if (REC.calls < 8) {
+        REC.step[REC.calls] = in->step;
+        REC.status[REC.calls] = in->status;
+        REC.resp_len[REC.calls] = in->response_len;
+        REC.resume[REC.calls] = in->resume;
+    }
+    REC.calls++;
+    if (strcmp(in->eid, EID1) != 0)
+        return TC_FAIL(TC_ERR_STATE, "wrong EID");
+    if (in->step >= 2)
+        return TC_OK; /* done: empty script */
+    struct tc_ota_bytes a = {in->step == 0 ? CMD0 : CMD1, sizeof CMD0};
+    return tc_ota_script_encode(&a, 1, script);
+}
+
+static void app_end(void *ctx, const char *eid, bool completed)
+{
+    (void)ctx;
+    (void)eid;
+    REC.ends++;
+    REC.completed += completed ? 1 : 0;
+}
+
+static const struct tc_ota_app APP = {.next = app_next, .end = app_end};
+
+static bool admin_start(struct srv *v)
+{
+    memset(&REC, 0, sizeof REC);
+    return srv_start_app(v, &F.root.crl, 3000, 0, &APP);
+}
+
+#define STD_HEADERS                                                                                \
+    "X-Admin-Protocol: " TC_OTA_ADMIN_PROTOCOL "\r\nX-Admin-From: //se-id/eid/" EID1 "\r\n"
+
+struct reply {
+    int code;
+    char next[128];
+    char ctype[128];
+    const uint8_t *body;
+    size_t body_len;
+    char raw[2048];
+};
+
+static void header_value(const char *raw, const char *name, char *out, size_t size)
+{
+    out[0] = '\0';
+    const char *h = strstr(raw, name);
+    const char *end = strstr(raw, "\r\n\r\n");
+    if (h == NULL || end == NULL || h > end)
+        return;
+    h += strlen(name);
+    const char *e = strstr(h, "\r\n");
+    size_t n = (size_t)(e - h);
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, h, n);
+    out[n] = '\0';
+}
+
+static bool admin_post(struct cli *c, const char *path, const char *headers, const uint8_t *body,
+                       size_t blen, struct reply *r)
+{
+    char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: %zu\r\n\r\n", path,
+                     headers, blen);
+    if (n <= 0 || (size_t)n + blen > sizeof req)
+        return false;
+    if (blen > 0)
+        memcpy(req + n, body, blen);
+    memset(r, 0, sizeof *r);
+    size_t got = cli_exchange(c, req, (size_t)n + blen, r->raw, sizeof r->raw);
+    if (got < 12 || strncmp(r->raw, "HTTP/1.1 ", 9) != 0)
+        return false;
+    r->code = (int)strtol(r->raw + 9, NULL, 10);
+    header_value(r->raw, "X-Admin-Next-URI: ", r->next, sizeof r->next);
+    header_value(r->raw, "Content-Type: ", r->ctype, sizeof r->ctype);
+    const char *b = strstr(r->raw, "\r\n\r\n");
+    if (b != NULL) {
+        r->body = (const uint8_t *)b + 4;
+        r->body_len = got - (size_t)(b + 4 - r->raw);
+    }
+    return true;
+}
+
+/* The card's answer to a script: one R-APDU per command, SW 9000. */
+static size_t card_answer(const struct reply *r, uint8_t *out, size_t size)
+{
+    struct tc_ota_bytes a[TC_OTA_SCRIPT_MAX], rr[TC_OTA_SCRIPT_MAX];
+    size_t n = 0;
+    static const uint8_t ok[] = {0x01, 0x02, 0x90, 0x00};
+    struct tc_buf b;
+    tc_buf_init_fixed(&b, out, size);
+    if (tc_ota_script_decode(r->body, r->body_len, a, &n) != TC_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        rr[i] = (struct tc_ota_bytes){ok, sizeof ok};
+    return tc_ota_response_encode(rr, n, &b) == TC_OK ? b.len : 0;
+}
+
+#define RESP_HEADERS                                                                               \
+    STD_HEADERS "Content-Type: " TC_OTA_CT_RESPONSE "\r\nX-Admin-Script-Status: ok\r\n"
+
+static void test_admin_session(void)
+{
+    struct srv v;
+    struct cli c;
+    struct reply r;
+    uint8_t ans[64];
+    if (!admin_start(&v))
+        goto out;
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
+    EXPECT_EQ_U(r.code, 200);
+    EXPECT_STR(r.ctype, TC_OTA_CT_SCRIPT);
+    /* The script carries CMD0, byte for byte. */
+    static const uint8_t want0[] = {0xAE, 0x80, 0x22, 0x05, 0x80, 0xCA,
+                                    0x00, 0x66, 0x00, 0x00, 0x00};
+    EXPECT_MEM(r.body, r.body_len, want0, sizeof want0);
+    EXPECT(strlen(r.next) == strlen(TC_OTA_ADMIN_PATH) + 1 + 32 + 2);
+    EXPECT(strncmp(r.next, TC_OTA_ADMIN_PATH "/", sizeof TC_OTA_ADMIN_PATH) == 0);
+    EXPECT(strcmp(r.next + strlen(r.next) - 2, "/1") == 0);
+    char next1[128];
+    memcpy(next1, r.next, sizeof next1);
+    size_t al = card_answer(&r, ans, sizeof ans);
+    EXPECT(al > 0);
+    EXPECT(admin_post(&c, next1, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 200);
+    EXPECT(strcmp(r.next + strlen(r.next) - 2, "/2") == 0);
+    EXPECT(strncmp(r.next, next1, strlen(next1) - 1) == 0); /* same session token */
+    char next2[128];
+    memcpy(next2, r.next, sizeof next2);
+    al = card_answer(&r, ans, sizeof ans);
+    EXPECT(admin_post(&c, next2, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 204);
+    EXPECT_STR(r.next, ""); /* no Next URI: the session is over */
+    cli_close(&c);
+out:
+    srv_stop(&v);
+    EXPECT_EQ_U(REC.calls, 3);
+    EXPECT_EQ_U(REC.step[0], 0);
+    EXPECT_EQ_U(REC.status[0], TC_OTA_STATUS_NONE);
+    EXPECT_EQ_U(REC.step[1], 1);
+    EXPECT_EQ_U(REC.status[1], TC_OTA_STATUS_OK);
+    EXPECT_EQ_U(REC.resp_len[1], 13); /* AF80 800101 2304 01029000 0000 */
+    EXPECT_EQ_U(REC.step[2], 2);
+    EXPECT_EQ_U(REC.ends, 1);
+    EXPECT_EQ_U(REC.completed, 1);
+}
+
+static void test_admin_replay(void)
+{
+    struct srv v;
+    struct cli c;
+    struct reply r;
+    uint8_t ans[64];
+    if (!admin_start(&v))
+        goto out;
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
+    char next1[128];
+    memcpy(next1, r.next, sizeof next1);
+    size_t al = card_answer(&r, ans, sizeof ans);
+    EXPECT(admin_post(&c, next1, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 200);
+    /* The same step again: a replay. */
+    EXPECT(admin_post(&c, next1, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 409);
+    cli_close(&c);
+    /* A step of that session on a new connection is not accepted either. */
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(admin_post(&c, next1, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 409);
+    cli_close(&c);
+    struct tc_ota_stats st;
+    tc_ota_server_stats(v.s, &st);
+    EXPECT_EQ_U(st.admin_refused, 2);
+    EXPECT_EQ_U(st.sessions_done, 0);
+out:
+    srv_stop(&v);
+    EXPECT_EQ_U(REC.calls, 2); /* the replay never reached the application */
+    EXPECT_EQ_U(REC.ends, 1);
+    EXPECT_EQ_U(REC.completed, 0);
+}
+
+/* One bad request on a fresh connection: the expected status, the
+ * connection closed, nothing passed to the application. */
+static void admin_bad(struct srv *v, const char *method_path, const char *headers,
+                      const uint8_t *body, size_t blen, int code)
+{
+    struct cli c;
+    struct reply r;
+    int calls = REC.calls;
+    EXPECT(cli_open(&c, v->port, &F.good, TLS1_3_VERSION, 5));
+    bool ok = admin_post(&c, method_path, headers, body, blen, &r);
+    EXPECT(ok);
+    if (r.code != code) {
+        (void)fprintf(stderr, "  %s: got %d, expected %d\n", method_path, r.code, code);
+        EXPECT(false);
+    }
+    EXPECT_EQ_U(REC.calls, calls);
+    /* The server closes after the refusal. */
+    char more[64];
+    EXPECT(SSL_read(c.ssl, more, sizeof more) <= 0);
+    cli_close(&c);
+}
+
+static void test_admin_refusals(void)
+{
+    struct srv v;
+    uint8_t good[16];
+    if (!admin_start(&v))
+        goto out;
+    static const uint8_t rsp[] = {0xAF, 0x80, 0x23, 0x02, 0x90, 0x00, 0x00, 0x00};
+    static const uint8_t junk[] = {0xAF, 0x80, 0x23, 0x05, 0x90, 0x00, 0x00, 0x00};
+    memcpy(good, rsp, sizeof rsp);
+    admin_bad(&v, TC_OTA_ADMIN_PATH, "X-Admin-From: //se-id/eid/" EID1 "\r\n", NULL, 0, 400);
+    admin_bad(&v, TC_OTA_ADMIN_PATH,
+              "X-Admin-Protocol: globalplatform-remote-admin/2.0\r\nX-Admin-From: //se-id/eid/" EID1
+              "\r\n",
+              NULL, 0, 400);
+    admin_bad(&v, TC_OTA_ADMIN_PATH, "X-Admin-Protocol: " TC_OTA_ADMIN_PROTOCOL "\r\n", NULL, 0,
+              403);
+    admin_bad(&v, TC_OTA_ADMIN_PATH,
+              "X-Admin-Protocol: " TC_OTA_ADMIN_PROTOCOL
+              "\r\nX-Admin-From: //se-id/eid/89049032123451234512345678901319\r\n",
+              NULL, 0, 403);
+    admin_bad(&v, TC_OTA_ADMIN_PATH,
+              "X-Admin-Protocol: " TC_OTA_ADMIN_PROTOCOL "\r\nX-Admin-From: //se-id/eid/" EID1
+              "0\r\n",
+              NULL, 0, 403);
+    /* The first POST carries no response script. */
+    admin_bad(&v, TC_OTA_ADMIN_PATH, RESP_HEADERS, good, sizeof rsp, 409);
+    /* Response scripts: wrong media type, no status, unknown status, garbage. */
+    admin_bad(&v, TC_OTA_ADMIN_PATH "/00112233445566778899aabbccddeeff/1",
+              STD_HEADERS "Content-Type: application/octet-stream\r\nX-Admin-Script-Status: ok\r\n",
+              good, sizeof rsp, 415);
+    admin_bad(&v, TC_OTA_ADMIN_PATH "/00112233445566778899aabbccddeeff/1",
+              STD_HEADERS "Content-Type: " TC_OTA_CT_RESPONSE "\r\n", good, sizeof rsp, 400);
+    admin_bad(&v, TC_OTA_ADMIN_PATH "/00112233445566778899aabbccddeeff/1",
+              STD_HEADERS "Content-Type: " TC_OTA_CT_RESPONSE "\r\nX-Admin-Script-Status: fine\r\n",
+              good, sizeof rsp, 400);
+    admin_bad(&v, TC_OTA_ADMIN_PATH "/00112233445566778899aabbccddeeff/1", RESP_HEADERS, junk,
+              sizeof junk, 400);
+    /* A well-formed response to a session that does not exist. */
+    admin_bad(&v, TC_OTA_ADMIN_PATH "/00112233445566778899aabbccddeeff/1", RESP_HEADERS, good,
+              sizeof rsp, 409);
+    struct tc_ota_stats st;
+    tc_ota_server_stats(v.s, &st);
+    EXPECT_EQ_U(st.admin_refused, 11);
+    /* GET on the administration resource. */
+    struct cli c;
+    char resp[512];
+    static const char get[] = "GET " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_exchange(&c, get, sizeof get - 1, resp, sizeof resp) > 0);
+    EXPECT(strncmp(resp, "HTTP/1.1 405 ", 13) == 0);
+    cli_close(&c);
+out:
+    srv_stop(&v);
+    EXPECT_EQ_U(REC.calls, 0);
+}
+
 static void fixture_free(void)
 {
     struct ca *cas[] = {&F.root, &F.batch, &F.batch_b, &F.batch_old, &F.froot, &F.fbatch};
@@ -780,6 +1192,8 @@ static void test_zz_cleanup(void)
 }
 
 static const struct tc_test_case cases[] = {
+    {"script_vectors", test_script_vectors},
+    {"script_encode_rejects", test_script_encode_rejects},
     {"trust_verify", test_trust_verify},
     {"trust_load", test_trust_load},
     {"good_device", test_good_device},
@@ -795,6 +1209,9 @@ static const struct tc_test_case cases[] = {
     {"oversized_body", test_oversized_body},
     {"oversized_headers", test_oversized_headers},
     {"connection_cap", test_connection_cap},
+    {"admin_session", test_admin_session},
+    {"admin_replay", test_admin_replay},
+    {"admin_refusals", test_admin_refusals},
     {"zz_cleanup", test_zz_cleanup},
 };
 
