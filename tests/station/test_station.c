@@ -33,7 +33,70 @@ struct faulty {
     struct tc_se_card *card;
     struct tc_transport inner;
     size_t n, remove_at, error_at;
+    /* Gate tests: after PUT KEY, INITIALIZE UPDATE naming `fake_kvn` is
+     * answered (with EXTERNAL AUTHENTICATE) by a card-side SCP03 session over
+     * the transport keys, as a card that kept them would; or with `fake_sw`. */
+    uint8_t fake_kvn;
+    uint16_t fake_sw;
+    bool put_key_seen, faking;
+    struct tc_scp03_card_config ccfg;
+    struct tc_scp03_card_store store;
+    struct tc_scp03_card sc;
+    struct tc_scp03_keyset ks;
+    uint32_t seq;
 };
+
+static tc_err fake_load(void *ctx, uint8_t kvn, struct tc_scp03_keyset *out)
+{
+    struct faulty *f = ctx;
+    (void)kvn;
+    *out = f->ks;
+    return TC_OK;
+}
+static tc_err fake_seq(void *ctx, uint8_t kvn, uint32_t *seq)
+{
+    struct faulty *f = ctx;
+    (void)kvn;
+    *seq = ++f->seq;
+    return TC_OK;
+}
+static tc_err fake_failures(void *ctx, uint8_t kvn, uint32_t *count)
+{
+    (void)ctx;
+    (void)kvn;
+    *count = 0;
+    return TC_OK;
+}
+static tc_err fake_record(void *ctx, uint8_t kvn, bool ok)
+{
+    (void)ctx;
+    (void)kvn;
+    (void)ok;
+    return TC_OK;
+}
+
+/* Answers the probe as a card still holding the transport keyset. */
+static tc_err fake_answer(struct faulty *f, const uint8_t *cmd, size_t len, uint8_t *resp,
+                          size_t size, size_t *rlen)
+{
+    uint16_t sw = 0;
+    size_t n = 0;
+    if (cmd[1] == 0x50) {
+        if (f->fake_sw != 0) {
+            sw = f->fake_sw;
+        } else {
+            tc_scp03_card_init(&f->sc, &f->ccfg, &f->store);
+            TC_GUARD(tc_scp03_card_initialize_update(&f->sc, cmd, len, resp, size - 2, &n, &sw));
+        }
+    } else {
+        TC_GUARD(tc_scp03_card_external_authenticate(&f->sc, cmd, len, &sw));
+        f->faking = false;
+    }
+    resp[n] = (uint8_t)(sw >> 8);
+    resp[n + 1] = (uint8_t)sw;
+    *rlen = n + 2;
+    return TC_OK;
+}
 
 static tc_err faulty_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t *resp, size_t size,
                               size_t *rlen)
@@ -42,6 +105,16 @@ static tc_err faulty_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t
     f->n++;
     if (f->remove_at != 0 && f->n >= f->remove_at)
         return TC_FAIL(TC_ERR_IO, "card removed");
+    if (len >= 4 && cmd[1] == 0xD8)
+        f->put_key_seen = true;
+    if (f->fake_kvn != 0 && f->put_key_seen && len >= 4 && cmd[1] == 0x50 &&
+        cmd[2] == f->fake_kvn) {
+        f->faking = f->fake_sw == 0;
+        f->fake_kvn = f->fake_sw == 0 ? f->fake_kvn : 0;
+        return fake_answer(f, cmd, len, resp, size, rlen);
+    }
+    if (f->faking && len >= 4 && cmd[1] == 0x82)
+        return fake_answer(f, cmd, len, resp, size, rlen);
     if (f->error_at != 0 && f->n == f->error_at) {
         resp[0] = 0x6F;
         resp[1] = 0x00;
@@ -322,6 +395,55 @@ static void test_card_error_everywhere(void)
     fx_station_close(&F);
 }
 
+/* The injection confirmation gate: a card that still answers to the
+ * transport keyset after PUT KEY, and one that refuses the new keyset. */
+static void test_gate(void)
+{
+    if (fx() == NULL || !fx_station(&F, NULL))
+        return;
+    struct faulty fl;
+    struct tc_transport t;
+    struct tc_station_result r;
+    struct tc_se_params p;
+    size_t index = next_card++;
+    /* 1: the transport keyset still opens a session. */
+    if (faulty_open(&fl, index, false, &t) && fx_card_params(&F, index, false, &p)) {
+        fl.fake_kvn = TC_STATION_TRANSPORT_KVN;
+        fl.ccfg.i_param = p.i_param;
+        memcpy(fl.ccfg.aid, p.isd_aid, p.isd_aid_len);
+        fl.ccfg.aid_len = (uint8_t)p.isd_aid_len;
+        memcpy(fl.ccfg.div_data, p.kdd, sizeof fl.ccfg.div_data);
+        fl.store = (struct tc_scp03_card_store){.ctx = &fl,
+                                                .load_keyset = fake_load,
+                                                .next_sequence = fake_seq,
+                                                .auth_failures = fake_failures,
+                                                .auth_record = fake_record};
+        EXPECT_OK(tc_scp03_keyset_set(&fl.ks, p.kvn, p.key_enc, p.key_mac, p.key_dek, p.key_len));
+        fl.seq = 100;
+        tc_se_params_wipe(&p);
+        EXPECT_OK(tc_station_provision(F.st, &t, &r));
+        expect_clean_reject(&r, TC_STATION_STEP_CONFIRM, TC_STATION_R_GATE);
+        EXPECT(strstr(r.detail, "still opens a session") != NULL);
+        EXPECT(!r.cert_issued);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_INJECTION_CONFIRMED), 0);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_KEYS_INJECTED), 1);
+        tc_scp03_keyset_wipe(&fl.ks);
+        faulty_free(&fl);
+    }
+    /* 2: the new keyset is refused (6A88 to its INITIALIZE UPDATE). */
+    index = next_card++;
+    if (faulty_open(&fl, index, false, &t)) {
+        fl.fake_kvn = TC_STATION_DEVICE_KVN;
+        fl.fake_sw = 0x6A88;
+        EXPECT_OK(tc_station_provision(F.st, &t, &r));
+        expect_clean_reject(&r, TC_STATION_STEP_CONFIRM, TC_STATION_R_GATE);
+        EXPECT(strstr(r.detail, "does not open a session") != NULL);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_INJECTION_CONFIRMED), 0);
+        faulty_free(&fl);
+    }
+    fx_station_close(&F);
+}
+
 static unsigned revoked_calls;
 static void on_revoked(void *arg, const char *eid, const uint8_t *serial, size_t len, int reason)
 {
@@ -486,6 +608,7 @@ static const struct tc_test_case cases[] = {
     {"EID outside the batch prefix: rejected at step 1", test_eid_outside_batch},
     {"card removed before every APDU", test_card_removed_everywhere},
     {"card error answered to every APDU", test_card_error_everywhere},
+    {"injection confirmation gate: old keys still work, new keys refused", test_gate},
     {"certificate mismatch on read-back: rejected and revoked", test_cert_mismatch},
     {"HSM unavailable (wrong PIN) or key missing: rejected at step 2", test_hsm_unavailable},
     {"configuration refused", test_config_refused},
