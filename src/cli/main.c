@@ -21,7 +21,7 @@ static const struct tc_cli_cmd groups[] = {
     {"apdu", "decode command and response APDUs (ISO/IEC 7816-4)", tc_cli_apdu},
     {"tlv", "decode BER-TLV data objects", tc_cli_tlv},
     {"gp", "drive a GlobalPlatform card over SCP03 (PC/SC, TCP or a card image)", tc_cli_gp},
-    {"hsm", "the manufacturing HSM over PKCS#11 (init, info, keys)", tc_cli_hsm},
+    {"hsm", "the manufacturing HSM over PKCS#11: init, info, keys, generate, import", tc_cli_hsm},
     {"se", "emulated secure elements: create, show, serve card images", tc_cli_se},
     {"pki", "fleet PKI: root ceremony, batch CAs, device certificates, CRLs, verify", tc_cli_pki},
     {"audit", "the verifiable log: checkpoints, proofs, verify, rebuild, tiles", tc_cli_audit},
