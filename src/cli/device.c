@@ -729,12 +729,5 @@ static const struct tc_cli_cmd cmds[] = {
 
 int tc_cli_device(int argc, char **argv)
 {
-    if (argc < 2)
-        return tc_cli_usage_error("device: no command given (see 'trustchain device --help')");
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "help") == 0 || tc_cli_wants_help(argc - 1, argv + 1)) {
-        (void)fputs(usage, stdout);
-        return TC_EXIT_OK;
-    }
-    return tc_cli_dispatch("trustchain device", cmds, TC_ARRAY_LEN(cmds), argc - 1, argv + 1);
+    return tc_cli_group("device", usage, cmds, TC_ARRAY_LEN(cmds), argc, argv);
 }
