@@ -509,6 +509,16 @@ static tc_err gate_fresh(struct dev *d)
                        (unsigned long long)d->prior.last_index);
         return TC_ERR_STATE;
     }
+    /* Past the line (locked, decommissioned, or revoked after it was
+     * SECURED): the line has nothing to do with it any more. */
+    if (d->has_prior &&
+        (d->prior.state == TC_REG_LOCKED || d->prior.state == TC_REG_DECOMMISSIONED ||
+         (d->prior.state == TC_REG_REVOKED && d->prior.lifecycle == TC_SE_LC_SECURED))) {
+        d->res->outcome = TC_STATION_ALREADY_DONE;
+        (void)snprintf(d->res->detail, sizeof d->res->detail, "past the line: %s",
+                       tc_registry_state_name(d->prior.state));
+        return TC_ERR_STATE;
+    }
     if (d->has_prior && d->prior.state == TC_REG_REJECTED) {
         d->res->outcome = TC_STATION_ALREADY_REJECTED;
         (void)snprintf(d->res->detail, sizeof d->res->detail, "rejected earlier at step %s: %s",

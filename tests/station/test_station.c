@@ -282,6 +282,32 @@ static void test_personalised_card_refused(void)
     EXPECT_OK(tc_station_provision(F.st, &t, &r));
     EXPECT_EQ_U(r.outcome, TC_STATION_ALREADY_DONE);
     EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(F.reg)), size);
+    /* Revoked in the field afterwards: still nothing for the line to do. */
+    struct tc_audit_event ev = {.type = TC_AUDIT_CERT_REVOKED,
+                                .time_ms = 1764201600000ull,
+                                .fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH |
+                                          TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_CERT_SERIAL |
+                                          TC_AUDIT_HAS_REASON,
+                                .eid_len = 16,
+                                .reason = 1};
+    EXPECT_OK(tc_pki_eid_to_bcd(r.eid, ev.eid));
+    (void)snprintf(ev.batch, sizeof ev.batch, "%s", FX_BATCH);
+    (void)snprintf(ev.actor, sizeof ev.actor, "op:test");
+    uint8_t bcd[16];
+    struct tc_registry_device dev;
+    EXPECT_OK(tc_pki_eid_to_bcd(r.eid, bcd));
+    EXPECT_OK(tc_registry_device_get(F.reg, bcd, 16, &dev));
+    memcpy(ev.cert_serial, dev.cert_serial, dev.cert_serial_len);
+    ev.cert_serial_len = dev.cert_serial_len;
+    uint64_t idx = 0;
+    EXPECT_OK(tc_registry_append(F.reg, &ev, &idx));
+    EXPECT_OK(tc_registry_device_get(F.reg, bcd, 16, &dev));
+    EXPECT_EQ_U(dev.state, TC_REG_REVOKED);
+    size = tc_audit_log_size(tc_registry_log(F.reg));
+    EXPECT_OK(tc_station_provision(F.st, &t, &r));
+    EXPECT_EQ_U(r.outcome, TC_STATION_ALREADY_DONE);
+    EXPECT(strstr(r.detail, "revoked") != NULL);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(F.reg)), size);
     fx_station_close(&F);
     /* Another line (another registry) never re-personalises it. */
     char saved[260];
