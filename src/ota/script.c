@@ -13,6 +13,16 @@
 #define TAG_EXECUTED     0x80u /* Number of executed C-APDUs */
 #define LEN_INDEFINITE   0x80u
 
+/* X.690 §10.1 (DER): the length in the fewest octets; a script has exactly
+ * one encoding, so a replayed script cannot be disguised by re-encoding. */
+static tc_err check_minimal(const struct tc_tlv *t)
+{
+    size_t want = 1 + (t->len < 0x80 ? 1 : t->len <= 0xFF ? 2 : t->len <= 0xFFFF ? 3 : 4);
+    TC_ENSURE_MSG(t->tag_len == 1 && t->header_len == want, TC_ERR_FORMAT,
+                  "TLV %02X does not use the minimal length form", (unsigned)t->tag);
+    return TC_OK;
+}
+
 static tc_err put_all(uint8_t outer, uint8_t inner, const struct tc_ota_bytes *v, size_t n,
                       bool executed, struct tc_buf *out)
 {
@@ -80,6 +90,7 @@ tc_err tc_ota_script_decode(const uint8_t *in, size_t len,
     size_t k = 0;
     while (tc_cursor_remaining(&body) > 0) {
         TC_GUARD(tc_tlv_next(&body, &t));
+        TC_GUARD(check_minimal(&t));
         TC_ENSURE_MSG(t.tag == TAG_CAPDU, TC_ERR_UNSUPPORTED,
                       "command script TLV %02X: only C-APDU (22) is supported", (unsigned)t.tag);
         TC_ENSURE_MSG(k < TC_OTA_SCRIPT_MAX, TC_ERR_RANGE, "more than %u C-APDUs",
@@ -107,6 +118,7 @@ tc_err tc_ota_response_decode(const uint8_t *in, size_t len,
     TC_GUARD(open_template(in, len, TAG_RSP_TEMPLATE, &body));
     while (tc_cursor_remaining(&body) > 0) {
         TC_GUARD(tc_tlv_next(&body, &t));
+        TC_GUARD(check_minimal(&t));
         switch (t.tag) {
         case TAG_EXECUTED:
             TC_ENSURE_MSG(!have_count, TC_ERR_FORMAT, "two executed-count TLVs");

@@ -295,7 +295,7 @@ static void test_script_vectors(void)
         records++;
     }
     tc_vec_close(&v);
-    EXPECT_EQ_U(records, 16);
+    EXPECT_EQ_U(records, 17);
 }
 
 static void test_script_encode_rejects(void)
