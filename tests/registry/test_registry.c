@@ -721,50 +721,54 @@ static void test_tampering(void)
         const char *name;
         const char *sql;
         bool rehash;
+        const char *why; /* the recorded reason must say this */
     } cases[] = {
         /* modify: one byte of an event's time */
         {"modify event",
          "UPDATE audit_events SET event = substr(event, 1, 9) || X'FF' ||"
          " substr(event, 11) WHERE idx = 20",
-         false},
+         false, "stored leaf hash of event 20 does not match"},
         {"modify event and its leaf hash",
          "UPDATE audit_events SET event = substr(event, 1, 9) || X'FF' || substr(event, 11)"
          " WHERE idx = 20",
-         true},
-        {"delete event", "DELETE FROM audit_events WHERE idx = 30", false},
-        {"delete last event and shrink the head", "DELETE FROM audit_events WHERE idx = 95", true},
+         true, "signed checkpoint at 48 does not match"},
+        {"delete event", "DELETE FROM audit_events WHERE idx = 30", false,
+         "event index 31 where 30 was expected"},
+        {"delete last event and shrink the head", "DELETE FROM audit_events WHERE idx = 95", true,
+         "checkpoint at 96 is beyond the log's 95 events"},
         {"reorder events",
          "UPDATE audit_events SET idx = -idx WHERE idx IN (40, 41);"
          "UPDATE audit_events SET idx = CASE idx WHEN -40 THEN 41 ELSE 40 END WHERE idx < 0",
-         false},
+         false, "stored tree head does not match"},
         {"reorder events and rehash",
          "UPDATE audit_events SET idx = -idx WHERE idx IN (40, 41);"
          "UPDATE audit_events SET idx = CASE idx WHEN -40 THEN 41 ELSE 40 END WHERE idx < 0",
-         true},
+         true, "signed checkpoint at 48 does not match"},
         {"insert event",
          "INSERT INTO audit_events(idx, leaf_hash, event) SELECT 96, leaf_hash,"
          " event FROM audit_events WHERE idx = 3",
-         false},
+         false, "tree head says 96 events, the log holds 97"},
         {"insert event and rehash",
          "INSERT INTO audit_events(idx, leaf_hash, event) SELECT 96, leaf_hash, event FROM"
          " audit_events WHERE idx = 3",
-         true},
+         true, "no signed checkpoint covers the whole log"},
         /* rewrite the whole suffix after the first checkpoint: the device
          * reasons and times change, every hash and the head are recomputed */
         {"rewrite suffix and rehash",
          "UPDATE audit_events SET event = substr(event, 1, 9) || X'01' || substr(event, 11)"
          " WHERE idx >= 48",
-         true},
+         true, "signed checkpoint at 96 does not match"},
         {"drop a checkpoint signature",
          "UPDATE audit_checkpoints SET note = substr(note, 1, length(note) - 10) ||"
          " X'41414141410A' WHERE size = 48",
-         false},
+         false, "invalid signature"},
         {"projection row changed",
          "UPDATE reg_devices SET kvn = 0x31 WHERE events = 8 AND"
          " eid = (SELECT max(eid) FROM reg_devices)",
-         false},
-        {"projection index row deleted", "DELETE FROM reg_device_events WHERE idx = 7", false},
-        {"batch un-revoked", "UPDATE reg_batches SET events = 1", false},
+         false, "projection differs"},
+        {"projection index row deleted", "DELETE FROM reg_device_events WHERE idx = 7", false,
+         "projection differs"},
+        {"batch counts changed", "UPDATE reg_batches SET events = 1", false, "projection differs"},
     };
     for (size_t i = 0; i < TC_ARRAY_LEN(cases); i++) {
         struct ws w;
@@ -776,6 +780,14 @@ static void test_tampering(void)
             reproject(w.db);
         }
         tc_err rc = verify_path(w.db);
+        if (getenv("TC_TEST_VERBOSE") != NULL) {
+            char msg[400];
+            tc_error_format(msg, sizeof msg);
+            printf("  %s: %s\n", cases[i].name, msg);
+        }
+        if (rc == TC_ERR_VERIFY && strstr(tc_error_last()->msg, cases[i].why) == NULL)
+            tc_test_fail_at(__FILE__, __LINE__, "%s: detected, but as '%s'", cases[i].name,
+                            tc_error_last()->msg);
         if (rc != TC_ERR_VERIFY) {
             char msg[400];
             tc_error_format(msg, sizeof msg);
