@@ -52,7 +52,7 @@ static const char usage[] =
     "                       a time)\n"
     "\n"
     "options:\n"
-    "  --jobs J             cards in flight at once (default 8; 1 per reader)\n"
+    "  --jobs J             cards in flight at once (default 32; 1 per reader)\n"
     "  --workspace DIR      the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
     "  --pin-file FILE      token user PIN (default $" TC_HSM_ENV_PIN ", else the workspace's\n"
     "                       secrets/user.pin)\n"
@@ -212,7 +212,7 @@ static int parse(int argc, char **argv, struct line_opts *o)
         return tc_cli_usage_error("line run: batch ID must be 1-64 characters, not starting "
                                   "with '.'");
     if (o->jobs == 0)
-        o->jobs = o->nreaders > 0 ? o->nreaders : 8;
+        o->jobs = o->nreaders > 0 ? o->nreaders : 32;
     if (o->nreaders > 0 && o->jobs > o->nreaders)
         o->jobs = o->nreaders;
     return TC_EXIT_OK;
