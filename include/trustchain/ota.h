@@ -17,8 +17,10 @@
 
 #include <stdint.h>
 
+#include <trustchain/codec.h>
 #include <trustchain/core.h>
 #include <trustchain/pki.h>
+#include <trustchain/scp03.h>
 
 #define TC_OTA_BATCHES_MAX     256u
 #define TC_OTA_HEADERS_MAX     8192u         /* default cap on the request header block */
@@ -58,6 +60,54 @@ TC_MUST_CHECK tc_err tc_ota_response_encode(const struct tc_ota_bytes *rapdus, s
 TC_MUST_CHECK tc_err tc_ota_response_decode(const uint8_t *in, size_t len,
                                             struct tc_ota_bytes rapdus[TC_OTA_SCRIPT_MAX],
                                             size_t *n, size_t *executed);
+
+/* ------------------------------------------------------------------ remote SCP03 */
+
+/*
+ * The server's side of an SCP03 session (GP Amendment D) carried by
+ * Amendment B scripts: the agent only relays, so commands are protected end
+ * to end between the server and the card. Steps:
+ *   1. SELECT the ISD (plain) + INITIALIZE UPDATE
+ *   2. EXTERNAL AUTHENTICATE (card cryptogram verified first)
+ *   3.. one wrapped command per script, its response unwrapped (R-MAC
+ *      verified at levels with R-MAC) before the next is sent
+ * A wrapped command per script because the R-MAC of each response depends
+ * on the MAC chaining value of its own command (Amendment D §6.2.5). The
+ * static keys stay in the key provider (an HSM); session keys live in
+ * `host` for the session only and are wiped by tc_ota_remote_wipe and on any
+ * failure.
+ */
+#define TC_OTA_REMOTE_CMDS_MAX 8u
+#define TC_OTA_REMOTE_DATA_MAX 258u
+
+struct tc_ota_remote {
+    struct tc_scp03_host host;
+    int state;
+    uint8_t aid[16];
+    size_t aid_len;
+    const struct tc_apdu *cmds; /* plain commands, kept by the caller */
+    size_t ncmds, next;
+    uint16_t sw[TC_OTA_REMOTE_CMDS_MAX];
+    uint8_t data[TC_OTA_REMOTE_CMDS_MAX][TC_OTA_REMOTE_DATA_MAX];
+    size_t data_len[TC_OTA_REMOTE_CMDS_MAX];
+};
+
+/* cfg->aid names the ISD (required: the pseudo-random card challenge is
+ * checked against it). */
+TC_MUST_CHECK tc_err tc_ota_remote_init(struct tc_ota_remote *r,
+                                        const struct tc_scp03_key_provider *keys,
+                                        const struct tc_scp03_host_config *cfg,
+                                        const struct tc_apdu *cmds, size_t ncmds);
+/*
+ * Consumes the response script to the previous step (NULL at the start) and
+ * appends the next command script to `script`; *done once every command has
+ * been answered. TC_ERR_CARD when the card refused a step of the handshake,
+ * TC_ERR_VERIFY when a card cryptogram or R-MAC does not verify (the
+ * session keys are then wiped).
+ */
+TC_MUST_CHECK tc_err tc_ota_remote_step(struct tc_ota_remote *r, const uint8_t *response,
+                                        size_t response_len, struct tc_buf *script, bool *done);
+void tc_ota_remote_wipe(struct tc_ota_remote *r);
 
 /* ------------------------------------------------------------------ trust */
 

@@ -26,6 +26,7 @@
 
 #include <trustchain/crypto.h>
 #include <trustchain/ota.h>
+#include <trustchain/se.h>
 
 #include "harness.h"
 
@@ -1165,6 +1166,154 @@ out:
     EXPECT_EQ_U(REC.calls, 0);
 }
 
+/* ------------------------------------------------------------ remote SCP03 */
+
+/* The agent's relay in-process: every C-APDU of the script to the emulated
+ * card, the R-APDUs back as a response script. tamper_cmd / tamper_rsp flip
+ * the last byte of the C-APDU / the first byte of the R-APDU in the given
+ * step (a hostile agent). */
+struct relay {
+    struct tc_se_card *card;
+    int tamper_cmd, tamper_rsp, steps;
+};
+
+static bool relay_script(struct relay *rl, const struct tc_buf *script, struct tc_buf *resp)
+{
+    struct tc_ota_bytes a[TC_OTA_SCRIPT_MAX], r[TC_OTA_SCRIPT_MAX];
+    static uint8_t out[TC_OTA_SCRIPT_MAX][TC_SE_MAX_RESPONSE];
+    uint8_t cmd[600];
+    size_t n = 0;
+    rl->steps++;
+    if (tc_ota_script_decode(script->data, script->len, a, &n) != TC_OK)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        size_t ol = 0;
+        if (a[i].len > sizeof cmd)
+            return false;
+        memcpy(cmd, a[i].p, a[i].len);
+        if (rl->tamper_cmd == rl->steps) /* the last MAC byte (before a 1-byte Le) */
+            cmd[a[i].len - (a[i].p[4] + 5u < a[i].len ? 2u : 1u)] ^= 0x01;
+        if (tc_se_process(rl->card, cmd, a[i].len, out[i], sizeof out[i], &ol) != TC_OK)
+            return false;
+        if (rl->tamper_rsp == rl->steps && ol > 2) /* the byte before SW1 SW2 */
+            out[i][ol - 3] ^= 0x01;
+        r[i] = (struct tc_ota_bytes){out[i], ol};
+    }
+    tc_buf_reset(resp);
+    return tc_ota_response_encode(r, n, resp) == TC_OK;
+}
+
+static const uint8_t GP_KEY[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+                                   0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
+static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+
+/* Runs a remote session of GET DATA 9F70 (card life cycle) through the
+ * relay; returns the code of the first failing step. */
+static tc_err remote_run(struct relay *rl, struct tc_ota_remote *r, bool *done)
+{
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_keyset ks;
+    struct tc_se_params p;
+    uint8_t atr[64];
+    size_t al = 0;
+    static const struct tc_apdu cmds[] = {
+        {.cla = 0x80, .ins = 0xCA, .p1 = 0x9F, .p2 = 0x70, .has_le = true, .le = 256}};
+    struct tc_buf script = new_buf(), resp = new_buf();
+    tc_se_params_default(&p);
+    tc_scp03_mem_provider_init(&mp, &kp);
+    EXPECT_OK(tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16));
+    EXPECT_OK(tc_scp03_mem_provider_add(&mp, &ks));
+    tc_scp03_keyset_wipe(&ks);
+    EXPECT_OK(tc_se_open_mem(&p, &rl->card));
+    EXPECT_OK(tc_se_power_on(rl->card, atr, sizeof atr, &al));
+    struct tc_scp03_host_config cfg = {
+        .kvn = 0x30, .level = TC_SCP03_LEVEL_RENC, .aid = ISD, .aid_len = sizeof ISD};
+    tc_err rc = tc_ota_remote_init(r, &kp, &cfg, cmds, 1);
+    *done = false;
+    const uint8_t *in = NULL;
+    size_t in_len = 0;
+    for (int i = 0; rc == TC_OK && !*done && i < 10; i++) {
+        tc_buf_reset(&script);
+        rc = tc_ota_remote_step(r, in, in_len, &script, done);
+        if (rc != TC_OK || *done)
+            break;
+        if (!relay_script(rl, &script, &resp)) {
+            rc = TC_ERR_IO;
+            break;
+        }
+        in = resp.data;
+        in_len = resp.len;
+    }
+    tc_buf_free(&script);
+    tc_buf_free(&resp);
+    tc_scp03_mem_provider_wipe(&mp);
+    tc_se_params_wipe(&p);
+    return rc;
+}
+
+static bool all_zero(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0)
+            return false;
+    return true;
+}
+
+static void test_remote_scp03(void)
+{
+    struct relay rl = {0};
+    struct tc_ota_remote *r = calloc(1, sizeof *r);
+    bool done = false;
+    EXPECT_OK(remote_run(&rl, r, &done));
+    EXPECT(done);
+    EXPECT_EQ_U(rl.steps, 3); /* SELECT+IU, EA, the wrapped GET DATA */
+    EXPECT_EQ_U(r->sw[0], 0x9000);
+    /* 9F70 01 <life cycle>: the card answered inside the channel. */
+    EXPECT(r->data_len[0] == 4 && r->data[0][0] == 0x9F && r->data[0][1] == 0x70);
+    /* A further step is refused. */
+    struct tc_buf b = new_buf();
+    EXPECT_ERR(tc_ota_remote_step(r, NULL, 0, &b, &done), TC_ERR_STATE);
+    EXPECT(all_zero(&r->host.s, sizeof r->host.s)); /* session keys wiped */
+    tc_buf_free(&b);
+    tc_ota_remote_wipe(r);
+    EXPECT(all_zero(r, sizeof *r));
+    tc_se_close(rl.card);
+    free(r);
+}
+
+/* A hostile agent changes bytes: the card (C-MAC) or the server (card
+ * cryptogram, R-MAC) detects it, and the session keys are gone. */
+static void test_remote_tampering_agent(void)
+{
+    static const struct {
+        int cmd, rsp;
+        tc_err want;
+    } cases[] = {
+        {0, 1, TC_ERR_VERIFY}, /* IU response altered: card challenge/cryptogram check */
+        {0, 3, TC_ERR_VERIFY}, /* R-MAC of the GET DATA response does not verify */
+        {2, 0, TC_ERR_AUTH},   /* EA's C-MAC altered: the card refuses EXTERNAL AUTHENTICATE */
+        {3, 0, TC_ERR_AUTH},   /* GET DATA's C-MAC altered: the card answers 6982, session over */
+    };
+    for (size_t i = 0; i < TC_ARRAY_LEN(cases); i++) {
+        struct relay rl = {.tamper_cmd = cases[i].cmd, .tamper_rsp = cases[i].rsp};
+        struct tc_ota_remote *r = calloc(1, sizeof *r);
+        bool done = false;
+        tc_err rc = remote_run(&rl, r, &done);
+        if (rc != cases[i].want) {
+            (void)fprintf(stderr, "  case %zu: got '%s' (sw %04X)\n", i, tc_err_name(rc),
+                          (unsigned)r->sw[0]);
+            EXPECT(false);
+        }
+        EXPECT(!done);
+        EXPECT(all_zero(&r->host.s, sizeof r->host.s));
+        tc_ota_remote_wipe(r);
+        tc_se_close(rl.card);
+        free(r);
+    }
+}
+
 static void fixture_free(void)
 {
     struct ca *cas[] = {&F.root, &F.batch, &F.batch_b, &F.batch_old, &F.froot, &F.fbatch};
@@ -1212,6 +1361,8 @@ static const struct tc_test_case cases[] = {
     {"admin_session", test_admin_session},
     {"admin_replay", test_admin_replay},
     {"admin_refusals", test_admin_refusals},
+    {"remote_scp03", test_remote_scp03},
+    {"remote_tampering_agent", test_remote_tampering_agent},
     {"zz_cleanup", test_zz_cleanup},
 };
 
