@@ -636,7 +636,8 @@ static tc_err step_inject(struct dev *d)
          * keyset; blocks wrapped by the HSM under the transport DEK; the
          * card's KCVs must equal the HSM's. */
         rc = tc_scp03_host_put_keys(&d->host, &d->dprov, st->device_kvn, st->transport_kvn);
-        if (rc == TC_ERR_VERIFY && strstr(tc_error_last()->msg, "KCV") != NULL)
+        if (rc == TC_ERR_VERIFY && (strstr(tc_error_last()->msg, "key check value") != NULL ||
+                                    strstr(tc_error_last()->msg, "PUT KEY response") != NULL))
             return reject(d, TC_STATION_STEP_INJECT, TC_STATION_R_KCV, "PUT KEY: %s",
                           tc_error_last()->msg);
         if (rc != TC_OK)

@@ -38,6 +38,7 @@ struct faulty {
      * the transport keys, as a card that kept them would; or with `fake_sw`. */
     uint8_t fake_kvn;
     uint16_t fake_sw;
+    bool fake_kcv; /* answer the transport session and PUT KEY with a wrong KCV */
     bool put_key_seen, faking;
     struct tc_scp03_card_config ccfg;
     struct tc_scp03_card_store store;
@@ -75,6 +76,28 @@ static tc_err fake_record(void *ctx, uint8_t kvn, bool ok)
     return TC_OK;
 }
 
+/* A card whose PUT KEY answer (valid R-MAC) carries a KCV other than the
+ * key it was sent: the answer a card gives when it stored something else. */
+static tc_err fake_put_key(struct faulty *f, const uint8_t *cmd, size_t len, uint8_t *resp,
+                           size_t size, size_t *rlen)
+{
+    uint8_t plain[512], out[16];
+    size_t plen = 0, olen = 0;
+    struct tc_scp03_card_cmd cc;
+    struct tc_scp03_put_key pk;
+    uint16_t sw = 0;
+    TC_GUARD(tc_scp03_card_unwrap(&f->sc, cmd, len, plain, sizeof plain, &plen, &cc, &sw));
+    TC_ENSURE(sw == 0x9000 || sw == 0, TC_ERR_INTERNAL);
+    TC_GUARD(tc_scp03_card_put_key(&f->sc, &cc, &pk, &sw));
+    TC_ENSURE(sw == 0x9000 || sw == 0, TC_ERR_INTERNAL);
+    tc_err rc = tc_scp03_put_key_response(&pk, out, sizeof out, &olen);
+    tc_memzero(&pk, sizeof pk);
+    TC_GUARD(rc);
+    out[1] ^= 0x01; /* first byte of the K-ENC check value */
+    f->faking = false;
+    return tc_scp03_card_wrap(&f->sc, out, olen, 0x9000, resp, size, rlen);
+}
+
 /* Answers the probe as a card still holding the transport keyset. */
 static tc_err fake_answer(struct faulty *f, const uint8_t *cmd, size_t len, uint8_t *resp,
                           size_t size, size_t *rlen)
@@ -90,7 +113,7 @@ static tc_err fake_answer(struct faulty *f, const uint8_t *cmd, size_t len, uint
         }
     } else {
         TC_GUARD(tc_scp03_card_external_authenticate(&f->sc, cmd, len, &sw));
-        f->faking = false;
+        f->faking = f->fake_kcv; /* the KCV case goes on to PUT KEY */
     }
     resp[n] = (uint8_t)(sw >> 8);
     resp[n + 1] = (uint8_t)sw;
@@ -115,6 +138,12 @@ static tc_err faulty_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t
     }
     if (f->faking && len >= 4 && cmd[1] == 0x82)
         return fake_answer(f, cmd, len, resp, size, rlen);
+    if (f->fake_kcv && len >= 4 && cmd[1] == 0x50 && cmd[2] == TC_STATION_TRANSPORT_KVN) {
+        f->faking = true;
+        return fake_answer(f, cmd, len, resp, size, rlen);
+    }
+    if (f->fake_kcv && f->faking && len >= 4 && cmd[1] == 0xD8)
+        return fake_put_key(f, cmd, len, resp, size, rlen);
     if (f->error_at != 0 && f->n == f->error_at) {
         resp[0] = 0x6F;
         resp[1] = 0x00;
@@ -456,6 +485,30 @@ static void test_gate(void)
         tc_scp03_keyset_wipe(&fl.ks);
         faulty_free(&fl);
     }
+    /* 3: PUT KEY answered with a KCV other than the HSM's. */
+    index = next_card++;
+    if (faulty_open(&fl, index, false, &t) && fx_card_params(&F, index, false, &p)) {
+        fl.fake_kcv = true;
+        fl.ccfg.i_param = p.i_param;
+        memcpy(fl.ccfg.aid, p.isd_aid, p.isd_aid_len);
+        fl.ccfg.aid_len = (uint8_t)p.isd_aid_len;
+        memcpy(fl.ccfg.div_data, p.kdd, sizeof fl.ccfg.div_data);
+        fl.store = (struct tc_scp03_card_store){.ctx = &fl,
+                                                .load_keyset = fake_load,
+                                                .next_sequence = fake_seq,
+                                                .auth_failures = fake_failures,
+                                                .auth_record = fake_record};
+        EXPECT_OK(tc_scp03_keyset_set(&fl.ks, p.kvn, p.key_enc, p.key_mac, p.key_dek, p.key_len));
+        tc_se_params_wipe(&p);
+        EXPECT_OK(tc_station_provision(F.st, &t, &r));
+        expect_clean_reject(&r, TC_STATION_STEP_INJECT, TC_STATION_R_KCV);
+        if (r.reason != TC_STATION_R_KCV)
+            tc_test_fail_at(__FILE__, __LINE__, "detail: %s", r.detail);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_KEYS_INJECTED), 0);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_KEYS_DERIVED), 1);
+        tc_scp03_keyset_wipe(&fl.ks);
+        faulty_free(&fl);
+    }
     /* 2: the new keyset is refused (6A88 to its INITIALIZE UPDATE). */
     index = next_card++;
     if (faulty_open(&fl, index, false, &t)) {
@@ -634,7 +687,7 @@ static const struct tc_test_case cases[] = {
     {"EID outside the batch prefix: rejected at step 1", test_eid_outside_batch},
     {"card removed before every APDU", test_card_removed_everywhere},
     {"card error answered to every APDU", test_card_error_everywhere},
-    {"injection confirmation gate: old keys still work, new keys refused", test_gate},
+    {"injection gates: old keys still work, new keys refused, wrong KCVs", test_gate},
     {"certificate mismatch on read-back: rejected and revoked", test_cert_mismatch},
     {"HSM unavailable (wrong PIN) or key missing: rejected at step 2", test_hsm_unavailable},
     {"configuration refused", test_config_refused},
