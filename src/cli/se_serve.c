@@ -116,6 +116,20 @@ int tc_cli_se_serve(int argc, char **argv)
     if ((tcp == NULL) == (vpcd == NULL))
         return tc_cli_usage_error("se serve: give exactly one of --tcp and --vpcd");
 
+    /* Handlers first: a stop asked for while the image opens is honoured
+     * once it is open, never by dying half-way. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    (void)sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    /* A peer that vanishes mid-write is an error return, not a signal. */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    (void)sigaction(SIGPIPE, &ign, NULL);
+
     struct served_card s;
     memset(&s, 0, sizeof s);
     tc_err rc = tc_se_open(state, 0, &s.card);
@@ -131,18 +145,6 @@ int tc_cli_se_serve(int argc, char **argv)
     }
     const struct tc_card_ops ops = {
         .ctx = &s, .atr = served_atr, .power = served_power, .transmit = served_transmit};
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    (void)sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGINT, &sa, NULL);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    /* A peer that vanishes mid-write is an error return, not a signal. */
-    struct sigaction ign;
-    memset(&ign, 0, sizeof ign);
-    ign.sa_handler = SIG_IGN;
-    (void)sigaction(SIGPIPE, &ign, NULL);
 
     char host[300] = "127.0.0.1";
     if (tcp != NULL) {

@@ -241,6 +241,11 @@ if [ "$rc" -eq 1 ] && [ "$(wc -l <"$work/many.err")" -eq 1 ] &&
 else
   fail "card pulled mid-session: one clear error" "exit $rc: $(head -c 300 "$work/many.err")"
 fi
+for _ in $(seq 40); do
+  o=$(timeout 10 "$TC" gp readers 2>&1)
+  [[ $o != *"$reader (card present)"* ]] && break
+  sleep 0.25
+done
 if start_card; then pass "card reinserted after the pull"
 else fail "card reinserted after the pull" "$(tail -5 "$work/serve.log")"; fi
 
