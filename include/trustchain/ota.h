@@ -19,6 +19,7 @@
 
 #include <trustchain/codec.h>
 #include <trustchain/core.h>
+#include <trustchain/hsm.h>
 #include <trustchain/pki.h>
 #include <trustchain/scp03.h>
 
@@ -108,6 +109,18 @@ TC_MUST_CHECK tc_err tc_ota_remote_init(struct tc_ota_remote *r,
 TC_MUST_CHECK tc_err tc_ota_remote_step(struct tc_ota_remote *r, const uint8_t *response,
                                         size_t response_len, struct tc_buf *script, bool *done);
 void tc_ota_remote_wipe(struct tc_ota_remote *r);
+
+/*
+ * The device's SCP03 keyset, re-derived in the HSM for this session from the
+ * master diversification key and the EID (of the verified client
+ * certificate): tc_hsm_diversify, so the keys are born in the HSM as session
+ * objects and never leave it in the clear. Registered as keyset `kvn` of
+ * the HSM provider m; the caller destroys ks (tc_hsm_keyset_destroy) when
+ * the session ends.
+ */
+TC_MUST_CHECK tc_err tc_ota_device_keys(struct tc_hsm *h, tc_hsm_obj master, const char *eid,
+                                        uint8_t kvn, size_t key_len,
+                                        struct tc_hsm_scp03_provider *m, struct tc_hsm_keyset *ks);
 
 /* ------------------------------------------------------------------ trust */
 
