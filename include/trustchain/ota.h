@@ -111,6 +111,32 @@ TC_MUST_CHECK tc_err tc_ota_remote_step(struct tc_ota_remote *r, const uint8_t *
 void tc_ota_remote_wipe(struct tc_ota_remote *r);
 
 /*
+ * A struct tc_ota_app that runs one remote SCP03 session per connected
+ * device (the same commands for every device) over the Amendment B
+ * framing. For each session `keys` supplies the device's key provider (for
+ * instance tc_ota_device_keys into an HSM provider) and `release` frees it at
+ * the end; `done` reports the outcome (TC_OK with every response in r). At
+ * most max_sessions devices at once; a new session of a device restarts it.
+ */
+struct tc_ota_scp03_app_config {
+    void *ctx;
+    tc_err (*keys)(void *ctx, const char *eid, struct tc_scp03_key_provider *p, void **token);
+    void (*release)(void *ctx, void *token);
+    void (*done)(void *ctx, const char *eid, const struct tc_ota_remote *r, tc_err rc);
+    struct tc_scp03_host_config host; /* kvn, level, aid (copied with the AID) */
+    const struct tc_apdu *cmds;       /* kept by the caller */
+    size_t ncmds;
+    size_t max_sessions;
+};
+
+struct tc_ota_scp03_app;
+struct tc_ota_app;
+
+TC_MUST_CHECK tc_err tc_ota_scp03_app_new(const struct tc_ota_scp03_app_config *cfg,
+                                          struct tc_ota_scp03_app **out, struct tc_ota_app *app);
+void tc_ota_scp03_app_free(struct tc_ota_scp03_app *a);
+
+/*
  * The device's SCP03 keyset, re-derived in the HSM for this session from the
  * master diversification key and the EID (of the verified client
  * certificate): tc_hsm_diversify, so the keys are born in the HSM as session

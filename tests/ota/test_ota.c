@@ -1314,6 +1314,128 @@ static void test_remote_tampering_agent(void)
     }
 }
 
+/* ------------------------------------------------------------ end to end */
+
+/* The server's SCP03 application over HTTPS; the test is the agent,
+ * relaying each script to the emulated card. */
+static struct e2e {
+    struct tc_scp03_mem_provider mp;
+    int keys, releases, done;
+    tc_err rc;
+    uint16_t sw;
+    uint8_t data[8];
+    size_t data_len;
+} E;
+
+static tc_err e2e_keys(void *ctx, const char *eid, struct tc_scp03_key_provider *p, void **token)
+{
+    struct tc_scp03_keyset ks;
+    (void)ctx;
+    E.keys++;
+    if (strcmp(eid, EID1) != 0)
+        return TC_FAIL(TC_ERR_NOT_FOUND, "no keys for %s", eid);
+    tc_scp03_mem_provider_init(&E.mp, p);
+    tc_err rc = tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16);
+    if (rc == TC_OK)
+        rc = tc_scp03_mem_provider_add(&E.mp, &ks);
+    tc_scp03_keyset_wipe(&ks);
+    *token = &E.mp;
+    return rc;
+}
+
+static void e2e_release(void *ctx, void *token)
+{
+    (void)ctx;
+    E.releases++;
+    tc_scp03_mem_provider_wipe(token);
+}
+
+static void e2e_done(void *ctx, const char *eid, const struct tc_ota_remote *r, tc_err rc)
+{
+    (void)ctx;
+    (void)eid;
+    E.done++;
+    E.rc = rc;
+    if (rc == TC_OK) {
+        E.sw = r->sw[0];
+        E.data_len = r->data_len[0] < sizeof E.data ? r->data_len[0] : 0;
+        memcpy(E.data, r->data[0], E.data_len);
+    }
+}
+
+static void e2e_run(int tamper_cmd, int expect_final)
+{
+    static const struct tc_apdu cmds[] = {
+        {.cla = 0x80, .ins = 0xCA, .p1 = 0x9F, .p2 = 0x70, .has_le = true, .le = 256}};
+    struct tc_ota_scp03_app_config ac = {
+        .keys = e2e_keys,
+        .release = e2e_release,
+        .done = e2e_done,
+        .host = {.kvn = 0x30, .level = TC_SCP03_LEVEL_RENC, .aid = ISD, .aid_len = sizeof ISD},
+        .cmds = cmds,
+        .ncmds = 1,
+        .max_sessions = 4};
+    struct tc_ota_scp03_app *a = NULL;
+    struct tc_ota_app app;
+    struct srv v;
+    struct relay rl = {.tamper_cmd = tamper_cmd};
+    struct tc_se_params p;
+    uint8_t atr[64];
+    size_t al = 0;
+    memset(&E, 0, sizeof E);
+    EXPECT_OK(tc_ota_scp03_app_new(&ac, &a, &app));
+    tc_se_params_default(&p);
+    EXPECT_OK(tc_se_open_mem(&p, &rl.card));
+    tc_se_params_wipe(&p);
+    EXPECT_OK(tc_se_power_on(rl.card, atr, sizeof atr, &al));
+    if (a == NULL || !srv_start_app(&v, &F.root.crl, 3000, 0, &app))
+        goto out;
+    struct cli c;
+    struct reply r;
+    struct tc_buf script = new_buf(), resp = new_buf();
+    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
+    int posts = 1;
+    while (r.code == 200 && posts < 10) {
+        char next[128];
+        memcpy(next, r.next, sizeof next);
+        tc_buf_reset(&script);
+        tc_buf_put(&script, r.body, r.body_len);
+        EXPECT(relay_script(&rl, &script, &resp));
+        EXPECT(admin_post(&c, next, RESP_HEADERS, resp.data, resp.len, &r));
+        posts++;
+    }
+    EXPECT_EQ_U(r.code, expect_final);
+    cli_close(&c);
+    tc_buf_free(&script);
+    tc_buf_free(&resp);
+    struct tc_ota_stats st = stats_wait(&v, one_request);
+    (void)st;
+out:
+    srv_stop(&v);
+    tc_ota_scp03_app_free(a);
+    tc_se_close(rl.card);
+    EXPECT_EQ_U(E.keys, 1);
+    EXPECT_EQ_U(E.releases, 1); /* keys released, session state wiped */
+    EXPECT_EQ_U(E.done, 1);
+}
+
+static void test_e2e_scp03_over_https(void)
+{
+    e2e_run(0, 204);
+    EXPECT_ERR(E.rc, TC_OK);
+    EXPECT_EQ_U(E.sw, 0x9000);
+    EXPECT(E.data_len == 4 && E.data[0] == 0x9F && E.data[1] == 0x70);
+}
+
+static void test_e2e_tampering_agent(void)
+{
+    /* The agent alters the wrapped GET DATA (step 3): the card refuses it
+     * and the server ends the session (500, keys released). */
+    e2e_run(3, 500);
+    EXPECT_ERR(E.rc, TC_ERR_AUTH);
+}
+
 static void fixture_free(void)
 {
     struct ca *cas[] = {&F.root, &F.batch, &F.batch_b, &F.batch_old, &F.froot, &F.fbatch};
@@ -1363,6 +1485,8 @@ static const struct tc_test_case cases[] = {
     {"admin_refusals", test_admin_refusals},
     {"remote_scp03", test_remote_scp03},
     {"remote_tampering_agent", test_remote_tampering_agent},
+    {"e2e_scp03_over_https", test_e2e_scp03_over_https},
+    {"e2e_tampering_agent", test_e2e_tampering_agent},
     {"zz_cleanup", test_zz_cleanup},
 };
 
