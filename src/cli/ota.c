@@ -32,6 +32,11 @@ static const char serve_usage[] =
     "  --timeout-ms N        handshake, read and write timeout (default 10000)\n"
     "  --max-body N          request body cap in bytes (default 65536)\n"
     "  --stop-after S        exit after S seconds (default: run until SIGINT/SIGTERM)\n"
+    "  --master NAME         run an SCP03 session with every device: keys re-derived in the\n"
+    "                        workspace HSM from tc:master:NAME and the device's EID\n"
+    "                        (user PIN from $" TC_HSM_ENV_PIN " or --pin-file)\n"
+    "  --pin-file FILE       the workspace token's user PIN\n"
+    "  --kvn N               the devices' SCP03 key version (default 0x30)\n"
     "The server's TLS key and certificate are <ws>/ota/server-key.pem and\n"
     "<ws>/ota/server.pem (created on first use; agents pin server.pem).\n";
 
@@ -128,6 +133,89 @@ out:
 }
 
 /* ------------------------------------------------------------ reload */
+
+/* ------------------------------------------------------------ SCP03 */
+
+/* What every device's session runs: GET DATA 9F70, the card life cycle
+ * (GP CS 2.3 §11.3), answered inside the channel. */
+static const struct tc_apdu session_cmds[] = {
+    {.cla = 0x80, .ins = 0xCA, .p1 = 0x9F, .p2 = 0x70, .has_le = true, .le = 256}};
+static const uint8_t default_isd[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+
+struct hsm_keys {
+    struct tc_hsm *h;
+    tc_hsm_obj master;
+    uint8_t kvn;
+};
+
+struct hsm_token {
+    struct tc_hsm_scp03_provider m;
+    struct tc_hsm_keyset ks;
+};
+
+static tc_err hsm_keys_cb(void *ctx, const char *eid, struct tc_scp03_key_provider *p, void **token)
+{
+    struct hsm_keys *k = ctx;
+    struct hsm_token *t = calloc(1, sizeof *t);
+    TC_ENSURE(t != NULL, TC_ERR_NOMEM);
+    tc_hsm_scp03_provider_init(&t->m, k->h, p);
+    tc_err rc = tc_ota_device_keys(k->h, k->master, eid, k->kvn, 16, &t->m, &t->ks);
+    if (rc != TC_OK) {
+        free(t);
+        return rc;
+    }
+    *token = t;
+    return TC_OK;
+}
+
+static void hsm_release_cb(void *ctx, void *token)
+{
+    struct hsm_keys *k = ctx;
+    struct hsm_token *t = token;
+    if (t == NULL)
+        return;
+    tc_hsm_keyset_destroy(k->h, &t->ks);
+    free(t);
+}
+
+static void session_done_cb(void *ctx, const char *eid, const struct tc_ota_remote *r, tc_err rc)
+{
+    (void)ctx;
+    if (rc == TC_OK && r->data_len[0] == 4 && r->data[0][0] == 0x9F && r->data[0][1] == 0x70)
+        TC_LOG_INF("ota: device %s: SCP03 session done, card life cycle %02X", eid, r->data[0][3]);
+    else if (rc == TC_OK)
+        TC_LOG_INF("ota: device %s: SCP03 session done, GET DATA SW %04X", eid, r->sw[0]);
+    else {
+        char m[300];
+        tc_error_format(m, sizeof m);
+        TC_LOG_WARNING("ota: device %s: SCP03 session failed: %s", eid, m);
+    }
+}
+
+static tc_err hsm_open_ws(const char *ws, const char *pin_file, const char *master,
+                          struct hsm_keys *k)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    struct tc_hsm_workspace hw;
+    char pin[TC_HSM_PIN_MAX + 1], label[TC_HSM_LABEL_MAX + 1];
+    size_t pl = 0;
+    TC_TRY(tc_hsm_workspace_load(ws, &hw));
+    TC_TRY(tc_hsm_pin_read(TC_HSM_ENV_PIN, pin_file, pin, sizeof pin, &pl));
+    struct tc_hsm_config c = {.module_path = hw.module_path,
+                              .softhsm_conf = hw.softhsm_conf,
+                              .token_label = hw.token_label,
+                              .pin = pin,
+                              .pin_len = pl,
+                              .pool_size = 2};
+    TC_TRY(tc_hsm_open(&c, &k->h));
+    int n = snprintf(label, sizeof label, "%s%s", TC_HSM_LABEL_MASTER, master);
+    TC_CHECK(n > 0 && (size_t)n < sizeof label, TC_ERR_RANGE);
+    TC_TRY(tc_hsm_find(k->h, TC_HSM_KIND_SECRET, label, &k->master));
+    ret = TC_OK;
+out:
+    tc_memzero(pin, sizeof pin);
+    return ret;
+}
 
 struct serve_state {
     const char *ws;
@@ -235,7 +323,8 @@ static int cmd_serve(int argc, char **argv)
     if (ws == NULL || ws[0] == '\0')
         ws = "./trustchain-work";
     char *listen = NULL;
-    uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0;
+    uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0, kvn = 0x30;
+    const char *master = NULL, *pin_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -258,7 +347,16 @@ static int cmd_serve(int argc, char **argv)
         } else if (strcmp(a, "--stop-after") == 0) {
             if (tc_parse_uint(v, 86400u * 365u, &stop_after) != TC_OK)
                 return tc_cli_usage_error("ota serve: bad --stop-after %s", v);
-        } else
+        } else if (strcmp(a, "--master") == 0)
+            master = v;
+        else if (strcmp(a, "--pin-file") == 0)
+            pin_file = v;
+        else if (strcmp(a, "--kvn") == 0) {
+            if (tc_parse_uint(v, 0x7F, &kvn) != TC_OK || kvn == 0)
+                return tc_cli_usage_error("ota serve: bad --kvn %s", v);
+        } else if (strcmp(a, "--pin") == 0)
+            return tc_cli_usage_error("ota serve: PINs are not accepted on the command line");
+        else
             return tc_cli_usage_error("ota serve: unknown option %s", a);
     }
     const char *host = NULL;
@@ -273,6 +371,10 @@ static int cmd_serve(int argc, char **argv)
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
     struct event *reload = NULL, *sigint = NULL, *sigterm = NULL, *stop = NULL;
+    struct hsm_keys hk = {.kvn = (uint8_t)kvn};
+    struct tc_ota_scp03_app *sa = NULL;
+    struct tc_ota_app app;
+    bool have_app = false;
     (void)signal(SIGPIPE, SIG_IGN);
     st.stamp = trust_stamp(ws);
     tc_err rc = tc_ota_trust_load(ws, &st.trust);
@@ -285,6 +387,30 @@ static int cmd_serve(int argc, char **argv)
         code = tc_cli_error(rc, "ota serve: server identity");
         goto out;
     }
+    if (master != NULL) {
+        rc = hsm_open_ws(ws, pin_file, master, &hk);
+        if (rc != TC_OK) {
+            code = tc_cli_error(rc, "ota serve: the workspace HSM");
+            goto out;
+        }
+        struct tc_ota_scp03_app_config ac = {.ctx = &hk,
+                                             .keys = hsm_keys_cb,
+                                             .release = hsm_release_cb,
+                                             .done = session_done_cb,
+                                             .host = {.kvn = (uint8_t)kvn,
+                                                      .level = TC_SCP03_LEVEL_RENC,
+                                                      .aid = default_isd,
+                                                      .aid_len = sizeof default_isd},
+                                             .cmds = session_cmds,
+                                             .ncmds = TC_ARRAY_LEN(session_cmds),
+                                             .max_sessions = 1024};
+        rc = tc_ota_scp03_app_new(&ac, &sa, &app);
+        if (rc != TC_OK) {
+            code = tc_cli_error(rc, "ota serve");
+            goto out;
+        }
+        have_app = true;
+    }
     st.base = event_base_new();
     if (st.base == NULL)
         goto out;
@@ -295,7 +421,8 @@ static int cmd_serve(int argc, char **argv)
                                        .trust = st.trust,
                                        .max_body = (size_t)max_body,
                                        .timeout_ms = (unsigned)timeout,
-                                       .max_connections = (unsigned)max_conns};
+                                       .max_connections = (unsigned)max_conns,
+                                       .app = have_app ? &app : NULL};
     rc = tc_ota_server_new(st.base, &cfg, &st.srv);
     if (rc != TC_OK) {
         code = tc_cli_error(rc, "ota serve");
@@ -339,6 +466,8 @@ out:
     tc_ota_server_free(st.srv);
     if (st.base != NULL)
         event_base_free(st.base);
+    tc_ota_scp03_app_free(sa);
+    tc_hsm_close(hk.h);
     tc_ota_trust_free(st.trust);
     X509_free(cert);
     EVP_PKEY_free(key);

@@ -97,4 +97,35 @@ kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 [ $rc -eq 0 ] && pass "server stops cleanly on SIGTERM" || fail "server stops cleanly" "exit $rc"
+
+# --- with --master: every device gets an SCP03 session, keys derived in the HSM
+expect_fail 2 "PIN on the command line" "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --pin 1234
+expect_fail 1 "unknown master key" "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master nope
+"$TC" hsm generate --workspace "$ws" --master fleet >/dev/null 2>&1
+"$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master fleet --stop-after 60 \
+  >"$scratch/serve2.out" 2>"$scratch/serve2.err" &
+pid=$!
+port=
+for _ in $(seq 1 100); do
+  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$scratch/serve2.out")
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] && pass "server with --master listening" || fail "server with --master listening" "$(cat "$scratch/serve2.err")"
+code=$(curl -sS --max-time 5 --tlsv1.3 --cacert "$ws/ota/server.pem" --cert "$scratch/d2.pem" --key "$scratch/d2.key" \
+  -D "$scratch/h2" -o "$scratch/b2" -w '%{http_code}' -X POST -H "X-Admin-Protocol: globalplatform-remote-admin/1.0" \
+  -H "X-Admin-From: //se-id/eid/$eid2" "https://127.0.0.1:$port/ota/v1/admin")
+[ "$code" = 200 ] && pass "first script served" || fail "first script served" "$code $(cat "$scratch/serve2.err")"
+expect_contains "script media type" "$(cat "$scratch/h2")" "Content-Type: application/vnd.globalplatform.card-content-mgt;version=1.0"
+expect_contains "next URI" "$(cat "$scratch/h2")" "X-Admin-Next-URI: /ota/v1/admin/"
+body=$(tohex <"$scratch/b2")
+# AE80 | 22 0E SELECT A000000151000000 Le | 22 0E INITIALIZE UPDATE KVN 30, 8-byte host challenge, Le | 0000
+case "$body" in
+  ae80220e00a4040008a00000015100000000220e8050300008????????????????000000) pass "SELECT + INITIALIZE UPDATE (KVN 30)" ;;
+  *) fail "SELECT + INITIALIZE UPDATE (KVN 30)" "$body" ;;
+esac
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ $rc -eq 0 ] && pass "server with --master stops cleanly" || fail "server with --master stops cleanly" "exit $rc"
 finish
