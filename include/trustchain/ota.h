@@ -62,6 +62,22 @@ TC_MUST_CHECK tc_err tc_ota_response_decode(const uint8_t *in, size_t len,
                                             struct tc_ota_bytes rapdus[TC_OTA_SCRIPT_MAX],
                                             size_t *n, size_t *executed);
 
+/* ------------------------------------------------------------------ agent relay */
+
+struct tc_transport;
+
+/*
+ * The agent's relay of one command script to the card: each C-APDU is sent
+ * as it is (the agent holds no SCP03 key and cannot read or change
+ * protected commands undetected) and the R-APDUs come back as a response
+ * script. Execution stops after the first response whose SW1 is not 90, 61,
+ * 62 or 63 (ISO/IEC 7816-4 §5.6: an error), and the executed count says how
+ * many ran. TC_ERR_FORMAT etc. for a malformed script (nothing is sent),
+ * TC_ERR_IO when the card link fails.
+ */
+TC_MUST_CHECK tc_err tc_ota_agent_run_script(struct tc_transport *t, const uint8_t *script,
+                                             size_t script_len, struct tc_buf *response);
+
 /* ------------------------------------------------------------------ remote SCP03 */
 
 /*

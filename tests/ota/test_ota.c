@@ -27,6 +27,7 @@
 #include <trustchain/crypto.h>
 #include <trustchain/ota.h>
 #include <trustchain/se.h>
+#include <trustchain/transport.h>
 
 #include "harness.h"
 
@@ -1283,6 +1284,78 @@ static void test_remote_scp03(void)
     free(r);
 }
 
+/* The library relay (tc_ota_agent_run_script) through the card transport:
+ * a whole remote SCP03 session, then the stop at the first error. */
+static void test_agent_relay(void)
+{
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_keyset ks;
+    struct tc_se_params p;
+    struct tc_se_card *card = NULL;
+    struct tc_transport t;
+    static const struct tc_apdu cmds[] = {
+        {.cla = 0x80, .ins = 0xCA, .p1 = 0x9F, .p2 = 0x70, .has_le = true, .le = 256}};
+    struct tc_scp03_host_config cfg = {
+        .kvn = 0x30, .level = TC_SCP03_LEVEL_RENC, .aid = ISD, .aid_len = sizeof ISD};
+    struct tc_ota_remote *r = calloc(1, sizeof *r);
+    struct tc_buf script = new_buf(), resp = new_buf();
+    tc_se_params_default(&p);
+    EXPECT_OK(tc_se_open_mem(&p, &card));
+    tc_se_params_wipe(&p);
+    EXPECT_OK(tc_se_transport(card, &t));
+    tc_scp03_mem_provider_init(&mp, &kp);
+    EXPECT_OK(tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16));
+    EXPECT_OK(tc_scp03_mem_provider_add(&mp, &ks));
+    tc_scp03_keyset_wipe(&ks);
+    EXPECT_OK(tc_ota_remote_init(r, &kp, &cfg, cmds, 1));
+    bool done = false;
+    const uint8_t *in = NULL;
+    size_t in_len = 0;
+    int steps = 0;
+    while (!done && steps < 8) {
+        tc_buf_reset(&script);
+        tc_err rc = tc_ota_remote_step(r, in, in_len, &script, &done);
+        EXPECT_OK(rc);
+        if (rc != TC_OK || done)
+            break;
+        tc_buf_reset(&resp);
+        EXPECT_OK(tc_ota_agent_run_script(&t, script.data, script.len, &resp));
+        in = resp.data;
+        in_len = resp.len;
+        steps++;
+    }
+    EXPECT(done);
+    EXPECT_EQ_U(steps, 3);
+    EXPECT_EQ_U(r->sw[0], 0x9000);
+
+    /* SELECT of an absent AID (6A82) stops the script: GET DATA is not sent. */
+    static const uint8_t bad_select[] = {0xAE, 0x80, 0x22, 0x0A, 0x00, 0xA4, 0x04, 0x00,
+                                         0x05, 0xD2, 0x76, 0x00, 0x00, 0x01, 0x22, 0x05,
+                                         0x80, 0xCA, 0x9F, 0x70, 0x00, 0x00, 0x00};
+    struct tc_ota_bytes rr[TC_OTA_SCRIPT_MAX];
+    size_t n = 0, executed = 0;
+    tc_buf_reset(&resp);
+    EXPECT_OK(tc_ota_agent_run_script(&t, bad_select, sizeof bad_select, &resp));
+    EXPECT_OK(tc_ota_response_decode(resp.data, resp.len, rr, &n, &executed));
+    EXPECT_EQ_U(n, 1);
+    EXPECT_EQ_U(executed, 1);
+    EXPECT(rr[0].len == 2 && rr[0].p[0] == 0x6A && rr[0].p[1] == 0x82);
+    /* A malformed script is refused before anything is sent. */
+    static const uint8_t junk[] = {0xAE, 0x80, 0x22, 0x09, 0x80, 0xCA, 0x00, 0x00};
+    tc_buf_reset(&resp);
+    EXPECT(tc_ota_agent_run_script(&t, junk, sizeof junk, &resp) != TC_OK);
+    EXPECT_EQ_U(resp.len, 0);
+
+    tc_buf_free(&script);
+    tc_buf_free(&resp);
+    tc_ota_remote_wipe(r);
+    free(r);
+    tc_scp03_mem_provider_wipe(&mp);
+    tc_transport_close(&t);
+    tc_se_close(card);
+}
+
 /* A hostile agent changes bytes: the card (C-MAC) or the server (card
  * cryptogram, R-MAC) detects it, and the session keys are gone. */
 static void test_remote_tampering_agent(void)
@@ -1485,6 +1558,7 @@ static const struct tc_test_case cases[] = {
     {"admin_refusals", test_admin_refusals},
     {"remote_scp03", test_remote_scp03},
     {"remote_tampering_agent", test_remote_tampering_agent},
+    {"agent_relay", test_agent_relay},
     {"e2e_scp03_over_https", test_e2e_scp03_over_https},
     {"e2e_tampering_agent", test_e2e_tampering_agent},
     {"zz_cleanup", test_zz_cleanup},
