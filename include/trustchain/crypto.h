@@ -33,6 +33,12 @@ TC_MUST_CHECK tc_err tc_aes_cmac(const uint8_t *key, size_t key_len, const uint8
 TC_MUST_CHECK tc_err tc_aes_cmac_iov(const uint8_t *key, size_t key_len, const struct tc_iov *parts,
                                      size_t n, uint8_t mac[static TC_CMAC_LEN]);
 
+#define TC_SHA256_LEN 32u
+
+/* SHA-256 (FIPS 180-4) over the concatenation of n parts. */
+TC_MUST_CHECK tc_err tc_sha256_iov(const struct tc_iov *parts, size_t n,
+                                   uint8_t out[static TC_SHA256_LEN]);
+
 /* AES-CBC / AES-ECB without padding: len must be a multiple of 16.
  * in and out may be the same buffer. */
 TC_MUST_CHECK tc_err tc_aes_cbc_encrypt(const uint8_t *key, size_t key_len,

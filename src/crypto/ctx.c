@@ -14,6 +14,7 @@ static pthread_once_t tc_crypto_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_crypto_key;
 static bool tc_crypto_ready;
 static EVP_CIPHER *tc_crypto_ciphers[TC_AES_MODE_COUNT][TC_AES_KEY_SIZES];
+static EVP_MD *tc_crypto_sha256_alg;
 static _Thread_local struct tc_crypto_thread *tc_crypto_this_thread;
 
 static const char *const tc_cipher_names[TC_AES_MODE_COUNT][TC_AES_KEY_SIZES] = {
@@ -45,6 +46,7 @@ static void thread_free(void *p)
             EVP_CIPHER_CTX_free(t->cipher[m][k]);
     for (size_t k = 0; k < TC_AES_KEY_SIZES; k++)
         EVP_CIPHER_CTX_free(t->cmac[k]);
+    EVP_MD_CTX_free(t->sha256);
     free(t);
 }
 
@@ -56,6 +58,9 @@ static void fetch_once(void)
             if (tc_crypto_ciphers[m][k] == NULL)
                 return;
         }
+    tc_crypto_sha256_alg = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (tc_crypto_sha256_alg == NULL)
+        return;
     if (pthread_key_create(&tc_crypto_key, thread_free) != 0)
         return;
     tc_crypto_ready = true;
@@ -84,6 +89,9 @@ static tc_err thread_new(struct tc_crypto_thread **out)
                                        1, NULL));
         TC_TRY_OSSL(EVP_CIPHER_CTX_set_padding(c, 0));
     }
+    t->sha256 = EVP_MD_CTX_new();
+    TC_CHECK_MSG(t->sha256 != NULL, TC_ERR_NOMEM, "EVP_MD_CTX_new failed");
+    TC_TRY_OSSL(EVP_DigestInit_ex2(t->sha256, tc_crypto_sha256_alg, NULL));
     TC_CHECK_MSG(pthread_setspecific(tc_crypto_key, t) == 0, TC_ERR_INTERNAL,
                  "pthread_setspecific failed");
     *out = t;
@@ -131,4 +139,23 @@ void tc_crypto_scrub_cmac(EVP_CIPHER_CTX *ctx)
 {
     if (EVP_CipherInit_ex2(ctx, NULL, tc_zero_key, NULL, 1, NULL) != 1)
         ERR_clear_error();
+}
+
+/* FIPS 180-4 SHA-256 over the concatenation of the parts, on the thread's
+ * digest context (no fetch, no allocation after the thread's first call). */
+tc_err tc_sha256_iov(const struct tc_iov *parts, size_t n, uint8_t out[static TC_SHA256_LEN])
+{
+    TC_ENSURE(parts != NULL || n == 0, TC_ERR_ARG);
+    struct tc_crypto_thread *t = NULL;
+    TC_GUARD(tc_crypto_thread_get(&t));
+    unsigned int len = 0;
+    TC_GUARD_OSSL(EVP_DigestInit_ex2(t->sha256, NULL, NULL));
+    for (size_t i = 0; i < n; i++) {
+        TC_ENSURE(parts[i].p != NULL || parts[i].len == 0, TC_ERR_ARG);
+        if (parts[i].len > 0)
+            TC_GUARD_OSSL(EVP_DigestUpdate(t->sha256, parts[i].p, parts[i].len));
+    }
+    TC_GUARD_OSSL(EVP_DigestFinal_ex(t->sha256, out, &len));
+    TC_ENSURE(len == TC_SHA256_LEN, TC_ERR_INTERNAL);
+    return TC_OK;
 }

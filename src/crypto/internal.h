@@ -25,6 +25,8 @@ struct tc_crypto_thread {
      * creation and never again, so every re-key (IV argument NULL) also
      * resets the chaining value to zero: no IV handling per call. */
     EVP_CIPHER_CTX *cmac[TC_AES_KEY_SIZES];
+    /* SHA-256, bound to the algorithm at creation. */
+    EVP_MD_CTX *sha256;
 };
 
 /* A CMAC computation keyed on a thread's AES-CBC context: the subkeys and

@@ -4,7 +4,6 @@
  * (OpenSSL clears its private BIGNUM on free). OpenSSL allocates internally
  * here; the card OS code itself does not.
  */
-#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -13,30 +12,17 @@
 
 #include "se_internal.h"
 
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-static _Thread_local EVP_MD_CTX *md_ctx;
-
+/* The card's SHA-256 is the crypto module's (its per-thread digest context
+ * is freed when the thread ends). */
 tc_err se_sha256(const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t out[static 32])
 {
-    (void)pthread_once(&sha256_once, sha256_fetch);
-    TC_ENSURE_MSG(sha256_md != NULL, TC_ERR_CRYPTO, "SHA-256 is not available");
-    if (md_ctx == NULL)
-        md_ctx = EVP_MD_CTX_new();
-    TC_ENSURE_MSG(md_ctx != NULL, TC_ERR_NOMEM, "cannot allocate a digest context");
-    TC_GUARD_OSSL(EVP_DigestInit_ex(md_ctx, sha256_md, NULL));
-    for (size_t i = 0; i < n; i++)
-        TC_GUARD_OSSL(EVP_DigestUpdate(md_ctx, parts[i], lens[i]));
-    unsigned int len = 0;
-    TC_GUARD_OSSL(EVP_DigestFinal_ex(md_ctx, out, &len));
-    TC_ENSURE(len == 32, TC_ERR_INTERNAL);
-    return TC_OK;
+    struct tc_iov iov[SE_SHA256_MAX_PARTS];
+    TC_ENSURE_MSG(n <= SE_SHA256_MAX_PARTS, TC_ERR_ARG, "SHA-256 over %zu parts", n);
+    for (size_t i = 0; i < n; i++) {
+        iov[i].p = parts[i];
+        iov[i].len = lens[i];
+    }
+    return tc_sha256_iov(iov, n, out);
 }
 
 tc_err se_ec_generate(uint8_t priv[static 32], uint8_t pub[static TC_SE_EC_PUB_LEN])

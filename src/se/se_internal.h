@@ -243,6 +243,7 @@ TC_MUST_CHECK tc_err se_ec_sign_digest(const uint8_t priv[static 32],
  * X.509 certificate, found by walking the TLVs (no allocation). */
 TC_MUST_CHECK tc_err se_cert_fields(const uint8_t *cert, size_t len, const uint8_t **serial,
                                     size_t *serial_len, const uint8_t **pub, size_t *pub_len);
+#define SE_SHA256_MAX_PARTS 4u
 TC_MUST_CHECK tc_err se_sha256(const uint8_t *const *parts, const size_t *lens, size_t n,
                                uint8_t out[static 32]);
 

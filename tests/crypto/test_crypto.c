@@ -606,7 +606,40 @@ static void test_kcv_vectors(void)
     EXPECT_ERR(tc_kcv_aes(NULL, 16, kcv), TC_ERR_ARG);
 }
 
+/* SHA-256 whole and split at every offset into two parts and an empty
+ * middle part; a NULL part with a length is refused. */
+static void test_sha256_vectors(void)
+{
+    struct tc_vec v;
+    int records = 0;
+    if (!tc_vec_open(&v, "crypto/sha256.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        size_t mlen = 0, dlen = 0;
+        uint8_t *msg = tc_vec_hex(&v, "MSG", &mlen);
+        uint8_t *md = tc_vec_hex(&v, "MD", &dlen);
+        if (msg != NULL && md != NULL) {
+            for (size_t cut = 0; cut <= mlen; cut++) {
+                const struct tc_iov parts[] = {{msg, cut}, {NULL, 0}, {msg + cut, mlen - cut}};
+                uint8_t out[TC_SHA256_LEN];
+                EXPECT_OK(tc_sha256_iov(parts, TC_ARRAY_LEN(parts), out));
+                EXPECT_MEM(out, sizeof out, md, dlen);
+            }
+            records++;
+        }
+        free(msg);
+        free(md);
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(records, 3);
+    const struct tc_iov bad[] = {{NULL, 1}};
+    uint8_t out[TC_SHA256_LEN];
+    EXPECT_ERR(tc_sha256_iov(bad, 1, out), TC_ERR_ARG);
+    EXPECT_ERR(tc_sha256_iov(NULL, 1, out), TC_ERR_ARG);
+}
+
 static const struct tc_test_case cases[] = {
+    {"sha256_vectors", test_sha256_vectors},
     {"cmac_vectors", test_cmac_vectors},
     {"cmac_rejects", test_cmac_rejects},
     {"cmac_interleaved_keys", test_cmac_interleaved_keys},
