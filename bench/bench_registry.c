@@ -82,7 +82,7 @@ static size_t make_event(uint8_t out[TC_AUDIT_EVENT_MAX], uint64_t dev, unsigned
     case TC_AUDIT_KEYS_ROTATED:
         ev.fields |= TC_AUDIT_HAS_PREV_KVN;
         ev.prev_kvn = 0x30;
-        /* fall through */
+        TC_FALLTHROUGH;
     case TC_AUDIT_KEYS_DERIVED:
     case TC_AUDIT_KEYS_INJECTED:
     case TC_AUDIT_INJECTION_CONFIRMED:
@@ -94,7 +94,7 @@ static size_t make_event(uint8_t out[TC_AUDIT_EVENT_MAX], uint64_t dev, unsigned
     case TC_AUDIT_CERT_ISSUED:
         ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
         memcpy(ev.pubkey_sha256, sha, 32);
-        /* fall through */
+        TC_FALLTHROUGH;
     case TC_AUDIT_CERT_STORED:
         ev.fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
         ev.cert_serial_len = 16;

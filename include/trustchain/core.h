@@ -16,6 +16,8 @@
 
 #define TC_MUST_CHECK   __attribute__((warn_unused_result))
 #define TC_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* An intended fall-through between switch labels (GCC and clang). */
+#define TC_FALLTHROUGH __attribute__((fallthrough))
 
 /* ------------------------------------------------------------------ status */
 
