@@ -269,7 +269,9 @@ tc_err tc_scp03_host_open(struct tc_scp03_host *h, struct tc_transport *t,
                                     .has_le = true};
         TC_TRY(tc_apdu_encode(&sel, &cmd));
         TC_TRY(plain_exchange(h, cmd.data, cmd.len, &acc, &sw));
-        if (sw != 0x9000u) {
+        /* GP CS 2.3 §11.9.3: 6283 selects the ISD of a CARD_LOCKED card; the
+         * secure channel may still be opened (to unlock it). */
+        if (sw != 0x9000u && sw != 0x6283u) {
             ret = card_error("SELECT of the security domain", sw);
             goto out;
         }

@@ -193,6 +193,8 @@ expect_fail 1 "lock twice" "$TC" gp set-status app F0747275737463680101 lock --s
 expect_ok "set-status app unlock" "$TC" gp set-status app F0747275737463680101 unlock --se "$k3"
 expect_fail 1 "set-status of an absent app" "$TC" gp set-status app A0000000000001 lock --se "$k3"
 expect_ok "set-status card locked" "$TC" gp set-status card locked --se "$k3"
+# GP CS 2.3 §11.9.3: SELECT of the ISD of a CARD_LOCKED card answers 6283.
+expect_ok "locked card: SELECT by AID still opens a channel" "$TC" gp info --aid A000000151000000 --se "$k3"
 expect_ok "set-status card secured again" "$TC" gp set-status card secured --se "$k3"
 expect_ok "set-status card terminated" "$TC" gp set-status card terminated --se "$k3"
 expect_fail 1 "terminated card: no secure channel" "$TC" gp info --se "$k3"
