@@ -31,6 +31,10 @@ void tc_cli_list(FILE *f, const char *prefix, const struct tc_cli_cmd *table, si
 int tc_cli_group(const char *group, const char *usage, const struct tc_cli_cmd *table, size_t n,
                  int argc, char **argv);
 
+/* The workspace when --workspace is not given: $TRUSTCHAIN_WORKSPACE if set
+ * and non-empty, else ./trustchain-work. */
+const char *tc_cli_default_workspace(void);
+
 /* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
 int tc_cli_usage_error(const char *fmt, ...) TC_PRINTF(1, 2);
 /* "trustchain: <what>: <recorded cause>" on stderr; returns TC_EXIT_USAGE

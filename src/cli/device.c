@@ -56,9 +56,7 @@ struct dev_opts {
 static int parse(const char *cmd, int argc, char **argv, struct dev_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
-    if (o->workspace == NULL || o->workspace[0] == '\0')
-        o->workspace = "./trustchain-work";
+    o->workspace = tc_cli_default_workspace();
     o->vkey = getenv("TRUSTCHAIN_AUDIT_VKEY");
     if (o->vkey != NULL && o->vkey[0] == '\0')
         o->vkey = NULL;

@@ -59,9 +59,7 @@ struct hsm_opts {
 static int parse_opts(const char *cmd, int argc, char **argv, struct hsm_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
-    if (o->workspace == NULL || o->workspace[0] == '\0')
-        o->workspace = "./trustchain-work";
+    o->workspace = tc_cli_default_workspace();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;

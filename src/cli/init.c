@@ -115,9 +115,7 @@ static tc_err pin_get(const char *env, const char *file, const char *demo_path, 
 static int parse(int argc, char **argv, struct init_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
-    if (o->workspace == NULL || o->workspace[0] == '\0')
-        o->workspace = "trustchain-work";
+    o->workspace = tc_cli_default_workspace();
     o->station = "ST-01";
     o->master = "line";
     for (int i = 1; i < argc; i++) {

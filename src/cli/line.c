@@ -142,9 +142,7 @@ static int number(const char *opt, const char *v, uint64_t max, uint64_t *out)
 static int parse(int argc, char **argv, struct line_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
-    if (o->workspace == NULL || o->workspace[0] == '\0')
-        o->workspace = "trustchain-work";
+    o->workspace = tc_cli_default_workspace();
     const char *count = NULL, *jobs = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -319,9 +319,7 @@ static int cmd_serve(int argc, char **argv)
         (void)fputs(serve_usage, stdout);
         return TC_EXIT_OK;
     }
-    const char *ws = getenv("TRUSTCHAIN_WORKSPACE");
-    if (ws == NULL || ws[0] == '\0')
-        ws = "./trustchain-work";
+    const char *ws = tc_cli_default_workspace();
     char *listen = NULL;
     uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0, kvn = 0x30;
     const char *master = NULL, *pin_file = NULL;

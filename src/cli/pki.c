@@ -78,9 +78,7 @@ struct pki_opts {
 static int parse_opts(const char *cmd, int argc, char **argv, struct pki_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->workspace = getenv("TRUSTCHAIN_WORKSPACE");
-    if (o->workspace == NULL || o->workspace[0] == '\0')
-        o->workspace = "./trustchain-work";
+    o->workspace = tc_cli_default_workspace();
     o->root_token = ROOT_TOKEN_DEFAULT;
     static const struct {
         const char *name;

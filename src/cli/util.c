@@ -1,7 +1,14 @@
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+const char *tc_cli_default_workspace(void)
+{
+    const char *ws = getenv("TRUSTCHAIN_WORKSPACE");
+    return (ws != NULL && ws[0] != '\0') ? ws : "./trustchain-work";
+}
 
 int tc_cli_usage_error(const char *fmt, ...)
 {
