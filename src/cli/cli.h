@@ -35,6 +35,12 @@ int tc_cli_group(const char *group, const char *usage, const struct tc_cli_cmd *
  * and non-empty, else ./trustchain-work. */
 const char *tc_cli_default_workspace(void);
 
+/* Join the HEX arguments (argv entries flagged in `hex`) and decode them with
+ * separators allowed (TC_HEX_ALLOW_SEP); at most `max` bytes. *out is heap
+ * memory the caller frees. Returns an exit status, having printed the error. */
+int tc_cli_read_hex_args(const char *what, int argc, char **argv, const bool *hex, size_t max,
+                         uint8_t **out, size_t *out_len);
+
 /* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
 int tc_cli_usage_error(const char *fmt, ...) TC_PRINTF(1, 2);
 /* "trustchain: <what>: <recorded cause>" on stderr; returns TC_EXIT_USAGE

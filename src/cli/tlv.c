@@ -31,53 +31,6 @@ static const char tlv_decode_usage[] =
     "              (depth, offset, path, tag, constructed, length, value, ascii)\n"
     "  -h, --help  print this help\n";
 
-static int read_hex_args(const char *what, int argc, char **argv, const bool *hex, size_t max,
-                         uint8_t **out, size_t *out_len)
-{
-    size_t total = 0;
-    for (int i = 0; i < argc; i++)
-        if (hex[i])
-            total += strlen(argv[i]) + 1;
-    if (total == 0)
-        return tc_cli_usage_error("%s: no hex bytes given (see --help)", what);
-    char *joined = malloc(total);
-    uint8_t *bytes = malloc(total / 2 + 1);
-    if (joined == NULL || bytes == NULL) {
-        free(joined);
-        free(bytes);
-        return tc_cli_usage_error("%s: out of memory", what);
-    }
-    size_t n = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!hex[i])
-            continue;
-        size_t l = strlen(argv[i]);
-        if (n > 0)
-            joined[n++] = ' ';
-        memcpy(joined + n, argv[i], l);
-        n += l;
-    }
-    size_t blen = 0;
-    tc_err rc = tc_hex_decode(joined, n, TC_HEX_ALLOW_SEP, bytes, total / 2 + 1, &blen);
-    free(joined);
-    if (rc != TC_OK) {
-        free(bytes);
-        return tc_cli_error(rc, what);
-    }
-    if (blen == 0) {
-        free(bytes);
-        return tc_cli_usage_error("%s: no hex bytes given (see --help)", what);
-    }
-    if (blen > max) {
-        free(bytes);
-        return tc_cli_usage_error("%s: %zu bytes is more than the largest accepted (%zu bytes)",
-                                  what, blen, max);
-    }
-    *out = bytes;
-    *out_len = blen;
-    return TC_EXIT_OK;
-}
-
 static bool all_printable(const uint8_t *p, size_t n)
 {
     if (n == 0)
@@ -196,7 +149,7 @@ static int tlv_decode(int argc, char **argv)
     }
     uint8_t *bytes = NULL;
     size_t len = 0;
-    int rc = read_hex_args("tlv decode", argc, argv, hex, TLV_CLI_MAX_BYTES, &bytes, &len);
+    int rc = tc_cli_read_hex_args("tlv decode", argc, argv, hex, TLV_CLI_MAX_BYTES, &bytes, &len);
     free(hex);
     if (rc != TC_EXIT_OK)
         return rc;

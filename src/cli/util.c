@@ -10,6 +10,55 @@ const char *tc_cli_default_workspace(void)
     return (ws != NULL && ws[0] != '\0') ? ws : "./trustchain-work";
 }
 
+/* Join the HEX arguments (argv entries flagged in `hex`) and decode them
+ * with separators allowed. The result is heap memory the caller frees. */
+int tc_cli_read_hex_args(const char *what, int argc, char **argv, const bool *hex, size_t max,
+                         uint8_t **out, size_t *out_len)
+{
+    size_t total = 0;
+    for (int i = 0; i < argc; i++)
+        if (hex[i])
+            total += strlen(argv[i]) + 1;
+    if (total == 0)
+        return tc_cli_usage_error("%s: no hex bytes given (see --help)", what);
+    char *joined = malloc(total);
+    uint8_t *bytes = malloc(total / 2 + 1);
+    if (joined == NULL || bytes == NULL) {
+        free(joined);
+        free(bytes);
+        return tc_cli_usage_error("%s: out of memory", what);
+    }
+    size_t n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!hex[i])
+            continue;
+        size_t l = strlen(argv[i]);
+        if (n > 0)
+            joined[n++] = ' ';
+        memcpy(joined + n, argv[i], l);
+        n += l;
+    }
+    size_t blen = 0;
+    tc_err rc = tc_hex_decode(joined, n, TC_HEX_ALLOW_SEP, bytes, total / 2 + 1, &blen);
+    free(joined);
+    if (rc != TC_OK) {
+        free(bytes);
+        return tc_cli_error(rc, what);
+    }
+    if (blen == 0) {
+        free(bytes);
+        return tc_cli_usage_error("%s: no hex bytes given (see --help)", what);
+    }
+    if (blen > max) {
+        free(bytes);
+        return tc_cli_usage_error("%s: %zu bytes is more than the largest accepted (%zu bytes)",
+                                  what, blen, max);
+    }
+    *out = bytes;
+    *out_len = blen;
+    return TC_EXIT_OK;
+}
+
 int tc_cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
