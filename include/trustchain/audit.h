@@ -42,7 +42,16 @@ enum tc_audit_event_type {
     TC_AUDIT_KEYS_ROTATED = 10,
     TC_AUDIT_CERT_REVOKED = 11,
     TC_AUDIT_BATCH_REVOKED = 12,
-    TC_AUDIT_EVENT_TYPE_MAX_ = 12
+    TC_AUDIT_EVENT_TYPE_MAX_ = 12,
+    /* OTA operations (docs/ota.md): their own range, 0x20.. */
+    TC_AUDIT_OP_QUEUED = 0x20,     /* an operation queued for a device (its id: this index) */
+    TC_AUDIT_OP_STEP = 0x21,       /* intent: the server is about to change the card */
+    TC_AUDIT_OP_DONE = 0x22,       /* the card proved the operation */
+    TC_AUDIT_OP_FAILED = 0x23,     /* the operation failed for good (reason) */
+    TC_AUDIT_OP_CANCELLED = 0x24,  /* cancelled before any step */
+    TC_AUDIT_CONFIG_STORED = 0x25, /* configuration data stored and read back (its SHA-256) */
+    TC_AUDIT_OTA_TYPE_FIRST_ = 0x20,
+    TC_AUDIT_OTA_TYPE_LAST_ = 0x25
 };
 
 /* Field presence bits (tc_audit_event.fields). Which fields an event type
@@ -61,6 +70,10 @@ enum tc_audit_event_type {
 #define TC_AUDIT_HAS_PREV_LIFECYCLE (1u << 11)
 #define TC_AUDIT_HAS_REASON         (1u << 12)
 #define TC_AUDIT_HAS_STEP           (1u << 13)
+#define TC_AUDIT_HAS_OP_ID          (1u << 14)
+#define TC_AUDIT_HAS_OP_KIND        (1u << 15)
+#define TC_AUDIT_HAS_MASTER         (1u << 16)
+#define TC_AUDIT_HAS_DATA_SHA256    (1u << 17)
 
 /* One decoded event. Text identifiers are NUL-terminated printable ASCII
  * without spaces (0x21..0x7E), 1..TC_AUDIT_ID_MAX characters. */
@@ -83,7 +96,11 @@ struct tc_audit_event {
     uint8_t lifecycle;                      /* GP card life cycle byte */
     uint8_t prev_lifecycle;
     uint16_t reason; /* rejection reason, or RFC 5280 CRLReason for revocations */
-    uint8_t step;    /* the station step that rejected the device */
+    uint8_t step;    /* the station step that rejected the device, or an OTA operation's step */
+    uint64_t op_id;  /* OTA operation: log index of its op-queued event */
+    uint8_t op_kind; /* OTA operation code (1..15) */
+    char master[TC_AUDIT_ID_MAX + 1];       /* HSM master key name a keyset derives from */
+    uint8_t data_sha256[TC_AUDIT_HASH_LEN]; /* SHA-256 of an operation's data */
 };
 
 /* Fields the type requires and the ones it allows (required included). */

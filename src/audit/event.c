@@ -9,7 +9,7 @@
 
 #include <trustchain/audit.h>
 
-enum field_kind { K_BYTES, K_TEXT, K_KVN, K_U8, K_U16, K_SERIAL };
+enum field_kind { K_BYTES, K_TEXT, K_KVN, K_U8, K_U16, K_SERIAL, K_U64, K_OPKIND };
 
 struct field_def {
     uint8_t tag;
@@ -34,10 +34,16 @@ static const struct field_def fields[] = {
     {0x31, TC_AUDIT_HAS_PREV_LIFECYCLE, K_U8, 1, 1},
     {0x40, TC_AUDIT_HAS_REASON, K_U16, 2, 2},
     {0x41, TC_AUDIT_HAS_STEP, K_U8, 1, 1},
+    {0x50, TC_AUDIT_HAS_OP_ID, K_U64, 8, 8},
+    {0x51, TC_AUDIT_HAS_OP_KIND, K_OPKIND, 1, 1},
+    {0x52, TC_AUDIT_HAS_MASTER, K_TEXT, 1, TC_AUDIT_ID_MAX},
+    {0x53, TC_AUDIT_HAS_DATA_SHA256, K_BYTES, TC_AUDIT_HASH_LEN, TC_AUDIT_HASH_LEN},
 };
 
 #define LINE (TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_STATION | TC_AUDIT_HAS_ACTOR)
 #define KEYS (TC_AUDIT_HAS_KVN | TC_AUDIT_HAS_KCV)
+#define DEV  (TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR)
+#define OPID TC_AUDIT_HAS_OP_ID
 
 struct type_def {
     const char *name;
@@ -45,40 +51,56 @@ struct type_def {
     uint32_t optional;
 };
 
-static const struct type_def types[TC_AUDIT_EVENT_TYPE_MAX_ + 1] = {
+static const struct type_def types[TC_AUDIT_OTA_TYPE_LAST_ + 1] = {
     [TC_AUDIT_CARD_RECEIVED] = {"card-received", LINE | TC_AUDIT_HAS_LIFECYCLE, TC_AUDIT_HAS_KVN},
     [TC_AUDIT_KEYS_DERIVED] = {"keys-derived", LINE | KEYS, 0},
     [TC_AUDIT_KEYS_INJECTED] = {"keys-injected", LINE | KEYS, TC_AUDIT_HAS_PREV_KVN},
     [TC_AUDIT_INJECTION_CONFIRMED] = {"injection-confirmed", LINE | KEYS, 0},
-    [TC_AUDIT_KEYPAIR_GENERATED] = {"keypair-generated", LINE | TC_AUDIT_HAS_PUBKEY_SHA256, 0},
+    [TC_AUDIT_KEYPAIR_GENERATED] = {"keypair-generated", LINE | TC_AUDIT_HAS_PUBKEY_SHA256, OPID},
     [TC_AUDIT_CERT_ISSUED] = {"cert-issued",
                               LINE | TC_AUDIT_HAS_PUBKEY_SHA256 | TC_AUDIT_HAS_CERT_SERIAL |
                                   TC_AUDIT_HAS_CERT_SHA256,
-                              0},
+                              OPID},
     [TC_AUDIT_CERT_STORED] = {"cert-stored",
-                              LINE | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256, 0},
+                              LINE | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256, OPID},
     [TC_AUDIT_LIFECYCLE_CHANGED] = {"lifecycle-changed",
-                                    LINE | TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE, 0},
+                                    LINE | TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE,
+                                    OPID},
     [TC_AUDIT_DEVICE_REJECTED] = {"device-rejected", LINE | TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP,
                                   0},
     [TC_AUDIT_KEYS_ROTATED] = {"keys-rotated",
                                TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | KEYS |
                                    TC_AUDIT_HAS_PREV_KVN,
-                               TC_AUDIT_HAS_STATION},
+                               TC_AUDIT_HAS_STATION | OPID},
     [TC_AUDIT_CERT_REVOKED] = {"cert-revoked",
                                TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR |
                                    TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_REASON,
-                               TC_AUDIT_HAS_STATION | TC_AUDIT_HAS_CERT_SHA256},
+                               TC_AUDIT_HAS_STATION | TC_AUDIT_HAS_CERT_SHA256 | OPID},
     [TC_AUDIT_BATCH_REVOKED] = {"batch-revoked",
                                 TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON,
                                 TC_AUDIT_HAS_STATION},
+    [TC_AUDIT_OP_QUEUED] = {"op-queued",
+                            TC_AUDIT_HAS_EID | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_OP_KIND,
+                            TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_KVN | TC_AUDIT_HAS_MASTER |
+                                TC_AUDIT_HAS_DATA_SHA256},
+    [TC_AUDIT_OP_STEP] = {"op-step", TC_AUDIT_HAS_EID | OPID | TC_AUDIT_HAS_STEP,
+                          TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_KVN |
+                              TC_AUDIT_HAS_PREV_KVN | TC_AUDIT_HAS_MASTER},
+    [TC_AUDIT_OP_DONE] = {"op-done", TC_AUDIT_HAS_EID | OPID,
+                          TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR},
+    [TC_AUDIT_OP_FAILED] = {"op-failed", TC_AUDIT_HAS_EID | OPID | TC_AUDIT_HAS_REASON,
+                            TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_STEP},
+    [TC_AUDIT_OP_CANCELLED] = {"op-cancelled", TC_AUDIT_HAS_EID | OPID | TC_AUDIT_HAS_ACTOR,
+                               TC_AUDIT_HAS_BATCH},
+    [TC_AUDIT_CONFIG_STORED] = {"config-stored", TC_AUDIT_HAS_EID | OPID | TC_AUDIT_HAS_DATA_SHA256,
+                                TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR},
 };
 
 #define HEADER_LEN 10u /* version, type, time */
 
 static bool type_known(unsigned t)
 {
-    return t >= 1 && t <= TC_AUDIT_EVENT_TYPE_MAX_;
+    return t >= 1 && t <= TC_AUDIT_OTA_TYPE_LAST_ && types[t].name != NULL;
 }
 
 tc_err tc_audit_event_schema(enum tc_audit_event_type type, uint32_t *required, uint32_t *allowed)
@@ -121,6 +143,12 @@ static bool kvn_ok(uint8_t v)
     return v >= 0x01 && v <= 0x7F;
 }
 
+/* OTA operation codes 1..15 (include/trustchain/ota_ops.h). */
+static bool op_kind_ok(uint8_t v)
+{
+    return v >= 1 && v <= 15;
+}
+
 static char *text_field(struct tc_audit_event *ev, uint32_t bit)
 {
     switch (bit) {
@@ -130,6 +158,8 @@ static char *text_field(struct tc_audit_event *ev, uint32_t bit)
         return ev->station;
     case TC_AUDIT_HAS_ACTOR:
         return ev->actor;
+    case TC_AUDIT_HAS_MASTER:
+        return ev->master;
     default:
         return NULL;
     }
@@ -147,10 +177,12 @@ static tc_err field_value(const struct tc_audit_event *ev, const struct field_de
         return TC_OK;
     case TC_AUDIT_HAS_BATCH:
     case TC_AUDIT_HAS_STATION:
-    case TC_AUDIT_HAS_ACTOR: {
+    case TC_AUDIT_HAS_ACTOR:
+    case TC_AUDIT_HAS_MASTER: {
         const char *s = f->bit == TC_AUDIT_HAS_BATCH     ? ev->batch
                         : f->bit == TC_AUDIT_HAS_STATION ? ev->station
-                                                         : ev->actor;
+                        : f->bit == TC_AUDIT_HAS_ACTOR   ? ev->actor
+                                                         : ev->master;
         *n = strnlen(s, TC_AUDIT_ID_MAX + 1);
         TC_ENSURE_MSG(*n >= 1 && *n <= TC_AUDIT_ID_MAX, TC_ERR_ARG,
                       "identifier of field 0x%02x must be 1..%u characters", f->tag,
@@ -205,6 +237,21 @@ static tc_err field_value(const struct tc_audit_event *ev, const struct field_de
     case TC_AUDIT_HAS_STEP:
         v[0] = ev->step;
         *n = 1;
+        return TC_OK;
+    case TC_AUDIT_HAS_OP_ID:
+        for (size_t i = 0; i < 8; i++)
+            v[i] = (uint8_t)(ev->op_id >> (56 - 8 * i));
+        *n = 8;
+        return TC_OK;
+    case TC_AUDIT_HAS_OP_KIND:
+        TC_ENSURE_MSG(op_kind_ok(ev->op_kind), TC_ERR_ARG, "operation kind %u outside 1..15",
+                      ev->op_kind);
+        v[0] = ev->op_kind;
+        *n = 1;
+        return TC_OK;
+    case TC_AUDIT_HAS_DATA_SHA256:
+        memcpy(v, ev->data_sha256, TC_AUDIT_HASH_LEN);
+        *n = TC_AUDIT_HASH_LEN;
         return TC_OK;
     default:
         return TC_FAIL(TC_ERR_INTERNAL, "no encoder for field 0x%02x", f->tag);
@@ -283,6 +330,15 @@ static tc_err decode_field(struct tc_audit_event *ev, const struct field_def *f,
     case K_U16:
         ev->reason = (uint16_t)((unsigned)v[0] << 8 | v[1]);
         return TC_OK;
+    case K_U64:
+        ev->op_id = 0;
+        for (size_t i = 0; i < 8; i++)
+            ev->op_id = ev->op_id << 8 | v[i];
+        return TC_OK;
+    case K_OPKIND:
+        TC_ENSURE_MSG(op_kind_ok(v[0]), TC_ERR_FORMAT, "operation kind %u outside 1..15", v[0]);
+        ev->op_kind = v[0];
+        return TC_OK;
     case K_BYTES:
         if (f->bit == TC_AUDIT_HAS_EID) {
             memcpy(ev->eid, v, n);
@@ -291,6 +347,8 @@ static tc_err decode_field(struct tc_audit_event *ev, const struct field_def *f,
             memcpy(ev->kcv, v, n);
         } else if (f->bit == TC_AUDIT_HAS_PUBKEY_SHA256) {
             memcpy(ev->pubkey_sha256, v, n);
+        } else if (f->bit == TC_AUDIT_HAS_DATA_SHA256) {
+            memcpy(ev->data_sha256, v, n);
         } else {
             memcpy(ev->cert_sha256, v, n);
         }

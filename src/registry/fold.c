@@ -149,6 +149,17 @@ tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
             d->reason = ev->reason;
         }
         break;
+    case TC_AUDIT_OP_QUEUED:
+    case TC_AUDIT_OP_STEP:
+    case TC_AUDIT_OP_DONE:
+    case TC_AUDIT_OP_FAILED:
+    case TC_AUDIT_OP_CANCELLED:
+    case TC_AUDIT_CONFIG_STORED:
+        /* OTA operation records: the queue (docs/ota.md) is their own fold
+         * (tc_ota_queue_fold); the device's credential state is changed
+         * only by the events the operations produce (keys-rotated,
+         * lifecycle-changed, cert-revoked, ...). */
+        break;
     case TC_AUDIT_BATCH_REVOKED:
     default:
         return TC_FAIL(TC_ERR_ARG, "a %s event is not a device event",
