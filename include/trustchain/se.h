@@ -77,17 +77,21 @@ const char *tc_se_life_cycle_name(uint8_t lc);
 #define TC_SE_IDENTITY_ELF      0xF0, 0x74, 0x72, 0x75, 0x73, 0x74, 0x63, 0x68, 0x01
 #define TC_SE_IDENTITY_ELF_LEN  9u
 #define TC_SE_ID_CLA            0x80u /* 0x84 with secure messaging */
-#define TC_SE_ID_INS_GENERATE   0x40u /* P1 00 create, 01 replace; data host nonce */
-#define TC_SE_ID_INS_GET_PUBLIC 0x42u
+#define TC_SE_ID_INS_GENERATE   0x40u /* P1 00 create, 01 replace, 02 pending; data nonce */
+#define TC_SE_ID_INS_GET_PUBLIC 0x42u /* P1 00 active, 01 pending */
 #define TC_SE_ID_INS_STORE_CERT 0x44u /* P1 b8 last block, P2 block number */
 #define TC_SE_ID_INS_GET_CERT   0x46u /* P1 P2 = offset */
 #define TC_SE_ID_INS_GET_EID    0x48u
 #define TC_SE_ID_INS_SIGN       0x2Au /* P1 9E P2 9A, data = SHA-256 digest */
 #define TC_SE_ID_GEN_REPLACE    0x01u
-#define TC_SE_ID_NONCE_MIN      8u
-#define TC_SE_ID_NONCE_MAX      64u
-#define TC_SE_ID_TAG_PUBLIC     0x86u /* response: 86 41 04||X||Y */
-#define TC_SE_ID_TAG_SIGNATURE  0x9Eu /* response: 9E LL DER ECDSA signature */
+/* GENERATE KEY P1 02: a renewal key pair beside the active one; the
+ * certificate for it (STORE CERTIFICATE) promotes it to active. */
+#define TC_SE_ID_GEN_PENDING   0x02u
+#define TC_SE_ID_PUB_PENDING   0x01u /* GET PUBLIC KEY P1: the pending key */
+#define TC_SE_ID_NONCE_MIN     8u
+#define TC_SE_ID_NONCE_MAX     64u
+#define TC_SE_ID_TAG_PUBLIC    0x86u /* response: 86 41 04||X||Y */
+#define TC_SE_ID_TAG_SIGNATURE 0x9Eu /* response: 9E LL DER ECDSA signature */
 
 /* GET DATA tags the ISD answers besides GP's (docs/se.md). */
 #define TC_SE_TAG_EID        0x5Au   /* GET DATA 00 5A: 5A 10 EID */
@@ -208,6 +212,8 @@ struct tc_se_info {
     uint8_t applet_state;
     bool has_key;
     uint8_t public_key[TC_SE_EC_PUB_LEN];
+    bool has_pending; /* a renewal key pair waits for its certificate */
+    uint8_t pending_public_key[TC_SE_EC_PUB_LEN];
     bool has_cert;
     size_t cert_len;
     uint8_t cert_sha256[32];

@@ -4,6 +4,12 @@
  * digests. The private key is used only inside se_ec_sign_digest() and no
  * command returns it. Commands that change the identity need an SCP03
  * session with C-MAC and C-DECRYPTION.
+ *
+ * Renewal: GENERATE KEY P1 02 makes a pending key pair beside the active
+ * one, which keeps signing; the certificate for the pending key promotes it
+ * in the same NVM commit that stores the certificate, so the card holds
+ * either the old identity or the new one, never a key without its
+ * certificate.
  */
 #include <string.h>
 
@@ -90,8 +96,17 @@ static uint16_t cert_append(struct tc_se_card *card, const uint8_t *p, size_t n,
     return SW_OK;
 }
 
+static void drop_pending(struct se_applet *a)
+{
+    tc_memzero(a->pending_priv, sizeof a->pending_priv);
+    tc_memzero(a->pending_pub, sizeof a->pending_pub);
+    a->has_pending = 0;
+}
+
 /* The whole certificate is staged: it must be one DER certificate for the
- * card's own key pair; then it replaces the stored one atomically. */
+ * card's active key pair or for its pending one; then it replaces the stored
+ * one atomically. A certificate for the pending key promotes that key to
+ * active in the same commit and destroys the old private key. */
 static uint16_t cert_commit(struct tc_se_card *card)
 {
     struct se_nvm *n = &card->nvm;
@@ -103,8 +118,17 @@ static uint16_t cert_commit(struct tc_se_card *card)
         tc_error_clear();
         goto out;
     }
-    if (pub_len != TC_SE_EC_PUB_LEN || !tc_ct_equal(pub, n->app.pub, TC_SE_EC_PUB_LEN))
+    if (pub_len != TC_SE_EC_PUB_LEN)
+        goto out;
+    bool active = tc_ct_equal(pub, n->app.pub, TC_SE_EC_PUB_LEN);
+    bool pending = n->app.has_pending && tc_ct_equal(pub, n->app.pending_pub, TC_SE_EC_PUB_LEN);
+    if (!active && !pending)
         goto out; /* a certificate for another key */
+    if (pending) {
+        memcpy(n->app.priv, n->app.pending_priv, sizeof n->app.priv);
+        memcpy(n->app.pub, n->app.pending_pub, sizeof n->app.pub);
+        drop_pending(&n->app);
+    }
     memset(n->app.cert, 0, sizeof n->app.cert);
     memcpy(n->app.cert, r->cert_buf, r->cert_len);
     n->app.cert_len = r->cert_len;
@@ -131,23 +155,24 @@ uint16_t se_applet_store_data(struct se_cmd *c, bool dgi, bool first, bool last)
 
 /* ------------------------------------------------------------------ commands */
 
-static uint16_t put_public(struct se_cmd *c)
-{
-    tc_tlv_put(c->out, TC_SE_ID_TAG_PUBLIC, c->card->nvm.app.pub, TC_SE_EC_PUB_LEN);
-    return SW_OK;
-}
-
 static uint16_t generate(struct se_cmd *c)
 {
     struct se_nvm *n = &c->card->nvm;
     uint8_t priv[32], pub[TC_SE_EC_PUB_LEN], digest[32], sig[TC_SIG_MAX];
     size_t sig_len = 0;
     uint16_t sw = SW_UNKNOWN;
-    if (c->p2 != 0x00 || (c->p1 != 0x00 && c->p1 != TC_SE_ID_GEN_REPLACE))
+    if (c->p2 != 0x00 ||
+        (c->p1 != 0x00 && c->p1 != TC_SE_ID_GEN_REPLACE && c->p1 != TC_SE_ID_GEN_PENDING))
         return SW_WRONG_P1P2;
     if (c->lc < TC_SE_ID_NONCE_MIN || c->lc > TC_SE_ID_NONCE_MAX)
         return SW_WRONG_LENGTH;
-    if (n->app.has_key) {
+    bool renew = c->p1 == TC_SE_ID_GEN_PENDING;
+    if (renew) {
+        /* A renewal key pair is made beside an identity, in any state the
+         * applet can be selected in; a newer one replaces an older one. */
+        if (!n->app.has_key)
+            return SW_CONDITIONS;
+    } else if (n->app.has_key) {
         /* Replacing the identity needs the explicit flag, and only while
          * the card is still on the line (before SECURED). */
         if (c->p1 != TC_SE_ID_GEN_REPLACE)
@@ -167,13 +192,22 @@ static uint16_t generate(struct se_cmd *c)
         tc_error_clear();
         goto out;
     }
-    memcpy(n->app.priv, priv, sizeof priv);
-    memcpy(n->app.pub, pub, sizeof pub);
-    n->app.has_key = 1;
-    /* A certificate belongs to the key it was issued for. */
-    memset(n->app.cert, 0, sizeof n->app.cert);
-    n->app.cert_len = 0;
-    n->app.state = TC_SE_APP_SELECTABLE;
+    if (renew) {
+        /* The active key pair and its certificate stay as they are. */
+        memcpy(n->app.pending_priv, priv, sizeof priv);
+        memcpy(n->app.pending_pub, pub, sizeof pub);
+        n->app.has_pending = 1;
+    } else {
+        memcpy(n->app.priv, priv, sizeof priv);
+        memcpy(n->app.pub, pub, sizeof pub);
+        n->app.has_key = 1;
+        /* A certificate belongs to the key it was issued for; a new identity
+         * leaves no renewal in flight. */
+        memset(n->app.cert, 0, sizeof n->app.cert);
+        n->app.cert_len = 0;
+        n->app.state = TC_SE_APP_SELECTABLE;
+        drop_pending(&n->app);
+    }
     sw = se_commit_sw(c->card);
     if (sw != SW_OK)
         goto out;
@@ -187,13 +221,17 @@ out:
 
 static uint16_t get_public(struct se_cmd *c)
 {
-    if (c->p1 != 0 || c->p2 != 0)
+    const struct se_applet *a = &c->card->nvm.app;
+    /* P1 00: the active key pair; 01: the pending (renewal) one. */
+    if ((c->p1 != 0 && c->p1 != TC_SE_ID_PUB_PENDING) || c->p2 != 0)
         return SW_WRONG_P1P2;
     if (c->lc != 0)
         return SW_WRONG_LENGTH;
-    if (!c->card->nvm.app.has_key)
+    bool pending = c->p1 == TC_SE_ID_PUB_PENDING;
+    if (pending ? !a->has_pending : !a->has_key)
         return SW_REF_NOT_FOUND;
-    return put_public(c);
+    tc_tlv_put(c->out, TC_SE_ID_TAG_PUBLIC, pending ? a->pending_pub : a->pub, TC_SE_EC_PUB_LEN);
+    return SW_OK;
 }
 
 static uint16_t store_cert(struct se_cmd *c)
@@ -261,7 +299,7 @@ static uint16_t get_eid(struct se_cmd *c)
     return SW_OK;
 }
 
-static uint16_t sign(struct se_cmd *c)
+uint16_t se_applet_sign(struct se_cmd *c)
 {
     const struct se_applet *a = &c->card->nvm.app;
     uint8_t sig[TC_SIG_MAX];
@@ -295,7 +333,7 @@ static const struct applet_cmd applet_cmds[] = {
     {TC_SE_ID_INS_STORE_CERT, false, true, store_cert},
     {TC_SE_ID_INS_GET_CERT, false, false, get_cert},
     {TC_SE_ID_INS_GET_EID, false, false, get_eid},
-    {TC_SE_ID_INS_SIGN, true, false, sign},
+    {TC_SE_ID_INS_SIGN, true, false, se_applet_sign},
 };
 
 uint16_t se_applet_dispatch(struct se_cmd *c)

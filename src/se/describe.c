@@ -62,6 +62,9 @@ static tc_err describe_nvm(const struct se_nvm *n, uint64_t generation, struct t
     out->has_key = a->has_key != 0;
     if (a->has_key)
         memcpy(out->public_key, a->pub, TC_SE_EC_PUB_LEN);
+    out->has_pending = a->has_pending != 0;
+    if (a->has_pending)
+        memcpy(out->pending_public_key, a->pending_pub, TC_SE_EC_PUB_LEN);
     out->has_cert = a->cert_len > 0;
     out->cert_len = a->cert_len;
     if (a->cert_len > 0) {

@@ -368,6 +368,9 @@ static uint16_t set_card_state(struct se_cmd *c)
          * that nothing, ever, can use them again. */
         tc_memzero(n->keysets, sizeof n->keysets);
         tc_memzero(n->app.priv, sizeof n->app.priv);
+        tc_memzero(n->app.pending_priv, sizeof n->app.pending_priv);
+        tc_memzero(n->app.pending_pub, sizeof n->app.pending_pub);
+        n->app.has_pending = 0;
         n->app.has_key = 0;
         tc_memzero(n->app.pub, sizeof n->app.pub);
         n->app.cert_len = 0;
@@ -902,6 +905,25 @@ static uint16_t store_data(struct se_cmd *c)
     return sw;
 }
 
+/* ------------------------------------------------------------------ SIGN while locked */
+
+/*
+ * GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD can be selected, so the
+ * identity applet's SIGN is out of reach, and a locked device could not
+ * authenticate its TLS connection to the server that unlocks it. The ISD
+ * therefore answers the same ISO/IEC 7816-8 PSO COMPUTE DIGITAL SIGNATURE
+ * (P1 9E, P2 9A, a SHA-256 digest) with the identity key, in CARD_LOCKED
+ * only: in every other state the applet is the one way to the key, and an
+ * applet LOCKED by its own SET STATUS stays unusable here too.
+ */
+static uint16_t locked_sign(struct se_cmd *c)
+{
+    const struct se_applet *a = &c->card->nvm.app;
+    if (a->present && (a->state & TC_SE_APP_LOCKED) != 0)
+        return SW_CONDITIONS;
+    return se_applet_sign(c);
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 struct isd_cmd {
@@ -922,6 +944,7 @@ static const struct isd_cmd isd_cmds[] = {
     {0xE4, false, NEED_CMAC, LC_MANAGE, delete_cmd},
     {0xE6, false, NEED_CMAC, LC_MANAGE, install},
     {0xE2, false, NEED_CMAC, LC_MANAGE, store_data},
+    {TC_SE_ID_INS_SIGN, true, NEED_NONE, LC_LOCK, locked_sign},
 };
 
 uint16_t se_isd_dispatch(struct se_cmd *c)

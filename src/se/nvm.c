@@ -165,6 +165,8 @@ tc_err se_nvm_validate(const struct se_nvm *n)
         TC_ENSURE_MSG(app_state_valid(a->state), TC_ERR_FORMAT, "image: bad applet state");
     TC_ENSURE_MSG(a->has_key || a->cert_len == 0, TC_ERR_FORMAT,
                   "image: certificate without a key pair");
+    TC_ENSURE_MSG(a->has_pending <= 1 && (a->has_key || !a->has_pending), TC_ERR_FORMAT,
+                  "image: renewal key pair without a key pair");
     return TC_OK;
 }
 

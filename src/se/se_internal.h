@@ -60,6 +60,11 @@ struct se_applet {
     uint8_t pad_[1];
     uint16_t cert_len;
     uint8_t cert[TC_SE_MAX_CERT];
+    /* The renewal key pair (GENERATE KEY P1 02): waits for a certificate
+     * while the key pair above keeps signing. */
+    uint8_t has_pending;
+    uint8_t pending_priv[32];
+    uint8_t pending_pub[TC_SE_EC_PUB_LEN];
 };
 
 struct se_nvm {
@@ -90,7 +95,7 @@ struct se_nvm {
 /* Image file: two slots (double buffering), each a header, the NVM and a
  * SHA-256 over both; the valid slot with the higher generation is current. */
 #define SE_IMG_MAGIC   "TCSEIMG1"
-#define SE_IMG_VERSION 1u
+#define SE_IMG_VERSION 2u   /* 2: the identity applet's renewal key pair */
 #define SE_IMG_CHUNK   512u /* one write point per chunk written */
 
 struct se_slot_header {
@@ -223,6 +228,9 @@ uint16_t se_applet_dispatch(struct se_cmd *c);
 /* Selectable registry (GP 2.3 §11.9): AIDs in order. */
 bool se_applet_selectable(const struct se_nvm *n);
 void se_applet_reset_ram(struct tc_se_card *card);
+/* PSO COMPUTE DIGITAL SIGNATURE with the identity key (the applet's SIGN;
+ * the ISD answers it too while the card is CARD_LOCKED). */
+uint16_t se_applet_sign(struct se_cmd *c);
 /* STORE DATA forwarded after INSTALL [for personalization]: the certificate. */
 uint16_t se_applet_store_data(struct se_cmd *c, bool dgi, bool first, bool last);
 bool se_level_ok_cmac(const struct se_cmd *c);

@@ -627,7 +627,10 @@ static void test_identity_applet(void)
     se_session_close(&s);
     EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x33, false, 0, false));
     EXPECT_EQ_U(se_stx(&s, "8040000004 00112233 00"), 0x6700); /* nonce too short */
-    EXPECT_EQ_U(se_stx(&s, "8040020010 00112233445566778899AABBCCDDEEFF 00"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "8040030010 00112233445566778899AABBCCDDEEFF 00"), 0x6A86);
+    /* A renewal key pair needs an identity to renew. */
+    EXPECT_EQ_U(se_stx(&s, "8040020010 00112233445566778899AABBCCDDEEFF 00"), 0x6985);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x6A88);
     EXPECT_EQ_U(se_stx(&s, "8040000010 00112233445566778899AABBCCDDEEFF 00"), 0x9000);
     /* 86 41 04||X||Y, 9E LL signature */
     EXPECT(se_resp_len > 67 + 2 && se_resp[0] == 0x86 && se_resp[1] == 0x41 && se_resp[2] == 0x04 &&
@@ -655,7 +658,9 @@ static void test_identity_applet(void)
     EXPECT_EQ_U(se_stx(&s, "8042000000"), 0x9000);
     EXPECT_EQ_U(se_resp_len, 67);
     EXPECT_MEM(se_resp + 2, 65, pub, 65);
-    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x6A88); /* no pending key pair */
+    EXPECT_EQ_U(se_stx(&s, "8042020000"), 0x6A86);
+    EXPECT_EQ_U(se_stx(&s, "8042000100"), 0x6A86);
     /* SIGN a digest, verified against the public key. */
     const uint8_t tbs[] = "message the device signs in its TLS handshake";
     uint8_t digest[32];
@@ -797,6 +802,282 @@ static void test_identity_applet(void)
     tc_se_close(card);
 }
 
+/* ------------------------------------------------------------------ renewal */
+
+static const uint8_t sign_tbs[] = "TLS 1.3, client CertificateVerify";
+
+/* SIGN (CLA cla) with whatever is selected; TC_OK when the signature
+ * verifies against pub. */
+static uint16_t sign_with(struct tc_se_card *card, uint8_t cla, const uint8_t pub[65], bool *ok)
+{
+    uint8_t digest[32], spki[91];
+    const uint8_t *parts[] = {sign_tbs};
+    size_t lens[] = {sizeof sign_tbs};
+    EXPECT_OK(se_sha256(parts, lens, 1, digest));
+    char cmd[200] = "";
+    hexcat(cmd, sizeof cmd, &cla, 1);
+    hexcat(cmd, sizeof cmd, (const uint8_t[]){0x2A, 0x9E, 0x9A, 0x20}, 4);
+    hexcat(cmd, sizeof cmd, digest, 32);
+    hexcat(cmd, sizeof cmd, (const uint8_t[]){0x00}, 1);
+    uint16_t sw = se_tx(card, cmd);
+    size_t spki_len = se_spki_p256(pub, spki);
+    *ok = sw == 0x9000 && tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, spki_len, sign_tbs,
+                                        sizeof sign_tbs, se_resp, se_resp_len) == TC_OK;
+    tc_error_clear();
+    return sw;
+}
+
+static uint16_t store_whole(struct se_session *s, const uint8_t *cert, size_t len)
+{
+    struct tc_apdu a = {
+        .cla = 0x80, .ins = TC_SE_ID_INS_STORE_CERT, .p1 = 0x80, .data = cert, .lc = len};
+    return se_stx_apdu(s, &a);
+}
+
+/* A deployed card: key pair, certificate (serial 1), SECURED. */
+static struct tc_se_card *deployed_card(const char *name, uint8_t pub[65], uint8_t *cert,
+                                        size_t *cert_len)
+{
+    struct tc_se_card *card = se_card_new(name, NULL);
+    struct se_session s;
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040000008 0011223344556677 00"), 0x9000);
+    memcpy(pub, se_resp + 2, 65);
+    *cert_len = make_cert(pub, 1, cert, 1500);
+    EXPECT_EQ_U(store_whole(&s, cert, *cert_len), 0x9000);
+    se_session_close(&s);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x9000);
+    se_session_close(&s);
+    return card;
+}
+
+static void test_renewal(void)
+{
+    uint8_t pub1[65], cert1[1500];
+    size_t cert1_len = 0;
+    struct tc_se_card *card = deployed_card("renew.img", pub1, cert1, &cert1_len);
+    uint8_t old_priv[32];
+    memcpy(old_priv, se_test_nvm(card)->app.priv, 32);
+    struct se_session s;
+    bool ok = false;
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    /* C-MAC alone is not enough. */
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x01, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040020010 00112233445566778899AABBCCDDEEFF 00"), 0x6982);
+    se_session_close(&s);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040020004 00112233 00"), 0x6700);
+    EXPECT_EQ_U(se_stx(&s, "8040020110 00112233445566778899AABBCCDDEEFF 00"), 0x6A86);
+    /* SECURED: replacing the identity stays refused; a renewal key pair
+     * is made beside it, with its proof of possession. */
+    EXPECT_EQ_U(se_stx(&s, "8040010010 00112233445566778899AABBCCDDEEFF 00"), 0x6985);
+    EXPECT_EQ_U(se_stx(&s, "8040020010 A0A1A2A3A4A5A6A7A8A9AAABACADAEAF 00"), 0x9000);
+    EXPECT(se_resp_len > 69 && se_resp[0] == 0x86 && se_resp[1] == 0x41 && se_resp[67] == 0x9E);
+    uint8_t pub2[65], spki[91], msg[16 + 65 + 16], sig[80];
+    memcpy(pub2, se_resp + 2, 65);
+    EXPECT(memcmp(pub2, pub1, 65) != 0);
+    size_t sig_len = se_resp[68];
+    EXPECT_EQ_U(se_resp_len, 69 + sig_len);
+    memcpy(sig, se_resp + 69, sig_len < sizeof sig ? sig_len : sizeof sig);
+    se_unhex("89049032123451234512345678901235", msg, 16);
+    memcpy(msg + 16, pub2, 65);
+    se_unhex("A0A1A2A3A4A5A6A7A8A9AAABACADAEAF", msg + 81, 16);
+    size_t spki_len = se_spki_p256(pub2, spki);
+    EXPECT_OK(
+        tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, spki_len, msg, sizeof msg, sig, sig_len));
+    /* GET PUBLIC KEY: 00 the active key, 01 the pending one. */
+    EXPECT_EQ_U(se_stx(&s, "8042000000"), 0x9000);
+    EXPECT_MEM(se_resp + 2, se_resp_len - 2, pub1, 65);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x9000);
+    EXPECT_MEM(se_resp + 2, se_resp_len - 2, pub2, 65);
+    se_session_close(&s);
+    /* The identity keeps working meanwhile: SIGN by the old key, the old
+     * certificate readable. */
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub1, &ok), 0x9000);
+    EXPECT(ok);
+    EXPECT_EQ_U(se_tx(card, "80460000000000"), 0x6282);
+    EXPECT_MEM(se_resp, se_resp_len, cert1, cert1_len);
+    struct tc_se_info info;
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT(info.has_pending && info.has_cert && info.applet_state == TC_SE_APP_PERSONALIZED);
+    EXPECT_MEM(info.pending_public_key, 65, pub2, 65);
+
+    /* The pending key survives power loss (it is in NVM). */
+    tc_se_close(card);
+    card = se_card_reopen(se_tmp_path("renew.img"));
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "8042010000"), 0x9000);
+    EXPECT_MEM(se_resp + 2, se_resp_len - 2, pub2, 65);
+
+    /* A newer GENERATE KEY P1 02 replaces the pending key pair. */
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040020008 0102030405060708 00"), 0x9000);
+    uint8_t pub3[65];
+    memcpy(pub3, se_resp + 2, 65);
+    EXPECT(memcmp(pub3, pub2, 65) != 0 && memcmp(pub3, pub1, 65) != 0);
+    /* The superseded key's certificate is refused; nothing changes. */
+    uint8_t cert2[1500], cert3[1500];
+    size_t cert2_len = make_cert(pub2, 2, cert2, sizeof cert2);
+    size_t cert3_len = make_cert(pub3, 3, cert3, sizeof cert3);
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    uint64_t gen = info.nvm_generation;
+    EXPECT_EQ_U(store_whole(&s, cert2, cert2_len), 0x6A80);
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT_EQ_U(info.nvm_generation, gen);
+    /* A certificate for the active key re-stored: the pending key stays. */
+    EXPECT_EQ_U(store_whole(&s, cert1, cert1_len), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x9000);
+    EXPECT_MEM(se_resp + 2, se_resp_len - 2, pub3, 65);
+    /* The pending key's certificate promotes it, in one commit. */
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    gen = info.nvm_generation;
+    EXPECT_EQ_U(store_whole(&s, cert3, cert3_len), 0x9000);
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT_EQ_U(info.nvm_generation, gen + 1);
+    EXPECT(!info.has_pending && info.has_key && info.has_cert);
+    EXPECT_MEM(info.public_key, 65, pub3, 65);
+    EXPECT_EQ_U(info.cert_len, cert3_len);
+    EXPECT_EQ_U(se_stx(&s, "8042000000"), 0x9000);
+    EXPECT_MEM(se_resp + 2, se_resp_len - 2, pub3, 65);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x6A88);
+    /* The old private key is gone from the NVM. */
+    const struct se_nvm *nv = se_test_nvm(card);
+    EXPECT(memcmp(nv->app.priv, old_priv, 32) != 0);
+    uint8_t zero[65];
+    memset(zero, 0, sizeof zero);
+    EXPECT_MEM(nv->app.pending_priv, 32, zero, 32);
+    EXPECT_MEM(nv->app.pending_pub, 65, zero, 65);
+    /* The old key's certificate no longer fits. */
+    EXPECT_EQ_U(store_whole(&s, cert1, cert1_len), 0x6A80);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x00, pub3, &ok), 0x9000);
+    EXPECT(ok);
+    EXPECT_EQ_U(se_tx(card, "80460000000000"), 0x6282);
+    EXPECT_MEM(se_resp, se_resp_len, cert3, cert3_len);
+
+    /* Through the ISD's STORE DATA path the pending key is promoted too. */
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040020008 0102030405060708 00"), 0x9000);
+    uint8_t pub4[65], cert4[1500];
+    memcpy(pub4, se_resp + 2, 65);
+    size_t cert4_len = make_cert(pub4, 4, cert4, sizeof cert4);
+    se_session_close(&s);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80E6200010 0000 0AF0747275737463680101 000000 00"), 0x9000);
+    struct tc_apdu sd = {.cla = 0x80, .ins = 0xE2, .p1 = 0x90, .data = cert4, .lc = cert4_len};
+    EXPECT_EQ_U(se_stx_apdu(&s, &sd), 0x9000);
+    EXPECT_OK(tc_se_card_describe(card, &info));
+    EXPECT(!info.has_pending);
+    EXPECT_MEM(info.public_key, 65, pub4, 65);
+
+    /* TERMINATED destroys a pending key pair as well. */
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040020008 0102030405060708 00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F080FF00"), 0x9000);
+    se_session_close(&s);
+    nv = se_test_nvm(card);
+    EXPECT(!nv->app.has_pending && !nv->app.has_key);
+    EXPECT_MEM(nv->app.pending_priv, 32, zero, 32);
+    tc_se_close(card);
+
+    /* On the line (OP_READY) a replacing GENERATE KEY drops a pending one. */
+    card = se_card_new("renew-line.img", NULL);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040000008 0011223344556677 00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "8040020008 0011223344556677 00"), 0x9000);
+    memcpy(pub2, se_resp + 2, 65);
+    EXPECT_EQ_U(se_stx(&s, "8040010008 0011223344556677 00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "8042010000"), 0x6A88);
+    cert2_len = make_cert(pub2, 5, cert2, sizeof cert2);
+    EXPECT_EQ_U(store_whole(&s, cert2, cert2_len), 0x6A80);
+    se_session_close(&s);
+    tc_se_close(card);
+}
+
+/* GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD is selectable; it answers
+ * the identity SIGN then, and only then. */
+static void test_locked_sign(void)
+{
+    uint8_t pub[65], cert[1500];
+    size_t cert_len = 0;
+    bool ok = false;
+    struct tc_se_card *card = deployed_card("locked.img", pub, cert, &cert_len);
+    struct se_session s;
+    /* SECURED: the ISD does not sign (the applet does). */
+    EXPECT_EQ_U(se_tx(card, "00A4040C00"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x6985);
+    EXPECT_EQ_U(sign_with(card, 0x00, pub, &ok), 0x6985);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F0807F00"), 0x9000);
+    se_session_close(&s);
+    /* CARD_LOCKED: the applet cannot be selected; the ISD signs. */
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x6A82);
+    EXPECT_EQ_U(se_tx(card, "00A4040C00"), 0x6283);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x9000);
+    EXPECT(ok);
+    EXPECT_EQ_U(sign_with(card, 0x00, pub, &ok), 0x9000);
+    EXPECT(ok);
+    /* The signature is by the identity key and no other. */
+    uint8_t other[65];
+    memcpy(other, pub, 65);
+    other[64] ^= 1;
+    uint8_t priv[32];
+    EXPECT_OK(se_ec_generate(priv, other));
+    tc_memzero(priv, sizeof priv);
+    EXPECT_EQ_U(sign_with(card, 0x80, other, &ok), 0x9000);
+    EXPECT(!ok);
+    /* Rejections as the applet's SIGN. */
+    EXPECT_EQ_U(
+        se_tx(card,
+              "802A9E9B20 0000000000000000000000000000000000000000000000000000000000000000 00"),
+        0x6A86);
+    EXPECT_EQ_U(se_tx(card, "802A9E9A10 00000000000000000000000000000000 00"), 0x6700);
+    /* After the unlock the ISD refuses again, the applet signs. */
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C00"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x6985);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x9000);
+    EXPECT(ok);
+    /* An applet LOCKED by the issuer stays unusable through the ISD. */
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F040800A F0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0807F00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C00"), 0x6283);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x6985);
+    /* TERMINATED: no key, no signature. */
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F080FF00"), 0x9000);
+    se_session_close(&s);
+    (void)se_tx(card, "00A4040C00"); /* ends the session */
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x6985);
+    tc_se_close(card);
+
+    /* A locked card without a key pair: nothing to sign with. */
+    card = se_card_new("locked-nokey.img", NULL);
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F0800700"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0800F00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "80F0807F00"), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C00"), 0x6283);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub, &ok), 0x6A88);
+    tc_se_close(card);
+}
+
 /* ------------------------------------------------------------------ image */
 
 static void test_image(void)
@@ -924,6 +1205,8 @@ static const struct tc_test_case cases[] = {
     {"install_delete", test_install_delete},
     {"store_data", test_store_data},
     {"identity_applet", test_identity_applet},
+    {"renewal", test_renewal},
+    {"locked_sign", test_locked_sign},
     {"image", test_image},
     {"card_size", test_card_size},
     {"cleanup", cleanup},

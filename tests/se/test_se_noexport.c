@@ -6,8 +6,9 @@
  * identity applet or nothing selected, in the clear and inside an SCP03
  * session at the highest level. Every response (as sent and as unwrapped)
  * is scanned for any 8 consecutive bytes of any key the card holds at that
- * moment (static keys, the identity private key, and the session keys of
- * every open secure channel); tc_se_describe() is scanned too.
+ * moment (static keys, the identity private key, the pending renewal
+ * private key, and the session keys of every open secure channel);
+ * tc_se_describe() is scanned too.
  */
 #include "se_util.h"
 
@@ -35,8 +36,8 @@ static unsigned scan_quiet(const struct tc_se_card *card, const uint8_t *p, size
 {
     unsigned hits = 0;
     const struct se_nvm *nv = se_test_nvm(card);
-    const uint8_t *secrets[TC_SE_MAX_KEYSETS * 3 + 1 + SE_MAX_SESSIONS * 4];
-    size_t lens[TC_SE_MAX_KEYSETS * 3 + 1 + SE_MAX_SESSIONS * 4];
+    const uint8_t *secrets[TC_SE_MAX_KEYSETS * 3 + 2 + SE_MAX_SESSIONS * 4];
+    size_t lens[TC_SE_MAX_KEYSETS * 3 + 2 + SE_MAX_SESSIONS * 4];
     size_t ns = 0;
     /* Session keys of every open secure channel session, too. */
     for (size_t i = 0; i < SE_MAX_SESSIONS; i++) {
@@ -68,6 +69,10 @@ static unsigned scan_quiet(const struct tc_se_card *card, const uint8_t *p, size
         secrets[ns] = nv->app.priv;
         lens[ns++] = 32;
     }
+    if (nv->app.has_pending) {
+        secrets[ns] = nv->app.pending_priv;
+        lens[ns++] = 32;
+    }
     responses_scanned++;
     for (size_t s = 0; s < ns; s++)
         for (size_t off = 0; off + WINDOW <= lens[s]; off++)
@@ -96,7 +101,7 @@ static const uint8_t p1p2[][2] = {
     {0x90, 0x00}, {0x88, 0x00}, {0x08, 0x00}, {0x0C, 0x00}, {0x80, 0x07}, {0x80, 0x0F},
     {0x80, 0x7F}, {0x40, 0x80}, {0x00, 0x42}, {0x00, 0x45}, {0x00, 0x66}, {0x00, 0xE0},
     {0x00, 0xC1}, {0x9F, 0x7F}, {0x00, 0x5A}, {0xBF, 0x3E}, {0x9F, 0x70}, {0xDF, 0x01},
-    {0x10, 0x01}, {0x30, 0x01}, {0x00, 0x03}, {0xFF, 0xFF},
+    {0x10, 0x01}, {0x30, 0x01}, {0x00, 0x03}, {0x02, 0x00}, {0xFF, 0xFF},
 };
 
 /* Data fields: none, a search criterion, a digest-sized one. */
@@ -230,7 +235,7 @@ static void send_one(struct enum_state *e, uint8_t cla, uint8_t ins, uint8_t p1,
      * (SET STATUS, DELETE, ...): back to the state under test. */
     const struct se_nvm *nv = se_test_nvm(e->card);
     if (!tc_se_powered(e->card) || nv->life_cycle != e->lc || !nv->app.present ||
-        !nv->app.has_key || nv->keysets[0].kvn != 0x30)
+        !nv->app.has_key || !nv->app.has_pending || nv->keysets[0].kvn != 0x30)
         restore(e);
 }
 
@@ -267,8 +272,9 @@ static void enumerate(const char *image, uint8_t lc)
     }
 }
 
-/* Bring a card to `lc` with a second keyset (AES-256), a key pair and a
- * certificate-less identity, and save it as `name`. */
+/* Bring a card to `lc` with a second keyset (AES-256), a key pair, a
+ * pending renewal key pair and a certificate-less identity, and save it as
+ * `name`. */
 static const char *prepare(const char *name, uint8_t lc)
 {
     static char paths[5][512];
@@ -283,6 +289,7 @@ static const char *prepare(const char *name, uint8_t lc)
     EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
     EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x33, false, 0, false));
     EXPECT_EQ_U(se_stx(&s, "8040000010 00112233445566778899AABBCCDDEEFF 00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "8040020010 00112233445566778899AABBCCDDEEFF 00"), 0x9000);
     se_session_close(&s);
     EXPECT_OK(se_session_default(&s, card, 0x03));
     struct tc_scp03_mem_provider mp;
@@ -332,7 +339,7 @@ static void test_terminated(void)
     uint8_t zero[sizeof nv->keysets];
     memset(zero, 0, sizeof zero);
     EXPECT(memcmp(nv->keysets, zero, sizeof zero) == 0);
-    EXPECT(!nv->app.has_key);
+    EXPECT(!nv->app.has_key && !nv->app.has_pending);
     unsigned with_data = 0;
     for (unsigned cla = 0; cla < 256; cla += 1) {
         for (unsigned ins = 0; ins < 256; ins++) {
@@ -362,6 +369,16 @@ static void test_scanner_finds_keys(void)
     memcpy(buf + 37, nv->keysets[0].mac + 5, WINDOW - 1);
     buf[37 + WINDOW - 1] ^= 0xFF;
     EXPECT_EQ_U(scan_quiet(card, buf, sizeof buf, "", 0, 0, 0, 0, true), 0);
+    /* The pending renewal key is looked for too. */
+    struct se_session s;
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040000008 0011223344556677 00"), 0x9000);
+    EXPECT_EQ_U(se_stx(&s, "8040020008 0011223344556677 00"), 0x9000);
+    se_session_close(&s);
+    memset(buf, 0xEE, sizeof buf);
+    memcpy(buf + 3, nv->app.pending_priv + 20, WINDOW);
+    EXPECT_EQ_U(scan_quiet(card, buf, sizeof buf, "", 0, 0, 0, 0, true), 1);
     tc_se_close(card);
 }
 

@@ -142,12 +142,9 @@ static EVP_PKEY *pub_to_pkey(const uint8_t pub[65])
     return key;
 }
 
-static void setup_cert(struct tc_se_card *card, struct tear_ctx *x)
+/* A certificate for the public key in the last GENERATE KEY response. */
+static void cert_for_last_key(struct tear_ctx *x)
 {
-    setup_applet_enc(card, x);
-    uint16_t sw = 0;
-    EXPECT_OK(send_wrapped(x, "8040000010 00112233445566778899AABBCCDDEEFF 00", &sw));
-    EXPECT_EQ_U(sw, 0x9000);
     EVP_PKEY *ca = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     EVP_PKEY *subj = pub_to_pkey(se_resp + 2);
     X509 *c = X509_new();
@@ -167,6 +164,51 @@ static void setup_cert(struct tc_se_card *card, struct tear_ctx *x)
     X509_free(c);
     EVP_PKEY_free(subj);
     EVP_PKEY_free(ca);
+}
+
+static void setup_cert(struct tc_se_card *card, struct tear_ctx *x)
+{
+    setup_applet_enc(card, x);
+    uint16_t sw = 0;
+    EXPECT_OK(send_wrapped(x, "8040000010 00112233445566778899AABBCCDDEEFF 00", &sw));
+    EXPECT_EQ_U(sw, 0x9000);
+    cert_for_last_key(x);
+}
+
+/* An identity, and a renewal key pair with its certificate ready. */
+static void setup_cert_pending(struct tc_se_card *card, struct tear_ctx *x)
+{
+    setup_applet_enc(card, x);
+    uint16_t sw = 0;
+    EXPECT_OK(send_wrapped(x, "8040000010 00112233445566778899AABBCCDDEEFF 00", &sw));
+    EXPECT_EQ_U(sw, 0x9000);
+    EXPECT_OK(send_wrapped(x, "8040020010 F0E1D2C3B4A5968778695A4B3C2D1E0F 00", &sw));
+    EXPECT_EQ_U(sw, 0x9000);
+    cert_for_last_key(x);
+}
+
+static void setup_identity(struct tc_se_card *card, struct tear_ctx *x)
+{
+    setup_applet_enc(card, x);
+    uint16_t sw = 0;
+    EXPECT_OK(send_wrapped(x, "8040000010 00112233445566778899AABBCCDDEEFF 00", &sw));
+    EXPECT_EQ_U(sw, 0x9000);
+}
+
+static tc_err cmd_generate_pending(struct tc_se_card *card, struct tear_ctx *x, uint16_t *sw)
+{
+    (void)card;
+    return send_wrapped(x, "8040020010 00112233445566778899AABBCCDDEEFF 00", sw);
+}
+
+/* After a torn promotion the old key pair is active and the pending one
+ * still waits for its certificate. */
+static void check_promotion_old(struct tc_se_card *card)
+{
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(se_tx(card, "8042010000"), 0x9000);
+    EXPECT(se_test_nvm(card)->app.has_pending);
+    EXPECT(se_test_nvm(card)->app.cert_len == 0);
 }
 
 static tc_err cmd_store_cert(struct tc_se_card *card, struct tear_ctx *x, uint16_t *sw)
@@ -262,6 +304,9 @@ static const struct scenario scenarios[] = {
     {"PUT KEY (replace)", setup_isd_enc, cmd_put_key_replace, check_put_key_old},
     {"GENERATE KEY", setup_applet_enc, cmd_generate, NULL},
     {"STORE CERTIFICATE", setup_cert, cmd_store_cert, NULL},
+    {"GENERATE KEY (pending)", setup_identity, cmd_generate_pending, NULL},
+    {"STORE CERTIFICATE (promotes the pending key)", setup_cert_pending, cmd_store_cert,
+     check_promotion_old},
     {"SET STATUS", setup_isd_enc, cmd_set_status, NULL},
     {"STORE DATA", setup_isd_enc, cmd_store_data, NULL},
     {"DELETE (application)", setup_isd_enc, cmd_delete_app, NULL},
