@@ -74,6 +74,13 @@ TC_MUST_CHECK tc_err tc_pki_gentime_parse(const uint8_t *s, size_t n, int64_t *t
 TC_MUST_CHECK tc_err tc_pki_p256_spki(const uint8_t *spki, size_t spki_len, EVP_PKEY **key,
                                       uint8_t point[TC_PKI_P256_POINT]);
 
+/* ECDSA P-256 / SHA-256 verification of a DER signature (strict DER, r and
+ * s in [1, n-1]) over msg with the uncompressed point. TC_ERR_CRYPTO for a
+ * point not on the curve, TC_ERR_VERIFY for a signature that is malformed
+ * or does not verify. */
+TC_MUST_CHECK tc_err tc_pki_p256_verify(const uint8_t point[TC_PKI_P256_POINT], const uint8_t *msg,
+                                        size_t msg_len, const uint8_t *sig, size_t sig_len);
+
 /* Add an extension from its encoded value. */
 TC_MUST_CHECK tc_err tc_pki_x509_add_ext(X509 *x, int nid, const char *oid_txt, bool critical,
                                          const uint8_t *v, size_t n);

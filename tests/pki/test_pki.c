@@ -489,6 +489,28 @@ static bool bundle(struct fx *f, const char *out, const char *a, const char *b, 
 
 /* ------------------------------------------------------------ chains */
 
+/* OpenSSL's own DER encoding of the parsed TBSCertificate (i2d_re_X509_tbs
+ * re-encodes from the decoded fields) equals the bytes issued: the
+ * certificate is what OpenSSL itself would have encoded. */
+static bool tbs_reencodes(const uint8_t *der, size_t len)
+{
+    const uint8_t *p = der;
+    uint8_t *re = NULL;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    bool ok = x != NULL && p == der + len;
+    struct tc_cursor c, cert, tbs;
+    tc_cursor_init(&c, der, len);
+    ok = ok && tc_pki_der_get(&c, DER_SEQUENCE, &cert) == TC_OK;
+    size_t start = cert.pos;
+    ok = ok && tc_pki_der_get(&cert, DER_SEQUENCE, &tbs) == TC_OK;
+    int n = ok ? i2d_re_X509_tbs(x, &re) : 0;
+    ok = ok && n > 0 && (size_t)n == cert.pos - start &&
+         memcmp(re, cert.data + start, (size_t)n) == 0;
+    OPENSSL_free(re);
+    X509_free(x);
+    return ok;
+}
+
 static void test_chain_ok(void)
 {
     struct fx f;
@@ -501,6 +523,7 @@ static void test_chain_ok(void)
     tc_buf_free(&dev);
     EXPECT_OK(issue(&f, f.batch_iss, &d, EID_OK, &dev, serial));
     EXPECT(serial[0] >= 0x40 && serial[0] <= 0x7F);
+    EXPECT(tbs_reencodes(dev.data, dev.len));
 
     /* Our verifier: device chain and the batch CA alone. */
     EXPECT_OK(verify(&f, &dev, &f.batch, &f.root_crl, &f.batch_crl, why, sizeof why));
@@ -1263,6 +1286,143 @@ static void test_pem(void)
     tc_buf_free(&back);
 }
 
+/* ECDSA P-256 verification on Wycheproof vectors (strict DER). */
+static void test_ecdsa_vectors(void)
+{
+    struct tc_vec v;
+    unsigned n = 0, valid = 0;
+    if (!tc_vec_open(&v, "pki/ecdsa_p256_wycheproof.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        size_t pl = 0, ml = 0, sl = 0;
+        uint8_t *pt = tc_vec_hex(&v, "POINT", &pl);
+        uint8_t *msg = tc_vec_hex(&v, "MSG", &ml);
+        uint8_t *sig = tc_vec_hex(&v, "SIG", &sl);
+        const char *res = tc_vec_get(&v, "RESULT");
+        EXPECT(pl == TC_PKI_P256_POINT && res != NULL);
+        if (pt != NULL && msg != NULL && sig != NULL && res != NULL && pl == TC_PKI_P256_POINT) {
+            bool want = strcmp(res, "valid") == 0;
+            tc_err rc = tc_pki_p256_verify(pt, msg, ml, sig, sl);
+            if (want) {
+                EXPECT_OK(rc);
+                valid++;
+            } else {
+                EXPECT_ERR(rc, TC_ERR_VERIFY);
+            }
+            n++;
+        }
+        free(pt);
+        free(msg);
+        free(sig);
+    }
+    tc_vec_close(&v);
+    EXPECT(n == 29 && valid == 2);
+}
+
+/* The verifier agrees with OpenSSL's EVP_DigestVerify on fresh keys,
+ * messages and signatures, valid and damaged. */
+static void test_ecdsa_vs_openssl(void)
+{
+    for (unsigned i = 0; i < 64; i++) {
+        struct tc_signer k;
+        uint8_t spki[TC_SPKI_MAX], msg[97], sig[TC_SIG_MAX];
+        size_t sl = 0, gl = 0;
+        EXPECT_OK(tc_random(msg, sizeof msg));
+        if (tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &k) != TC_OK) {
+            EXPECT(false);
+            return;
+        }
+        EXPECT_OK(k.public_key(k.ctx, spki, sizeof spki, &sl));
+        EXPECT_OK(k.sign(k.ctx, msg, sizeof msg, sig, sizeof sig, &gl));
+        EXPECT(sl == 91);
+        const uint8_t *point = spki + 26;
+        EXPECT_OK(tc_pki_p256_verify(point, msg, sizeof msg, sig, gl));
+        /* One bit of the message, of r or of s flipped. */
+        size_t bit = (size_t)i % (sizeof msg * 8);
+        msg[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        EXPECT_ERR(tc_pki_p256_verify(point, msg, sizeof msg, sig, gl), TC_ERR_VERIFY);
+        msg[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        size_t at = gl - 1 - (size_t)i % 8;
+        sig[at] ^= 0x01;
+        EXPECT_ERR(tc_pki_p256_verify(point, msg, sizeof msg, sig, gl), TC_ERR_VERIFY);
+        const uint8_t *p = spki;
+        EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)sl);
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        EXPECT(pk != NULL && md != NULL &&
+               EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) == 1 &&
+               EVP_DigestVerify(md, sig, gl, msg, sizeof msg) != 1);
+        EVP_MD_CTX_free(md);
+        EVP_PKEY_free(pk);
+        sig[at] ^= 0x01;
+        /* A point off the curve is a key error, not a failed signature. */
+        uint8_t bad[TC_PKI_P256_POINT];
+        memcpy(bad, point, sizeof bad);
+        bad[64] ^= 0x01;
+        EXPECT_ERR(tc_pki_p256_verify(bad, msg, sizeof msg, sig, gl), TC_ERR_CRYPTO);
+        tc_signer_soft_free(&k);
+    }
+}
+
+static bool contains(const uint8_t *h, size_t hl, const uint8_t *n, size_t nl)
+{
+    for (size_t i = 0; i + nl <= hl; i++)
+        if (memcmp(h + i, n, nl) == 0)
+            return true;
+    return false;
+}
+
+/* Encodings the device builder must get right beyond the common case:
+ * a UTF-8 organization, notBefore from 2050 on as GeneralizedTime, and
+ * names it must refuse. */
+static void test_device_encoding(void)
+{
+    struct fx f;
+    struct dev d;
+    struct tc_buf dev = new_buf();
+    if (!fx_setup(&f) || !dev_new(&d, EID_OK))
+        goto out;
+    struct tc_pki_device_fields fl = {.eid = EID_OK,
+                                      .ou = BATCH,
+                                      .o = "M\xC3\xBCller Ger\xC3\xA4te \xE2\x82\xAC GmbH",
+                                      .batch_id = BATCH,
+                                      .station_id = "station-07",
+                                      .production_time = 2524608010}; /* 2050-01-01T00:00:10Z */
+    EXPECT_OK(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, NULL));
+    EXPECT(tbs_reencodes(dev.data, dev.len));
+    static const uint8_t gt[] = "\x18\x0F"
+                                "20500101000010Z";
+    EXPECT(contains(dev.data, dev.len, gt, sizeof gt - 1));
+    fl.production_time = 2524607999; /* 2049-12-31T23:59:59Z: still UTCTime */
+    tc_buf_reset(&dev);
+    EXPECT_OK(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, NULL));
+    EXPECT(tbs_reencodes(dev.data, dev.len));
+    static const uint8_t ut[] = "\x17\x0D"
+                                "491231235959Z";
+    EXPECT(contains(dev.data, dev.len, ut, sizeof ut - 1));
+    /* Ill-formed UTF-8 (a lone continuation, an overlong '/', a surrogate,
+     * a truncated sequence), an empty and a 65-octet name. */
+    static const char *const bad[] = {
+        "Acme \x80",
+        "Acme \xC0\xAF",
+        "Acme \xED\xA0\x80",
+        "Acme \xE2\x82",
+        "",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fl.o = bad[i];
+        tc_buf_reset(&dev);
+        EXPECT_ERR(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, NULL),
+                   TC_ERR_ARG);
+    }
+    fl.o = MFR;
+    fl.ou = bad[0];
+    EXPECT_ERR(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, NULL), TC_ERR_ARG);
+out:
+    tc_buf_free(&dev);
+    tc_signer_soft_free(&d.key);
+    fx_free(&f);
+}
+
 static const struct tc_test_case cases[] = {
     {"eid vectors (SGP.29)", test_eid_vectors},
     {"eid check digit computation", test_eid_complete},
@@ -1270,6 +1430,9 @@ static const struct tc_test_case cases[] = {
     {"extension encodings byte-exact", test_ext_vectors},
     {"DER parsers reject malformed input", test_der_parsers_reject},
     {"proof of possession vector", test_pop_vector},
+    {"ECDSA P-256 verification (Wycheproof)", test_ecdsa_vectors},
+    {"ECDSA P-256 verification agrees with OpenSSL", test_ecdsa_vs_openssl},
+    {"device certificate encodings", test_device_encoding},
     {"chain verifies (ours, openssl, certtool)", test_chain_ok},
     {"revoked device fails", test_revoked_device},
     {"revoked batch fails", test_revoked_batch},
