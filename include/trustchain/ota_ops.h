@@ -272,7 +272,18 @@ struct tc_ota_ops_config {
      * sent; the dialog is aborted). */
     bool (*fault)(void *arg, enum tc_ota_fault_point at, const char *eid);
     void *fault_arg;
+    /* decommission: revoke the device's current certificate (publish the
+     * batch CRL) after the card proved TERMINATED; the engine then logs
+     * cert-revoked. NULL: decommission fails with TC_OTA_FAIL_UNSUPPORTED
+     * before it touches the card. */
+    tc_err (*revoke)(void *arg, const char *eid, const struct tc_registry_device *d,
+                     uint16_t reason);
+    void *revoke_arg;
 };
+
+/* For kinds: the engine's revoke hook (TC_ERR_UNSUPPORTED without one). */
+TC_MUST_CHECK tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, uint16_t reason);
+bool tc_ota_run_can_revoke(struct tc_ota_op_run *run);
 
 /* Counters. */
 struct tc_ota_ops_stats {

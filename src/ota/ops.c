@@ -1,0 +1,756 @@
+/*
+ * The OTA operations engine: the server's application (struct tc_ota_app)
+ * that applies each connecting device's pending operations in queue order
+ * inside its Amendment B dialog (docs/ota.md, "Operations").
+ *
+ * Per dialog: the device's registry state and its queue (the fold of its
+ * events) are loaded, then the current operation's step machine is asked
+ * for actions. AUTH becomes SELECT + INITIALIZE UPDATE and EXTERNAL
+ * AUTHENTICATE scripts with a keyset re-derived in the HSM (GP Amendment D
+ * §7.1), SEND one wrapped command per script (its R-MAC is chained to it,
+ * Amendment D §6.2.5), DONE / FAIL one durable batch of events. Every
+ * record of intent is on disk before the script carrying its command is
+ * returned.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <trustchain/ota_ops.h>
+#include <trustchain/pki.h>
+
+#include "ota/ops_internal.h"
+
+/* ------------------------------------------------------------------ kinds */
+
+static const struct tc_ota_op_kind *const kinds[] = {
+    &tc_ota_op_rotate_keys, &tc_ota_op_store_data,   &tc_ota_op_lock,
+    &tc_ota_op_unlock,      &tc_ota_op_decommission,
+};
+
+const struct tc_ota_op_kind *tc_ota_op_kind_by_name(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < TC_ARRAY_LEN(kinds); i++)
+        if (strcmp(kinds[i]->name, name) == 0)
+            return kinds[i];
+    return NULL;
+}
+
+const struct tc_ota_op_kind *tc_ota_op_kind_by_code(uint8_t code)
+{
+    for (size_t i = 0; i < TC_ARRAY_LEN(kinds); i++)
+        if (kinds[i]->code == code)
+            return kinds[i];
+    return NULL;
+}
+
+const char *tc_ota_op_name(uint8_t code)
+{
+    const struct tc_ota_op_kind *k = tc_ota_op_kind_by_code(code);
+    return k != NULL ? k->name : "unknown";
+}
+
+void tc_ota_op_kinds(void (*fn)(void *arg, const struct tc_ota_op_kind *k), void *arg)
+{
+    for (size_t i = 0; i < TC_ARRAY_LEN(kinds); i++)
+        fn(arg, kinds[i]);
+}
+
+/* ------------------------------------------------------------------ engine state */
+
+#define MASTERS_MAX 16u
+#define KEYSETS_MAX TC_HSM_SCP03_KEYSETS
+
+static const uint8_t default_isd[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+
+enum sess_state { S_NONE = 0, S_IU_SENT, S_EA_SENT, S_OPEN, S_CMD_SENT };
+
+struct keyset {
+    bool used;
+    uint8_t kvn;
+    char master[TC_AUDIT_ID_MAX + 1];
+    struct tc_hsm_keyset ks;
+};
+
+struct slot {
+    struct tc_ota_ops *e;
+    char eid[TC_PKI_EID_DIGITS + 1];
+    uint8_t eid_bin[TC_AUDIT_EID_MAX];
+    size_t eid_len;
+    struct tc_registry_device dev;
+    struct tc_ota_queue q;
+    size_t cur; /* index in q.ops of the running operation */
+    const struct tc_ota_op_kind *kind;
+    struct tc_ota_op_run run;
+    struct tc_ota_act act;
+    struct tc_ota_result res;
+    /* the SCP03 session */
+    enum sess_state st;
+    struct tc_scp03_host host;
+    uint8_t s_kvn;
+    char s_master[TC_AUDIT_ID_MAX + 1];
+    uint8_t s_aid[16];
+    size_t s_aid_len;
+    struct tc_hsm_scp03_provider m;
+    struct tc_scp03_key_provider kp;
+    struct keyset keys[KEYSETS_MAX];
+};
+
+struct master {
+    char name[TC_AUDIT_ID_MAX + 1];
+    tc_hsm_obj obj;
+};
+
+struct tc_ota_ops {
+    struct tc_ota_ops_config cfg;
+    char workspace[4096];
+    char default_master[TC_AUDIT_ID_MAX + 1];
+    char actor[TC_AUDIT_ID_MAX + 1];
+    uint8_t isd[16];
+    size_t isd_len;
+    struct slot **slots;
+    struct master masters[MASTERS_MAX];
+    size_t nmasters;
+    struct tc_ota_ops_stats stats;
+};
+
+static struct slot *slot_of(struct tc_ota_op_run *run)
+{
+    return (struct slot *)(void *)((char *)run - offsetof(struct slot, run));
+}
+
+static struct slot **find_slot(struct tc_ota_ops *e, const char *eid)
+{
+    for (size_t i = 0; i < e->cfg.max_sessions; i++)
+        if (e->slots[i] != NULL && strcmp(e->slots[i]->eid, eid) == 0)
+            return &e->slots[i];
+    return NULL;
+}
+
+static void session_wipe(struct slot *s)
+{
+    tc_scp03_host_wipe(&s->host);
+    s->st = S_NONE;
+}
+
+static void slot_free(struct tc_ota_ops *e, struct slot **sp)
+{
+    if (sp == NULL || *sp == NULL)
+        return;
+    struct slot *s = *sp;
+    session_wipe(s);
+    for (size_t i = 0; i < KEYSETS_MAX; i++)
+        if (s->keys[i].used)
+            tc_hsm_keyset_destroy(e->cfg.hsm, &s->keys[i].ks);
+    tc_memzero(s, sizeof *s);
+    free(s);
+    *sp = NULL;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+static tc_err master_obj(struct tc_ota_ops *e, const char *name, tc_hsm_obj *obj)
+{
+    for (size_t i = 0; i < e->nmasters; i++) {
+        if (strcmp(e->masters[i].name, name) == 0) {
+            *obj = e->masters[i].obj;
+            return TC_OK;
+        }
+    }
+    char label[TC_HSM_LABEL_MAX + 1];
+    int w = snprintf(label, sizeof label, "%s%s", TC_HSM_LABEL_MASTER, name);
+    TC_ENSURE_MSG(w > 0 && (size_t)w < sizeof label, TC_ERR_ARG, "master name '%s' too long", name);
+    TC_GUARD(tc_hsm_find(e->cfg.hsm, TC_HSM_KIND_SECRET, label, obj));
+    if (e->nmasters < MASTERS_MAX) {
+        (void)snprintf(e->masters[e->nmasters].name, sizeof e->masters[0].name, "%s", name);
+        e->masters[e->nmasters++].obj = *obj;
+    }
+    return TC_OK;
+}
+
+/* (kvn 0, "") is the device's current keyset; "" the default master. */
+static void resolve(const struct slot *s, uint8_t *kvn, const char **master)
+{
+    if (*kvn == 0) {
+        *kvn = s->run.kvn;
+        *master = s->run.master;
+    }
+    if (*master == NULL || (*master)[0] == '\0')
+        *master = s->e->default_master;
+}
+
+/* Keyset (kvn, master) in the slot's HSM provider, derived on first use. */
+static tc_err slot_keys(struct slot *s, uint8_t kvn, const char *master)
+{
+    struct tc_ota_ops *e = s->e;
+    resolve(s, &kvn, &master);
+    TC_ENSURE_MSG(kvn >= 0x01 && kvn <= 0x7F, TC_ERR_STATE, "device %s: no known keyset", s->eid);
+    struct keyset *free_k = NULL;
+    for (size_t i = 0; i < KEYSETS_MAX; i++) {
+        struct keyset *k = &s->keys[i];
+        if (k->used && k->kvn == kvn) {
+            if (strcmp(k->master, master) == 0)
+                return TC_OK;
+            /* Same KVN from another master: replaced. */
+            tc_hsm_keyset_destroy(e->cfg.hsm, &k->ks);
+            k->used = false;
+        }
+        if (!k->used && free_k == NULL)
+            free_k = k;
+    }
+    TC_ENSURE_MSG(free_k != NULL, TC_ERR_NOMEM, "device %s: too many keysets in one dialog",
+                  s->eid);
+    tc_hsm_obj mo = 0;
+    TC_GUARD(master_obj(e, master, &mo));
+    TC_GUARD(tc_ota_device_keys(e->cfg.hsm, mo, s->eid, kvn, e->cfg.key_len, &s->m, &free_k->ks));
+    free_k->used = true;
+    free_k->kvn = kvn;
+    (void)snprintf(free_k->master, sizeof free_k->master, "%s", master);
+    return TC_OK;
+}
+
+tc_err tc_ota_run_keys(struct tc_ota_op_run *run, uint8_t kvn, const char *master,
+                       const struct tc_scp03_key_provider **p)
+{
+    TC_ENSURE(run != NULL && p != NULL, TC_ERR_ARG);
+    struct slot *s = slot_of(run);
+    TC_GUARD(slot_keys(s, kvn, master));
+    *p = &s->kp;
+    return TC_OK;
+}
+
+tc_err tc_ota_run_data(struct tc_ota_op_run *run, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    TC_ENSURE(run != NULL && run->op != NULL && run->op->has_data, TC_ERR_ARG);
+    return tc_ota_blob_get(slot_of(run)->e->workspace, run->op->data_sha256, out, out_size,
+                           out_len);
+}
+
+struct tc_registry *tc_ota_run_registry(struct tc_ota_op_run *run)
+{
+    return slot_of(run)->e->cfg.reg;
+}
+
+struct tc_hsm *tc_ota_run_hsm(struct tc_ota_op_run *run)
+{
+    return slot_of(run)->e->cfg.hsm;
+}
+
+const char *tc_ota_run_workspace(struct tc_ota_op_run *run)
+{
+    return slot_of(run)->e->workspace;
+}
+
+/* ------------------------------------------------------------------ durable records */
+
+/* Completes an operation's event (time, device, op id, batch, actor where
+ * the type allows them and the kind left them out). */
+static tc_err complete_event(struct slot *s, struct tc_audit_event *ev, uint64_t t)
+{
+    uint32_t req = 0, allowed = 0;
+    TC_GUARD(tc_audit_event_schema(ev->type, &req, &allowed));
+    ev->time_ms = t;
+    if (allowed & TC_AUDIT_HAS_EID) {
+        memcpy(ev->eid, s->eid_bin, s->eid_len);
+        ev->eid_len = s->eid_len;
+        ev->fields |= TC_AUDIT_HAS_EID;
+    }
+    if (allowed & TC_AUDIT_HAS_OP_ID) {
+        ev->op_id = s->run.op->id;
+        ev->fields |= TC_AUDIT_HAS_OP_ID;
+    }
+    if ((allowed & TC_AUDIT_HAS_BATCH) && !(ev->fields & TC_AUDIT_HAS_BATCH) &&
+        s->dev.batch[0] != '\0') {
+        (void)snprintf(ev->batch, sizeof ev->batch, "%s", s->dev.batch);
+        ev->fields |= TC_AUDIT_HAS_BATCH;
+    }
+    if ((allowed & TC_AUDIT_HAS_ACTOR) && !(ev->fields & TC_AUDIT_HAS_ACTOR)) {
+        (void)snprintf(ev->actor, sizeof ev->actor, "%s", s->e->actor);
+        ev->fields |= TC_AUDIT_HAS_ACTOR;
+    }
+    if ((req & TC_AUDIT_HAS_STATION) && !(ev->fields & TC_AUDIT_HAS_STATION)) {
+        /* lifecycle-changed names a station: the OTA server is one. */
+        (void)snprintf(ev->station, sizeof ev->station, "%s", s->e->actor);
+        ev->fields |= TC_AUDIT_HAS_STATION;
+    }
+    return TC_OK;
+}
+
+/* One durable batch: `lead` (op-step / op-done / op-failed, if type != 0)
+ * after the kind's events. Then the fold of the queue follows it. */
+static tc_err append(struct slot *s, struct tc_audit_event *lead, struct tc_audit_event *evs,
+                     size_t n)
+{
+    struct tc_ota_ops *e = s->e;
+    tc_err ret = TC_ERR_INTERNAL;
+    uint8_t buf[TC_OTA_ACT_EVENTS + 1][TC_AUDIT_EVENT_MAX];
+    const uint8_t *ptrs[TC_OTA_ACT_EVENTS + 1];
+    size_t lens[TC_OTA_ACT_EVENTS + 1];
+    struct tc_audit_event *all[TC_OTA_ACT_EVENTS + 1];
+    size_t k = 0;
+    uint64_t t = ota_now_ms(), first = 0;
+    TC_ENSURE(n <= TC_OTA_ACT_EVENTS, TC_ERR_RANGE);
+    for (size_t i = 0; i < n; i++)
+        all[k++] = &evs[i];
+    if (lead != NULL)
+        all[k++] = lead;
+    if (k == 0)
+        return TC_OK;
+    for (size_t i = 0; i < k; i++) {
+        TC_TRY(complete_event(s, all[i], t));
+        TC_TRY(tc_audit_event_encode(all[i], buf[i], sizeof buf[i], &lens[i]));
+        ptrs[i] = buf[i];
+    }
+    TC_TRY(tc_registry_append_encoded(e->cfg.reg, ptrs, lens, k, &first));
+    e->stats.appends++;
+    for (size_t i = 0; i < k; i++)
+        TC_TRY(tc_ota_queue_fold(&s->q, first + i, all[i]));
+    if (e->cfg.fault != NULL && e->cfg.fault(e->cfg.fault_arg, TC_OTA_FAULT_APPENDED, s->eid)) {
+        ret = TC_FAIL(TC_ERR_IO, "fault injected after a durable append");
+        goto out;
+    }
+    ret = TC_OK;
+out:
+    return ret;
+}
+
+static tc_err log_intent(struct slot *s, struct tc_ota_act *a)
+{
+    if (a->intent == 0 && a->nevents == 0)
+        return TC_OK;
+    struct tc_audit_event step;
+    memset(&step, 0, sizeof step);
+    step.type = TC_AUDIT_OP_STEP;
+    step.fields = TC_AUDIT_HAS_STEP;
+    step.step = a->intent;
+    return append(s, a->intent != 0 ? &step : NULL, a->events, a->nevents);
+}
+
+/* ------------------------------------------------------------------ scripts */
+
+static tc_err script1(const struct tc_buf *cmds, const size_t *lens, size_t n,
+                      struct tc_buf *script)
+{
+    struct tc_ota_bytes a[2];
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        a[i].p = cmds->data + off;
+        a[i].len = lens[i];
+        off += lens[i];
+    }
+    return tc_ota_script_encode(a, n, script);
+}
+
+static uint16_t sw_of(const struct tc_ota_bytes *b)
+{
+    return (uint16_t)((unsigned)b->p[b->len - 2] << 8 | b->p[b->len - 1]);
+}
+
+/* SELECT the target + INITIALIZE UPDATE with keyset (kvn, master). */
+static tc_err start_auth(struct slot *s, const struct tc_ota_act *a, struct tc_buf *script)
+{
+    struct tc_ota_ops *e = s->e;
+    tc_err ret = TC_ERR_INTERNAL;
+    uint8_t kvn = a->kvn;
+    const char *master = a->master;
+    uint8_t mem[512];
+    struct tc_buf cmds;
+    size_t lens[2];
+    tc_buf_init_fixed(&cmds, mem, sizeof mem);
+    resolve(s, &kvn, &master);
+    session_wipe(s);
+    TC_TRY(slot_keys(s, kvn, master));
+    s->s_kvn = kvn;
+    (void)snprintf(s->s_master, sizeof s->s_master, "%s", master);
+    if (a->aid_len > 0) {
+        TC_CHECK(a->aid_len >= 5 && a->aid_len <= sizeof s->s_aid, TC_ERR_ARG);
+        memcpy(s->s_aid, a->aid, a->aid_len);
+        s->s_aid_len = a->aid_len;
+    } else {
+        memcpy(s->s_aid, e->isd, e->isd_len);
+        s->s_aid_len = e->isd_len;
+    }
+    struct tc_scp03_host_config c = {.kvn = kvn,
+                                     .level = e->cfg.level,
+                                     .aid = s->s_aid,
+                                     .aid_len = s->s_aid_len,
+                                     .select = false};
+    TC_TRY(tc_scp03_host_init(&s->host, &s->kp, &c));
+    /* GP CS 2.3 §11.9 SELECT by AID, then Amendment D §7.1 INITIALIZE UPDATE. */
+    struct tc_apdu sel = {.cla = 0x00,
+                          .ins = 0xA4,
+                          .p1 = 0x04,
+                          .p2 = 0x00,
+                          .data = s->s_aid,
+                          .lc = s->s_aid_len,
+                          .has_le = true,
+                          .le = 256};
+    TC_TRY(tc_apdu_encode(&sel, &cmds));
+    lens[0] = cmds.len;
+    TC_TRY(tc_scp03_host_initialize_update(&s->host, &cmds));
+    lens[1] = cmds.len - lens[0];
+    TC_TRY(script1(&cmds, lens, 2, script));
+    s->st = S_IU_SENT;
+    ret = TC_OK;
+out:
+    tc_memzero(mem, sizeof mem);
+    return ret;
+}
+
+static tc_err send_cmd(struct slot *s, const struct tc_ota_act *a, struct tc_buf *script)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    uint8_t mem[600];
+    struct tc_buf cmds;
+    size_t len;
+    tc_buf_init_fixed(&cmds, mem, sizeof mem);
+    TC_CHECK_MSG(s->st == S_OPEN, TC_ERR_STATE, "%s: command without an open session",
+                 s->kind->name);
+    struct tc_apdu c = a->cmd;
+    TC_CHECK(c.lc <= sizeof a->data, TC_ERR_RANGE);
+    c.data = c.lc > 0 ? a->data : NULL;
+    TC_TRY(tc_scp03_host_wrap(&s->host, &c, &cmds));
+    len = cmds.len;
+    TC_TRY(script1(&cmds, &len, 1, script));
+    s->st = S_CMD_SENT;
+    ret = TC_OK;
+out:
+    tc_memzero(mem, sizeof mem);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ the dialog */
+
+static bool next_pending(struct slot *s, size_t from)
+{
+    for (size_t i = from; i < s->q.n; i++) {
+        if (s->q.ops[i].status == TC_OTA_OP_PENDING) {
+            s->cur = i;
+            s->kind = tc_ota_op_kind_by_code(s->q.ops[i].code);
+            memset(&s->run, 0, sizeof s->run);
+            s->run.op = &s->q.ops[i];
+            s->run.dev = &s->dev;
+            s->run.eid = s->eid;
+            s->run.kvn = s->q.kvn != 0 ? s->q.kvn : s->dev.kvn;
+            s->run.master = s->q.master;
+            s->run.engine = s->e;
+            return true;
+        }
+    }
+    s->kind = NULL;
+    return false;
+}
+
+static tc_err finish(struct slot *s, struct tc_ota_act *a, bool done)
+{
+    struct tc_audit_event lead;
+    memset(&lead, 0, sizeof lead);
+    lead.type = done ? TC_AUDIT_OP_DONE : TC_AUDIT_OP_FAILED;
+    if (!done) {
+        lead.fields = TC_AUDIT_HAS_REASON;
+        lead.reason = a->reason;
+        if (s->run.op->step != 0) {
+            lead.fields |= TC_AUDIT_HAS_STEP;
+            lead.step = s->run.op->step;
+        }
+    }
+    TC_GUARD(append(s, &lead, a->events, a->nevents));
+    if (done)
+        s->e->stats.ops_done++;
+    else
+        s->e->stats.ops_failed++;
+    /* What the operation changed (keys, life cycle) as the log now says. */
+    tc_err rc = tc_registry_device_get(s->e->cfg.reg, s->eid_bin, s->eid_len, &s->dev);
+    TC_GUARD(rc);
+    return TC_OK;
+}
+
+/* Runs step machines until one needs the card; an empty script ends the
+ * dialog. res is the result of the last action (NULL: a new operation). */
+static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script)
+{
+    for (unsigned guard = 0; guard < 4096; guard++) {
+        if (s->kind == NULL) {
+            if (s->cur < s->q.n && s->q.ops[s->cur].status == TC_OTA_OP_PENDING &&
+                tc_ota_op_kind_by_code(s->q.ops[s->cur].code) == NULL) {
+                /* A code this server does not implement: fails for good. */
+                struct tc_ota_act *a = &s->act;
+                memset(a, 0, sizeof *a);
+                a->reason = TC_OTA_FAIL_UNSUPPORTED;
+                TC_GUARD(finish(s, a, false));
+            }
+            if (!next_pending(s, 0))
+                return TC_OK; /* nothing left: 204 */
+            if (s->kind == NULL)
+                continue;
+            have_res = false;
+        }
+        struct tc_ota_act *a = &s->act;
+        memset(a, 0, sizeof *a);
+        TC_GUARD(s->kind->next(&s->run, have_res ? &s->res : NULL, a));
+        switch (a->kind) {
+        case TC_OTA_ACT_AUTH: {
+            uint8_t kvn = a->kvn;
+            const char *master = a->master;
+            resolve(s, &kvn, &master);
+            const uint8_t *aid = a->aid_len > 0 ? a->aid : s->e->isd;
+            size_t aid_len = a->aid_len > 0 ? a->aid_len : s->e->isd_len;
+            TC_GUARD(log_intent(s, a));
+            if (s->st == S_OPEN && s->s_kvn == kvn && strcmp(s->s_master, master) == 0 &&
+                s->s_aid_len == aid_len && memcmp(s->s_aid, aid, aid_len) == 0) {
+                memset(&s->res, 0, sizeof s->res);
+                s->res.kind = TC_OTA_ACT_AUTH;
+                s->res.rc = TC_OK;
+                s->res.sw = 0x9000;
+                have_res = true;
+                continue;
+            }
+            return start_auth(s, a, script);
+        }
+        case TC_OTA_ACT_SEND:
+            TC_GUARD(log_intent(s, a));
+            return send_cmd(s, a, script);
+        case TC_OTA_ACT_DONE:
+        case TC_OTA_ACT_FAIL:
+            TC_GUARD(finish(s, a, a->kind == TC_OTA_ACT_DONE));
+            s->kind = NULL;
+            s->cur++;
+            continue;
+        default:
+            return TC_FAIL(TC_ERR_INTERNAL, "%s: unknown action %d", s->kind->name, (int)a->kind);
+        }
+    }
+    return TC_FAIL(TC_ERR_INTERNAL, "device %s: operations did not converge", s->eid);
+}
+
+/* The card's answer to the last script, as the result of its action. */
+static tc_err absorb(struct slot *s, const uint8_t *resp, size_t len, struct tc_buf *script,
+                     bool *again)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    struct tc_ota_bytes rs[TC_OTA_SCRIPT_MAX];
+    size_t n = 0, executed = 0;
+    uint8_t mem[64];
+    struct tc_buf ea;
+    tc_buf_init_fixed(&ea, mem, sizeof mem);
+    struct tc_ota_result *r = &s->res;
+    *again = false;
+    TC_TRY(tc_ota_response_decode(resp, len, rs, &n, &executed));
+    memset(r, 0, sizeof *r);
+    switch (s->st) {
+    case S_IU_SENT: {
+        r->kind = TC_OTA_ACT_AUTH;
+        /* The agent stops at the first error: SELECT may be the only answer. */
+        TC_CHECK_MSG(n >= 1 && n <= 2, TC_ERR_FORMAT, "%zu responses to 2 commands", n);
+        uint16_t sel = sw_of(&rs[0]);
+        /* GP CS 2.3 §11.9.3: 6283 = the selected card is CARD_LOCKED. */
+        if (sel != 0x9000 && sel != 0x6283) {
+            r->rc = TC_ERR_CARD;
+            r->sw = sel;
+            session_wipe(s);
+            break;
+        }
+        TC_CHECK_MSG(n == 2, TC_ERR_FORMAT, "no INITIALIZE UPDATE response");
+        uint16_t iu = sw_of(&rs[1]);
+        if (iu != 0x9000) {
+            r->rc = TC_ERR_CARD;
+            r->sw = iu;
+            session_wipe(s);
+            break;
+        }
+        /* Card cryptogram (and pseudo-random challenge) verified first. */
+        tc_err rc = tc_scp03_host_external_authenticate(&s->host, rs[1].p, rs[1].len - 2, &ea);
+        if (rc != TC_OK) {
+            r->rc = rc == TC_ERR_VERIFY ? TC_ERR_VERIFY : TC_ERR_CARD;
+            session_wipe(s);
+            break;
+        }
+        size_t l = ea.len;
+        TC_TRY(script1(&ea, &l, 1, script));
+        s->st = S_EA_SENT;
+        *again = true; /* the script goes out; no result yet */
+        break;
+    }
+    case S_EA_SENT:
+        r->kind = TC_OTA_ACT_AUTH;
+        TC_CHECK_MSG(n == 1, TC_ERR_FORMAT, "%zu responses to 1 command", n);
+        r->sw = sw_of(&rs[0]);
+        r->rc = tc_scp03_host_authenticated(&s->host, r->sw);
+        if (r->rc != TC_OK) {
+            r->rc = TC_ERR_CARD;
+            session_wipe(s);
+        } else {
+            s->st = S_OPEN;
+        }
+        break;
+    case S_CMD_SENT:
+        r->kind = TC_OTA_ACT_SEND;
+        TC_CHECK_MSG(n == 1, TC_ERR_FORMAT, "%zu responses to 1 command", n);
+        /* R-MAC verified (a tampered answer aborts the dialog). */
+        TC_TRY(tc_scp03_host_unwrap(&s->host, rs[0].p, rs[0].len, r->data, sizeof r->data, &r->len,
+                                    &r->sw));
+        r->rc = TC_OK;
+        if (r->sw == 0x6982 || r->sw == 0x6988) {
+            /* GP Amendment D: the card closed its session. */
+            session_wipe(s);
+        } else {
+            s->st = S_OPEN;
+        }
+        break;
+    default:
+        TC_CHECK_MSG(false, TC_ERR_STATE, "device %s: a response without a command", s->eid);
+    }
+    ret = TC_OK;
+out:
+    tc_memzero(mem, sizeof mem);
+    return ret;
+}
+
+static tc_err open_dialog(struct tc_ota_ops *e, const char *eid, struct slot **out)
+{
+    struct slot **sp = find_slot(e, eid);
+    slot_free(e, sp); /* a new dialog restarts the device's */
+    sp = NULL;
+    for (size_t i = 0; i < e->cfg.max_sessions && sp == NULL; i++)
+        if (e->slots[i] == NULL)
+            sp = &e->slots[i];
+    TC_ENSURE_MSG(sp != NULL, TC_ERR_NOMEM, "%zu dialogs open", e->cfg.max_sessions);
+    struct slot *s = calloc(1, sizeof *s);
+    TC_ENSURE(s != NULL, TC_ERR_NOMEM);
+    s->e = e;
+    (void)snprintf(s->eid, sizeof s->eid, "%s", eid);
+    tc_hsm_scp03_provider_init(&s->m, e->cfg.hsm, &s->kp);
+    *sp = s;
+    *out = s;
+    tc_err rc = tc_hex_decode(eid, strlen(eid), 0, s->eid_bin, sizeof s->eid_bin, &s->eid_len);
+    if (rc == TC_OK)
+        rc = tc_registry_device_get(e->cfg.reg, s->eid_bin, s->eid_len, &s->dev);
+    if (rc == TC_ERR_NOT_FOUND) {
+        tc_error_clear();
+        s->q.n = 0; /* a device the registry does not know has nothing queued */
+        return TC_OK;
+    }
+    if (rc == TC_OK)
+        rc = tc_ota_queue_load(e->cfg.reg, s->eid_bin, s->eid_len, UINT64_MAX, &s->q);
+    return rc;
+}
+
+static tc_err ops_next(void *ctx, const struct tc_ota_admin_in *in, struct tc_buf *script)
+{
+    struct tc_ota_ops *e = ctx;
+    struct slot *s = NULL;
+    tc_err rc;
+    if (in->step == 0) {
+        e->stats.dialogs++;
+        rc = open_dialog(e, in->eid, &s);
+        if (rc == TC_OK)
+            rc = drive(s, false, script);
+    } else {
+        struct slot **sp = find_slot(e, in->eid);
+        TC_ENSURE_MSG(sp != NULL, TC_ERR_STATE, "no dialog for %s", in->eid);
+        s = *sp;
+        if (in->status != TC_OTA_STATUS_OK || in->response == NULL) {
+            rc = TC_FAIL(TC_ERR_CARD, "the agent could not run the script (status %d)",
+                         (int)in->status);
+        } else {
+            bool again = false;
+            rc = absorb(s, in->response, in->response_len, script, &again);
+            if (rc == TC_OK && !again)
+                rc = drive(s, true, script);
+        }
+    }
+    if (rc == TC_OK && script->len > 0 && e->cfg.fault != NULL &&
+        e->cfg.fault(e->cfg.fault_arg, TC_OTA_FAULT_REPLY, in->eid))
+        rc = TC_FAIL(TC_ERR_IO, "fault injected before the reply");
+    if (rc != TC_OK || script->len == 0) {
+        if (rc != TC_OK)
+            e->stats.aborted++;
+        tc_buf_reset(script);
+        slot_free(e, find_slot(e, in->eid));
+    }
+    return rc;
+}
+
+static void ops_end(void *ctx, const char *eid, bool completed)
+{
+    struct tc_ota_ops *e = ctx;
+    (void)completed;
+    slot_free(e, find_slot(e, eid));
+}
+
+tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct tc_ota_ops **out,
+                      struct tc_ota_app *app)
+{
+    TC_ENSURE(cfg != NULL && out != NULL && app != NULL && cfg->reg != NULL && cfg->hsm != NULL,
+              TC_ERR_ARG);
+    TC_ENSURE_MSG(cfg->default_master != NULL && cfg->default_master[0] != '\0' &&
+                      strlen(cfg->default_master) <= TC_AUDIT_ID_MAX,
+                  TC_ERR_ARG, "no default master key name");
+    *out = NULL;
+    struct tc_ota_ops *e = calloc(1, sizeof *e);
+    TC_ENSURE(e != NULL, TC_ERR_NOMEM);
+    e->cfg = *cfg;
+    if (e->cfg.max_sessions == 0)
+        e->cfg.max_sessions = 1024;
+    if (e->cfg.key_len == 0)
+        e->cfg.key_len = 16;
+    if (e->cfg.level == 0)
+        e->cfg.level = TC_SCP03_LEVEL_RENC;
+    (void)snprintf(e->default_master, sizeof e->default_master, "%s", cfg->default_master);
+    (void)snprintf(e->actor, sizeof e->actor, "%s", cfg->actor != NULL ? cfg->actor : "ota-server");
+    (void)snprintf(e->workspace, sizeof e->workspace, "%s",
+                   cfg->workspace != NULL ? cfg->workspace : ".");
+    e->cfg.workspace = e->workspace;
+    e->cfg.default_master = e->default_master;
+    e->cfg.actor = e->actor;
+    if (cfg->isd_aid != NULL) {
+        if (cfg->isd_aid_len < 5 || cfg->isd_aid_len > sizeof e->isd) {
+            free(e);
+            return TC_FAIL(TC_ERR_ARG, "ISD AID of %zu bytes", cfg->isd_aid_len);
+        }
+        memcpy(e->isd, cfg->isd_aid, cfg->isd_aid_len);
+        e->isd_len = cfg->isd_aid_len;
+    } else {
+        memcpy(e->isd, default_isd, sizeof default_isd);
+        e->isd_len = sizeof default_isd;
+    }
+    e->cfg.isd_aid = e->isd;
+    e->slots = calloc(e->cfg.max_sessions, sizeof *e->slots);
+    if (e->slots == NULL) {
+        free(e);
+        return TC_FAIL(TC_ERR_NOMEM, "no memory for %zu dialogs", cfg->max_sessions);
+    }
+    *app = (struct tc_ota_app){.ctx = e, .next = ops_next, .end = ops_end};
+    *out = e;
+    return TC_OK;
+}
+
+void tc_ota_ops_stats(const struct tc_ota_ops *e, struct tc_ota_ops_stats *out)
+{
+    if (e != NULL && out != NULL)
+        *out = e->stats;
+}
+
+void tc_ota_ops_free(struct tc_ota_ops *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < e->cfg.max_sessions; i++)
+        slot_free(e, &e->slots[i]);
+    free(e->slots);
+    free(e);
+}
+
+bool tc_ota_run_can_revoke(struct tc_ota_op_run *run)
+{
+    return run != NULL && slot_of(run)->e->cfg.revoke != NULL;
+}
+
+tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, uint16_t reason)
+{
+    TC_ENSURE(run != NULL, TC_ERR_ARG);
+    struct slot *s = slot_of(run);
+    TC_ENSURE_MSG(s->e->cfg.revoke != NULL, TC_ERR_UNSUPPORTED, "no revocation configured");
+    return s->e->cfg.revoke(s->e->cfg.revoke_arg, s->eid, &s->dev, reason);
+}

@@ -1,0 +1,726 @@
+/*
+ * The OTA operations engine (tc_ota_ops) end to end without HTTP: the test
+ * is the server loop and the agent at once, calling the engine's
+ * Amendment B application and relaying each script to an emulated card
+ * with the library relay (tc_ota_agent_run_script over the card
+ * transport). Keys live in SoftHSM2 (own mkdtemp workspace); the registry
+ * (audit log) is a fresh SQLite database per case.
+ *
+ * Every operation runs to completion and is checked on the card (keysets,
+ * KCVs, life cycle, profile objects) and in the registry; each is then
+ * interrupted after every script (the card ran it, its answer is lost) and
+ * at every durable append by the fault hook (the server dies between the
+ * append and the reply), then resumed by a fresh dialog: the card and the
+ * registry must end in the same state with no duplicated effect.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <trustchain/crypto.h>
+#include <trustchain/hsm.h>
+#include <trustchain/ota.h>
+#include <trustchain/ota_ops.h>
+#include <trustchain/registry.h>
+#include <trustchain/se.h>
+#include <trustchain/transport.h>
+
+#include "harness.h"
+
+#define TOKEN    "tc-ota-ops-test"
+#define SO_PIN   "so-pin-ops-1234"
+#define USER_PIN "user-pin-ops-5678"
+#define EID1     "89049032123451234512345678901235"
+
+static char tmpdir[256];
+static struct tc_hsm *H;
+static struct tc_hsm_workspace ws;
+static unsigned db_seq;
+static const uint8_t M_LINE[16] = {0x1F, 0x2E, 0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x88,
+                                   0x97, 0xA6, 0xB5, 0xC4, 0xD3, 0xE2, 0xF1, 0x00};
+static const uint8_t M_FLEET2[16] = {0x21, 0x32, 0x43, 0x54, 0x65, 0x76, 0x87, 0x98,
+                                     0xA9, 0xBA, 0xCB, 0xDC, 0xED, 0xFE, 0x0F, 0x10};
+static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+static const uint8_t SERIAL[] = {0x12, 0x34, 0x56};
+
+static struct tc_hsm *hsm(void)
+{
+    if (H != NULL)
+        return H;
+    (void)snprintf(tmpdir, sizeof tmpdir, "/tmp/tc-ota-ops-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL) {
+        tmpdir[0] = '\0';
+        EXPECT(false);
+        return NULL;
+    }
+    char wsdir[300];
+    (void)snprintf(wsdir, sizeof wsdir, "%s/ws", tmpdir);
+    EXPECT_OK(tc_hsm_workspace_create(wsdir, NULL, TOKEN, &ws));
+    EXPECT_OK(tc_hsm_init_token(ws.module_path, ws.softhsm_conf, TOKEN, SO_PIN, strlen(SO_PIN),
+                                USER_PIN, strlen(USER_PIN)));
+    struct tc_hsm_config c = {.module_path = ws.module_path,
+                              .softhsm_conf = ws.softhsm_conf,
+                              .token_label = TOKEN,
+                              .pin = USER_PIN,
+                              .pin_len = strlen(USER_PIN),
+                              .pool_size = 2};
+    EXPECT_OK(tc_hsm_open(&c, &H));
+    tc_hsm_obj o = 0;
+    EXPECT_OK(tc_hsm_master_import(H, "line", M_LINE, sizeof M_LINE, &o));
+    EXPECT_OK(tc_hsm_master_import(H, "fleet-2", M_FLEET2, sizeof M_FLEET2, &o));
+    return H;
+}
+
+/* Software reference of docs/hsm.md: key t = AES-ECB(master, D(t, 1)). */
+static bool ref_keys(const uint8_t master[16], uint8_t enc[16], uint8_t mac[16], uint8_t dek[16])
+{
+    uint8_t bcd[TC_PKI_EID_BCD_LEN], d[16];
+    uint8_t *keys[3] = {enc, mac, dek};
+    if (tc_pki_eid_to_bcd(EID1, bcd) != TC_OK)
+        return false;
+    for (uint8_t t = 1; t <= 3; t++)
+        if (tc_hsm_diversify_block(bcd, t, 16, 1, d) != TC_OK ||
+            tc_aes_ecb_encrypt(master, 16, d, 16, keys[t - 1]) != TC_OK)
+            return false;
+    return true;
+}
+
+/* Amendment D §7.2: KCV = AES(key, 16 x '01')[0..2]. */
+static void ref_kcvs(const uint8_t master[16], uint8_t kcv[3][3])
+{
+    uint8_t k[3][16], ones[16], out[16];
+    memset(ones, 0x01, sizeof ones);
+    EXPECT(ref_keys(master, k[0], k[1], k[2]));
+    for (int i = 0; i < 3; i++) {
+        EXPECT_OK(tc_aes_ecb_encrypt(k[i], 16, ones, 16, out));
+        memcpy(kcv[i], out, 3);
+    }
+}
+
+struct fx {
+    struct tc_registry *reg;
+    struct tc_se_card *card;
+    struct tc_transport t;
+    struct tc_ota_ops *e;
+    struct tc_ota_app app;
+    uint8_t eid[16];
+    char wsdir[300];
+};
+
+/* Fault injection: fire at the n-th occurrence of `point` (0: never). */
+static enum tc_ota_fault_point fault_point;
+static unsigned fault_n, fault_seen;
+static unsigned revoked_calls;
+
+static bool fault(void *arg, enum tc_ota_fault_point at, const char *eid)
+{
+    (void)arg;
+    (void)eid;
+    if (fault_n == 0 || at != fault_point)
+        return false;
+    return ++fault_seen == fault_n;
+}
+
+static tc_err revoke(void *arg, const char *eid, const struct tc_registry_device *d,
+                     uint16_t reason)
+{
+    (void)arg;
+    EXPECT_STR(eid, EID1);
+    EXPECT(d->has_cert);
+    EXPECT_EQ_U(reason, 5);
+    revoked_calls++;
+    return TC_OK;
+}
+
+static void seed(struct tc_registry *r, enum tc_audit_event_type type, uint8_t lc)
+{
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    ev.time_ms = 1700000000000ull;
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_STATION | TC_AUDIT_HAS_ACTOR;
+    EXPECT_OK(tc_pki_eid_to_bcd(EID1, ev.eid));
+    ev.eid_len = 16;
+    memcpy(ev.batch, "B1", 3);
+    memcpy(ev.station, "line-1", 7);
+    memcpy(ev.actor, "op", 3);
+    switch (type) {
+    case TC_AUDIT_INJECTION_CONFIRMED:
+        ev.fields |= TC_AUDIT_HAS_KVN | TC_AUDIT_HAS_KCV;
+        ev.kvn = 0x01;
+        ref_kcvs(M_LINE, ev.kcv);
+        break;
+    case TC_AUDIT_CERT_ISSUED:
+        ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+        TC_FALLTHROUGH;
+    case TC_AUDIT_CERT_STORED:
+        ev.fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+        memcpy(ev.cert_serial, SERIAL, sizeof SERIAL);
+        ev.cert_serial_len = sizeof SERIAL;
+        memset(ev.cert_sha256, 0xCE, sizeof ev.cert_sha256);
+        break;
+    case TC_AUDIT_LIFECYCLE_CHANGED:
+        ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+        ev.lifecycle = lc;
+        ev.prev_lifecycle = 0x07;
+        break;
+    default:
+        break;
+    }
+    EXPECT_OK(tc_registry_append(r, &ev, NULL));
+}
+
+/* A provisioned device: card SECURED with keyset 01 from master "line";
+ * the registry says the same. */
+static bool setup(struct fx *f)
+{
+    memset(f, 0, sizeof *f);
+    fault_n = fault_seen = 0;
+    revoked_calls = 0;
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return false;
+    (void)snprintf(f->wsdir, sizeof f->wsdir, "%s/ws", tmpdir);
+    char path[400];
+    (void)snprintf(path, sizeof path, "%s/reg-%u.db", tmpdir, ++db_seq);
+    EXPECT_OK(tc_registry_open(path, NULL, &f->reg));
+    if (f->reg == NULL)
+        return false;
+    seed(f->reg, TC_AUDIT_INJECTION_CONFIRMED, 0);
+    seed(f->reg, TC_AUDIT_CERT_ISSUED, 0);
+    seed(f->reg, TC_AUDIT_CERT_STORED, 0);
+    seed(f->reg, TC_AUDIT_LIFECYCLE_CHANGED, 0x0F);
+
+    struct tc_se_params p;
+    tc_se_params_default(&p);
+    EXPECT_OK(tc_pki_eid_to_bcd(EID1, p.eid));
+    memcpy(f->eid, p.eid, 16);
+    p.kvn = 0x01;
+    p.key_len = 16;
+    EXPECT(ref_keys(M_LINE, p.key_enc, p.key_mac, p.key_dek));
+    EXPECT_OK(tc_se_open_mem(&p, &f->card));
+    uint8_t atr[64];
+    size_t al = 0;
+    EXPECT_OK(tc_se_power_on(f->card, atr, sizeof atr, &al));
+    EXPECT_OK(tc_se_transport(f->card, &f->t));
+
+    /* OP_READY -> INITIALIZED -> SECURED as the line leaves it. */
+    struct tc_scp03_mem_provider m;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_keyset ks;
+    struct tc_scp03_host host;
+    tc_scp03_mem_provider_init(&m, &kp);
+    EXPECT_OK(tc_scp03_keyset_set(&ks, 0x01, p.key_enc, p.key_mac, p.key_dek, 16));
+    EXPECT_OK(tc_scp03_mem_provider_add(&m, &ks));
+    struct tc_scp03_host_config c = {.kvn = 0x01,
+                                     .level = TC_SCP03_LEVEL_MAC,
+                                     .aid = ISD,
+                                     .aid_len = sizeof ISD,
+                                     .select = true};
+    EXPECT_OK(tc_scp03_host_open(&host, &f->t, &kp, &c));
+    for (int i = 0; i < 2; i++) {
+        struct tc_apdu a = {.cla = 0x80, .ins = 0xF0, .p1 = 0x80, .p2 = i == 0 ? 0x07 : 0x0F};
+        uint8_t resp[64];
+        size_t rl = 0;
+        uint16_t sw = 0;
+        EXPECT_OK(tc_scp03_host_transmit(&host, &a, resp, sizeof resp, &rl, &sw));
+        EXPECT_EQ_U(sw, 0x9000);
+    }
+    tc_scp03_host_close(&host);
+    tc_scp03_mem_provider_wipe(&m);
+    tc_scp03_keyset_wipe(&ks);
+    tc_se_params_wipe(&p);
+
+    struct tc_ota_ops_config cfg = {.reg = f->reg,
+                                    .hsm = h,
+                                    .workspace = f->wsdir,
+                                    .default_master = "line",
+                                    .fault = fault,
+                                    .revoke = revoke};
+    EXPECT_OK(tc_ota_ops_new(&cfg, &f->e, &f->app));
+    return f->e != NULL;
+}
+
+static void teardown(struct fx *f)
+{
+    tc_ota_ops_free(f->e);
+    tc_transport_close(&f->t);
+    tc_se_close(f->card);
+    tc_registry_close(f->reg);
+}
+
+enum dialog_end { D_DONE = 1, D_DROPPED, D_ABORTED };
+
+/*
+ * One Amendment B dialog. drop_after > 0: after that many scripts ran on
+ * the card the connection drops (the response never reaches the server).
+ * tamper > 0: flip the last byte of the response to that script.
+ */
+static enum dialog_end dialog(struct fx *f, unsigned drop_after, unsigned tamper, unsigned *scripts)
+{
+    struct tc_buf script, resp;
+    tc_buf_init_heap(&script, 1u << 16);
+    tc_buf_init_heap(&resp, 1u << 16);
+    enum dialog_end end = D_ABORTED;
+    unsigned n = 0;
+    struct tc_ota_admin_in in = {.eid = EID1, .step = 0, .status = TC_OTA_STATUS_NONE};
+    for (;;) {
+        tc_buf_reset(&script);
+        tc_err rc = f->app.next(f->app.ctx, &in, &script);
+        if (rc != TC_OK) {
+            f->app.end(f->app.ctx, EID1, false); /* 500: the server closes */
+            end = D_ABORTED;
+            break;
+        }
+        if (script.len == 0) {
+            f->app.end(f->app.ctx, EID1, true); /* 204 */
+            end = D_DONE;
+            break;
+        }
+        tc_buf_reset(&resp);
+        EXPECT_OK(tc_ota_agent_run_script(&f->t, script.data, script.len, &resp));
+        n++;
+        if (drop_after != 0 && n == drop_after) {
+            f->app.end(f->app.ctx, EID1, false);
+            end = D_DROPPED;
+            break;
+        }
+        if (tamper != 0 && n == tamper && resp.len > 4)
+            resp.data[resp.len - 3] ^= 0x01; /* inside the last R-APDU, before 00 00 */
+        in.step++;
+        in.status = TC_OTA_STATUS_OK;
+        in.response = resp.data;
+        in.response_len = resp.len;
+    }
+    if (scripts != NULL)
+        *scripts = n;
+    tc_buf_free(&script);
+    tc_buf_free(&resp);
+    return end;
+}
+
+static void queue(struct fx *f, uint8_t code, uint8_t kvn, const char *master, const uint8_t *data,
+                  size_t data_len, uint64_t *id)
+{
+    struct tc_ota_queue_request rq = {.eid = EID1,
+                                      .code = code,
+                                      .actor = "operator",
+                                      .kvn = kvn,
+                                      .master = master,
+                                      .data = data,
+                                      .data_len = data_len,
+                                      .workspace = f->wsdir};
+    EXPECT_OK(tc_ota_queue_add(f->reg, &rq, id));
+}
+
+struct counts {
+    unsigned by_type[0x30];
+};
+
+static tc_err count_one(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                        const uint8_t *event, size_t len)
+{
+    struct counts *c = arg;
+    (void)index;
+    (void)event;
+    (void)len;
+    if ((unsigned)ev->type < 0x30)
+        c->by_type[ev->type]++;
+    return TC_OK;
+}
+
+static struct counts count(struct fx *f)
+{
+    struct counts c;
+    memset(&c, 0, sizeof c);
+    EXPECT_OK(tc_registry_device_history(f->reg, f->eid, 16, count_one, &c));
+    return c;
+}
+
+static void card_info(struct fx *f, struct tc_se_info *info)
+{
+    EXPECT_OK(tc_se_card_describe(f->card, info));
+}
+
+/* The card holds exactly one keyset, KVN kvn, with the master's KCVs. */
+static void expect_keyset(struct fx *f, uint8_t kvn, const uint8_t master[16])
+{
+    struct tc_se_info info;
+    uint8_t kcv[3][3];
+    card_info(f, &info);
+    ref_kcvs(master, kcv);
+    EXPECT_EQ_U(info.nkeysets, 1);
+    EXPECT_EQ_U(info.keysets[0].kvn, kvn);
+    EXPECT_MEM(info.keysets[0].kcv, 9, kcv, 9);
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_get(f->reg, f->eid, 16, &d));
+    EXPECT_EQ_U(d.kvn, kvn);
+    EXPECT_MEM(d.kcv, 9, kcv, 9);
+}
+
+static void expect_queue(struct fx *f, size_t pending, const char *master)
+{
+    struct tc_ota_queue q;
+    EXPECT_OK(tc_ota_queue_load(f->reg, f->eid, 16, UINT64_MAX, &q));
+    EXPECT_EQ_U(q.pending, pending);
+    EXPECT_STR(q.master, master);
+}
+
+/* ------------------------------------------------------------------ rotate */
+
+static void test_rotate(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    expect_queue(&f, 0, "");
+    /* Nothing queued: the dialog ends at once (204). */
+    unsigned n = 0;
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 0);
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    expect_queue(&f, 1, "");
+    /* IU, EA, PUT KEY, IU (new), EA (new), DELETE KEY. */
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 6);
+    expect_keyset(&f, 0x31, M_FLEET2);
+    expect_queue(&f, 0, "fleet-2");
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 2);
+    /* The registry projection still rebuilds byte for byte. */
+    EXPECT_OK(tc_registry_check(f.reg, NULL, NULL));
+    /* A second rotation back to the line master starts from fleet-2's keys. */
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x32, "line", NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    expect_keyset(&f, 0x32, M_LINE);
+    expect_queue(&f, 0, "line");
+    teardown(&f);
+}
+
+static void test_rotate_refusals(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    /* Queue-time refusals. */
+    struct tc_ota_queue_request rq = {
+        .eid = EID1, .code = TC_OTA_OP_ROTATE_KEYS, .actor = "op", .kvn = 0x31};
+    EXPECT_ERR(tc_ota_queue_add(f.reg, &rq, &id), TC_ERR_ARG); /* no master */
+    rq.master = "fleet-2";
+    rq.kvn = 0x80;
+    EXPECT_ERR(tc_ota_queue_add(f.reg, &rq, &id), TC_ERR_ARG); /* KVN outside 01..7F */
+    rq.kvn = 0x31;
+    rq.eid = "89049032123451234512345678901332";
+    EXPECT_ERR(tc_ota_queue_add(f.reg, &rq, &id), TC_ERR_NOT_FOUND); /* unknown device */
+    rq.eid = EID1;
+    rq.code = 14;
+    EXPECT_ERR(tc_ota_queue_add(f.reg, &rq, &id), TC_ERR_ARG); /* no such operation */
+
+    /* An unknown master fails the operation before the card is touched. */
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "nope", NULL, 0, &id);
+    unsigned n = 0;
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 0);
+    /* The current KVN again: refused by the card state rule. */
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x01, "fleet-2", NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 0);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 2);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 0);
+    expect_keyset(&f, 0x01, M_LINE);
+    expect_queue(&f, 0, "");
+
+    /* Cancel: a pending operation that has not started. */
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    EXPECT_ERR(tc_ota_queue_cancel(f.reg, EID1, id + 100, "op"), TC_ERR_NOT_FOUND);
+    EXPECT_OK(tc_ota_queue_cancel(f.reg, EID1, id, "op"));
+    EXPECT_ERR(tc_ota_queue_cancel(f.reg, EID1, id, "op"), TC_ERR_STATE);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 0);
+    expect_keyset(&f, 0x01, M_LINE);
+
+    /* A started operation cannot be cancelled: it is resumed. */
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 3, 0, &n), D_DROPPED); /* PUT KEY ran */
+    EXPECT_ERR(tc_ota_queue_cancel(f.reg, EID1, id, "op"), TC_ERR_STATE);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    expect_keyset(&f, 0x31, M_FLEET2);
+    teardown(&f);
+}
+
+/* A tampering agent: the PUT KEY answer's R-MAC fails, the dialog aborts,
+ * the operation stays pending and completes at the next connection. */
+static void test_rotate_tamper(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 3, &n), D_ABORTED);
+    expect_queue(&f, 1, "");
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    expect_keyset(&f, 0x31, M_FLEET2);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
+    teardown(&f);
+}
+
+/* Interrupt after every script and at every durable append / reply. */
+static void rotate_interrupted(unsigned drop, enum tc_ota_fault_point point, unsigned nth)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    fault_point = point;
+    fault_n = nth;
+    enum dialog_end first = dialog(&f, drop, 0, &n);
+    EXPECT(first != D_DONE || (drop == 0 && fault_seen < nth));
+    fault_n = 0;
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    expect_keyset(&f, 0x31, M_FLEET2);
+    expect_queue(&f, 0, "fleet-2");
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
+    EXPECT_OK(tc_registry_check(f.reg, NULL, NULL));
+    teardown(&f);
+}
+
+static void test_rotate_interrupts(void)
+{
+    for (unsigned k = 1; k <= 6; k++)
+        rotate_interrupted(k, TC_OTA_FAULT_APPENDED, 0);
+    /* Appends: intent PUT KEY, intent DELETE KEY, keys-rotated + op-done. */
+    for (unsigned k = 1; k <= 3; k++)
+        rotate_interrupted(0, TC_OTA_FAULT_APPENDED, k);
+    for (unsigned k = 1; k <= 6; k++)
+        rotate_interrupted(0, TC_OTA_FAULT_REPLY, k);
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+static uint8_t card_lc(struct fx *f)
+{
+    struct tc_se_info info;
+    card_info(f, &info);
+    return info.life_cycle;
+}
+
+static void test_lock_unlock(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_LOCK, 0, NULL, NULL, 0, &id);
+    /* IU, EA, GET DATA 9F70, SET STATUS, GET DATA 9F70. */
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 5);
+    EXPECT_EQ_U(card_lc(&f), 0x7F);
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_LOCKED);
+    /* Locking a locked card fails without a step. */
+    queue(&f, TC_OTA_OP_LOCK, 0, NULL, NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 3);
+    queue(&f, TC_OTA_OP_UNLOCK, 0, NULL, NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(card_lc(&f), 0x0F);
+    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 2);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 1);
+    teardown(&f);
+}
+
+static void lock_interrupted(unsigned drop, enum tc_ota_fault_point point, unsigned nth)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_LOCK, 0, NULL, NULL, 0, &id);
+    fault_point = point;
+    fault_n = nth;
+    (void)dialog(&f, drop, 0, &n);
+    fault_n = 0;
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(card_lc(&f), 0x7F);
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_LOCKED);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_LIFECYCLE_CHANGED], 2); /* the line's + one */
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
+    teardown(&f);
+}
+
+static void test_lock_interrupts(void)
+{
+    for (unsigned k = 1; k <= 5; k++)
+        lock_interrupted(k, TC_OTA_FAULT_APPENDED, 0);
+    for (unsigned k = 1; k <= 2; k++)
+        lock_interrupted(0, TC_OTA_FAULT_APPENDED, k);
+    for (unsigned k = 1; k <= 5; k++)
+        lock_interrupted(0, TC_OTA_FAULT_REPLY, k);
+}
+
+static void test_decommission(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_DECOMMISSION, 0, NULL, NULL, 0, &id);
+    /* IU, EA, SET STATUS TERMINATED. */
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 3);
+    EXPECT_EQ_U(card_lc(&f), 0xFF);
+    EXPECT_EQ_U(revoked_calls, 1);
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_DECOMMISSIONED);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_CERT_REVOKED], 1);
+    /* Nothing can be queued for it any more. */
+    struct tc_ota_queue_request rq = {.eid = EID1, .code = TC_OTA_OP_LOCK, .actor = "op"};
+    EXPECT_ERR(tc_ota_queue_add(f.reg, &rq, &id), TC_ERR_STATE);
+    teardown(&f);
+}
+
+/* Interrupted before SET STATUS reached the card: resumed. */
+static void test_decommission_interrupted(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_DECOMMISSION, 0, NULL, NULL, 0, &id);
+    fault_point = TC_OTA_FAULT_APPENDED;
+    fault_n = 1; /* the intent is on disk, SET STATUS never sent */
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_ABORTED);
+    fault_n = 0;
+    EXPECT_EQ_U(card_lc(&f), 0x0F);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(card_lc(&f), 0xFF);
+    EXPECT_EQ_U(revoked_calls, 1);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    teardown(&f);
+}
+
+/* ------------------------------------------------------------------ store data */
+
+static void test_store_data(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    static const uint8_t cfg[] = {0x50, 0x03, 'a', 'b', 'c', 0x5F, 0x20, 0x02, 'o', 'k'};
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_STORE_DATA, 0, NULL, cfg, sizeof cfg, &id);
+    /* IU, EA, STORE DATA, GET DATA 50, GET DATA 5F20. */
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 5);
+    struct tc_se_info info;
+    card_info(&f, &info);
+    EXPECT_EQ_U(info.profile_len, sizeof cfg);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_CONFIG_STORED], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    /* Interrupted after each script, then resumed: same profile, one record. */
+    for (unsigned k = 1; k <= 5; k++) {
+        queue(&f, TC_OTA_OP_STORE_DATA, 0, NULL, cfg, sizeof cfg, &id);
+        EXPECT_EQ_U(dialog(&f, k, 0, &n), D_DROPPED);
+        EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+        card_info(&f, &info);
+        EXPECT_EQ_U(info.profile_len, sizeof cfg);
+    }
+    c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_CONFIG_STORED], 6);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
+    /* Data the card refuses (its own tag 9F70): op-failed, nothing stored. */
+    static const uint8_t bad[] = {0x9F, 0x70, 0x01, 0x0F};
+    queue(&f, TC_OTA_OP_STORE_DATA, 0, NULL, bad, sizeof bad, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 1);
+    teardown(&f);
+}
+
+/* Several operations in queue order in one dialog, one session reused. */
+static void test_queue_order(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    static const uint8_t cfg[] = {0x50, 0x01, 'x'};
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    queue(&f, TC_OTA_OP_STORE_DATA, 0, NULL, cfg, sizeof cfg, &id);
+    queue(&f, TC_OTA_OP_LOCK, 0, NULL, NULL, 0, &id);
+    /* rotate 6, store 2 (same session), lock 3 (same session). */
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    EXPECT_EQ_U(n, 11);
+    expect_keyset(&f, 0x31, M_FLEET2);
+    EXPECT_EQ_U(card_lc(&f), 0x7F);
+    expect_queue(&f, 0, "fleet-2");
+    /* The queue at an earlier time is the fold of the events until then. */
+    struct tc_ota_queue q;
+    EXPECT_OK(tc_ota_queue_load(f.reg, f.eid, 16, 1700000000000ull, &q));
+    EXPECT_EQ_U(q.n, 0);
+    EXPECT_OK(tc_registry_rebuild(f.reg));
+    EXPECT_OK(tc_ota_queue_load(f.reg, f.eid, 16, UINT64_MAX, &q));
+    EXPECT_EQ_U(q.n, 3);
+    EXPECT_EQ_U(q.ops[0].status, TC_OTA_OP_DONE);
+    EXPECT_EQ_U(q.ops[2].code, TC_OTA_OP_LOCK);
+    teardown(&f);
+}
+
+static void test_zz_teardown(void)
+{
+    tc_hsm_close(H);
+    H = NULL;
+    if (tmpdir[0] != '\0') {
+        char cmd[300];
+        (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        EXPECT(system(cmd) == 0);
+    }
+}
+
+static const struct tc_test_case cases[] = {
+    {"rotate", test_rotate},
+    {"rotate_refusals", test_rotate_refusals},
+    {"rotate_tamper", test_rotate_tamper},
+    {"rotate_interrupts", test_rotate_interrupts},
+    {"lock_unlock", test_lock_unlock},
+    {"lock_interrupts", test_lock_interrupts},
+    {"decommission", test_decommission},
+    {"decommission_interrupted", test_decommission_interrupted},
+    {"store_data", test_store_data},
+    {"queue_order", test_queue_order},
+    {"zz_teardown", test_zz_teardown},
+};
+
+TC_TEST_MAIN("ota_ops", cases)
