@@ -85,6 +85,8 @@ int tc_cli_init(int argc, char **argv);
 int tc_cli_line(int argc, char **argv);
 int tc_cli_demo(int argc, char **argv);
 int tc_cli_ota(int argc, char **argv);
+/* `ota agent` (src/cli/ota_agent.c), run from the ota group's table. */
+int tc_cli_ota_agent(int argc, char **argv);
 /* The workspace registry and checkpoint key, shared by audit.c (which
  * implements them) and device.c. */
 struct tc_cli_audit_ws;

@@ -474,6 +474,7 @@ out:
 
 static const struct tc_cli_cmd ota_cmds[] = {
     {"serve", "the HTTPS (TLS 1.3, mutual authentication) endpoint devices connect to", cmd_serve},
+    {"agent", "one OTA dialog for the local card (TLS 1.3, card-held key)", tc_cli_ota_agent},
 };
 
 int tc_cli_ota(int argc, char **argv)

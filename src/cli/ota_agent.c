@@ -1,0 +1,213 @@
+/*
+ * trustchain ota agent: the device side of one OTA dialog. Reads the
+ * identity from the local secure element (emulator image, PC/SC reader or
+ * a card served over TCP), connects to the OTA server with TLS 1.3 and the
+ * card's certificate (the handshake signature is made by the card), and
+ * relays every command script to the card until the server ends the
+ * session (docs/ota-agent.md).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <trustchain/ota.h>
+#include <trustchain/ota_agent.h>
+#include <trustchain/se.h>
+#include <trustchain/transport.h>
+
+#include "cli.h"
+
+/* Exit statuses beyond the common 0/1/2 (docs/ota-agent.md). */
+enum {
+    EXIT_CARD = 3,        /* no card, no identity on it, locked or terminated */
+    EXIT_UNREACHABLE = 4, /* server unreachable or silent */
+    EXIT_UNTRUSTED = 5,   /* the server's certificate does not match the pin */
+    EXIT_REFUSED = 6,     /* the server refused this device */
+    EXIT_DIALOG = 7       /* the dialog failed: server error, malformed script, bounds, card link */
+};
+
+static const char agent_usage[] =
+    "usage: trustchain ota agent --server URL (--se FILE | --reader NAME | --tcp HOST:PORT)\n"
+    "                            [options]\n"
+    "  --server URL        the OTA server: https://HOST:PORT\n"
+    "  --se FILE           an emulated card image\n"
+    "  --reader NAME       a PC/SC reader (exact name or a unique substring)\n"
+    "  --tcp HOST:PORT     a card served by `trustchain se serve --tcp`\n"
+    "  --server-cert FILE  the server certificate (or CA) to trust, PEM\n"
+    "                      (default <workspace>/ota/server.pem)\n"
+    "  --workspace DIR     the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
+    "  --timeout-ms N      connect, handshake and each exchange (default 10000)\n"
+    "  --deadline-ms N     the whole dialog (default 120000)\n"
+    "  --max-steps N       command scripts accepted in one dialog (default 64)\n"
+    "  --resume            announce a resumed session (X-Admin-Resume: true)\n"
+    "  --json              print the result as JSON\n"
+    "Exit status: 0 done, 1 other failure, 2 bad arguments, 3 card absent, locked or\n"
+    "without identity, 4 server unreachable or silent, 5 server certificate not trusted,\n"
+    "6 device refused by the server, 7 dialog failed (server error, malformed script,\n"
+    "bounds, card link lost).\n";
+
+static int exit_of(enum tc_ota_agent_outcome o)
+{
+    switch (o) {
+    case TC_OTA_AGENT_DONE:
+        return TC_EXIT_OK;
+    case TC_OTA_AGENT_UNREACHABLE:
+    case TC_OTA_AGENT_TIMEOUT:
+        return EXIT_UNREACHABLE;
+    case TC_OTA_AGENT_SERVER_UNTRUSTED:
+        return EXIT_UNTRUSTED;
+    case TC_OTA_AGENT_REFUSED:
+        return EXIT_REFUSED;
+    case TC_OTA_AGENT_HTTP:
+    case TC_OTA_AGENT_PROTOCOL:
+    case TC_OTA_AGENT_CARD:
+    case TC_OTA_AGENT_BOUNDS:
+        return EXIT_DIALOG;
+    case TC_OTA_AGENT_TLS:
+    case TC_OTA_AGENT_INTERNAL:
+    default:
+        return TC_EXIT_FAIL;
+    }
+}
+
+static int card_error(tc_err rc, const char *where)
+{
+    char m[300];
+    tc_error_format(m, sizeof m);
+    (void)fprintf(stderr, "trustchain: ota agent: card (%s): %s\n", where, m);
+    return rc == TC_ERR_ARG ? TC_EXIT_USAGE : EXIT_CARD;
+}
+
+int tc_cli_ota_agent(int argc, char **argv)
+{
+    if (tc_cli_wants_help(argc, argv)) {
+        (void)fputs(agent_usage, stdout);
+        return TC_EXIT_OK;
+    }
+    const char *ws = tc_cli_default_workspace();
+    const char *server = NULL, *se = NULL, *reader = NULL, *tcp = NULL, *pin = NULL;
+    uint64_t timeout = 0, deadline = 0, steps = 0;
+    bool json = false, resume = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if (strcmp(a, "--resume") == 0) {
+            resume = true;
+            continue;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL)
+            return tc_cli_usage_error("ota agent: %s needs a value or is unknown", a);
+        i++;
+        if (strcmp(a, "--server") == 0)
+            server = v;
+        else if (strcmp(a, "--se") == 0)
+            se = v;
+        else if (strcmp(a, "--reader") == 0)
+            reader = v;
+        else if (strcmp(a, "--tcp") == 0)
+            tcp = v;
+        else if (strcmp(a, "--server-cert") == 0)
+            pin = v;
+        else if (strcmp(a, "--workspace") == 0)
+            ws = v;
+        else if (strcmp(a, "--timeout-ms") == 0) {
+            if (tc_parse_uint(v, 600000, &timeout) != TC_OK || timeout == 0)
+                return tc_cli_usage_error("ota agent: bad --timeout-ms %s", v);
+        } else if (strcmp(a, "--deadline-ms") == 0) {
+            if (tc_parse_uint(v, 3600000, &deadline) != TC_OK || deadline == 0)
+                return tc_cli_usage_error("ota agent: bad --deadline-ms %s", v);
+        } else if (strcmp(a, "--max-steps") == 0) {
+            if (tc_parse_uint(v, 1024, &steps) != TC_OK || steps == 0)
+                return tc_cli_usage_error("ota agent: bad --max-steps %s", v);
+        } else
+            return tc_cli_usage_error("ota agent: unknown option %s", a);
+    }
+    if (server == NULL)
+        return tc_cli_usage_error("ota agent: --server URL is required");
+    if ((se != NULL) + (reader != NULL) + (tcp != NULL) != 1)
+        return tc_cli_usage_error("ota agent: name the card: one of --se FILE, --reader NAME, "
+                                  "--tcp HOST:PORT");
+    char pin_path[4096];
+    if (pin == NULL) {
+        int n = snprintf(pin_path, sizeof pin_path, "%s/ota/server.pem", ws);
+        if (n < 0 || (size_t)n >= sizeof pin_path)
+            return tc_cli_usage_error("ota agent: workspace path too long");
+        pin = pin_path;
+    }
+
+    (void)signal(SIGPIPE, SIG_IGN); /* a server that closes early */
+    struct tc_ota_agent_config cfg = {.url = server,
+                                      .trust_file = pin,
+                                      .timeout_ms = (unsigned)timeout,
+                                      .deadline_ms = (unsigned)deadline,
+                                      .max_steps = (unsigned)steps,
+                                      .resume = resume};
+    struct tc_ota_agent *a = NULL;
+    tc_err rc = tc_ota_agent_new(&cfg, &a);
+    if (rc != TC_OK)
+        return tc_cli_error(rc, rc == TC_ERR_FORMAT ? "ota agent: --server"
+                                                    : "ota agent: --server-cert");
+
+    int code = TC_EXIT_FAIL;
+    struct tc_transport t = {0};
+    struct tc_ota_card card;
+    memset(&card, 0, sizeof card);
+    if (se != NULL)
+        rc = tc_se_transport_open(se, 0, &t);
+    else if (reader != NULL)
+        rc = tc_transport_pcsc_open(&t, reader);
+    else
+        rc = tc_transport_tcp_open(&t, tcp, (int)(timeout != 0 ? timeout : 10000));
+    if (rc != TC_OK) {
+        code = card_error(rc, se != NULL ? se : reader != NULL ? reader : tcp);
+        goto out;
+    }
+    rc = tc_ota_card_open(&t, &card);
+    if (rc != TC_OK) {
+        code = card_error(rc, t.name != NULL ? t.name : "card");
+        goto out;
+    }
+    if (!json)
+        (void)printf("card: EID %s (%s)\n", card.eid, t.name != NULL ? t.name : "card");
+
+    struct tc_ota_agent_result res;
+    rc = tc_ota_agent_run(a, &card, &res); /* res says why */
+    code = exit_of(res.outcome);
+    if (json) {
+        struct tc_json j;
+        tc_json_init(&j, stdout);
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "eid");
+        tc_json_string(&j, card.eid);
+        tc_json_key(&j, "outcome");
+        tc_json_string(&j, tc_ota_agent_outcome_name(res.outcome));
+        tc_json_key(&j, "http_status");
+        tc_json_uint(&j, (uint64_t)(res.http_status > 0 ? res.http_status : 0));
+        tc_json_key(&j, "scripts");
+        tc_json_uint(&j, res.scripts);
+        tc_json_key(&j, "apdus");
+        tc_json_uint(&j, res.apdus);
+        tc_json_key(&j, "last_sw");
+        char sw[5];
+        (void)snprintf(sw, sizeof sw, "%04X", (unsigned)res.last_sw);
+        tc_json_string(&j, sw);
+        tc_json_key(&j, "detail");
+        tc_json_string(&j, res.detail);
+        tc_json_end_object(&j);
+        tc_json_finish(&j);
+    } else if (res.outcome == TC_OTA_AGENT_DONE) {
+        (void)printf("%s; last card status %04X\n", res.detail, (unsigned)res.last_sw);
+    }
+    if (res.outcome != TC_OTA_AGENT_DONE)
+        (void)fprintf(stderr, "trustchain: ota agent: %s: %s\n",
+                      tc_ota_agent_outcome_name(res.outcome), res.detail);
+out:
+    tc_ota_card_close(&card);
+    tc_transport_close(&t);
+    tc_ota_agent_free(a);
+    return code;
+}

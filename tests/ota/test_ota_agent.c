@@ -1,0 +1,1112 @@
+/*
+ * The device agent: the card provider (an OpenSSL 3 provider whose key has
+ * no private component and whose signature is the identity applet's SIGN),
+ * TLS 1.3 client authentication with it against a plain OpenSSL server, and
+ * the Amendment B dialog against the trustchain server running the SCP03
+ * application (tc_ota_scp03_app, in-memory keys): a complete session, a
+ * tampering card link (command and response) detected by the card and the
+ * server, and each refusal the agent must name (revoked device, wrong
+ * server pin, unreachable server, no identity on the card, a card link that
+ * fails, too many steps, a malformed script, bad URLs), the blocking and
+ * the libevent-driven API. Cards are emulated in memory and personalised
+ * as the line does: GENERATE KEY with PoP in an SCP03 session, the batch CA
+ * issues, STORE CERTIFICATE.
+ */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/core_names.h>
+#include <openssl/encoder.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <trustchain/crypto.h>
+#include <trustchain/ota.h>
+#include <trustchain/ota_agent.h>
+#include <trustchain/pki.h>
+#include <trustchain/scp03.h>
+#include <trustchain/se.h>
+#include <trustchain/transport.h>
+
+#include "harness.h"
+
+#define DAY    INT64_C(86400)
+#define PREFIX "890490321234"
+
+static const uint8_t GP_KEY[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+                                   0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
+static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+static const uint8_t APPLET[] = {TC_SE_IDENTITY_AID};
+static const uint8_t P256_SPKI_PREFIX[26] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
+                                             0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
+                                             0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+
+/* ------------------------------------------------------------ fixture */
+
+struct card {
+    struct tc_se_card *se;
+    struct tc_transport link; /* the emulator */
+    char eid[33];
+    uint8_t serial[TC_PKI_SERIAL_LEN];
+    struct tc_buf cert;
+};
+
+static struct fixture {
+    bool ready;
+    int64_t t0;
+    struct tc_signer root_key, batch_key;
+    struct tc_pki_issuer *root, *batch;
+    struct tc_buf root_der, batch_der, root_crl, batch_crl, batch_crl_rev;
+    struct card c1, c2, bare; /* bare: no key pair, no certificate */
+    EVP_PKEY *srv_key, *other_key, *misname_key;
+    X509 *srv_cert, *other_cert, *misname_cert;
+    bool serve_misname; /* the server presents misname_cert */
+    char dir[64], pin[96], wrong_pin[96], misname_pin[96];
+} F;
+
+static struct tc_buf new_buf(void)
+{
+    struct tc_buf b;
+    tc_buf_init_heap(&b, 1u << 20);
+    return b;
+}
+
+static bool tx(struct tc_transport *t, const uint8_t *cmd, size_t n, uint8_t *resp, size_t *rl,
+               uint16_t *sw)
+{
+    if (t->transmit(t->ctx, cmd, n, resp, TC_SE_MAX_RESPONSE, rl) != TC_OK || *rl < 2)
+        return false;
+    *sw = (uint16_t)(resp[*rl - 2] << 8 | resp[*rl - 1]);
+    return true;
+}
+
+/* The line's personalisation, in short: GENERATE KEY (PoP) inside an SCP03
+ * session to the identity applet, the batch CA issues, STORE CERTIFICATE. */
+static bool card_make(struct card *c, const char *eid30, bool personalise)
+{
+    struct tc_se_params p;
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_host h;
+    struct tc_scp03_keyset ks;
+    static uint8_t resp[TC_SE_MAX_RESPONSE];
+    uint8_t cmd[64], nonce[TC_PKI_NONCE_LEN];
+    size_t rl = 0;
+    uint16_t sw = 0;
+    bool ok = false;
+    memset(&h, 0, sizeof h);
+    tc_scp03_mem_provider_init(&mp, &kp);
+    c->cert = new_buf();
+    tc_se_params_default(&p);
+    if (tc_pki_eid_complete(eid30, c->eid) != TC_OK || tc_pki_eid_to_bcd(c->eid, p.eid) != TC_OK ||
+        tc_se_open_mem(&p, &c->se) != TC_OK || tc_se_transport(c->se, &c->link) != TC_OK)
+        goto out;
+    if (!personalise) {
+        ok = true;
+        goto out;
+    }
+    cmd[0] = 0x00;
+    cmd[1] = 0xA4;
+    cmd[2] = 0x04;
+    cmd[3] = 0x0C;
+    cmd[4] = sizeof APPLET;
+    memcpy(cmd + 5, APPLET, sizeof APPLET);
+    if (!tx(&c->link, cmd, 5 + sizeof APPLET, resp, &rl, &sw) || sw != 0x9000)
+        goto out;
+    struct tc_scp03_host_config cfg = {
+        .kvn = 0x30, .level = TC_SCP03_LEVEL_ENC, .aid = ISD, .aid_len = sizeof ISD};
+    if (tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) != TC_OK ||
+        tc_scp03_mem_provider_add(&mp, &ks) != TC_OK || tc_random(nonce, sizeof nonce) != TC_OK ||
+        tc_scp03_host_open(&h, &c->link, &kp, &cfg) != TC_OK)
+        goto out;
+    struct tc_apdu gen = {.cla = 0x80,
+                          .ins = TC_SE_ID_INS_GENERATE,
+                          .data = nonce,
+                          .lc = sizeof nonce,
+                          .le = 256,
+                          .has_le = true};
+    if (tc_scp03_host_transmit(&h, &gen, resp, sizeof resp, &rl, &sw) != TC_OK || sw != 0x9000 ||
+        rl < 70 || resp[0] != TC_SE_ID_TAG_PUBLIC || resp[67] != TC_SE_ID_TAG_SIGNATURE)
+        goto out;
+    uint8_t spki[sizeof P256_SPKI_PREFIX + 65];
+    memcpy(spki, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX);
+    memcpy(spki + sizeof P256_SPKI_PREFIX, resp + 2, 65);
+    struct tc_pki_device_req r = {.eid = c->eid,
+                                  .spki = spki,
+                                  .spki_len = sizeof spki,
+                                  .nonce = nonce,
+                                  .pop = resp + 69,
+                                  .pop_len = resp[68],
+                                  .station_id = "station-agent",
+                                  .production_time = F.t0 + DAY};
+    if (tc_pki_device_issue(F.batch, &r, &c->cert, c->serial) != TC_OK)
+        goto out;
+    /* STORE CERTIFICATE in blocks (P1 80 on the last, P2 the block). */
+    uint8_t blk = 0;
+    for (size_t off = 0; off < c->cert.len; off += 200, blk++) {
+        size_t n = c->cert.len - off < 200 ? c->cert.len - off : 200;
+        struct tc_apdu st = {.cla = 0x80,
+                             .ins = TC_SE_ID_INS_STORE_CERT,
+                             .p1 = off + n == c->cert.len ? 0x80 : 0x00,
+                             .p2 = blk,
+                             .data = c->cert.data + off,
+                             .lc = n};
+        if (tc_scp03_host_transmit(&h, &st, resp, sizeof resp, &rl, &sw) != TC_OK || sw != 0x9000)
+            goto out;
+    }
+    ok = true;
+out:
+    tc_scp03_keyset_wipe(&ks);
+    tc_scp03_host_wipe(&h);
+    tc_scp03_mem_provider_wipe(&mp);
+    tc_se_params_wipe(&p);
+    return ok;
+}
+
+static bool self_signed(const char *san_list, EVP_PKEY **key, X509 **cert)
+{
+    *key = EVP_EC_gen("P-256");
+    *cert = X509_new();
+    if (*key == NULL || *cert == NULL)
+        return false;
+    X509_NAME *n = X509_get_subject_name(*cert);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, *cert, *cert, NULL, NULL, 0);
+    X509_EXTENSION *san = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san_list);
+    bool ok = san != NULL && X509_set_version(*cert, 2) == 1 &&
+              ASN1_INTEGER_set(X509_get_serialNumber(*cert), 1) == 1 &&
+              X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"OTA server",
+                                         -1, -1, 0) == 1 &&
+              X509_set_issuer_name(*cert, n) == 1 &&
+              X509_gmtime_adj(X509_getm_notBefore(*cert), -3600) != NULL &&
+              X509_gmtime_adj(X509_getm_notAfter(*cert), 3600) != NULL &&
+              X509_set_pubkey(*cert, *key) == 1 && X509_add_ext(*cert, san, -1) == 1 &&
+              X509_sign(*cert, *key, EVP_sha256()) > 0;
+    X509_EXTENSION_free(san);
+    return ok;
+}
+
+static bool write_pem(const char *path, X509 *x)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return false;
+    bool ok = PEM_write_X509(f, x) == 1;
+    return fclose(f) == 0 && ok;
+}
+
+static bool fixture(void)
+{
+    if (F.ready)
+        return true;
+    F.t0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
+    (void)signal(SIGPIPE, SIG_IGN);
+    EXPECT(evthread_use_pthreads() == 0);
+    F.root_der = new_buf();
+    F.batch_der = new_buf();
+    F.root_crl = new_buf();
+    F.batch_crl = new_buf();
+    F.batch_crl_rev = new_buf();
+    struct tc_pki_root_params rp = {.common_name = "Agent Test Root",
+                                    .organization = "Acme Devices",
+                                    .not_before = F.t0,
+                                    .not_after = F.t0 + 7300 * DAY};
+    uint8_t spki[TC_SPKI_MAX];
+    size_t sl = 0;
+    struct tc_pki_batch_params bp = {.batch_id = "B-AGENT",
+                                     .eid_prefix = PREFIX,
+                                     .manufacturer = "Acme Devices",
+                                     .not_before = F.t0,
+                                     .not_after = F.t0 + 3650 * DAY};
+    bool ok =
+        tc_signer_soft_generate(TC_SIG_ECDSA_P384_SHA384, &F.root_key) == TC_OK &&
+        tc_pki_root_create(&F.root_key, &rp, &F.root_der) == TC_OK &&
+        tc_pki_issuer_new(&F.root_key, F.root_der.data, F.root_der.len, &F.root) == TC_OK &&
+        tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &F.batch_key) == TC_OK &&
+        F.batch_key.public_key(F.batch_key.ctx, spki, sizeof spki, &sl) == TC_OK &&
+        tc_pki_batch_ca_create(F.root, spki, sl, &bp, &F.batch_der) == TC_OK &&
+        tc_pki_issuer_new(&F.batch_key, F.batch_der.data, F.batch_der.len, &F.batch) == TC_OK &&
+        tc_pki_crl_create(F.root, 1, F.t0 + DAY, F.t0 + 400 * DAY, NULL, 0, &F.root_crl) == TC_OK &&
+        tc_pki_crl_create(F.batch, 1, F.t0 + DAY, F.t0 + 400 * DAY, NULL, 0, &F.batch_crl) == TC_OK;
+    EXPECT(ok);
+    ok = ok && card_make(&F.c1, "890490321234000000000000000001", true) &&
+         card_make(&F.c2, "890490321234000000000000000002", true) &&
+         card_make(&F.bare, "890490321234000000000000000003", false);
+    EXPECT(ok);
+    /* A batch CRL that revokes card 2. */
+    struct tc_pki_revoked rv = {
+        .serial_len = TC_PKI_SERIAL_LEN, .revoked_at = F.t0 + 5 * DAY, .reason = 1};
+    memcpy(rv.serial, F.c2.serial, TC_PKI_SERIAL_LEN);
+    ok = ok &&
+         tc_pki_crl_create(F.batch, 2, F.t0 + 5 * DAY, F.t0 + 400 * DAY, &rv, 1,
+                           &F.batch_crl_rev) == TC_OK &&
+         self_signed("DNS:localhost,IP:127.0.0.1", &F.srv_key, &F.srv_cert) &&
+         self_signed("DNS:localhost,IP:127.0.0.1", &F.other_key, &F.other_cert) &&
+         self_signed("DNS:ota.example", &F.misname_key, &F.misname_cert);
+    (void)snprintf(F.dir, sizeof F.dir, "/tmp/tc-agent-XXXXXX");
+    ok = ok && mkdtemp(F.dir) != NULL;
+    (void)snprintf(F.pin, sizeof F.pin, "%s/server.pem", F.dir);
+    (void)snprintf(F.wrong_pin, sizeof F.wrong_pin, "%s/other.pem", F.dir);
+    (void)snprintf(F.misname_pin, sizeof F.misname_pin, "%s/misname.pem", F.dir);
+    ok = ok && write_pem(F.pin, F.srv_cert) && write_pem(F.wrong_pin, F.other_cert) &&
+         write_pem(F.misname_pin, F.misname_cert);
+    EXPECT(ok);
+    F.ready = ok;
+    return ok;
+}
+
+/* ------------------------------------------------------------ a card link wrapper */
+
+/* Passes APDUs to the emulator; counts SIGNs, can fail the link or alter
+ * a byte of a wrapped command or of its response. */
+struct link {
+    struct tc_transport t;
+    struct tc_transport *inner;
+    unsigned n, signs, fail_after, sign_at; /* sign_at: l->n at the last SIGN */
+    uint8_t last_sign[64];
+    size_t last_sign_len;
+    bool tamper_cmd, tamper_rsp, sign_refuse;
+};
+
+static tc_err link_tx(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+                      size_t resp_size, size_t *resp_len)
+{
+    struct link *l = ctx;
+    uint8_t c[TC_SE_MAX_RESPONSE];
+    if (cmd_len > sizeof c)
+        return TC_FAIL(TC_ERR_ARG, "command too long");
+    memcpy(c, cmd, cmd_len);
+    l->n++;
+    if (l->fail_after != 0 && l->n > l->fail_after)
+        return TC_FAIL(TC_ERR_IO, "card removed");
+    bool sign = cmd_len >= 2 && (c[0] & 0x7C) == 0 && c[1] == TC_SE_ID_INS_SIGN;
+    if (sign) {
+        l->signs++;
+        l->sign_at = l->n;
+        l->last_sign_len = cmd_len < sizeof l->last_sign ? cmd_len : 0;
+        memcpy(l->last_sign, c, l->last_sign_len);
+        if (l->sign_refuse) {
+            resp[0] = 0x69;
+            resp[1] = 0x82;
+            *resp_len = 2;
+            return TC_OK;
+        }
+    }
+    /* The wrapped GET DATA (CLA 84, INS CA): its last C-MAC byte. */
+    bool wrapped_get = cmd_len > 6 && c[0] == 0x84 && c[1] == 0xCA;
+    if (wrapped_get && l->tamper_cmd)
+        c[5 + c[4] - 1] ^= 0x01;
+    tc_err rc = l->inner->transmit(l->inner->ctx, c, cmd_len, resp, resp_size, resp_len);
+    if (rc == TC_OK && wrapped_get && l->tamper_rsp && *resp_len > 2)
+        resp[0] ^= 0x01;
+    return rc;
+}
+
+static void link_init(struct link *l, struct card *c)
+{
+    memset(l, 0, sizeof *l);
+    l->inner = &c->link;
+    l->t.ctx = l;
+    l->t.name = "test link";
+    l->t.transmit = link_tx;
+}
+
+/* ------------------------------------------------------------ provider */
+
+static bool pub_point(EVP_PKEY *k, uint8_t out[65])
+{
+    size_t n = 0;
+    return EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, 65, &n) ==
+               1 &&
+           n == 65;
+}
+
+static void test_card_open(void)
+{
+    struct tc_ota_card card;
+    if (!fixture())
+        return;
+    EXPECT_OK(tc_ota_card_open(&F.c1.link, &card));
+    EXPECT_STR(card.eid, F.c1.eid);
+    EXPECT_MEM(card.cert_der, card.cert_len, F.c1.cert.data, F.c1.cert.len);
+    EXPECT(card.key != NULL && card.cert != NULL);
+    /* The card key and the certificate's key are the same key. */
+    EXPECT(EVP_PKEY_eq(card.key, X509_get0_pubkey(card.cert)) == 1);
+    EXPECT(EVP_PKEY_is_a(card.key, "EC"));
+    EXPECT_EQ_U(EVP_PKEY_get_bits(card.key), 256);
+    EXPECT_EQ_U(EVP_PKEY_get_security_bits(card.key), 128);
+    EXPECT_EQ_U(EVP_PKEY_get_size(card.key), 72);
+    char g[32];
+    size_t gl = 0;
+    EXPECT(EVP_PKEY_get_utf8_string_param(card.key, OSSL_PKEY_PARAM_GROUP_NAME, g, sizeof g, &gl) ==
+           1);
+    EXPECT_STR(g, "prime256v1");
+    char md[32];
+    EXPECT(EVP_PKEY_get_default_digest_name(card.key, md, sizeof md) > 0);
+    EXPECT_STR(md, "SHA256");
+    tc_ota_card_close(&card);
+
+    /* A card without an identity: refused at GET PUBLIC KEY (6A88). */
+    EXPECT_ERR(tc_ota_card_open(&F.bare.link, &card), TC_ERR_CARD);
+    EXPECT(card.key == NULL && card.cert == NULL);
+    /* A link that fails. */
+    struct link l;
+    link_init(&l, &F.c1);
+    l.fail_after = 2;
+    EXPECT_ERR(tc_ota_card_open(&l.t, &card), TC_ERR_IO);
+}
+
+static void test_provider_signs_on_card(void)
+{
+    struct tc_ota_card card;
+    struct link l;
+    OSSL_LIB_CTX *lc = NULL;
+    if (!fixture())
+        return;
+    link_init(&l, &F.c1);
+    EXPECT_OK(tc_ota_card_open(&l.t, &card));
+    EXPECT_OK(tc_ota_provider_libctx(&lc));
+    if (card.key == NULL || lc == NULL)
+        return;
+    static const uint8_t msg[] = "TLS 1.3, client CertificateVerify";
+    uint8_t sig[128], dg[32];
+    size_t sl = sizeof sig;
+    unsigned dl = 0;
+    unsigned before = l.signs;
+    /* The digest-sign path libssl uses. */
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EXPECT(EVP_DigestSignInit_ex(m, NULL, "SHA256", lc, NULL, card.key, NULL) == 1);
+    EXPECT(EVP_DigestSign(m, NULL, &sl, msg, sizeof msg) == 1);
+    EXPECT_EQ_U(sl, 72);
+    sl = sizeof sig;
+    EXPECT(EVP_DigestSign(m, sig, &sl, msg, sizeof msg) == 1);
+    EVP_MD_CTX_free(m);
+    /* Exactly one SIGN: 80 2A 9E 9A 20 SHA-256(msg) 00. */
+    EXPECT_EQ_U(l.signs, before + 1);
+    EXPECT(EVP_Digest(msg, sizeof msg, dg, &dl, EVP_sha256(), NULL) == 1);
+    uint8_t want[38] = {0x80, 0x2A, 0x9E, 0x9A, 0x20};
+    memcpy(want + 5, dg, 32);
+    EXPECT_MEM(l.last_sign, l.last_sign_len, want, sizeof want);
+    /* The signature verifies against the certificate's key, in OpenSSL's
+     * own default context. */
+    m = EVP_MD_CTX_new();
+    EXPECT(EVP_DigestVerifyInit_ex(m, NULL, "SHA256", NULL, NULL, X509_get0_pubkey(card.cert),
+                                   NULL) == 1);
+    EXPECT(EVP_DigestVerify(m, sig, sl, msg, sizeof msg) == 1);
+    EVP_MD_CTX_free(m);
+    /* Streaming update/final (EVP_DigestSignFinal duplicates the context). */
+    m = EVP_MD_CTX_new();
+    sl = sizeof sig;
+    EXPECT(EVP_DigestSignInit_ex(m, NULL, "SHA256", lc, NULL, card.key, NULL) == 1);
+    EXPECT(EVP_DigestSignUpdate(m, msg, 10) == 1);
+    EXPECT(EVP_DigestSignUpdate(m, msg + 10, sizeof msg - 10) == 1);
+    EXPECT(EVP_DigestSignFinal(m, sig, &sl) == 1);
+    EVP_MD_CTX_free(m);
+    m = EVP_MD_CTX_new();
+    EXPECT(EVP_DigestVerifyInit_ex(m, NULL, "SHA256", NULL, NULL, X509_get0_pubkey(card.cert),
+                                   NULL) == 1);
+    EXPECT(EVP_DigestVerify(m, sig, sl, msg, sizeof msg) == 1);
+    EVP_MD_CTX_free(m);
+    /* The plain sign operation takes a 32-byte digest and nothing else. */
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(lc, card.key, NULL);
+    EXPECT(pc != NULL && EVP_PKEY_sign_init(pc) == 1);
+    sl = sizeof sig;
+    EXPECT(EVP_PKEY_sign(pc, sig, &sl, dg, sizeof dg) == 1);
+    sl = sizeof sig;
+    EXPECT(EVP_PKEY_sign(pc, sig, &sl, dg, 20) != 1);
+    EVP_PKEY_CTX_free(pc);
+    /* Another digest is refused before the card is asked. */
+    before = l.signs;
+    m = EVP_MD_CTX_new();
+    EXPECT(EVP_DigestSignInit_ex(m, NULL, "SHA384", lc, NULL, card.key, NULL) != 1);
+    EVP_MD_CTX_free(m);
+    EXPECT_EQ_U(l.signs, before);
+    /* The card refusing SIGN fails the signature. */
+    l.sign_refuse = true;
+    m = EVP_MD_CTX_new();
+    sl = sizeof sig;
+    EXPECT(EVP_DigestSignInit_ex(m, NULL, "SHA256", lc, NULL, card.key, NULL) == 1);
+    EXPECT(EVP_DigestSign(m, sig, &sl, msg, sizeof msg) != 1);
+    EVP_MD_CTX_free(m);
+    ERR_clear_error();
+    tc_ota_card_close(&card);
+}
+
+static void test_provider_has_no_private_key(void)
+{
+    struct tc_ota_card card;
+    OSSL_LIB_CTX *lc = NULL;
+    if (!fixture())
+        return;
+    EXPECT_OK(tc_ota_card_open(&F.c1.link, &card));
+    EXPECT_OK(tc_ota_provider_libctx(&lc));
+    if (card.key == NULL || lc == NULL)
+        return;
+    EVP_PKEY *k = card.key;
+    BIGNUM *bn = NULL;
+    /* No parameter names a private scalar. */
+    EXPECT(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1);
+    EXPECT(bn == NULL);
+    /* Export of the key pair fails; the public half exports without it. */
+    OSSL_PARAM *pp = NULL;
+    EXPECT(EVP_PKEY_todata(k, EVP_PKEY_KEYPAIR, &pp) != 1);
+    EXPECT(pp == NULL);
+    EXPECT(EVP_PKEY_todata(k, EVP_PKEY_PUBLIC_KEY, &pp) == 1);
+    EXPECT(pp != NULL && OSSL_PARAM_locate(pp, OSSL_PKEY_PARAM_PRIV_KEY) == NULL);
+    OSSL_PARAM_free(pp);
+    /* Duplication needs an export of everything: refused. */
+    EVP_PKEY *d = EVP_PKEY_dup(k);
+    EXPECT(d == NULL);
+    EVP_PKEY_free(d);
+    /* No encoder can write a private key: DER, PEM, PKCS#8. */
+    unsigned char *der = NULL;
+    EXPECT(i2d_PrivateKey(k, &der) <= 0);
+    OPENSSL_free(der);
+    BIO *b = BIO_new(BIO_s_mem());
+    EXPECT(b != NULL && PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) != 1);
+    EXPECT(BIO_ctrl_pending(b) == 0);
+    BIO_free(b);
+    OSSL_ENCODER_CTX *ec =
+        OSSL_ENCODER_CTX_new_for_pkey(k, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
+    unsigned char *out = NULL;
+    size_t outl = 0;
+    EXPECT(ec == NULL || OSSL_ENCODER_to_data(ec, &out, &outl) != 1);
+    OPENSSL_free(out);
+    OSSL_ENCODER_CTX_free(ec);
+    /* The public half does encode: it is the certificate's key. */
+    unsigned char *spki = NULL;
+    int sl = i2d_PUBKEY(k, &spki);
+    EXPECT(sl == 91 && memcmp(spki, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX) == 0);
+    OPENSSL_free(spki);
+    /* The card keymgmt takes no private key in, not even a made-up one. */
+    uint8_t point[65], priv[32];
+    EXPECT(pub_point(k, point));
+    memset(priv, 0x11, sizeof priv);
+    OSSL_PARAM in[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                        (char *)(uintptr_t) "prime256v1", 0),
+                       OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, 65),
+                       OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, priv, sizeof priv),
+                       OSSL_PARAM_construct_end()};
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(lc, "EC", "provider=tc-card");
+    EVP_PKEY *imp = NULL;
+    EXPECT(pc != NULL && EVP_PKEY_fromdata_init(pc) == 1);
+    EXPECT(EVP_PKEY_fromdata(pc, &imp, EVP_PKEY_KEYPAIR, in) != 1);
+    EXPECT(imp == NULL);
+    EVP_PKEY_free(imp);
+    /* Key generation does not exist in the card keymgmt. */
+    EVP_PKEY_CTX_free(pc);
+    pc = EVP_PKEY_CTX_new_from_name(lc, "EC", "provider=tc-card");
+    EXPECT(pc == NULL || EVP_PKEY_keygen_init(pc) != 1);
+    EVP_PKEY_CTX_free(pc);
+    /* A point that is not on the curve is refused when the key is made. */
+    EVP_PKEY *bad = NULL;
+    point[64] ^= 0x01;
+    EXPECT_ERR(tc_ota_card_key_new(&F.c1.link, point, &bad), TC_ERR_FORMAT);
+    EXPECT(bad == NULL);
+    ERR_clear_error();
+    tc_ota_card_close(&card);
+}
+
+/* ------------------------------------------------------------ TLS 1.3 with a plain OpenSSL server
+ */
+
+struct plain_srv {
+    int fd;
+    bool ok;
+    int sig_type;
+    int sig_md;
+    X509 *peer;
+};
+
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1; /* the test checks the presented certificate itself */
+}
+
+static void *plain_server(void *arg)
+{
+    struct plain_srv *p = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL *ssl = NULL;
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_use_certificate(ctx, F.srv_cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, F.srv_key) != 1)
+        goto out;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+    ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, p->fd) != 1 || SSL_accept(ssl) != 1)
+        goto out;
+    char buf[8];
+    /* The client's CertificateVerify has been checked by OpenSSL once the
+     * handshake completes and data flows. */
+    if (SSL_read(ssl, buf, 5) != 5 || memcmp(buf, "hello", 5) != 0 || SSL_write(ssl, "ok", 2) != 2)
+        goto out;
+    p->peer = SSL_get1_peer_certificate(ssl);
+    p->ok = SSL_version(ssl) == TLS1_3_VERSION;
+    (void)SSL_get_peer_signature_type_nid(ssl, &p->sig_type);
+    (void)SSL_get_peer_signature_nid(ssl, &p->sig_md);
+out:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+static bool plain_handshake(struct tc_ota_card *card, struct plain_srv *p)
+{
+    int sv[2];
+    pthread_t th;
+    OSSL_LIB_CTX *lc = NULL;
+    bool ok = false;
+    memset(p, 0, sizeof *p);
+    if (tc_ota_provider_libctx(&lc) != TC_OK || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return false;
+    p->fd = sv[0];
+    struct timeval tv = {.tv_sec = 5};
+    (void)setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (pthread_create(&th, NULL, plain_server, p) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return false;
+    }
+    SSL_CTX *ctx = SSL_CTX_new_ex(lc, NULL, TLS_client_method());
+    SSL *ssl = NULL;
+    char buf[4];
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1)
+        goto out;
+    ssl = SSL_new(ctx);
+    ok = ssl != NULL && SSL_use_certificate(ssl, card->cert) == 1 &&
+         SSL_use_PrivateKey(ssl, card->key) == 1 && SSL_set_fd(ssl, sv[1]) == 1 &&
+         SSL_connect(ssl) == 1 && SSL_write(ssl, "hello", 5) == 5 && SSL_read(ssl, buf, 2) == 2;
+out:
+    shutdown(sv[1], SHUT_RDWR);
+    (void)pthread_join(th, NULL);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(sv[0]);
+    close(sv[1]);
+    ERR_clear_error();
+    return ok;
+}
+
+static void test_tls13_client_auth(void)
+{
+    struct tc_ota_card card;
+    struct link l;
+    struct plain_srv p;
+    if (!fixture())
+        return;
+    link_init(&l, &F.c1);
+    EXPECT_OK(tc_ota_card_open(&l.t, &card));
+    if (card.key == NULL)
+        return;
+    unsigned before = l.signs;
+    EXPECT(plain_handshake(&card, &p));
+    EXPECT(p.ok);
+    /* The server saw the card's certificate, signed with
+     * ecdsa_secp256r1_sha256 (RFC 8446 §4.2.3) — by the card: one SIGN. */
+    EXPECT(p.peer != NULL && X509_cmp(p.peer, card.cert) == 0);
+    EXPECT_EQ_U(p.sig_type, EVP_PKEY_EC);
+    EXPECT_EQ_U(p.sig_md, NID_sha256);
+    EXPECT_EQ_U(l.signs, before + 1);
+    X509_free(p.peer);
+    /* The card refusing SIGN: no handshake. */
+    l.sign_refuse = true;
+    EXPECT(!plain_handshake(&card, &p));
+    EXPECT(!p.ok);
+    X509_free(p.peer);
+    l.sign_refuse = false;
+    tc_ota_card_close(&card);
+
+    /* Card 2's key with card 1's certificate is refused by libssl. */
+    struct tc_ota_card c1, c2;
+    EXPECT_OK(tc_ota_card_open(&F.c1.link, &c1));
+    EXPECT_OK(tc_ota_card_open(&F.c2.link, &c2));
+    OSSL_LIB_CTX *lc = NULL;
+    EXPECT_OK(tc_ota_provider_libctx(&lc));
+    SSL_CTX *ctx = SSL_CTX_new_ex(lc, NULL, TLS_client_method());
+    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
+    EXPECT(ssl != NULL && SSL_use_certificate(ssl, c1.cert) == 1);
+    EXPECT(ssl != NULL && SSL_use_PrivateKey(ssl, c2.key) != 1);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    tc_ota_card_close(&c1);
+    tc_ota_card_close(&c2);
+}
+
+/* ------------------------------------------------------------ the trustchain server */
+
+struct srv {
+    struct event_base *base;
+    struct event *stop;
+    struct tc_ota_server *s;
+    struct tc_ota_trust *t;
+    struct tc_ota_scp03_app *a;
+    struct tc_ota_app app;
+    pthread_t th;
+    uint16_t port;
+    char url[64];
+};
+
+static struct rec {
+    pthread_mutex_t mu;
+    struct tc_scp03_mem_provider mp[4];
+    bool used[4];
+    int keys, releases, done, ok;
+    tc_err rc;
+    uint16_t sw;
+    uint8_t data[8];
+    size_t data_len;
+} R = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static tc_err app_keys(void *ctx, const char *eid, struct tc_scp03_key_provider *p, void **token)
+{
+    struct tc_scp03_keyset ks;
+    (void)ctx;
+    (void)eid;
+    pthread_mutex_lock(&R.mu);
+    R.keys++;
+    size_t i = 0;
+    while (i < 4 && R.used[i])
+        i++;
+    if (i == 4) {
+        pthread_mutex_unlock(&R.mu);
+        return TC_FAIL(TC_ERR_NOMEM, "no key slot");
+    }
+    R.used[i] = true;
+    pthread_mutex_unlock(&R.mu);
+    tc_scp03_mem_provider_init(&R.mp[i], p);
+    tc_err rc = tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16);
+    if (rc == TC_OK)
+        rc = tc_scp03_mem_provider_add(&R.mp[i], &ks);
+    tc_scp03_keyset_wipe(&ks);
+    *token = &R.mp[i];
+    return rc;
+}
+
+static void app_release(void *ctx, void *token)
+{
+    (void)ctx;
+    tc_scp03_mem_provider_wipe(token);
+    pthread_mutex_lock(&R.mu);
+    R.releases++;
+    R.used[(struct tc_scp03_mem_provider *)token - R.mp] = false;
+    pthread_mutex_unlock(&R.mu);
+}
+
+static void app_done(void *ctx, const char *eid, const struct tc_ota_remote *r, tc_err rc)
+{
+    (void)ctx;
+    (void)eid;
+    pthread_mutex_lock(&R.mu);
+    R.done++;
+    R.rc = rc;
+    if (rc == TC_OK) {
+        R.ok++;
+        R.sw = r->sw[0];
+        R.data_len = r->data_len[0] <= sizeof R.data ? r->data_len[0] : 0;
+        memcpy(R.data, r->data[0], R.data_len);
+    }
+    pthread_mutex_unlock(&R.mu);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(arg);
+}
+
+static void *loop(void *arg)
+{
+    struct srv *v = arg;
+    (void)event_base_dispatch(v->base);
+    return NULL;
+}
+
+/* app NULL: the SCP03 application (SELECT + INITIALIZE UPDATE, EXTERNAL
+ * AUTHENTICATE, GET DATA 9F70 under C-MAC/C-DEC/R-MAC/R-ENC). */
+static bool srv_start(struct srv *v, const struct tc_buf *batch_crl, const struct tc_ota_app *app)
+{
+    static const struct tc_apdu cmds[] = {
+        {.cla = 0x80, .ins = 0xCA, .p1 = 0x9F, .p2 = 0x70, .has_le = true, .le = 256}};
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&R.mu);
+    R.keys = R.releases = R.done = R.ok = 0;
+    R.rc = TC_ERR_INTERNAL;
+    R.sw = 0;
+    R.data_len = 0;
+    pthread_mutex_unlock(&R.mu);
+    if (!fixture())
+        return false;
+    struct tc_ota_scp03_app_config ac = {
+        .keys = app_keys,
+        .release = app_release,
+        .done = app_done,
+        .host = {.kvn = 0x30, .level = TC_SCP03_LEVEL_RENC, .aid = ISD, .aid_len = sizeof ISD},
+        .cmds = cmds,
+        .ncmds = 1,
+        .max_sessions = 4};
+    if (app == NULL) {
+        EXPECT_OK(tc_ota_scp03_app_new(&ac, &v->a, &v->app));
+        if (v->a == NULL)
+            return false;
+        app = &v->app;
+    }
+    EXPECT_OK(
+        tc_ota_trust_new(F.root_der.data, F.root_der.len, F.root_crl.data, F.root_crl.len, &v->t));
+    if (v->t == NULL)
+        return false;
+    EXPECT_OK(tc_ota_trust_add_batch(v->t, F.batch_der.data, F.batch_der.len, batch_crl->data,
+                                     batch_crl->len));
+    v->base = event_base_new();
+    struct tc_ota_server_config cfg = {.host = "127.0.0.1",
+                                       .cert = F.serve_misname ? F.misname_cert : F.srv_cert,
+                                       .key = F.serve_misname ? F.misname_key : F.srv_key,
+                                       .trust = v->t,
+                                       .timeout_ms = 3000,
+                                       .app = app};
+    EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
+    if (v->s == NULL)
+        return false;
+    v->port = tc_ota_server_port(v->s);
+    (void)snprintf(v->url, sizeof v->url, "https://127.0.0.1:%u", (unsigned)v->port);
+    v->stop = event_new(v->base, -1, 0, stop_cb, v->base);
+    return v->stop != NULL && pthread_create(&v->th, NULL, loop, v) == 0;
+}
+
+static void srv_stop(struct srv *v)
+{
+    if (v->stop != NULL) {
+        event_active(v->stop, 0, 0);
+        EXPECT(pthread_join(v->th, NULL) == 0);
+        event_free(v->stop);
+    }
+    tc_ota_server_free(v->s);
+    if (v->base != NULL)
+        event_base_free(v->base);
+    tc_ota_trust_free(v->t);
+    tc_ota_scp03_app_free(v->a);
+}
+
+/* Waits (bounded) for the server application's end of session. */
+static int done_wait(int n)
+{
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&R.mu);
+        int d = R.done, rel = R.releases;
+        pthread_mutex_unlock(&R.mu);
+        if (d >= n && rel >= n)
+            return d;
+        (void)usleep(10000);
+    }
+    return R.done;
+}
+
+static tc_err agent_run(const char *url, const char *pin, unsigned max_steps,
+                        struct tc_transport *t, struct tc_ota_agent_result *res)
+{
+    struct tc_ota_agent_config cfg = {
+        .url = url, .trust_file = pin, .timeout_ms = 3000, .max_steps = max_steps};
+    struct tc_ota_agent *a = NULL;
+    struct tc_ota_card card;
+    memset(res, 0, sizeof *res);
+    tc_err rc = tc_ota_agent_new(&cfg, &a);
+    if (rc == TC_OK)
+        rc = tc_ota_card_open(t, &card);
+    if (rc == TC_OK) {
+        rc = tc_ota_agent_run(a, &card, res);
+        tc_ota_card_close(&card);
+    }
+    tc_ota_agent_free(a);
+    return rc;
+}
+
+static void test_dialog_complete(void)
+{
+    struct srv v;
+    struct tc_ota_agent_result res;
+    struct link l;
+    if (!srv_start(&v, &F.batch_crl, NULL))
+        goto out;
+    link_init(&l, &F.c1);
+    EXPECT_OK(agent_run(v.url, F.pin, 0, &l.t, &res));
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_DONE);
+    EXPECT_EQ_U(res.http_status, 204);
+    /* SELECT + INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, GET DATA. */
+    EXPECT_EQ_U(res.scripts, 3);
+    EXPECT_EQ_U(res.apdus, 4);
+    EXPECT_EQ_U(res.last_sw, 0x9000);
+    EXPECT_EQ_U(l.signs, 1); /* one handshake, one card signature */
+    EXPECT_EQ_U(done_wait(1), 1);
+    EXPECT_ERR(R.rc, TC_OK);
+    EXPECT_EQ_U(R.sw, 0x9000);
+    /* GET DATA 9F70: the card life cycle, answered under R-MAC/R-ENC. */
+    EXPECT(R.data_len == 4 && R.data[0] == 0x9F && R.data[1] == 0x70 && R.data[2] == 1);
+    /* A hostname works too (the certificate names localhost). */
+    char url[64];
+    (void)snprintf(url, sizeof url, "https://localhost:%u/", (unsigned)v.port);
+    EXPECT_OK(agent_run(url, F.pin, 0, &F.c1.link, &res));
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_DONE);
+out:
+    srv_stop(&v);
+}
+
+static void test_tampering_agent(void)
+{
+    struct srv v;
+    struct tc_ota_agent_result res;
+    struct link l;
+    /* The link alters the C-MAC of the wrapped GET DATA: the card refuses
+     * it (6982) and the server ends the session with 500. */
+    if (!srv_start(&v, &F.batch_crl, NULL))
+        goto out;
+    link_init(&l, &F.c1);
+    l.tamper_cmd = true;
+    EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_AUTH);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_HTTP);
+    EXPECT_EQ_U(res.http_status, 500);
+    EXPECT_EQ_U(res.last_sw, 0x6982);
+    EXPECT_EQ_U(done_wait(1), 1);
+    EXPECT_ERR(R.rc, TC_ERR_AUTH);
+    EXPECT_EQ_U(R.ok, 0);
+    srv_stop(&v);
+    /* The link alters the card's answer: the server's R-MAC check fails. */
+    if (!srv_start(&v, &F.batch_crl, NULL))
+        goto out;
+    link_init(&l, &F.c1);
+    l.tamper_rsp = true;
+    EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_AUTH);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_HTTP);
+    EXPECT_EQ_U(res.http_status, 500);
+    EXPECT_EQ_U(done_wait(1), 1);
+    EXPECT_ERR(R.rc, TC_ERR_VERIFY);
+    EXPECT_EQ_U(R.ok, 0);
+out:
+    srv_stop(&v);
+}
+
+static void test_refusals(void)
+{
+    struct srv v;
+    struct tc_ota_agent_result res;
+    if (!srv_start(&v, &F.batch_crl_rev, NULL))
+        goto out;
+    /* A revoked device: the server's alert during the handshake. */
+    EXPECT_ERR(agent_run(v.url, F.pin, 0, &F.c2.link, &res), TC_ERR_AUTH);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_REFUSED);
+    EXPECT(strstr(res.detail, "TLS alert certificate revoked") != NULL ||
+           strstr(res.detail, "refuses this device's certificate") != NULL);
+    EXPECT_EQ_U(R.keys, 0);
+    /* Card 1 is still served by the same server. */
+    EXPECT_OK(agent_run(v.url, F.pin, 0, &F.c1.link, &res));
+    /* The wrong server pin: the agent refuses the server. */
+    EXPECT_ERR(agent_run(v.url, F.wrong_pin, 0, &F.c1.link, &res), TC_ERR_VERIFY);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_SERVER_UNTRUSTED);
+    EXPECT(strstr(res.detail, "server certificate not trusted") != NULL);
+    /* Too many steps for the bound. */
+    EXPECT_ERR(agent_run(v.url, F.pin, 2, &F.c1.link, &res), TC_ERR_RANGE);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_BOUNDS);
+    EXPECT_EQ_U(res.scripts, 2);
+    /* The card goes away in the middle of the dialog. */
+    struct link l;
+    struct tc_ota_card card;
+    link_init(&l, &F.c1);
+    EXPECT_OK(tc_ota_card_open(&l.t, &card));
+    tc_ota_card_close(&card);
+    unsigned opening = l.n;
+    link_init(&l, &F.c1);
+    l.fail_after = opening + 2; /* card open, SIGN (SELECT + SIGN), then the first script */
+    EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_IO);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_CARD);
+    EXPECT_EQ_U(res.scripts, 0);
+    /* Bad URLs and a missing pin file. */
+    EXPECT_ERR(agent_run("http://127.0.0.1:1", F.pin, 0, &F.c1.link, &res), TC_ERR_FORMAT);
+    EXPECT_ERR(agent_run("https://", F.pin, 0, &F.c1.link, &res), TC_ERR_FORMAT);
+    EXPECT_ERR(agent_run("https://127.0.0.1:1/other", F.pin, 0, &F.c1.link, &res), TC_ERR_FORMAT);
+    EXPECT_ERR(agent_run("https://127.0.0.1:99999", F.pin, 0, &F.c1.link, &res), TC_ERR_FORMAT);
+    EXPECT_ERR(agent_run(v.url, "/nonexistent/server.pem", 0, &F.c1.link, &res), TC_ERR_IO);
+out:
+    srv_stop(&v);
+    /* A server whose certificate is pinned but names another host. */
+    F.serve_misname = true;
+    if (srv_start(&v, &F.batch_crl, NULL)) {
+        EXPECT_ERR(agent_run(v.url, F.misname_pin, 0, &F.c1.link, &res), TC_ERR_VERIFY);
+        EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_SERVER_UNTRUSTED);
+        EXPECT(strstr(res.detail, "IP address mismatch") != NULL);
+    }
+    srv_stop(&v);
+    F.serve_misname = false;
+    /* Nobody listening. */
+    char url[64];
+    struct tc_ota_agent_result r2;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    EXPECT(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+           getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    EXPECT_ERR(agent_run(url, F.pin, 0, &F.c1.link, &r2), TC_ERR_IO);
+    EXPECT_EQ_U(r2.outcome, TC_OTA_AGENT_UNREACHABLE);
+}
+
+/* A server application that answers with a malformed command script. */
+static tc_err bad_next(void *ctx, const struct tc_ota_admin_in *in, struct tc_buf *script)
+{
+    static const uint8_t bad[] = {0xAE, 0x80, 0x22, 0x03, 0x00, 0xA4, 0x00, 0x00};
+    (void)ctx;
+    if (in->step == 0)
+        tc_buf_put(script, bad, sizeof bad);
+    return TC_OK;
+}
+
+static void test_malformed_script(void)
+{
+    static const struct tc_ota_app bad_app = {.next = bad_next};
+    struct srv v;
+    struct tc_ota_agent_result res;
+    struct link l;
+    if (!srv_start(&v, &F.batch_crl, &bad_app))
+        goto out;
+    link_init(&l, &F.c1);
+    EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_FORMAT);
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_PROTOCOL);
+    EXPECT(strstr(res.detail, "script 1") != NULL);
+    /* Nothing of it reached the card: the last APDU was the handshake's
+     * SIGN. */
+    EXPECT_EQ_U(l.signs, 1);
+    EXPECT_EQ_U(l.n, l.sign_at);
+out:
+    srv_stop(&v);
+}
+
+/* ------------------------------------------------------------ libevent-driven */
+
+struct many {
+    struct event_base *base;
+    int done;
+    struct tc_ota_agent_result res[2];
+};
+
+static void many_done(void *arg, const struct tc_ota_agent_result *r)
+{
+    struct many *m = arg;
+    m->res[m->done++] = *r;
+    if (m->done == 2)
+        event_base_loopbreak(m->base);
+}
+
+static void test_event_driven(void)
+{
+    struct srv v;
+    struct tc_ota_agent *a = NULL;
+    struct tc_ota_card c1, c2;
+    struct tc_ota_agent_session *s1 = NULL, *s2 = NULL;
+    struct many m = {0};
+    if (!srv_start(&v, &F.batch_crl, NULL))
+        goto out;
+    struct tc_ota_agent_config cfg = {.url = v.url, .trust_file = F.pin};
+    EXPECT_OK(tc_ota_agent_new(&cfg, &a));
+    EXPECT_OK(tc_ota_card_open(&F.c1.link, &c1));
+    EXPECT_OK(tc_ota_card_open(&F.c2.link, &c2));
+    m.base = event_base_new();
+    if (a == NULL || m.base == NULL)
+        goto out;
+    /* Two devices in one loop, one thread. */
+    EXPECT_OK(tc_ota_agent_start(a, m.base, &c1, many_done, &m, &s1));
+    EXPECT_OK(tc_ota_agent_start(a, m.base, &c2, many_done, &m, &s2));
+    for (int i = 0; i < 100 && m.done < 2; i++)
+        (void)event_base_loop(m.base, EVLOOP_ONCE);
+    EXPECT_EQ_U(m.done, 2);
+    EXPECT_EQ_U(m.res[0].outcome, TC_OTA_AGENT_DONE);
+    EXPECT_EQ_U(m.res[1].outcome, TC_OTA_AGENT_DONE);
+    EXPECT_EQ_U(m.res[0].scripts + m.res[1].scripts, 6);
+    EXPECT_EQ_U(done_wait(2), 2);
+    EXPECT_EQ_U(R.ok, 2);
+    /* A session freed before it ends: nothing is called. */
+    struct tc_ota_agent_session *s3 = NULL;
+    int before = m.done;
+    EXPECT_OK(tc_ota_agent_start(a, m.base, &c1, many_done, &m, &s3));
+    tc_ota_agent_session_free(s3);
+    (void)event_base_loop(m.base, EVLOOP_NONBLOCK);
+    EXPECT_EQ_U(m.done, before);
+    tc_ota_card_close(&c1);
+    tc_ota_card_close(&c2);
+out:
+    tc_ota_agent_session_free(s1);
+    tc_ota_agent_session_free(s2);
+    if (m.base != NULL)
+        event_base_free(m.base);
+    tc_ota_agent_free(a);
+    srv_stop(&v);
+}
+
+/* ------------------------------------------------------------ cleanup */
+
+static void card_free(struct card *c)
+{
+    tc_transport_close(&c->link);
+    tc_se_close(c->se);
+    tc_buf_free(&c->cert);
+}
+
+static void test_zz_cleanup(void)
+{
+    card_free(&F.c1);
+    card_free(&F.c2);
+    card_free(&F.bare);
+    tc_pki_issuer_free(F.root);
+    tc_pki_issuer_free(F.batch);
+    tc_signer_soft_free(&F.root_key);
+    tc_signer_soft_free(&F.batch_key);
+    struct tc_buf *bufs[] = {&F.root_der, &F.batch_der, &F.root_crl, &F.batch_crl,
+                             &F.batch_crl_rev};
+    for (size_t i = 0; i < TC_ARRAY_LEN(bufs); i++)
+        tc_buf_free(bufs[i]);
+    EVP_PKEY_free(F.srv_key);
+    EVP_PKEY_free(F.other_key);
+    EVP_PKEY_free(F.misname_key);
+    X509_free(F.srv_cert);
+    X509_free(F.other_cert);
+    X509_free(F.misname_cert);
+    if (F.dir[0] != '\0') {
+        (void)unlink(F.misname_pin);
+        (void)unlink(F.pin);
+        (void)unlink(F.wrong_pin);
+        (void)rmdir(F.dir);
+    }
+    libevent_global_shutdown();
+}
+
+static const struct tc_test_case cases[] = {
+    {"card_open", test_card_open},
+    {"provider_signs_on_card", test_provider_signs_on_card},
+    {"provider_has_no_private_key", test_provider_has_no_private_key},
+    {"tls13_client_auth", test_tls13_client_auth},
+    {"dialog_complete", test_dialog_complete},
+    {"tampering_agent", test_tampering_agent},
+    {"refusals", test_refusals},
+    {"malformed_script", test_malformed_script},
+    {"event_driven", test_event_driven},
+    {"zz_cleanup", test_zz_cleanup},
+};
+
+TC_TEST_MAIN("ota_agent", cases)
