@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/x509.h>
+
 #include <trustchain/ota.h>
 #include <trustchain/ota_agent.h>
 #include <trustchain/se.h>
@@ -148,13 +150,18 @@ int tc_cli_ota_agent(int argc, char **argv)
                                       .resume = resume};
     struct tc_ota_agent *a = NULL;
     tc_err rc = tc_ota_agent_new(&cfg, &a);
-    if (rc != TC_OK)
-        return tc_cli_error(rc, rc == TC_ERR_FORMAT ? "ota agent: --server"
-                                                    : "ota agent: --server-cert");
+    if (rc != TC_OK) {
+        /* A bad URL or an unreadable server certificate: bad arguments. */
+        int c = tc_cli_error(rc, rc == TC_ERR_FORMAT ? "ota agent: --server"
+                                                     : "ota agent: --server-cert");
+        return rc == TC_ERR_FORMAT || rc == TC_ERR_IO ? TC_EXIT_USAGE : c;
+    }
 
     int code = TC_EXIT_FAIL;
     struct tc_transport t = {0};
     struct tc_ota_card card;
+    uint8_t serial[20];
+    size_t serial_len = 0;
     memset(&card, 0, sizeof card);
     if (se != NULL)
         rc = tc_se_transport_open(se, 0, &t);
@@ -171,18 +178,25 @@ int tc_cli_ota_agent(int argc, char **argv)
         code = card_error(rc, t.name != NULL ? t.name : "card");
         goto out;
     }
-    if (!json)
-        (void)printf("card: EID %s (%s)\n", card.eid, t.name != NULL ? t.name : "card");
+    /* The certificate's serial (for pki revoke --serial). */
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(card.cert);
+    if (sn != NULL && sn->length > 0 && (size_t)sn->length <= sizeof serial) {
+        memcpy(serial, sn->data, (size_t)sn->length);
+        serial_len = (size_t)sn->length;
+    }
 
     struct tc_ota_agent_result res;
     rc = tc_ota_agent_run(a, &card, &res); /* res says why */
     code = exit_of(res.outcome);
-    if (json) {
+    /* Failures: one line on stderr and nothing on stdout. */
+    if (json && res.outcome == TC_OTA_AGENT_DONE) {
         struct tc_json j;
         tc_json_init(&j, stdout);
         tc_json_begin_object(&j);
         tc_json_key(&j, "eid");
         tc_json_string(&j, card.eid);
+        tc_json_key(&j, "serial");
+        tc_json_hex(&j, serial, serial_len);
         tc_json_key(&j, "outcome");
         tc_json_string(&j, tc_ota_agent_outcome_name(res.outcome));
         tc_json_key(&j, "http_status");
@@ -200,6 +214,8 @@ int tc_cli_ota_agent(int argc, char **argv)
         tc_json_end_object(&j);
         tc_json_finish(&j);
     } else if (res.outcome == TC_OTA_AGENT_DONE) {
+        (void)printf("card: EID %s (%s)\n", card.eid, t.name != NULL ? t.name : "card");
+        (void)printf("server: %s\n", server);
         (void)printf("%s; last card status %04X\n", res.detail, (unsigned)res.last_sw);
     }
     if (res.outcome != TC_OTA_AGENT_DONE)

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -252,8 +254,13 @@ static void info_cb(const SSL *ssl, int where, int ret)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = SSL_get_fd(ssl);
-        if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
             s->tcp_connected = true;
+            /* evhttp writes headers and body as separate records: without
+             * this the second waits for the server's delayed ACK. */
+            int one = 1;
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
     }
     if ((where & SSL_CB_HANDSHAKE_DONE) != 0)
         s->handshake_done = true;
