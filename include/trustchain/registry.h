@@ -118,6 +118,20 @@ TC_MUST_CHECK tc_err tc_registry_append(struct tc_registry *r, const struct tc_a
 TC_MUST_CHECK tc_err tc_registry_append_encoded(struct tc_registry *r, const uint8_t *const *events,
                                                 const size_t *lens, size_t n,
                                                 uint64_t *first_index);
+/* A certificate for the side table, stored by the append that names it. */
+struct tc_registry_cert {
+    const uint8_t *der;
+    size_t len;
+};
+/* tc_registry_append_encoded, and each certificate stored in the side table
+ * in the same transaction as the events (one durable commit, shared with
+ * concurrent appends by the group commit). Every certificate must be named
+ * (by SHA-256) by a certificate-issued event of this append (TC_ERR_ARG
+ * otherwise). */
+TC_MUST_CHECK tc_err tc_registry_append_certs(struct tc_registry *r, const uint8_t *const *events,
+                                              const size_t *lens, size_t n,
+                                              const struct tc_registry_cert *certs, size_t ncerts,
+                                              uint64_t *first_index);
 
 /* Certificate side table, keyed by SHA-256(der): stores der (idempotent) and
  * returns its hash, which the certificate-issued event then carries. */

@@ -448,6 +448,39 @@ struct tc_scp03_host_config {
     void *trace_ctx;
 };
 
+/*
+ * What the last host operation over a transport came to
+ * (tc_scp03_host_open, _transmit, _put_keys, _begin_rmac, _end_rmac,
+ * _delete_key; also the pure handshake functions), beside its tc_err: a
+ * caller decides on these, never on message text (docs/scp03.md, "Host
+ * outcomes").
+ */
+enum tc_scp03_host_outcome {
+    TC_SCP03_HOST_OK = 0,
+    TC_SCP03_HOST_LINK = 1,        /* the transport failed (TC_ERR_IO): card or reader gone */
+    TC_SCP03_HOST_CARD_STATUS = 2, /* the card answered an error status word (last_sw) */
+    /* INITIALIZE UPDATE answered 6A88 (GP CS 2.3 §11.1.4 "referenced data
+     * not found"): the card holds no keyset with that KVN. */
+    TC_SCP03_HOST_NO_KEYSET = 3,
+    /* The card did not authenticate (Amendment D §6.2.2.1-2): its
+     * cryptogram or pseudo-random challenge does not match our keys. */
+    TC_SCP03_HOST_CARD_AUTH = 4,
+    /* EXTERNAL AUTHENTICATE answered 6300 (Amendment D §7.1.2): the card
+     * refused the host cryptogram. */
+    TC_SCP03_HOST_HOST_AUTH = 5,
+    /* PUT KEY answered a KVN or key check values other than the new keys'
+     * (GP CS 2.3 §11.8.3). */
+    TC_SCP03_HOST_KCV_MISMATCH = 6,
+    /* A response failed its R-MAC, R-ENC padding or format (or the card
+     * answered for another keyset than asked). */
+    TC_SCP03_HOST_RESPONSE = 7,
+    TC_SCP03_HOST_KEYS = 8,  /* the key provider failed (an HSM error, a missing key) */
+    TC_SCP03_HOST_OTHER = 9, /* bad arguments, state, resources */
+    TC_SCP03_HOST_OUTCOME_MAX_ = 9
+};
+/* "ok", "link", "card-status", ...; "unknown" otherwise. */
+const char *tc_scp03_host_outcome_name(enum tc_scp03_host_outcome o);
+
 struct tc_scp03_host {
     struct tc_scp03_session s;
     const struct tc_scp03_key_provider *keys;
@@ -456,7 +489,15 @@ struct tc_scp03_host {
     uint8_t div_data[TC_SCP03_DIV_DATA_LEN];
     uint32_t seq; /* card's sequence counter (pseudo-random mode) */
     bool have_seq;
+    /* The last operation's outcome and the last status word the card
+     * answered (0 if none); kept across wipe and close. */
+    enum tc_scp03_host_outcome outcome;
+    uint16_t last_sw;
 };
+
+/* The last operation's outcome and last status word (see above). */
+enum tc_scp03_host_outcome tc_scp03_host_outcome(const struct tc_scp03_host *h);
+uint16_t tc_scp03_host_last_sw(const struct tc_scp03_host *h);
 
 /* Prepare a host session (no I/O). cfg is copied; keys must outlive h. */
 TC_MUST_CHECK tc_err tc_scp03_host_init(struct tc_scp03_host *h,

@@ -46,6 +46,16 @@ static inline sqlite3_int64 reg_i64(uint64_t v)
     return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
 }
 
+/* A certificate waiting for the append that names it (see
+ * tc_registry_append_certs): the batch hook stores it in the same
+ * transaction as the certificate-issued event. */
+struct reg_pending_cert {
+    uint8_t sha256[TC_AUDIT_HASH_LEN];
+    const uint8_t *der;
+    size_t len;
+    struct reg_pending_cert *next;
+};
+
 struct tc_registry {
     char path[4096];
     char origin[TC_CHECKPOINT_ORIGIN_MAX + 1];
@@ -54,6 +64,11 @@ struct tc_registry {
     pthread_mutex_t mu;       /* the read connection and its statements */
     sqlite3 *rdb;
     sqlite3_stmt *q_get, *q_at, *q_list, *q_batch, *q_cert_get, *q_cert_put;
+    /* Certificates of appends in flight, and their insert on the log's
+     * connection (used only from the batch hook). */
+    pthread_mutex_t pending_mu;
+    struct reg_pending_cert *pending;
+    sqlite3_stmt *live_cert_put;
 };
 
 #endif

@@ -14,13 +14,46 @@
 
 #include "registry/internal.h"
 
+/* The certificate a certificate-issued event names, if an append in flight
+ * carries it: stored on the log's connection, inside the batch transaction. */
+static tc_err store_pending_cert(struct tc_registry *r, const uint8_t *event, size_t len)
+{
+    struct tc_audit_event ev;
+    TC_GUARD(tc_audit_event_decode(event, len, &ev));
+    if (ev.type != TC_AUDIT_CERT_ISSUED || (ev.fields & TC_AUDIT_HAS_CERT_SHA256) == 0)
+        return TC_OK;
+    tc_err ret = TC_OK;
+    pthread_mutex_lock(&r->pending_mu);
+    for (const struct reg_pending_cert *p = r->pending; p != NULL; p = p->next) {
+        if (memcmp(p->sha256, ev.cert_sha256, sizeof p->sha256) != 0)
+            continue;
+        sqlite3_stmt *st = r->live_cert_put;
+        sqlite3_bind_blob(st, 1, p->sha256, sizeof p->sha256, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, p->der, (int)p->len, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            ret = reg_db_fail(r->live.db, "store certificate");
+        break;
+    }
+    pthread_mutex_unlock(&r->pending_mu);
+    return ret;
+}
+
 static tc_err hook(void *arg, struct tc_audit_store *store,
                    const struct tc_audit_batch_event *events, size_t n)
 {
     struct tc_registry *r = arg;
     (void)store;
-    for (size_t i = 0; i < n; i++)
+    pthread_mutex_lock(&r->pending_mu);
+    bool pending = r->pending != NULL;
+    pthread_mutex_unlock(&r->pending_mu);
+    for (size_t i = 0; i < n; i++) {
         TC_GUARD(reg_proj_apply(&r->live, events[i].index, events[i].event, events[i].len));
+        if (pending)
+            TC_GUARD(store_pending_cert(r, events[i].event, events[i].len));
+    }
     return TC_OK;
 }
 
@@ -73,6 +106,11 @@ static tc_err registry_alloc(const char *path, struct tc_registry **out)
         free(r);
         return TC_FAIL(TC_ERR_NOMEM, "mutex");
     }
+    if (pthread_mutex_init(&r->pending_mu, NULL) != 0) {
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return TC_FAIL(TC_ERR_NOMEM, "mutex");
+    }
     *out = r;
     return TC_OK;
 }
@@ -83,12 +121,14 @@ void tc_registry_close(struct tc_registry *r)
         return;
     /* The log's connection goes with the log: finalize its statements first. */
     reg_proj_free(&r->live);
+    sqlite3_finalize(r->live_cert_put);
     tc_audit_log_close(r->log);
     sqlite3_stmt *all[] = {r->q_get, r->q_at, r->q_list, r->q_batch, r->q_cert_get, r->q_cert_put};
     for (size_t i = 0; i < TC_ARRAY_LEN(all); i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(r->rdb);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->pending_mu);
     free(r);
 }
 
@@ -165,6 +205,8 @@ tc_err tc_registry_open(const char *path, const char *origin, struct tc_registry
     ret = TC_ERR_INTERNAL;
     /* Nothing appends before the hook is set, so the connection is still ours. */
     TC_TRY(reg_proj_init(&r->live, db, "main"));
+    TC_TRY(reg_prep(db, "INSERT OR IGNORE INTO main.reg_certs(sha256, der) VALUES(?1, ?2)",
+                    &r->live_cert_put));
     tc_audit_log_set_batch_hook(r->log, hook, r);
     TC_TRY(reader_open(r, false));
     TC_TRY(reader_prepare(r));
@@ -246,6 +288,62 @@ tc_err tc_registry_append_encoded(struct tc_registry *r, const uint8_t *const *e
     TC_ENSURE(r != NULL, TC_ERR_ARG);
     TC_ENSURE_MSG(r->log != NULL, TC_ERR_STATE, "registry opened for reading only");
     return tc_audit_log_append(r->log, events, lens, n, first_index);
+}
+
+/* Each certificate must be the one a certificate-issued event of the
+ * append names: the side table only ever holds bytes the log vouches for. */
+static tc_err certs_named(const uint8_t *const *events, const size_t *lens, size_t n,
+                          const struct reg_pending_cert *p)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct tc_audit_event ev;
+        TC_GUARD(tc_audit_event_decode(events[i], lens[i], &ev));
+        if (ev.type == TC_AUDIT_CERT_ISSUED && (ev.fields & TC_AUDIT_HAS_CERT_SHA256) != 0 &&
+            memcmp(ev.cert_sha256, p->sha256, sizeof p->sha256) == 0)
+            return TC_OK;
+    }
+    return TC_FAIL(TC_ERR_ARG, "a certificate no certificate-issued event of the append names");
+}
+
+tc_err tc_registry_append_certs(struct tc_registry *r, const uint8_t *const *events,
+                                const size_t *lens, size_t n, const struct tc_registry_cert *certs,
+                                size_t ncerts, uint64_t *first_index)
+{
+    enum { MAX = 8 };
+    struct reg_pending_cert node[MAX];
+    TC_ENSURE(r != NULL && events != NULL && lens != NULL && (ncerts == 0 || certs != NULL),
+              TC_ERR_ARG);
+    TC_ENSURE_MSG(r->log != NULL, TC_ERR_STATE, "registry opened for reading only");
+    TC_ENSURE_MSG(ncerts <= MAX, TC_ERR_RANGE, "at most %d certificates in one append", MAX);
+    for (size_t i = 0; i < ncerts; i++) {
+        TC_ENSURE(certs[i].der != NULL && certs[i].len > 0, TC_ERR_ARG);
+        TC_ENSURE_MSG(certs[i].len <= TC_REGISTRY_CERT_MAX, TC_ERR_RANGE,
+                      "certificate of %zu bytes", certs[i].len);
+        TC_GUARD(reg_sha256(certs[i].der, certs[i].len, node[i].sha256));
+        node[i].der = certs[i].der;
+        node[i].len = certs[i].len;
+        TC_GUARD(certs_named(events, lens, n, &node[i]));
+    }
+    if (ncerts > 0) {
+        pthread_mutex_lock(&r->pending_mu);
+        for (size_t i = 0; i < ncerts; i++) {
+            node[i].next = r->pending;
+            r->pending = &node[i];
+        }
+        pthread_mutex_unlock(&r->pending_mu);
+    }
+    tc_err rc = tc_audit_log_append(r->log, events, lens, n, first_index);
+    if (ncerts > 0) {
+        pthread_mutex_lock(&r->pending_mu);
+        for (size_t i = 0; i < ncerts; i++)
+            for (struct reg_pending_cert **pp = &r->pending; *pp != NULL; pp = &(*pp)->next)
+                if (*pp == &node[i]) {
+                    *pp = node[i].next;
+                    break;
+                }
+        pthread_mutex_unlock(&r->pending_mu);
+    }
+    return rc;
 }
 
 tc_err tc_registry_checkpoint(struct tc_registry *r, const struct tc_signer *signer, uint8_t *note,

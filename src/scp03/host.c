@@ -12,6 +12,24 @@
 
 #include "scp03/internal.h"
 
+const char *tc_scp03_host_outcome_name(enum tc_scp03_host_outcome o)
+{
+    static const char *const n[] = {"ok",        "link",      "card-status",  "no-keyset",
+                                    "card-auth", "host-auth", "kcv-mismatch", "response",
+                                    "keys",      "other"};
+    return (unsigned)o < TC_ARRAY_LEN(n) ? n[o] : "unknown";
+}
+
+enum tc_scp03_host_outcome tc_scp03_host_outcome(const struct tc_scp03_host *h)
+{
+    return h != NULL ? h->outcome : TC_SCP03_HOST_OTHER;
+}
+
+uint16_t tc_scp03_host_last_sw(const struct tc_scp03_host *h)
+{
+    return h != NULL ? h->last_sw : 0;
+}
+
 static bool provider_ok(const struct tc_scp03_key_provider *k)
 {
     return k != NULL && k->key_len != NULL && k->session_keys != NULL &&
@@ -120,10 +138,13 @@ tc_err tc_scp03_host_external_authenticate(struct tc_scp03_host *h, const uint8_
     uint8_t cryptogram[TC_SCP03_CHALLENGE_MAX];
     uint8_t ctx[2 * TC_SCP03_CHALLENGE_MAX];
     size_t key_len = 0;
+    /* What a failure means, set before each check (docs/scp03.md). */
+    enum tc_scp03_host_outcome oc = TC_SCP03_HOST_OTHER;
     TC_CHECK(h != NULL && out != NULL && (resp != NULL || resp_len == 0), TC_ERR_ARG);
     struct tc_scp03_session *s = &h->s;
     TC_CHECK_MSG(s->state == TC_SCP03_STATE_INITIALIZED, TC_ERR_STATE,
                  "no INITIALIZE UPDATE is outstanding");
+    oc = TC_SCP03_HOST_RESPONSE;
     const size_t n = s->s_len;
     tc_cursor_init(&c, resp, resp_len);
     /* Amendment D §7.1.1.6 table 7-3. */
@@ -166,28 +187,37 @@ tc_err tc_scp03_host_external_authenticate(struct tc_scp03_host *h, const uint8_
     if ((i_param & TC_SCP03_I_PSEUDO_RANDOM) != 0) {
         /* Amendment D §6.2.2.1: the host checks a pseudo-random challenge;
          * a mismatch is an error. */
+        oc = TC_SCP03_HOST_OTHER;
         TC_CHECK_MSG(h->cfg.aid != NULL, TC_ERR_ARG,
                      "the card uses a pseudo-random challenge; the SD AID is needed to check it");
+        oc = TC_SCP03_HOST_KEYS;
         TC_TRY(
             h->keys->card_challenge(h->keys->ctx, kvn, seq, h->cfg.aid, h->cfg.aid_len, expect, n));
+        oc = TC_SCP03_HOST_CARD_AUTH;
         TC_CHECK_MSG(tc_ct_equal(expect, s->card_challenge, n), TC_ERR_VERIFY,
                      "the card challenge is not the pseudo-random one for sequence counter %06X",
                      (unsigned)h->seq);
     }
+    oc = TC_SCP03_HOST_KEYS;
     TC_TRY(h->keys->key_len(h->keys->ctx, kvn, &key_len));
     memcpy(ctx, s->host_challenge, n);
     memcpy(ctx + n, s->card_challenge, n);
     TC_TRY(h->keys->session_keys(h->keys->ctx, kvn, ctx, 2 * n, &s->keys));
+    oc = TC_SCP03_HOST_OTHER;
     TC_CHECK(tc_aes_key_len_ok(s->keys.key_len) && s->keys.key_len == key_len, TC_ERR_INTERNAL);
     TC_TRY(tc_scp03_cryptograms(s));
     /* Amendment D §6.2.2.2: the card authenticates itself. */
+    oc = TC_SCP03_HOST_CARD_AUTH;
     TC_CHECK_MSG(tc_ct_equal(cryptogram, s->card_cryptogram, n), TC_ERR_VERIFY,
                  "card cryptogram did not verify (wrong keys for keyset %02X?)", kvn);
+    oc = TC_SCP03_HOST_OTHER;
     TC_TRY(build_external_authenticate(h, out));
     ret = TC_OK;
 out:
     tc_memzero(expect, sizeof expect);
     tc_memzero(ctx, sizeof ctx);
+    if (h != NULL)
+        h->outcome = ret == TC_OK ? TC_SCP03_HOST_OK : oc;
     if (ret != TC_OK && h != NULL)
         tc_scp03_host_wipe(h);
     return ret;
@@ -199,12 +229,19 @@ tc_err tc_scp03_host_authenticated(struct tc_scp03_host *h, uint16_t sw)
     if (h->s.state != TC_SCP03_STATE_INITIALIZED || sw != TC_SCP03_SW_OK) {
         bool was_init = h->s.state == TC_SCP03_STATE_INITIALIZED;
         tc_scp03_host_wipe(h);
-        if (!was_init)
+        if (!was_init) {
+            h->outcome = TC_SCP03_HOST_OTHER;
             return TC_FAIL(TC_ERR_STATE, "no EXTERNAL AUTHENTICATE is outstanding");
+        }
+        h->last_sw = sw;
+        /* Amendment D §7.1.2: 6300, the host cryptogram did not verify. */
+        h->outcome = sw == 0x6300u ? TC_SCP03_HOST_HOST_AUTH : TC_SCP03_HOST_CARD_STATUS;
         char d[80];
         tc_sw_describe(sw, d, sizeof d);
         return TC_FAIL(TC_ERR_AUTH, "EXTERNAL AUTHENTICATE refused: %s", d);
     }
+    h->last_sw = sw;
+    h->outcome = TC_SCP03_HOST_OK;
     h->s.level = h->cfg.level;
     h->s.auth_level = h->cfg.level;
     h->s.enc_counter = 0;

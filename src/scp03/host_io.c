@@ -25,11 +25,30 @@ static void trace(const struct tc_scp03_host *h, enum tc_scp03_trace_kind k, con
         h->cfg.trace(h->cfg.trace_ctx, k, p, n);
 }
 
-static tc_err card_error(const char *what, uint16_t sw)
+static tc_err card_error(struct tc_scp03_host *h, const char *what, uint16_t sw)
 {
     char d[96];
     tc_sw_describe(sw, d, sizeof d);
+    h->last_sw = sw;
+    h->outcome = TC_SCP03_HOST_CARD_STATUS;
     return TC_FAIL(TC_ERR_CARD, "%s: card answered %s", what, d);
+}
+
+/* A failed exchange: the link (TC_ERR_IO) or what came back. */
+static enum tc_scp03_host_outcome exchange_outcome(tc_err rc)
+{
+    switch (rc) {
+    case TC_OK:
+        return TC_SCP03_HOST_OK;
+    case TC_ERR_IO:
+        return TC_SCP03_HOST_LINK;
+    case TC_ERR_VERIFY:
+    case TC_ERR_FORMAT:
+    case TC_ERR_TRUNCATED:
+        return TC_SCP03_HOST_RESPONSE;
+    default:
+        return TC_SCP03_HOST_OTHER;
+    }
 }
 
 /* One APDU out, one response in. */
@@ -209,8 +228,11 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
     if (out_len > 0)
         memcpy(resp, out, out_len);
     *resp_len = out_len;
+    h->last_sw = *sw;
     ret = TC_OK;
 out:
+    if (h != NULL)
+        h->outcome = exchange_outcome(ret);
     /* A command sent without a verified answer leaves the two ends out of
      * step (or the channel tampered with): the session ends. */
     if (in_flight && ret != TC_OK)
@@ -252,8 +274,11 @@ tc_err tc_scp03_host_open(struct tc_scp03_host *h, struct tc_transport *t,
     uint16_t sw = 0;
     tc_buf_init_heap(&cmd, 512);
     tc_buf_init_heap(&acc, RESP_CAP);
+    tc_err rc = TC_ERR_INTERNAL;
     TC_CHECK(h != NULL && t != NULL, TC_ERR_ARG);
+    h->outcome = TC_SCP03_HOST_OTHER;
     TC_TRY(tc_scp03_host_init(h, keys, cfg));
+    h->outcome = TC_SCP03_HOST_OTHER;
     h->t = t;
     if (cfg->select) {
         /* GP CS 2.3 §11.9: SELECT the security domain by AID. */
@@ -268,40 +293,63 @@ tc_err tc_scp03_host_open(struct tc_scp03_host *h, struct tc_transport *t,
                                     .le = 256,
                                     .has_le = true};
         TC_TRY(tc_apdu_encode(&sel, &cmd));
-        TC_TRY(plain_exchange(h, cmd.data, cmd.len, &acc, &sw));
+        if ((rc = plain_exchange(h, cmd.data, cmd.len, &acc, &sw)) != TC_OK) {
+            h->outcome = exchange_outcome(rc);
+            ret = rc;
+            goto out;
+        }
         /* GP CS 2.3 §11.9.3: 6283 selects the ISD of a CARD_LOCKED card; the
          * secure channel may still be opened (to unlock it). */
+        h->last_sw = sw;
         if (sw != 0x9000u && sw != 0x6283u) {
-            ret = card_error("SELECT of the security domain", sw);
+            ret = card_error(h, "SELECT of the security domain", sw);
             goto out;
         }
     }
     tc_buf_reset(&cmd);
     tc_buf_reset(&acc);
     TC_TRY(tc_scp03_host_initialize_update(h, &cmd));
-    TC_TRY(plain_exchange(h, cmd.data, cmd.len, &acc, &sw));
-    if (sw != 0x9000u) {
-        ret = card_error("INITIALIZE UPDATE", sw);
+    if ((rc = plain_exchange(h, cmd.data, cmd.len, &acc, &sw)) != TC_OK) {
+        h->outcome = exchange_outcome(rc);
+        ret = rc;
         goto out;
     }
+    if (sw != 0x9000u) {
+        ret = card_error(h, "INITIALIZE UPDATE", sw);
+        /* GP CS 2.3 §11.1.4 / Amendment D §7.1.1.5: 6A88, referenced data
+         * (the keyset named by P1) not found. */
+        if (sw == 0x6A88u)
+            h->outcome = TC_SCP03_HOST_NO_KEYSET;
+        goto out;
+    }
+    h->last_sw = sw;
     tc_buf_reset(&cmd);
+    /* Sets the outcome of a card that does not authenticate itself. */
     TC_TRY(tc_scp03_host_external_authenticate(h, acc.data, acc.len - 2, &cmd));
+    h->outcome = TC_SCP03_HOST_OTHER;
     tc_buf_reset(&acc);
-    TC_TRY(plain_exchange(h, cmd.data, cmd.len, &acc, &sw));
+    if ((rc = plain_exchange(h, cmd.data, cmd.len, &acc, &sw)) != TC_OK) {
+        h->outcome = exchange_outcome(rc);
+        ret = rc;
+        goto out;
+    }
+    /* Sets the outcome of a refused host cryptogram. */
     TC_TRY(tc_scp03_host_authenticated(h, sw));
     ret = TC_OK;
 out:
     tc_buf_free(&cmd);
     tc_buf_free(&acc);
+    if (h != NULL && ret == TC_OK)
+        h->outcome = TC_SCP03_HOST_OK;
     if (ret != TC_OK && h != NULL)
         tc_scp03_host_wipe(h);
     return ret;
 }
 
-static tc_err expect_ok(const char *what, uint16_t sw)
+static tc_err expect_ok(struct tc_scp03_host *h, const char *what, uint16_t sw)
 {
     if (sw != 0x9000u)
-        return card_error(what, sw);
+        return card_error(h, what, sw);
     return TC_OK;
 }
 
@@ -332,7 +380,7 @@ tc_err tc_scp03_host_begin_rmac(struct tc_scp03_host *h, bool renc)
     TC_GUARD(xfer(h, &a, p1, false, resp, sizeof resp, &rlen, &sw));
     if (sw != 0x9000u) {
         h->s.level = (uint8_t)(h->s.level & ~p1);
-        return card_error("BEGIN R-MAC SESSION", sw);
+        return card_error(h, "BEGIN R-MAC SESSION", sw);
     }
     return TC_OK;
 }
@@ -351,7 +399,7 @@ tc_err tc_scp03_host_end_rmac(struct tc_scp03_host *h)
     const struct tc_apdu a = {
         .cla = cla, .ins = TC_SCP03_INS_END_RMAC_SESSION, .p1 = 0x00, .p2 = 0x03};
     TC_GUARD(xfer(h, &a, 0, true, resp, sizeof resp, &rlen, &sw));
-    return expect_ok("END R-MAC SESSION", sw);
+    return expect_ok(h, "END R-MAC SESSION", sw);
 }
 
 tc_err tc_scp03_host_put_keys(struct tc_scp03_host *h, const struct tc_scp03_key_provider *src,
@@ -366,11 +414,15 @@ tc_err tc_scp03_host_put_keys(struct tc_scp03_host *h, const struct tc_scp03_key
     uint8_t cla = 0;
     struct tc_buf b;
     tc_buf_init_fixed(&b, data, sizeof data);
-    TC_CHECK(h != NULL && src != NULL && src->key_len != NULL && src->kcv != NULL, TC_ERR_ARG);
+    TC_CHECK(h != NULL, TC_ERR_ARG);
+    h->outcome = TC_SCP03_HOST_OTHER;
+    TC_CHECK(src != NULL && src->key_len != NULL && src->kcv != NULL, TC_ERR_ARG);
     TC_CHECK_MSG(old_kvn <= 0x7Fu, TC_ERR_RANGE, "KVN to replace %02X is outside 00..7F", old_kvn);
     TC_CHECK_MSG(h->s.state == TC_SCP03_STATE_AUTHENTICATED, TC_ERR_STATE,
                  "no open secure channel");
+    h->outcome = TC_SCP03_HOST_KEYS;
     TC_TRY(tc_scp03_put_key_data(h->keys, h->s.kvn, src, new_kvn, &b, kcvs));
+    h->outcome = TC_SCP03_HOST_OTHER;
     TC_TRY(gp_cla(h, &cla));
     /* GP CS 2.3 §11.8.2: P1 = KVN to replace (00 adds), P2 = 81 (several
      * keys, the first with identifier 1). */
@@ -383,8 +435,16 @@ tc_err tc_scp03_host_put_keys(struct tc_scp03_host *h, const struct tc_scp03_key
                               .le = 256,
                               .has_le = true};
     TC_TRY(xfer(h, &a, 0, false, resp, sizeof resp, &rlen, &sw));
-    TC_TRY(expect_ok("PUT KEY", sw));
-    TC_TRY(tc_scp03_put_key_check(resp, rlen, new_kvn, kcvs));
+    TC_TRY(expect_ok(h, "PUT KEY", sw));
+    /* GP CS 2.3 §11.8.3: the response is the KVN and the KCVs of the keys
+     * the card now holds; a KVN or KCV other than the new keys' is a
+     * mismatch, anything unparseable a bad response. */
+    ret = tc_scp03_put_key_check(resp, rlen, new_kvn, kcvs);
+    if (ret != TC_OK) {
+        h->outcome = ret == TC_ERR_VERIFY ? TC_SCP03_HOST_KCV_MISMATCH : TC_SCP03_HOST_RESPONSE;
+        goto out;
+    }
+    h->outcome = TC_SCP03_HOST_OK;
     ret = TC_OK;
 out:
     tc_memzero(data, sizeof data);
@@ -420,7 +480,7 @@ tc_err tc_scp03_host_delete_key(struct tc_scp03_host *h, uint8_t kvn, uint8_t ke
                               .le = 256,
                               .has_le = true};
     TC_GUARD(xfer(h, &a, 0, false, resp, sizeof resp, &rlen, &sw));
-    return expect_ok("DELETE KEY", sw);
+    return expect_ok(h, "DELETE KEY", sw);
 }
 
 void tc_scp03_host_close(struct tc_scp03_host *h)

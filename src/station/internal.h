@@ -47,13 +47,14 @@ void st_event_init(const struct tc_station *st, const struct st_dev_id *id,
                    enum tc_audit_event_type type, struct tc_audit_event *ev);
 TC_MUST_CHECK tc_err st_record(struct tc_station *st, struct tc_audit_event *ev,
                                struct tc_station_result *res);
-/* Several events in one durable append (one transaction, log order kept). */
+/* Several events in one durable append (one transaction, log order kept);
+ * cert (DER, may be NULL) goes to the registry's side table in the same
+ * transaction, named by the certificate-issued event among evs. */
 TC_MUST_CHECK tc_err st_record_n(struct tc_station *st, const struct tc_audit_event *evs, size_t n,
+                                 const uint8_t *cert, size_t cert_len,
                                  struct tc_station_result *res);
 /* The device as the registry knows it: *found false for an unknown EID. */
 TC_MUST_CHECK tc_err st_prior(struct tc_station *st, const struct st_dev_id *id,
                               struct tc_registry_device *d, bool *found);
-TC_MUST_CHECK tc_err st_cert_put(struct tc_station *st, const uint8_t *der, size_t len,
-                                 uint8_t sha256[static 32]);
 
 #endif

@@ -44,7 +44,7 @@ tc_err st_record(struct tc_station *st, struct tc_audit_event *ev, struct tc_sta
 }
 
 tc_err st_record_n(struct tc_station *st, const struct tc_audit_event *evs, size_t n,
-                   struct tc_station_result *res)
+                   const uint8_t *cert, size_t cert_len, struct tc_station_result *res)
 {
     enum { MAX = 8 };
     uint8_t enc[MAX][TC_AUDIT_EVENT_MAX];
@@ -58,7 +58,12 @@ tc_err st_record_n(struct tc_station *st, const struct tc_audit_event *evs, size
         ptrs[i] = enc[i];
     }
     uint64_t first = 0;
-    tc_err rc = tc_registry_append_encoded(st->cfg.registry, ptrs, lens, n, &first);
+    /* The certificate rides in the events' transaction: no separate durable
+     * commit per device, and never an issued certificate the side table
+     * lacks. */
+    struct tc_registry_cert c = {.der = cert, .len = cert_len};
+    tc_err rc =
+        tc_registry_append_certs(st->cfg.registry, ptrs, lens, n, &c, cert != NULL ? 1 : 0, &first);
     if (rc != TC_OK)
         return TC_FAIL(rc, "recording %zu events (from %s) failed: %s", n,
                        tc_audit_event_type_name(evs[0].type), tc_error_last()->msg);
@@ -78,9 +83,4 @@ tc_err st_prior(struct tc_station *st, const struct st_dev_id *id, struct tc_reg
     TC_GUARD(rc);
     *found = true;
     return TC_OK;
-}
-
-tc_err st_cert_put(struct tc_station *st, const uint8_t *der, size_t len, uint8_t sha256[static 32])
-{
-    return tc_registry_cert_put(st->cfg.registry, der, len, sha256);
 }

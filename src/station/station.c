@@ -241,6 +241,8 @@ struct dev {
      * together (one durable commit) before the station acts on them. */
     struct tc_audit_event pend[4];
     size_t npend;
+    const uint8_t *pend_cert; /* issued certificate for the registry's side table */
+    size_t pend_cert_len;
 };
 
 static tc_err queue(struct dev *d, const struct tc_audit_event *ev)
@@ -252,9 +254,12 @@ static tc_err queue(struct dev *d, const struct tc_audit_event *ev)
 
 static tc_err flush(struct dev *d)
 {
-    tc_err rc = st_record_n(d->st, d->pend, d->npend, d->res);
-    if (rc == TC_OK)
+    tc_err rc = st_record_n(d->st, d->pend, d->npend, d->pend_cert, d->pend_cert_len, d->res);
+    if (rc == TC_OK) {
         d->npend = 0;
+        d->pend_cert = NULL;
+        d->pend_cert_len = 0;
+    }
     return rc;
 }
 
@@ -302,6 +307,35 @@ static enum tc_station_reason card_reason(tc_err rc)
 static tc_err fail_card(struct dev *d, enum tc_station_step step, tc_err rc, const char *what)
 {
     return reject(d, step, card_reason(rc), "%s: %s", what, tc_error_last()->msg);
+}
+
+/* A failed SCP03 host operation, by the outcome the host reports
+ * (docs/scp03.md "Host outcomes"), never by its message. */
+static enum tc_station_reason host_reason(const struct tc_scp03_host *h, tc_err rc)
+{
+    switch (tc_scp03_host_outcome(h)) {
+    case TC_SCP03_HOST_LINK:
+        return TC_STATION_R_CARD_REMOVED;
+    case TC_SCP03_HOST_CARD_STATUS:
+    case TC_SCP03_HOST_NO_KEYSET:
+    case TC_SCP03_HOST_RESPONSE:
+    case TC_SCP03_HOST_CARD_AUTH:
+    case TC_SCP03_HOST_HOST_AUTH:
+        return TC_STATION_R_CARD_ERROR;
+    case TC_SCP03_HOST_KCV_MISMATCH:
+        return TC_STATION_R_KCV;
+    case TC_SCP03_HOST_KEYS:
+        return TC_STATION_R_HSM;
+    case TC_SCP03_HOST_OK:
+    case TC_SCP03_HOST_OTHER:
+    default:
+        return card_reason(rc);
+    }
+}
+
+static tc_err fail_host(struct dev *d, enum tc_station_step step, tc_err rc, const char *what)
+{
+    return reject(d, step, host_reason(&d->host, rc), "%s: %s", what, tc_error_last()->msg);
 }
 
 /* One plain command (ISO/IEC 7816-4), following 61xx with GET RESPONSE. */
@@ -597,15 +631,16 @@ static tc_err step_inject(struct dev *d)
     TC_GUARD(tc_hsm_scp03_provider_add(&d->tm, st->transport_kvn, &st->transport));
     if (d->has_transport) {
         rc = open_session(d, &d->tprov, st->transport_kvn, true);
-        /* Amendment D §7.1.2: a card cryptogram that does not verify, or the
-         * card refusing the host cryptogram (6300), means other keys. */
-        if (rc == TC_ERR_VERIFY || ((rc == TC_ERR_AUTH || rc == TC_ERR_CARD) &&
-                                    strstr(tc_error_last()->msg, "6300") != NULL))
+        /* Amendment D §6.2.2.2 / §7.1.2: a card cryptogram (or pseudo-random
+         * challenge) that does not verify, or the card refusing the host
+         * cryptogram (6300), means other keys. */
+        enum tc_scp03_host_outcome oc = tc_scp03_host_outcome(&d->host);
+        if (rc != TC_OK && (oc == TC_SCP03_HOST_CARD_AUTH || oc == TC_SCP03_HOST_HOST_AUTH))
             return reject(d, TC_STATION_STEP_TRANSPORT, TC_STATION_R_TRANSPORT_KEYS,
                           "transport keyset %02X refused: %s", st->transport_kvn,
                           tc_error_last()->msg);
         if (rc != TC_OK)
-            return fail_card(d, TC_STATION_STEP_TRANSPORT, rc, "transport session");
+            return fail_host(d, TC_STATION_STEP_TRANSPORT, rc, "transport session");
         point(d, TC_STATION_PT_TRANSPORT_OPEN);
     }
     /* Step 3: derived in the HSM from master + EID (docs/hsm.md). */
@@ -636,12 +671,11 @@ static tc_err step_inject(struct dev *d)
          * keyset; blocks wrapped by the HSM under the transport DEK; the
          * card's KCVs must equal the HSM's. */
         rc = tc_scp03_host_put_keys(&d->host, &d->dprov, st->device_kvn, st->transport_kvn);
-        if (rc == TC_ERR_VERIFY && (strstr(tc_error_last()->msg, "key check value") != NULL ||
-                                    strstr(tc_error_last()->msg, "PUT KEY response") != NULL))
+        if (rc != TC_OK && tc_scp03_host_outcome(&d->host) == TC_SCP03_HOST_KCV_MISMATCH)
             return reject(d, TC_STATION_STEP_INJECT, TC_STATION_R_KCV, "PUT KEY: %s",
                           tc_error_last()->msg);
         if (rc != TC_OK)
-            return fail_card(d, TC_STATION_STEP_INJECT, rc, "PUT KEY");
+            return fail_host(d, TC_STATION_STEP_INJECT, rc, "PUT KEY");
         point(d, TC_STATION_PT_PUT_KEY);
         close_session(d);
     }
@@ -672,21 +706,33 @@ static tc_err step_confirm(struct dev *d)
         return reject(d, S, TC_STATION_R_GATE, "the transport keyset %02X still opens a session",
                       st->transport_kvn);
     }
-    if (rc == TC_ERR_IO)
-        return fail_card(d, S, rc, "transport keyset probe");
     /* Proof is the card refusing the keyset: 6A88 (no keyset with that KVN)
-     * or a cryptogram that does not verify. Any other answer proves nothing. */
-    if (rc == TC_ERR_CARD && strstr(tc_error_last()->msg, "6A88") == NULL)
-        return fail_card(d, S, rc, "transport keyset probe");
-    if (rc != TC_ERR_CARD && rc != TC_ERR_VERIFY)
-        return reject(d, S,
-                      card_reason(rc) == TC_STATION_R_HSM ? TC_STATION_R_HSM : TC_STATION_R_GATE,
-                      "transport keyset probe: %s", tc_error_last()->msg);
+     * or a card that no longer authenticates with it. Any other answer
+     * proves nothing. */
+    switch (tc_scp03_host_outcome(&d->host)) {
+    case TC_SCP03_HOST_NO_KEYSET:
+    case TC_SCP03_HOST_CARD_AUTH:
+        break;
+    case TC_SCP03_HOST_LINK:
+    case TC_SCP03_HOST_CARD_STATUS:
+    case TC_SCP03_HOST_KEYS:
+        return fail_host(d, S, rc, "transport keyset probe");
+    case TC_SCP03_HOST_OK:
+    case TC_SCP03_HOST_HOST_AUTH:
+    case TC_SCP03_HOST_KCV_MISMATCH:
+    case TC_SCP03_HOST_RESPONSE:
+    case TC_SCP03_HOST_OTHER:
+    default:
+        return reject(d, S, TC_STATION_R_GATE, "transport keyset probe (%s): %s",
+                      tc_scp03_host_outcome_name(tc_scp03_host_outcome(&d->host)),
+                      tc_error_last()->msg);
+    }
     tc_error_clear();
     /* A fresh session with the device keyset must open. */
     rc = open_session(d, &d->dprov, st->device_kvn, true);
-    if (rc == TC_ERR_IO)
-        return fail_card(d, S, rc, "device keyset session");
+    enum tc_scp03_host_outcome oc = tc_scp03_host_outcome(&d->host);
+    if (rc != TC_OK && (oc == TC_SCP03_HOST_LINK || oc == TC_SCP03_HOST_KEYS))
+        return fail_host(d, S, rc, "device keyset session");
     if (rc != TC_OK)
         return reject(d, S, TC_STATION_R_GATE, "the device keyset %02X does not open a session: %s",
                       st->device_kvn, tc_error_last()->msg);
@@ -743,14 +789,14 @@ static tc_err step_identity(struct dev *d)
     if ((rc = select_aid(d, identity_aid, sizeof identity_aid, "SELECT identity applet")) != TC_OK)
         return fail_card(d, S, rc, "identity applet");
     if ((rc = open_session(d, &d->dprov, st->device_kvn, false)) != TC_OK)
-        return fail_card(d, S, rc, "identity applet session");
+        return fail_host(d, S, rc, "identity applet session");
     uint8_t nonce[TC_STATION_NONCE_LEN];
     TC_GUARD(tc_random(nonce, sizeof nonce));
     /* GENERATE KEY: P1 01 (replace) only when resuming a run that left a key
      * pair; a fresh card has none (checked at step 1). */
     uint8_t p1 = d->applet_key ? TC_SE_ID_GEN_REPLACE : 0x00;
     if ((rc = secure(d, TC_SE_ID_INS_GENERATE, p1, 0x00, nonce, sizeof nonce, true, &sw)) != TC_OK)
-        return fail_card(d, S, rc, "GENERATE KEY");
+        return fail_host(d, S, rc, "GENERATE KEY");
     if (sw != 0x9000)
         return reject(d, S, sw == 0x6985 ? TC_STATION_R_CARD_STATE : TC_STATION_R_CARD_ERROR,
                       "GENERATE KEY answered %04X (%s)", (unsigned)sw, tc_sw_text(sw));
@@ -797,7 +843,9 @@ static tc_err step_identity(struct dev *d)
         return reject(d, S, TC_STATION_R_HSM, "signing the certificate: %s", tc_error_last()->msg);
     if (rc != TC_OK)
         return reject(d, S, TC_STATION_R_POP, "issuance refused: %s", tc_error_last()->msg);
-    TC_GUARD(st_cert_put(st, d->cert.data, d->cert.len, d->cert_sha));
+    SHA256(d->cert.data, d->cert.len, d->cert_sha);
+    d->pend_cert = d->cert.data;
+    d->pend_cert_len = d->cert.len;
     st_event_init(st, &d->id, TC_AUDIT_CERT_ISSUED, &ev);
     ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256 | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
     memcpy(ev.pubkey_sha256, d->pub_sha, 32);
@@ -831,7 +879,7 @@ static tc_err step_identity(struct dev *d)
     memcpy(certcopy, send, d->cert.len);
     if ((rc = secure(d, TC_SE_ID_INS_STORE_CERT, 0x80, 0x00, certcopy, d->cert.len, false, &sw)) !=
         TC_OK)
-        return fail_card(d, S, rc, "STORE CERTIFICATE");
+        return fail_host(d, S, rc, "STORE CERTIFICATE");
     if (sw != 0x9000)
         return reject(d, S, TC_STATION_R_CARD_ERROR, "STORE CERTIFICATE answered %04X (%s)",
                       (unsigned)sw, tc_sw_text(sw));
@@ -862,7 +910,7 @@ static tc_err step_secure(struct dev *d)
     tc_err rc;
     uint16_t sw = 0;
     if ((rc = open_session(d, &d->dprov, st->device_kvn, true)) != TC_OK)
-        return fail_card(d, S, rc, "ISD session");
+        return fail_host(d, S, rc, "ISD session");
     /* GP CS 2.3 §11.10 SET STATUS P1 80: OP_READY -> INITIALIZED -> SECURED,
      * one transition at a time (§5.1.1). */
     if (d->lc == TC_SE_LC_OP_READY) {

@@ -620,6 +620,146 @@ static void test_concurrent_appends(void)
     rmtree(w.dir);
 }
 
+/* ------------------------------------------------------------ certificates in the append */
+
+/* Encodes a certificate-issued event for device n naming SHA-256(der). */
+static size_t issued_event(unsigned n, const uint8_t *der, size_t der_len, uint8_t *out,
+                           size_t out_size)
+{
+    struct tc_audit_event ev;
+    uint8_t sha[32];
+    struct tc_iov part = {der, der_len};
+    EXPECT_OK(tc_sha256_iov(&part, 1, sha));
+    line_event(&ev, TC_AUDIT_CERT_ISSUED, n, "B-certs", 50);
+    ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+    memset(ev.pubkey_sha256, 0x5A, 32);
+    cert(&ev, (uint8_t)(n % 100 + 1), sha);
+    size_t len = 0;
+    EXPECT_OK(tc_audit_event_encode(&ev, out, out_size, &len));
+    return len;
+}
+
+static void expect_cert(struct tc_registry *r, const uint8_t *der, size_t len)
+{
+    uint8_t sha[32], back[64];
+    size_t bl = 0;
+    struct tc_iov part = {der, len};
+    EXPECT_OK(tc_sha256_iov(&part, 1, sha));
+    EXPECT_OK(tc_registry_cert_get(r, sha, back, sizeof back, &bl));
+    EXPECT_MEM(back, bl, der, len);
+}
+
+struct cert_worker {
+    struct tc_registry *r;
+    unsigned base;
+    uint8_t der[25][8];
+};
+
+static void *cert_work(void *arg)
+{
+    struct cert_worker *cw = arg;
+    for (unsigned i = 0; i < 25; i++) {
+        uint8_t enc[TC_AUDIT_EVENT_MAX];
+        uint8_t *der = cw->der[i];
+        der[0] = 0x30;
+        der[1] = 0x06;
+        der[2] = 0x02;
+        der[3] = 0x04;
+        der[4] = (uint8_t)(cw->base >> 8);
+        der[5] = (uint8_t)cw->base;
+        der[6] = (uint8_t)i;
+        der[7] = 0x5C;
+        size_t len = issued_event(cw->base + i, der, 8, enc, sizeof enc);
+        const uint8_t *ev = enc;
+        struct tc_registry_cert c = {der, 8};
+        uint64_t first = 0;
+        EXPECT_OK(tc_registry_append_certs(cw->r, &ev, &len, 1, &c, 1, &first));
+    }
+    return NULL;
+}
+
+static void test_append_certs(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    static const uint8_t der1[] = {0x30, 0x04, 0x02, 0x02, 0x01, 0x01};
+    static const uint8_t der2[] = {0x30, 0x04, 0x02, 0x02, 0x02, 0x02};
+    uint8_t enc[2][TC_AUDIT_EVENT_MAX];
+    const uint8_t *evs[2] = {enc[0], enc[1]};
+    size_t lens[2];
+    uint64_t first = UINT64_MAX;
+
+    /* A key-pair event and the issuance naming der1: both events and der1
+     * in one append. */
+    struct tc_audit_event kp;
+    line_event(&kp, TC_AUDIT_KEYPAIR_GENERATED, 1, "B-certs", 40);
+    kp.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+    memset(kp.pubkey_sha256, 0x5A, 32);
+    EXPECT_OK(tc_audit_event_encode(&kp, enc[0], sizeof enc[0], &lens[0]));
+    lens[1] = issued_event(1, der1, sizeof der1, enc[1], sizeof enc[1]);
+    struct tc_registry_cert c1 = {der1, sizeof der1}, c2 = {der2, sizeof der2};
+    EXPECT_OK(tc_registry_append_certs(r, evs, lens, 2, &c1, 1, &first));
+    EXPECT_EQ_U(first, 0);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 2);
+    expect_cert(r, der1, sizeof der1);
+
+    /* A certificate no event of the append names is refused, and nothing
+     * is appended or stored. */
+    uint8_t sha2[32], buf[64];
+    size_t bl = 0;
+    struct tc_iov part = {der2, sizeof der2};
+    EXPECT_OK(tc_sha256_iov(&part, 1, sha2));
+    EXPECT_ERR(tc_registry_append_certs(r, evs, lens, 2, &c2, 1, &first), TC_ERR_ARG);
+    EXPECT_ERR(tc_registry_append_certs(r, evs, lens, 1, &c1, 1, &first), TC_ERR_ARG);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 2);
+    EXPECT_ERR(tc_registry_cert_get(r, sha2, buf, sizeof buf, &bl), TC_ERR_NOT_FOUND);
+    /* Caps and arguments. */
+    static uint8_t big[TC_REGISTRY_CERT_MAX + 1];
+    struct tc_registry_cert cb = {big, sizeof big}, cn = {NULL, 4};
+    EXPECT_ERR(tc_registry_append_certs(r, evs, lens, 2, &cb, 1, &first), TC_ERR_RANGE);
+    EXPECT_ERR(tc_registry_append_certs(r, evs, lens, 2, &cn, 1, &first), TC_ERR_ARG);
+    EXPECT_ERR(tc_registry_append_certs(r, evs, lens, 2, NULL, 1, &first), TC_ERR_ARG);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 2);
+    /* No certificate: a plain append. */
+    EXPECT_OK(tc_registry_append_certs(r, evs, lens, 1, NULL, 0, &first));
+    EXPECT_EQ_U(first, 2);
+
+    /* Concurrent appends, each with its own certificate, share group
+     * commits: every certificate lands with its event. */
+    pthread_t th[4];
+    static struct cert_worker cw[4];
+    for (unsigned i = 0; i < 4; i++) {
+        cw[i].r = r;
+        cw[i].base = 100 + i * 100;
+        EXPECT(pthread_create(&th[i], NULL, cert_work, &cw[i]) == 0);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        (void)pthread_join(th[i], NULL);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 3 + 100);
+    for (unsigned i = 0; i < 4; i++)
+        for (unsigned k = 0; k < 25; k++)
+            expect_cert(r, cw[i].der[k], 8);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    tc_registry_close(r);
+
+    /* Durable with the events: a fresh open finds them; a reader refuses. */
+    r = reg_open(w.db);
+    if (r != NULL) {
+        expect_cert(r, der1, sizeof der1);
+        expect_cert(r, cw[3].der[24], 8);
+    }
+    tc_registry_close(r);
+    EXPECT_OK(tc_registry_open_reader(w.db, &r));
+    if (r != NULL)
+        EXPECT_ERR(tc_registry_append_certs(r, evs, lens, 2, &c1, 1, &first), TC_ERR_STATE);
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
 /* ------------------------------------------------------------ tampering */
 
 /* A fresh registry of 12 devices (96 events) with checkpoints at 48 and 96. */
@@ -866,6 +1006,7 @@ static const struct tc_test_case cases[] = {
     {"reject, revoke, lock, rotate, batch revoke, lists", test_reject_revoke_lock_list},
     {"rebuild byte for byte", test_rebuild_byte_for_byte},
     {"concurrent appends", test_concurrent_appends},
+    {"certificates stored by the append that names them", test_append_certs},
     {"tampering in the database is detected", test_tampering},
     {"reader refuses appends; bad origins", test_reader_refuses_appends},
     {"teardown", test_teardown},
