@@ -1,37 +1,43 @@
 /*
  * bench_ota: the OTA server under load, over loopback, bounded in count and
- * time. The server (tc_ota_server on libevent, one event loop) runs in a
- * forked child; this process is the load generator holding N emulated
- * devices, each with its own EID, P-256 key and device certificate issued
- * by a batch CA under a fleet root, and (for the SCP03 phase) its own
- * in-memory emulated card carrying the SCP03 keyset the server re-derives
- * in SoftHSM2 from the master and the EID.
+ * time. Each server (tc_ota_server on libevent, one event loop) runs in a
+ * forked child, forked before the fleet fills this process's heap; this
+ * process is the load generator holding the emulated devices.
  *
  *   floor        raw OpenSSL TLS 1.3 handshakes with the same credentials
  *                (P-256 server certificate, mutual authentication with a
  *                device certificate, OpenSSL's default chain verification
  *                to the root) over loopback: two blocking server processes
- *                and two client threads, the rate a perfect server reaches
- *                on this machine while its clients run on it too.
- *   concurrency  N devices connect (TLS 1.3 + one GET /ota/v1/identity)
- *                and hold their connection; how many were open at once on
- *                the server and its memory per connection.
+ *                and four client threads, the rate this machine reaches
+ *                with both ends on it. Its samples are interleaved with the
+ *                samples of each measurement.
+ *   concurrency  N devices (own EID, software P-256 key, certificate issued
+ *                by the batch CA) connect (TLS 1.3 + GET /ota/v1/identity)
+ *                and hold their connection: how many are open at once on
+ *                the server, and its memory per connection.
  *   SCP03        complete SCP03 sessions per second over the Amendment B
- *                dialog with p50/p99 latency: connect, TLS, POST, SELECT +
+ *                dialog with p50/p99 latency (connect, TLS, SELECT +
  *                INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, a wrapped GET
- *                DATA at C-MAC+C-DEC+R-MAC+R-ENC answered by the card, 204.
- *                The device keyset is derived in the HSM for every session.
- *                These are SCP03 sessions, not key rotations: the rotation
- *                operation (PUT KEY, re-authentication, DELETE, durable
- *                audit) is not part of this measurement.
+ *                DATA at C-MAC+C-DEC+R-MAC+R-ENC answered by the card, 204),
+ *                the keyset derived in SoftHSM2 for every session
+ *                (tc_ota_scp03_app). Not key rotations.
+ *   rotations    complete key rotations per second with p50/p99 latency:
+ *                a pool of devices provisioned by the station (emulated
+ *                cards in memory, registry on disk); per round one
+ *                rotate-keys operation is queued for each, then every
+ *                device runs the agent library's dialog (TLS key in the
+ *                card through the agent's OpenSSL provider) against the
+ *                operations engine: SCP03 with the current keyset derived
+ *                in the HSM, PUT KEY of the new keyset (KCVs checked),
+ *                re-authentication with it, DELETE KEY of the old one, and
+ *                the durable audit appends. After each round every card
+ *                must hold exactly the new keyset.
  *
- * The device TLS key is a software key per device held by the generator,
- * not a key inside the card (labelled in the output).
- *
- * Options: --devices N (default 10000), --seconds S per sample (default 3),
- * --inflight K concurrent SCP03 sessions (default 64), --samples R
- * (default 3), --skip-hold. TC_BENCH_DIR names the directory for the HSM
- * token (default: the current one; removed at the end).
+ * Options: --devices N held at once (default 10000), --seconds S per
+ * sample (default 3), --inflight K concurrent dialogs (default 64), --pool
+ * P rotations per round (default 512), --samples R (default 3),
+ * --skip-hold. TC_BENCH_DIR names the directory for the HSM tokens and the
+ * registry (default: the current one, a real disk; removed at the end).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -60,10 +66,15 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <trustchain/hsm.h>
 #include <trustchain/ota.h>
+#include <trustchain/ota_agent.h>
+#include <trustchain/ota_ops.h>
+#include <trustchain/registry.h>
 #include <trustchain/pki.h>
 #include <trustchain/se.h>
 #include <trustchain/station.h>
@@ -96,6 +107,18 @@ struct device {
     bool busy;
 };
 
+/* A device of the rotation pool: provisioned by the station (card keyset
+ * from the line master, identity applet key pair and certificate), its
+ * TLS key the card's (the agent's provider). */
+struct pdev {
+    struct tc_se_card *card;
+    struct tc_transport link;
+    struct tc_ota_card oc;
+    struct tc_ota_agent_session *sess;
+    double t0;
+    struct rot *r;
+};
+
 static struct fleet {
     size_t n;
     struct device *dev;
@@ -103,16 +126,18 @@ static struct fleet {
     struct tc_buf root, batch, root_crl, batch_crl;
     X509 *root_x, *batch_x, *srv_cert;
     EVP_PKEY *srv_key;
-    uint8_t master[16];
+    uint8_t master[16];  /* "line": the station's and the first keysets */
+    uint8_t master2[16]; /* "fleet-2": the rotations' other master */
+    uint8_t tk[16];      /* the cards' transport keys */
     struct tc_ota_trust *trust;
 } F;
 
 static struct opts {
-    size_t devices, inflight;
+    size_t devices, inflight, pool;
     double seconds;
     unsigned samples;
     bool skip_hold;
-} O = {.devices = 10000, .inflight = 64, .seconds = 3.0, .samples = 3};
+} O = {.devices = 10000, .inflight = 64, .pool = 512, .seconds = 3.0, .samples = 3};
 
 static void die(const char *what)
 {
@@ -247,9 +272,18 @@ static void server_cert(void)
         X509_set_issuer_name(F.srv_cert, n) != 1 ||
         X509_gmtime_adj(X509_getm_notBefore(F.srv_cert), -3600) == NULL ||
         X509_gmtime_adj(X509_getm_notAfter(F.srv_cert), 86400) == NULL ||
-        X509_set_pubkey(F.srv_cert, F.srv_key) != 1 ||
+        X509_set_pubkey(F.srv_cert, F.srv_key) != 1)
+        die("server certificate");
+    /* The agent checks the address it dialled (RFC 6125 iPAddress). */
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, F.srv_cert, F.srv_cert, NULL, NULL, 0);
+    X509_EXTENSION *ext =
+        X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+    if (ext == NULL || X509_add_ext(F.srv_cert, ext, -1) != 1 ||
         X509_sign(F.srv_cert, F.srv_key, EVP_sha256()) <= 0)
         die("server certificate");
+    X509_EXTENSION_free(ext);
 }
 
 /* Device i: EID, P-256 key, certificate with proof of possession issued by
@@ -339,13 +373,30 @@ static void card_open(struct device *d)
 
 /* ------------------------------------------------------------ server child */
 
-enum srv_mode { SRV_PLAIN, SRV_SCP03 };
+enum srv_mode { SRV_PLAIN, SRV_SCP03, SRV_OPS };
 
 struct srv_report {
     struct tc_ota_stats st;
     long rss_kb;
     uint64_t scp03_ok, scp03_failed;
+    struct tc_ota_ops_stats ops;
 };
+
+/* Asks the ops server to queue one rotate-keys operation for each of the
+ * first `devices` devices: KVN and master alternate by round. */
+struct srv_queue_req {
+    uint32_t devices, round;
+};
+
+static uint8_t round_kvn(uint32_t round)
+{
+    return round % 2 == 0 ? 0x31 : 0x32;
+}
+
+static const char *round_master(uint32_t round)
+{
+    return round % 2 == 0 ? "fleet-2" : "line";
+}
 
 struct srv_child {
     pid_t pid;
@@ -406,7 +457,64 @@ struct child_state {
     struct tc_ota_server *srv;
     struct hsm_keys *keys;
     int ctl;
+    /* SRV_OPS: the engine is set up on the 'O' command (once the station
+     * has written the registry), then the server's app points at it. */
+    const char *dir;
+    struct tc_ota_app *app;
+    struct tc_ota_ops *ops;
+    struct tc_registry *reg;
+    struct tc_hsm *hsm;
 };
+
+static void hsm_setup(struct hsm_keys *k, const char *dir);
+
+/* The operations engine as `trustchain ota serve` runs it: the workspace
+ * registry (written by the station) and HSM with the line master and a
+ * second fleet master. */
+static void ops_open(struct child_state *cs)
+{
+    struct hsm_keys hk = {0};
+    char path[700], hdir[700];
+    tc_hsm_obj o = 0;
+    (void)snprintf(hdir, sizeof hdir, "%s/ops", cs->dir);
+    hsm_setup(&hk, hdir); /* imports F.master as "ota" */
+    if (tc_hsm_master_import(hk.h, "line", F.master, sizeof F.master, &o) != TC_OK ||
+        tc_hsm_master_import(hk.h, "fleet-2", F.master2, sizeof F.master2, &o) != TC_OK)
+        die("ops masters");
+    cs->hsm = hk.h;
+    (void)snprintf(path, sizeof path, "%s/registry.db", cs->dir);
+    if (tc_registry_open(path, NULL, &cs->reg) != TC_OK)
+        die("ops registry");
+    struct tc_ota_ops_config cfg = {
+        .reg = cs->reg, .hsm = cs->hsm, .workspace = hdir, .default_master = "line"};
+    if (tc_ota_ops_new(&cfg, &cs->ops, cs->app) != TC_OK)
+        die("ops engine");
+}
+
+/* Queues the round's rotations (durable appends, as `trustchain device
+ * queue` does); answers how many were queued. */
+static uint32_t ops_queue(struct child_state *cs, const struct srv_queue_req *q)
+{
+    char hdir[700];
+    uint32_t n = 0;
+    (void)snprintf(hdir, sizeof hdir, "%s/ops", cs->dir);
+    for (uint32_t i = 0; i < q->devices; i++) {
+        char eid[33];
+        uint64_t id = 0;
+        if (tc_station_emulated_eid(PREFIX, i, eid) != TC_OK)
+            break;
+        struct tc_ota_queue_request rq = {.eid = eid,
+                                          .code = TC_OTA_OP_ROTATE_KEYS,
+                                          .actor = "bench",
+                                          .kvn = round_kvn(q->round),
+                                          .master = round_master(q->round),
+                                          .workspace = hdir};
+        if (tc_ota_queue_add(cs->reg, &rq, &id) != TC_OK)
+            break;
+        n++;
+    }
+    return n;
+}
 
 static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -414,6 +522,24 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
     char c = 0;
     (void)what;
     ssize_t n = read(fd, &c, 1);
+    if (n == 1 && c == 'O' && cs->app != NULL) {
+        if (cs->ops == NULL)
+            ops_open(cs);
+        if (write(fd, &c, 1) != 1)
+            (void)event_base_loopbreak(cs->base);
+        return;
+    }
+    if (n == 1 && c == 'R' && cs->ops != NULL) {
+        struct srv_queue_req q;
+        if (read(fd, &q, sizeof q) != (ssize_t)sizeof q) {
+            (void)event_base_loopbreak(cs->base);
+            return;
+        }
+        uint32_t done = ops_queue(cs, &q);
+        if (write(fd, &done, sizeof done) != (ssize_t)sizeof done)
+            (void)event_base_loopbreak(cs->base);
+        return;
+    }
     if (n == 1 && c == 'S') {
         struct srv_report r = {.rss_kb = rss_kb(getpid())};
         tc_ota_server_stats(cs->srv, &r.st);
@@ -421,6 +547,8 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
             r.scp03_ok = cs->keys->ok;
             r.scp03_failed = cs->keys->failed;
         }
+        if (cs->ops != NULL)
+            tc_ota_ops_stats(cs->ops, &r.ops);
         if (write(fd, &r, sizeof r) != (ssize_t)sizeof r)
             (void)event_base_loopbreak(cs->base);
         return;
@@ -449,10 +577,12 @@ static void hsm_setup(struct hsm_keys *k, const char *dir)
 static void server_child(enum srv_mode mode, int ctl, int port_fd, const char *hsm_dir,
                          unsigned timeout_ms)
 {
-    struct child_state cs = {.ctl = ctl};
+    struct child_state cs = {.ctl = ctl, .dir = hsm_dir};
     struct hsm_keys hk = {0};
     struct tc_ota_scp03_app *sa = NULL;
-    struct tc_ota_app app;
+    struct tc_ota_app app = {0};
+    if (mode == SRV_OPS)
+        cs.app = &app;
     tc_log_set_level(TC_LOG_ERROR);
     if (mode == SRV_SCP03) {
         hsm_setup(&hk, hsm_dir);
@@ -475,7 +605,7 @@ static void server_child(enum srv_mode mode, int ctl, int port_fd, const char *h
                                        .key = F.srv_key,
                                        .trust = F.trust,
                                        .timeout_ms = timeout_ms,
-                                       .app = sa != NULL ? &app : NULL};
+                                       .app = mode != SRV_PLAIN ? &app : NULL};
     if (cs.base == NULL || tc_ota_server_new(cs.base, &cfg, &cs.srv) != TC_OK)
         die("server");
     uint16_t port = tc_ota_server_port(cs.srv);
@@ -489,6 +619,9 @@ static void server_child(enum srv_mode mode, int ctl, int port_fd, const char *h
     event_base_free(cs.base);
     tc_ota_scp03_app_free(sa);
     tc_hsm_close(hk.h);
+    tc_ota_ops_free(cs.ops);
+    tc_registry_close(cs.reg);
+    tc_hsm_close(cs.hsm);
     _exit(0);
 }
 
@@ -1184,6 +1317,231 @@ static void phase_scp03(struct srv_child *s)
         exit(1);
 }
 
+/* ------------------------------------------------------------ rotations */
+
+static tc_err station_card(size_t index, struct tc_se_card **card)
+{
+    struct tc_se_params p;
+    char eid[33];
+    tc_se_params_default(&p);
+    TC_GUARD(tc_station_emulated_eid(PREFIX, index, eid));
+    TC_GUARD(tc_pki_eid_to_bcd(eid, p.eid));
+    memcpy(p.kdd, p.eid + 6, TC_SE_KDD_LEN);
+    p.kvn = TC_STATION_TRANSPORT_KVN;
+    p.key_len = 16;
+    memcpy(p.key_enc, F.tk, 16);
+    memcpy(p.key_mac, F.tk, 16);
+    memcpy(p.key_dek, F.tk, 16);
+    tc_err rc = tc_se_open_mem(&p, card);
+    tc_se_params_wipe(&p);
+    return rc;
+}
+
+/* Provisions devices 0..n-1 through the station (in memory cards, its own
+ * SoftHSM2 token with the line master, the registry the ops server then
+ * opens): the fleet as the line leaves it. */
+static struct pdev *pool_provision(const char *dir, size_t n)
+{
+    struct tc_hsm_workspace hw;
+    struct tc_hsm *h = NULL;
+    struct tc_registry *reg = NULL;
+    struct tc_station *st = NULL;
+    struct tc_hsm_keyset ks;
+    tc_hsm_obj o = 0;
+    char sdir[700], path[700];
+    (void)snprintf(sdir, sizeof sdir, "%s/station", dir);
+    (void)snprintf(path, sizeof path, "%s/registry.db", dir);
+    if (tc_hsm_workspace_create(sdir, NULL, "station", &hw) != TC_OK ||
+        tc_hsm_init_token(hw.module_path, hw.softhsm_conf, "station", "bench-so-pin", 12, PIN,
+                          strlen(PIN)) != TC_OK)
+        die("station token");
+    struct tc_hsm_config c = {.module_path = hw.module_path,
+                              .softhsm_conf = hw.softhsm_conf,
+                              .token_label = "station",
+                              .pin = PIN,
+                              .pin_len = strlen(PIN),
+                              .pool_size = 2};
+    if (tc_hsm_open(&c, &h) != TC_OK ||
+        tc_hsm_master_import(h, "line", F.master, sizeof F.master, &o) != TC_OK ||
+        tc_hsm_transport_import(h, BATCH, TC_STATION_TRANSPORT_KVN, F.tk, F.tk, F.tk, 16, &ks) !=
+            TC_OK ||
+        tc_registry_open(path, NULL, &reg) != TC_OK)
+        die("station HSM and registry");
+    struct tc_station_config sc = {.batch_id = BATCH,
+                                   .station_id = "BENCH",
+                                   .actor = "bench",
+                                   .hsm = h,
+                                   .master_name = "line",
+                                   .batch_signer = &F.batch_key,
+                                   .batch_ca = F.batch.data,
+                                   .batch_ca_len = F.batch.len,
+                                   .registry = reg};
+    if (tc_station_new(&sc, &st) != TC_OK)
+        die("station");
+    struct pdev *pd = calloc(n, sizeof *pd);
+    if (pd == NULL)
+        die("pool");
+    for (size_t i = 0; i < n; i++) {
+        struct tc_station_result r;
+        if (station_card(i, &pd[i].card) != TC_OK ||
+            tc_se_transport(pd[i].card, &pd[i].link) != TC_OK)
+            die("pool card");
+        if (tc_station_provision(st, &pd[i].link, &r) != TC_OK ||
+            r.outcome != TC_STATION_PROVISIONED) {
+            (void)fprintf(stderr, "bench_ota: station: %s\n", r.detail);
+            die("station provisioning");
+        }
+        if (tc_ota_card_open(&pd[i].link, &pd[i].oc) != TC_OK)
+            die("card identity");
+    }
+    tc_station_free(st);
+    tc_registry_close(reg);
+    tc_hsm_close(h);
+    return pd;
+}
+
+struct rot {
+    struct event_base *base;
+    struct tc_ota_agent *agent;
+    struct pdev *pd;
+    size_t n, next, active, done, failed;
+    double *lat;
+    size_t nlat;
+    char errmsg[300];
+};
+
+static void rot_start(struct rot *r);
+
+static void rot_done(void *arg, const struct tc_ota_agent_result *res)
+{
+    struct pdev *d = arg;
+    struct rot *r = d->r;
+    tc_ota_agent_session_free(d->sess); /* allowed inside done */
+    d->sess = NULL;
+    r->active--;
+    if (res->outcome == TC_OTA_AGENT_DONE) {
+        r->done++;
+        r->lat[r->nlat++] = bench_now() - d->t0;
+    } else {
+        r->failed++;
+        if (r->errmsg[0] == '\0')
+            (void)snprintf(r->errmsg, sizeof r->errmsg, "device %s: %s: %s", d->oc.eid,
+                           tc_ota_agent_outcome_name(res->outcome), res->detail);
+    }
+    rot_start(r);
+}
+
+static void rot_start(struct rot *r)
+{
+    while (r->active < O.inflight && r->next < r->n) {
+        struct pdev *d = &r->pd[r->next++];
+        d->r = r;
+        d->t0 = bench_now();
+        if (tc_ota_agent_start(r->agent, r->base, &d->oc, rot_done, d, &d->sess) != TC_OK) {
+            r->failed++;
+            continue;
+        }
+        r->active++;
+    }
+    if (r->active == 0 && r->next >= r->n)
+        (void)event_base_loopbreak(r->base);
+}
+
+static void phase_rotate(struct srv_child *s, const char *dir)
+{
+    size_t n = O.pool;
+    double t0 = bench_now();
+    struct pdev *pd = pool_provision(dir, n);
+    (void)printf("rotation pool: %zu devices provisioned by the station (cards in memory, "
+                 "registry on disk) in %.1f s\n",
+                 n, bench_now() - t0);
+    char q = 'O';
+    if (write(s->ctl, &q, 1) != 1 || read(s->ctl, &q, 1) != 1)
+        die("ops server");
+    char pem[700];
+    (void)snprintf(pem, sizeof pem, "%s/server.pem", dir);
+    FILE *f = fopen(pem, "w");
+    if (f == NULL || PEM_write_X509(f, F.srv_cert) != 1 || fclose(f) != 0)
+        die("server.pem");
+    char url[64];
+    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)s->port);
+    struct tc_ota_agent_config ac = {.url = url, .trust_file = pem};
+    struct rot r = {.pd = pd, .n = n};
+    r.base = event_base_new();
+    r.lat = calloc(n, sizeof *r.lat);
+    if (r.base == NULL || r.lat == NULL || tc_ota_agent_new(&ac, &r.agent) != TC_OK)
+        die("agent");
+    double rate[101], p50[101], p99[101], fl[101], fcpu[101], cpu[101], scpu[101], qrate[101];
+    size_t total = 0;
+    struct srv_report r0 = server_report(s);
+    for (unsigned k = 0; k < O.samples; k++) {
+        struct srv_queue_req qr = {.devices = (uint32_t)n, .round = k};
+        uint32_t queued = 0;
+        char c = 'R';
+        double q0 = bench_now();
+        if (write(s->ctl, &c, 1) != 1 || write(s->ctl, &qr, sizeof qr) != (ssize_t)sizeof qr ||
+            read(s->ctl, &queued, sizeof queued) != (ssize_t)sizeof queued || queued != n)
+            die("queueing rotations");
+        qrate[k] = (double)n / (bench_now() - q0);
+        fl[k] = floor_sample(O.seconds, &fcpu[k]);
+        r.next = r.done = r.nlat = 0;
+        double c0 = cpu_s(s->pid), gc0 = cpu_s(getpid()), t1 = bench_now();
+        rot_start(&r);
+        (void)event_base_dispatch(r.base);
+        double dt = bench_now() - t1;
+        double c1 = cpu_s(s->pid), gc1 = cpu_s(getpid());
+        rate[k] = (double)r.done / dt;
+        total += r.done;
+        cpu[k] = r.done > 0 ? (c1 - c0 + gc1 - gc0) / (double)r.done : 0;
+        scpu[k] = r.done > 0 ? (c1 - c0) / (double)r.done : 0;
+        qsort(r.lat, r.nlat, sizeof *r.lat, cmp_double);
+        p50[k] = percentile(r.lat, r.nlat, 50) * 1e3;
+        p99[k] = percentile(r.lat, r.nlat, 99) * 1e3;
+        /* The card proves it: exactly one keyset, the round's KVN. */
+        for (size_t i = 0; i < n; i++) {
+            struct tc_se_info info;
+            if (tc_se_card_describe(pd[i].card, &info) != TC_OK || info.nkeysets != 1 ||
+                info.keysets[0].kvn != round_kvn(k)) {
+                (void)fprintf(stderr, "bench_ota: device %s: card keyset not rotated\n",
+                              pd[i].oc.eid);
+                r.failed++;
+                break;
+            }
+        }
+    }
+    struct srv_report r1 = server_report(s);
+    (void)printf("key rotations (rotate-keys via the ops engine: SCP03 with HSM-derived keys, "
+                 "PUT KEY, re-auth with the new keyset, DELETE KEY, durable audit), "
+                 "%zu devices in flight, device TLS key in the card (agent provider)\n",
+                 O.inflight);
+    (void)printf("  %zu rotations measured, %zu failed%s%s; engine: %llu done, %llu failed, %llu "
+                 "durable appends\n",
+                 total, r.failed, r.errmsg[0] ? ": " : "", r.errmsg,
+                 (unsigned long long)(r1.ops.ops_done - r0.ops.ops_done),
+                 (unsigned long long)(r1.ops.ops_failed - r0.ops.ops_failed),
+                 (unsigned long long)(r1.ops.appends - r0.ops.appends));
+    (void)printf("  latency (connect to 204): p50 %.1f ms, p99 %.1f ms; queueing %.0f ops/s\n",
+                 median_of(p50, O.samples), median_of(p99, O.samples), median_of(qrate, O.samples));
+    (void)printf("  CPU per rotation %.2f ms (server %.2f ms) | floor CPU per handshake %.2f ms "
+                 "| %.2fx floor CPU\n",
+                 median_of(cpu, O.samples) * 1e3, median_of(scpu, O.samples) * 1e3,
+                 median_of(fcpu, O.samples) * 1e3,
+                 median_of(cpu, O.samples) / median_of(fcpu, O.samples));
+    bench_report("key rotations/s", median_of(rate, O.samples), "raw TLS 1.3 handshakes",
+                 median_of(fl, O.samples));
+    tc_ota_agent_free(r.agent);
+    event_base_free(r.base);
+    free(r.lat);
+    for (size_t i = 0; i < n; i++) {
+        tc_ota_card_close(&pd[i].oc);
+        tc_transport_close(&pd[i].link);
+        tc_se_close(pd[i].card);
+    }
+    free(pd);
+    if (r.failed > 0 || total != n * O.samples)
+        exit(1);
+}
+
 /* ------------------------------------------------------------ main */
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -1197,7 +1555,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static void usage(void)
 {
     (void)fprintf(stderr, "usage: bench_ota [--devices N] [--seconds S] [--inflight K] "
-                          "[--samples R] [--skip-hold]\n");
+                          "[--pool P] [--samples R] [--skip-hold]\n");
     exit(2);
 }
 
@@ -1219,6 +1577,8 @@ static void parse(int argc, char **argv)
             O.seconds = (double)v;
         else if (strcmp(a, "--inflight") == 0 && tc_parse_uint(val, 1000, &v) == TC_OK && v > 0)
             O.inflight = (size_t)v;
+        else if (strcmp(a, "--pool") == 0 && tc_parse_uint(val, 100000, &v) == TC_OK && v > 0)
+            O.pool = (size_t)v;
         else if (strcmp(a, "--samples") == 0 && tc_parse_uint(val, 101, &v) == TC_OK && v > 0)
             O.samples = (unsigned)v;
         else
@@ -1245,14 +1605,15 @@ int main(int argc, char **argv)
     }
     (void)printf("bench_ota: %zu devices, %u samples of %.0f s, fd limit %llu\n", O.devices,
                  O.samples, O.seconds, (unsigned long long)rl.rlim_cur);
-    (void)printf("  device TLS key: a software P-256 key per device in the generator "
-                 "(not the card's key: not the final configuration)\n");
+    (void)printf("  concurrency and SCP03 phases: device TLS key in software (not the card); "
+                 "rotation phase: the card's key\n");
     (void)fflush(stdout);
 
     double t0 = bench_now();
     ca_setup();
     server_cert();
     if (tc_random(F.master, sizeof F.master) != TC_OK ||
+        tc_random(F.master2, sizeof F.master2) != TC_OK || tc_random(F.tk, sizeof F.tk) != TC_OK ||
         tc_ota_trust_new(F.root.data, F.root.len, F.root_crl.data, F.root_crl.len, &F.trust) !=
             TC_OK ||
         tc_ota_trust_add_batch(F.trust, F.batch.data, F.batch.len, F.batch_crl.data,
@@ -1267,6 +1628,7 @@ int main(int argc, char **argv)
      * heap. The hold server keeps idle connections for 600 s. */
     floor_start();
     struct srv_child hold = {0}, scp = server_start(SRV_SCP03, dir, 0);
+    struct srv_child ops = server_start(SRV_OPS, dir, 0);
     if (!O.skip_hold)
         hold = server_start(SRV_PLAIN, NULL, 600000);
     devices_issue(O.devices);
@@ -1281,6 +1643,8 @@ int main(int argc, char **argv)
     }
     phase_scp03(&scp);
     server_stop(&scp);
+    phase_rotate(&ops, dir);
+    server_stop(&ops);
     floor_stop();
     (void)nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 
