@@ -1,0 +1,1011 @@
+/*
+ * renew-cert (src/ota/op_renew.c) against an emulated card, a real registry
+ * (SQLite audit log) and a real batch CA (pki module, software keys). The
+ * test plays the operations engine: it asks the kind for actions, appends
+ * each intent (op-step + the kind's events) durably before the command goes
+ * to the card, runs SCP03 to the identity applet (level 33) and feeds the
+ * results back, exactly as the engine's step contract (ota_ops.h) says.
+ *
+ * The renewal runs to completion and is checked on the card (active key,
+ * no pending key, certificate, SIGN by the new key), in the log (events
+ * with the op id) and in the PKI (after the CRL: exactly one valid
+ * certificate for the device, the one on the card). It is then
+ * interrupted at every action, once after the intent was appended (the
+ * server died before the command left) and once after the card ran the
+ * command (its answer was lost), and resumed by a fresh run: the same end
+ * state, no certificate left valid beside the device's own. Rejections:
+ * no services, no certificate to renew, a bad proof of possession, a card
+ * that refuses, a card whose pending key changed under an issued
+ * certificate (the certificate is revoked), a read-back that differs.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <trustchain/crypto.h>
+#include <trustchain/ota_ops.h>
+#include <trustchain/ota_renew.h>
+#include <trustchain/pki.h>
+#include <trustchain/registry.h>
+#include <trustchain/scp03.h>
+#include <trustchain/se.h>
+#include <trustchain/transport.h>
+
+#include "harness.h"
+
+#define EID    "89049032123451234512345678901235"
+#define BATCH  "B-2026-11-R"
+#define PREFIX "890490321234"
+#define MFR    "Acme Devices"
+#define DAY    86400
+
+static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+static const uint8_t APPLET[] = {TC_SE_IDENTITY_AID};
+static const uint8_t GP_KEY[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+                                   0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
+
+/* ------------------------------------------------------------------ PKI */
+
+#define CERTS_MAX 64u
+
+struct pki {
+    struct tc_signer root_key, batch_key;
+    struct tc_buf root, batch;
+    struct tc_pki_issuer *root_iss, *batch_iss;
+    int64_t t0;
+    /* Every device certificate issued, and the serials revoked. */
+    uint8_t issued[CERTS_MAX][TC_SE_MAX_CERT];
+    size_t issued_len[CERTS_MAX];
+    size_t nissued;
+    uint8_t revoked[CERTS_MAX][TC_PKI_SERIAL_LEN];
+    size_t nrevoked;
+    unsigned revoke_calls;
+    bool fail_issue; /* the issue service fails once */
+};
+
+static struct pki P;
+
+static bool pki_setup(void)
+{
+    memset(&P, 0, sizeof P);
+    P.t0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
+    uint8_t spki[TC_SPKI_MAX];
+    size_t sl = 0;
+    tc_buf_init_heap(&P.root, 1u << 16);
+    tc_buf_init_heap(&P.batch, 1u << 16);
+    struct tc_pki_root_params rp = {.common_name = "Acme Device Root CA",
+                                    .organization = MFR,
+                                    .not_before = P.t0,
+                                    .not_after = P.t0 + 7300 * DAY};
+    struct tc_pki_batch_params bp = {.batch_id = BATCH,
+                                     .eid_prefix = PREFIX,
+                                     .manufacturer = MFR,
+                                     .not_before = P.t0,
+                                     .not_after = P.t0 + 3650 * DAY};
+    bool ok = tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &P.root_key) == TC_OK &&
+              tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &P.batch_key) == TC_OK &&
+              tc_pki_root_create(&P.root_key, &rp, &P.root) == TC_OK &&
+              tc_pki_issuer_new(&P.root_key, P.root.data, P.root.len, &P.root_iss) == TC_OK &&
+              P.batch_key.public_key(P.batch_key.ctx, spki, sizeof spki, &sl) == TC_OK &&
+              tc_pki_batch_ca_create(P.root_iss, spki, sl, &bp, &P.batch) == TC_OK &&
+              tc_pki_issuer_new(&P.batch_key, P.batch.data, P.batch.len, &P.batch_iss) == TC_OK;
+    EXPECT(ok);
+    return ok;
+}
+
+static void pki_free(void)
+{
+    tc_pki_issuer_free(P.root_iss);
+    tc_pki_issuer_free(P.batch_iss);
+    tc_signer_soft_free(&P.root_key);
+    tc_signer_soft_free(&P.batch_key);
+    tc_buf_free(&P.root);
+    tc_buf_free(&P.batch);
+}
+
+static tc_err issue_one(const struct tc_pki_device_req *r, struct tc_buf *der)
+{
+    uint8_t serial[TC_PKI_SERIAL_LEN];
+    TC_GUARD(tc_pki_device_issue(P.batch_iss, r, der, serial));
+    TC_ENSURE(P.nissued < CERTS_MAX && der->len <= TC_SE_MAX_CERT, TC_ERR_RANGE);
+    memcpy(P.issued[P.nissued], der->data, der->len);
+    P.issued_len[P.nissued++] = der->len;
+    return TC_OK;
+}
+
+static tc_err svc_issue(void *arg, const struct tc_ota_cert_request *rq, struct tc_buf *der)
+{
+    (void)arg;
+    if (P.fail_issue) {
+        P.fail_issue = false;
+        return TC_FAIL(TC_ERR_IO, "test: the HSM is gone");
+    }
+    EXPECT(strcmp(rq->batch, BATCH) == 0);
+    struct tc_pki_device_req r = {.eid = rq->eid,
+                                  .spki = rq->spki,
+                                  .spki_len = rq->spki_len,
+                                  .nonce = rq->nonce,
+                                  .pop = rq->pop,
+                                  .pop_len = rq->pop_len,
+                                  .station_id = "ota-server",
+                                  .production_time = P.t0};
+    return issue_one(&r, der);
+}
+
+static bool is_revoked(const uint8_t *serial, size_t len)
+{
+    for (size_t i = 0; i < P.nrevoked; i++)
+        if (len == TC_PKI_SERIAL_LEN && memcmp(P.revoked[i], serial, len) == 0)
+            return true;
+    return false;
+}
+
+static tc_err svc_revoke(void *arg, const char *batch, const uint8_t *serial, size_t len,
+                         uint16_t reason)
+{
+    (void)arg;
+    (void)reason;
+    P.revoke_calls++;
+    TC_ENSURE(strcmp(batch, BATCH) == 0 && len == TC_PKI_SERIAL_LEN, TC_ERR_ARG);
+    if (is_revoked(serial, len))
+        return TC_OK; /* idempotent, as the service must be */
+    TC_ENSURE(P.nrevoked < CERTS_MAX, TC_ERR_RANGE);
+    memcpy(P.revoked[P.nrevoked++], serial, len);
+    return TC_OK;
+}
+
+/* RFC 5280 validation of every certificate issued, against a batch CRL of
+ * the revoked serials: how many are valid, and whether `der` is one. */
+static size_t valid_certs(const uint8_t *der, size_t der_len, bool *der_valid)
+{
+    struct tc_pki_revoked list[CERTS_MAX];
+    memset(list, 0, sizeof list);
+    for (size_t i = 0; i < P.nrevoked; i++) {
+        memcpy(list[i].serial, P.revoked[i], TC_PKI_SERIAL_LEN);
+        list[i].serial_len = TC_PKI_SERIAL_LEN;
+        list[i].revoked_at = P.t0 + DAY;
+        list[i].reason = 4;
+    }
+    struct tc_buf rcrl, bcrl;
+    tc_buf_init_heap(&rcrl, 1u << 16);
+    tc_buf_init_heap(&bcrl, 1u << 20);
+    EXPECT_OK(tc_pki_crl_create(P.root_iss, 1, P.t0 + DAY, P.t0 + 400 * DAY, NULL, 0, &rcrl));
+    EXPECT_OK(
+        tc_pki_crl_create(P.batch_iss, 1, P.t0 + DAY, P.t0 + 400 * DAY, list, P.nrevoked, &bcrl));
+    size_t valid = 0;
+    *der_valid = false;
+    for (size_t i = 0; i < P.nissued; i++) {
+        struct tc_pki_chain c = {.root = P.root.data,
+                                 .root_len = P.root.len,
+                                 .batch = P.batch.data,
+                                 .batch_len = P.batch.len,
+                                 .device = P.issued[i],
+                                 .device_len = P.issued_len[i],
+                                 .root_crl = rcrl.data,
+                                 .root_crl_len = rcrl.len,
+                                 .batch_crl = bcrl.data,
+                                 .batch_crl_len = bcrl.len};
+        char reason[160];
+        if (tc_pki_verify(&c, reason, sizeof reason) == TC_OK) {
+            valid++;
+            if (der_len == P.issued_len[i] && memcmp(der, P.issued[i], der_len) == 0)
+                *der_valid = true;
+        }
+        tc_error_clear();
+    }
+    tc_buf_free(&rcrl);
+    tc_buf_free(&bcrl);
+    return valid;
+}
+
+/* ------------------------------------------------------------------ card link */
+
+struct link {
+    struct tc_se_card *card;
+    struct tc_transport t;
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_host h;
+    bool open;
+};
+
+static uint8_t RESP[TC_SE_MAX_RESPONSE];
+static size_t RESP_LEN;
+
+static uint16_t plain(struct link *l, const uint8_t *cmd, size_t n)
+{
+    size_t rl = 0;
+    if (l->t.transmit(l->t.ctx, cmd, n, RESP, sizeof RESP, &rl) != TC_OK || rl < 2) {
+        tc_error_clear();
+        return 0;
+    }
+    RESP_LEN = rl - 2;
+    return (uint16_t)(RESP[rl - 2] << 8 | RESP[rl - 1]);
+}
+
+static uint16_t select_aid(struct link *l, const uint8_t *aid, size_t aid_len)
+{
+    uint8_t cmd[32] = {0x00, 0xA4, 0x04, 0x00, (uint8_t)aid_len};
+    memcpy(cmd + 5, aid, aid_len);
+    cmd[5 + aid_len] = 0x00;
+    return plain(l, cmd, 6 + aid_len);
+}
+
+static void link_close(struct link *l)
+{
+    if (l->open)
+        tc_scp03_host_wipe(&l->h);
+    l->open = false;
+}
+
+/* SELECT `aid`, then an SCP03 session (level 33) with the factory keyset;
+ * the card challenge is computed over the ISD AID. */
+static tc_err link_auth(struct link *l, const uint8_t *aid, size_t aid_len)
+{
+    link_close(l);
+    uint16_t sw = select_aid(l, aid, aid_len);
+    if (sw != 0x9000 && sw != 0x6283)
+        return TC_FAIL(TC_ERR_CARD, "SELECT answered %04X", sw);
+    struct tc_scp03_host_config c = {
+        .kvn = 0x30, .level = 0x33, .aid = ISD, .aid_len = sizeof ISD, .select = false};
+    TC_GUARD(tc_scp03_host_open(&l->h, &l->t, &l->kp, &c));
+    l->open = true;
+    return TC_OK;
+}
+
+static uint16_t link_send(struct link *l, const struct tc_apdu *a)
+{
+    size_t n = 0;
+    uint16_t sw = 0;
+    if (tc_scp03_host_transmit(&l->h, a, RESP, sizeof RESP, &n, &sw) != TC_OK) {
+        tc_error_clear();
+        return 0;
+    }
+    RESP_LEN = n;
+    return sw;
+}
+
+static uint16_t link_sendx(struct link *l, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *d,
+                           size_t lc)
+{
+    struct tc_apdu a = {.cla = 0x80,
+                        .ins = ins,
+                        .p1 = p1,
+                        .p2 = p2,
+                        .data = d,
+                        .lc = lc,
+                        .has_le = true,
+                        .le = 256};
+    return link_send(l, &a);
+}
+
+static bool link_open(struct link *l)
+{
+    memset(l, 0, sizeof *l);
+    struct tc_se_params p;
+    tc_se_params_default(&p);
+    struct tc_scp03_keyset ks;
+    tc_scp03_mem_provider_init(&l->mp, &l->kp);
+    bool ok = tc_se_open_mem(&p, &l->card) == TC_OK && tc_se_transport(l->card, &l->t) == TC_OK &&
+              tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) == TC_OK &&
+              tc_scp03_mem_provider_add(&l->mp, &ks) == TC_OK;
+    tc_scp03_keyset_wipe(&ks);
+    tc_se_params_wipe(&p);
+    EXPECT(ok);
+    return ok;
+}
+
+static void link_free(struct link *l)
+{
+    link_close(l);
+    tc_scp03_mem_provider_wipe(&l->mp);
+    tc_se_close(l->card);
+    memset(l, 0, sizeof *l);
+}
+
+/* A new connection: the card's RAM (sessions, selection) is gone. */
+static void link_reconnect(struct link *l)
+{
+    uint8_t atr[TC_SE_ATR_MAX];
+    size_t n = 0;
+    link_close(l);
+    EXPECT_OK(tc_se_reset(l->card, atr, sizeof atr, &n));
+}
+
+/* ------------------------------------------------------------------ the device */
+
+struct dev {
+    struct link l;
+    struct tc_registry *reg;
+    char dir[64];
+    uint8_t eid[TC_SE_EID_LEN];
+    uint8_t cert[TC_SE_MAX_CERT];
+    size_t cert_len;
+    uint8_t pub[TC_SE_EC_PUB_LEN];
+    uint8_t serial[TC_PKI_SERIAL_LEN];
+    struct tc_ota_op op;
+};
+
+static void spki_of(const uint8_t pub[65], uint8_t out[91])
+{
+    static const uint8_t prefix[26] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
+                                       0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
+                                       0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+    memcpy(out, prefix, sizeof prefix);
+    memcpy(out + sizeof prefix, pub, 65);
+}
+
+static void sha(const uint8_t *p, size_t n, uint8_t out[32])
+{
+    struct tc_iov iov = {.p = p, .len = n};
+    EXPECT_OK(tc_sha256_iov(&iov, 1, out));
+}
+
+/* Complete an event as the engine does (device, op id, batch, actor,
+ * station where the type requires one) and append the batch durably. */
+static void log_events(struct dev *d, struct tc_audit_event *evs, size_t n, uint64_t *first)
+{
+    uint8_t buf[4][TC_AUDIT_EVENT_MAX];
+    const uint8_t *ptrs[4];
+    size_t lens[4];
+    EXPECT(n <= 4);
+    for (size_t i = 0; i < n && i < 4; i++) {
+        struct tc_audit_event *ev = &evs[i];
+        uint32_t req = 0, allowed = 0;
+        EXPECT_OK(tc_audit_event_schema(ev->type, &req, &allowed));
+        ev->time_ms = (uint64_t)time(NULL) * 1000u;
+        memcpy(ev->eid, d->eid, sizeof d->eid);
+        ev->eid_len = sizeof d->eid;
+        ev->fields |= TC_AUDIT_HAS_EID;
+        if ((allowed & TC_AUDIT_HAS_OP_ID) && d->op.id != 0) {
+            ev->op_id = d->op.id;
+            ev->fields |= TC_AUDIT_HAS_OP_ID;
+        }
+        if (allowed & TC_AUDIT_HAS_BATCH) {
+            (void)snprintf(ev->batch, sizeof ev->batch, "%s", BATCH);
+            ev->fields |= TC_AUDIT_HAS_BATCH;
+        }
+        if (allowed & TC_AUDIT_HAS_ACTOR) {
+            (void)snprintf(ev->actor, sizeof ev->actor, "%s", "ota-server");
+            ev->fields |= TC_AUDIT_HAS_ACTOR;
+        }
+        if (req & TC_AUDIT_HAS_STATION) {
+            (void)snprintf(ev->station, sizeof ev->station, "%s", "line-1");
+            ev->fields |= TC_AUDIT_HAS_STATION;
+        }
+        EXPECT_OK(tc_audit_event_encode(ev, buf[i], sizeof buf[i], &lens[i]));
+        ptrs[i] = buf[i];
+    }
+    uint64_t f = 0;
+    EXPECT_OK(tc_registry_append_encoded(d->reg, ptrs, lens, n, &f));
+    if (first != NULL)
+        *first = f;
+}
+
+/* The line's work: key pair, certificate, SECURED; then renew-cert queued. */
+static bool device_new(struct dev *d, const char *name)
+{
+    memset(d, 0, sizeof *d);
+    (void)snprintf(d->dir, sizeof d->dir, "/tmp/tc-ota-renew-XXXXXX");
+    if (mkdtemp(d->dir) == NULL || !link_open(&d->l))
+        return false;
+    char path[128];
+    (void)snprintf(path, sizeof path, "%s/%s.db", d->dir, name);
+    EXPECT_OK(tc_registry_open(path, NULL, &d->reg));
+    size_t el = 0;
+    EXPECT_OK(tc_hex_decode(EID, 32, 0, d->eid, sizeof d->eid, &el));
+    uint8_t atr[TC_SE_ATR_MAX];
+    size_t n = 0;
+    EXPECT_OK(tc_se_power_on(d->l.card, atr, sizeof atr, &n));
+    EXPECT_OK(link_auth(&d->l, APPLET, sizeof APPLET));
+    uint8_t nonce[TC_PKI_NONCE_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    EXPECT_EQ_U(link_sendx(&d->l, TC_SE_ID_INS_GENERATE, 0, 0, nonce, sizeof nonce), 0x9000);
+    memcpy(d->pub, RESP + 2, 65);
+    uint8_t spki[91], pop[80];
+    size_t pop_len = RESP[68];
+    memcpy(pop, RESP + 69, pop_len < sizeof pop ? pop_len : sizeof pop);
+    spki_of(d->pub, spki);
+    struct tc_pki_device_req r = {.eid = EID,
+                                  .spki = spki,
+                                  .spki_len = sizeof spki,
+                                  .nonce = nonce,
+                                  .pop = pop,
+                                  .pop_len = pop_len,
+                                  .station_id = "line-1",
+                                  .production_time = P.t0};
+    struct tc_buf der;
+    tc_buf_init_heap(&der, TC_PKI_CERT_MAX);
+    EXPECT_OK(issue_one(&r, &der));
+    memcpy(d->cert, der.data, der.len);
+    d->cert_len = der.len;
+    struct tc_pki_device_info info;
+    EXPECT_OK(tc_pki_check_device(der.data, der.len, &info));
+    memcpy(d->serial, info.serial, sizeof d->serial);
+    struct tc_apdu st = {.cla = 0x80,
+                         .ins = TC_SE_ID_INS_STORE_CERT,
+                         .p1 = 0x80,
+                         .data = d->cert,
+                         .lc = d->cert_len};
+    EXPECT_EQ_U(link_send(&d->l, &st), 0x9000);
+    EXPECT_OK(link_auth(&d->l, ISD, sizeof ISD));
+    EXPECT_EQ_U(link_sendx(&d->l, 0xF0, 0x80, 0x07, NULL, 0), 0x9000);
+    EXPECT_EQ_U(link_sendx(&d->l, 0xF0, 0x80, 0x0F, NULL, 0), 0x9000);
+    link_reconnect(&d->l);
+    /* The log of the line, then the queued renewal. */
+    uint8_t cert_sha[32], pub_sha[32];
+    sha(d->cert, d->cert_len, cert_sha);
+    sha(spki, sizeof spki, pub_sha);
+    uint8_t sha_back[32];
+    EXPECT_OK(tc_registry_cert_put(d->reg, d->cert, d->cert_len, sha_back));
+    struct tc_audit_event ev[4];
+    memset(ev, 0, sizeof ev);
+    ev[0].type = TC_AUDIT_KEYPAIR_GENERATED;
+    ev[0].fields = TC_AUDIT_HAS_PUBKEY_SHA256;
+    memcpy(ev[0].pubkey_sha256, pub_sha, 32);
+    ev[1].type = TC_AUDIT_CERT_ISSUED;
+    ev[1].fields = TC_AUDIT_HAS_PUBKEY_SHA256 | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+    memcpy(ev[1].pubkey_sha256, pub_sha, 32);
+    memcpy(ev[1].cert_serial, d->serial, sizeof d->serial);
+    ev[1].cert_serial_len = sizeof d->serial;
+    memcpy(ev[1].cert_sha256, cert_sha, 32);
+    ev[2].type = TC_AUDIT_CERT_STORED;
+    ev[2].fields = TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+    memcpy(ev[2].cert_serial, d->serial, sizeof d->serial);
+    ev[2].cert_serial_len = sizeof d->serial;
+    memcpy(ev[2].cert_sha256, cert_sha, 32);
+    ev[3].type = TC_AUDIT_LIFECYCLE_CHANGED;
+    ev[3].fields = TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev[3].lifecycle = TC_SE_LC_SECURED;
+    ev[3].prev_lifecycle = TC_SE_LC_INITIALIZED;
+    log_events(d, ev, 4, NULL);
+    struct tc_audit_event q;
+    memset(&q, 0, sizeof q);
+    q.type = TC_AUDIT_OP_QUEUED;
+    q.fields = TC_AUDIT_HAS_OP_KIND;
+    q.op_kind = TC_OTA_OP_RENEW_CERT;
+    uint64_t id = 0;
+    log_events(d, &q, 1, &id);
+    d->op.id = id;
+    d->op.code = TC_OTA_OP_RENEW_CERT;
+    d->op.status = TC_OTA_OP_PENDING;
+    tc_buf_free(&der);
+    return true;
+}
+
+static void device_free(struct dev *d)
+{
+    tc_registry_close(d->reg);
+    link_free(&d->l);
+    char cmd[128];
+    (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+    if (d->dir[0] != '\0' && system(cmd) != 0)
+        EXPECT(false);
+}
+
+/* ------------------------------------------------------------------ the engine's part */
+
+/* A stand-in for the engine: renew-cert uses it only as a key for its
+ * services. */
+static const struct tc_ota_ops *const FAKE_ENGINE = (const struct tc_ota_ops *)(const void *)&P;
+
+enum outcome { OUT_DONE = 1, OUT_FAILED, OUT_CUT, OUT_ERROR };
+
+struct plan {
+    long cut_appended; /* action index: the server dies after its intent is on the log */
+    long cut_answered; /* action index: the card ran it, the answer is lost */
+    bool tamper_pop;   /* the GENERATE KEY answer's signature is damaged */
+    bool tamper_read;  /* a GET CERTIFICATE answer is damaged */
+    uint16_t reason;   /* op-failed reason */
+    long actions;      /* actions asked for */
+};
+
+static enum outcome run_op(struct dev *d, struct plan *pl)
+{
+    struct tc_registry_device rd;
+    EXPECT_OK(tc_registry_device_get(d->reg, d->eid, sizeof d->eid, &rd));
+    struct tc_ota_op_run run;
+    memset(&run, 0, sizeof run);
+    run.op = &d->op;
+    run.dev = &rd;
+    run.eid = EID;
+    run.kvn = 0x30;
+    run.master = "";
+    run.engine = (struct tc_ota_ops *)(uintptr_t)FAKE_ENGINE;
+    struct tc_ota_result res;
+    struct tc_ota_act a;
+    bool have = false;
+    for (int guard = 0; guard < 200; guard++) {
+        memset(&a, 0, sizeof a);
+        if (tc_ota_op_renew_cert.next(&run, have ? &res : NULL, &a) != TC_OK) {
+            tc_error_clear();
+            return OUT_ERROR;
+        }
+        if (a.kind == TC_OTA_ACT_DONE || a.kind == TC_OTA_ACT_FAIL) {
+            struct tc_audit_event evs[TC_OTA_ACT_EVENTS + 1];
+            memcpy(evs, a.events, a.nevents * sizeof evs[0]);
+            struct tc_audit_event *lead = &evs[a.nevents];
+            memset(lead, 0, sizeof *lead);
+            lead->type = a.kind == TC_OTA_ACT_DONE ? TC_AUDIT_OP_DONE : TC_AUDIT_OP_FAILED;
+            if (a.kind == TC_OTA_ACT_FAIL) {
+                lead->fields = TC_AUDIT_HAS_REASON;
+                lead->reason = a.reason;
+                pl->reason = a.reason;
+            }
+            log_events(d, evs, a.nevents + 1, NULL);
+            d->op.status = a.kind == TC_OTA_ACT_DONE ? TC_OTA_OP_DONE : TC_OTA_OP_FAILED;
+            return a.kind == TC_OTA_ACT_DONE ? OUT_DONE : OUT_FAILED;
+        }
+        EXPECT(a.kind == TC_OTA_ACT_AUTH || a.kind == TC_OTA_ACT_SEND);
+        /* ota_ops.h: the intent (and its events) is durable before the
+         * command reaches the card. */
+        if (a.intent != 0 || a.nevents > 0) {
+            struct tc_audit_event evs[TC_OTA_ACT_EVENTS + 1];
+            size_t n = a.nevents;
+            memcpy(evs, a.events, n * sizeof evs[0]);
+            if (a.intent != 0) {
+                memset(&evs[n], 0, sizeof evs[n]);
+                evs[n].type = TC_AUDIT_OP_STEP;
+                evs[n].fields = TC_AUDIT_HAS_STEP;
+                evs[n].step = a.intent;
+                n++;
+            }
+            log_events(d, evs, n, NULL);
+            if (a.intent > d->op.step)
+                d->op.step = a.intent;
+        }
+        long idx = pl->actions++;
+        if (idx == pl->cut_appended)
+            return OUT_CUT;
+        memset(&res, 0, sizeof res);
+        res.kind = a.kind;
+        if (a.kind == TC_OTA_ACT_AUTH) {
+            EXPECT(a.kvn == 0 && a.aid_len == sizeof APPLET &&
+                   memcmp(a.aid, APPLET, sizeof APPLET) == 0);
+            res.rc = link_auth(&d->l, a.aid, a.aid_len);
+            tc_error_clear();
+        } else {
+            struct tc_apdu c = a.cmd;
+            c.data = c.lc > 0 ? a.data : NULL;
+            EXPECT(c.lc <= TC_OTA_CMD_DATA_MAX);
+            res.sw = link_send(&d->l, &c);
+            res.rc = TC_OK;
+            EXPECT(RESP_LEN <= sizeof res.data);
+            res.len = RESP_LEN <= sizeof res.data ? RESP_LEN : 0;
+            memcpy(res.data, RESP, res.len);
+            if (pl->tamper_pop && a.cmd.ins == TC_SE_ID_INS_GENERATE && res.len > 0)
+                res.data[res.len - 1] ^= 0x01;
+            if (pl->tamper_read && a.cmd.ins == TC_SE_ID_INS_GET_CERT && res.len > 0)
+                res.data[res.len / 2] ^= 0x80;
+        }
+        if (idx == pl->cut_answered)
+            return OUT_CUT;
+        have = true;
+    }
+    EXPECT(false);
+    return OUT_ERROR;
+}
+
+static struct plan plan_none(void)
+{
+    struct plan p = {.cut_appended = -1, .cut_answered = -1};
+    return p;
+}
+
+/* ------------------------------------------------------------------ checks */
+
+struct seen {
+    uint64_t op_id;
+    unsigned keypair, issued, stored, revoked, done, failed, steps;
+    uint8_t stored_serial[TC_AUDIT_SERIAL_MAX];
+    uint8_t revoked_serial[TC_AUDIT_SERIAL_MAX];
+};
+
+static tc_err seen_fn(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                      const uint8_t *event, size_t len)
+{
+    struct seen *s = arg;
+    (void)event;
+    (void)len;
+    if (index < s->op_id || !(ev->fields & TC_AUDIT_HAS_OP_ID) || ev->op_id != s->op_id)
+        return TC_OK;
+    switch (ev->type) {
+    case TC_AUDIT_KEYPAIR_GENERATED:
+        s->keypair++;
+        break;
+    case TC_AUDIT_CERT_ISSUED:
+        s->issued++;
+        break;
+    case TC_AUDIT_CERT_STORED:
+        s->stored++;
+        memcpy(s->stored_serial, ev->cert_serial, ev->cert_serial_len);
+        break;
+    case TC_AUDIT_CERT_REVOKED:
+        s->revoked++;
+        memcpy(s->revoked_serial, ev->cert_serial, ev->cert_serial_len);
+        break;
+    case TC_AUDIT_OP_DONE:
+        s->done++;
+        break;
+    case TC_AUDIT_OP_FAILED:
+        s->failed++;
+        break;
+    case TC_AUDIT_OP_STEP:
+        s->steps++;
+        break;
+    default:
+        break;
+    }
+    return TC_OK;
+}
+
+static struct seen seen_of(struct dev *d)
+{
+    struct seen s;
+    memset(&s, 0, sizeof s);
+    s.op_id = d->op.id;
+    EXPECT_OK(tc_registry_device_history(d->reg, d->eid, sizeof d->eid, seen_fn, &s));
+    return s;
+}
+
+/* The card holds a new identity: active key = the stored certificate's, no
+ * pending key, SIGN by that key; the log and the PKI agree. */
+static void check_renewed(struct dev *d)
+{
+    struct link *l = &d->l;
+    link_reconnect(l);
+    EXPECT_EQ_U(select_aid(l, APPLET, sizeof APPLET), 0x9000);
+    const uint8_t get_pub[] = {0x80, 0x42, 0x00, 0x00, 0x00};
+    EXPECT_EQ_U(plain(l, get_pub, sizeof get_pub), 0x9000);
+    uint8_t pub[65];
+    memcpy(pub, RESP + 2, 65);
+    EXPECT(memcmp(pub, d->pub, 65) != 0);
+    const uint8_t get_pending[] = {0x80, 0x42, 0x01, 0x00, 0x00};
+    EXPECT_EQ_U(plain(l, get_pending, sizeof get_pending), 0x6A88);
+    const uint8_t get_cert[] = {0x80, 0x46, 0x00, 0x00, 0x00, 0x00, 0x00};
+    EXPECT_EQ_U(plain(l, get_cert, sizeof get_cert), 0x6282);
+    uint8_t cert[TC_SE_MAX_CERT];
+    size_t cert_len = RESP_LEN;
+    memcpy(cert, RESP, cert_len);
+    struct tc_pki_device_info info;
+    EXPECT_OK(tc_pki_check_device(cert, cert_len, &info));
+    /* SIGN (the agent's TLS signature) by the new key. */
+    uint8_t digest[32], spki[91];
+    const uint8_t msg[] = "CertificateVerify";
+    sha(msg, sizeof msg, digest);
+    uint8_t sign[5 + 32 + 1] = {0x80, 0x2A, 0x9E, 0x9A, 0x20};
+    memcpy(sign + 5, digest, 32);
+    EXPECT_EQ_U(plain(l, sign, sizeof sign), 0x9000);
+    spki_of(pub, spki);
+    EXPECT_OK(tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, sizeof spki, msg, sizeof msg, RESP,
+                            RESP_LEN));
+    /* Exactly one valid certificate for the device: the card's. */
+    bool card_valid = false;
+    EXPECT_EQ_U(valid_certs(cert, cert_len, &card_valid), 1);
+    EXPECT(card_valid);
+    EXPECT(is_revoked(d->serial, sizeof d->serial));
+    /* The log: one cert-stored of the card's certificate, the old one
+     * revoked, op-done; the registry's current certificate is the card's. */
+    struct seen s = seen_of(d);
+    EXPECT(s.keypair >= 1 && s.issued >= 1);
+    EXPECT_EQ_U(s.stored, 1);
+    EXPECT_EQ_U(s.done, 1);
+    EXPECT_EQ_U(s.failed, 0);
+    EXPECT_MEM(s.stored_serial, TC_PKI_SERIAL_LEN, info.serial, info.serial_len);
+    EXPECT_MEM(s.revoked_serial, TC_PKI_SERIAL_LEN, d->serial, sizeof d->serial);
+    struct tc_registry_device rd;
+    EXPECT_OK(tc_registry_device_get(d->reg, d->eid, sizeof d->eid, &rd));
+    EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, info.serial, info.serial_len);
+    EXPECT(rd.cert_stored);
+    uint8_t h[32];
+    sha(cert, cert_len, h);
+    EXPECT_MEM(rd.cert_sha256, 32, h, 32);
+    link_close(l);
+}
+
+/* ------------------------------------------------------------------ cases */
+
+static struct tc_ota_cert_services SVC;
+
+static void attach(struct dev *d)
+{
+    SVC = (struct tc_ota_cert_services){
+        .arg = NULL, .reg = d->reg, .issue = svc_issue, .revoke = svc_revoke};
+    EXPECT_OK(tc_ota_renew_attach(FAKE_ENGINE, &SVC));
+}
+
+static void reset_pki_lists(void)
+{
+    P.nissued = 0;
+    P.nrevoked = 0;
+    P.revoke_calls = 0;
+}
+
+static void test_renew(void)
+{
+    struct dev d;
+    reset_pki_lists();
+    if (!device_new(&d, "renew"))
+        return;
+    attach(&d);
+    struct plan pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
+    check_renewed(&d);
+    struct seen s = seen_of(&d);
+    EXPECT_EQ_U(s.steps, 2); /* intent 1 (GENERATE KEY), intent 2 (STORE) */
+    EXPECT_EQ_U(s.issued, 1);
+    EXPECT_EQ_U(s.revoked, 1);
+    EXPECT_EQ_U(P.nissued, 2);
+    EXPECT_EQ_U(P.revoke_calls, 1);
+    printf("# renewal: %ld actions\n", pl.actions);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
+/* Every action, both ways of being cut off, then resumed. */
+static void test_interrupted(void)
+{
+    struct dev d;
+    reset_pki_lists();
+    if (!device_new(&d, "ref"))
+        return;
+    attach(&d);
+    struct plan ref = plan_none();
+    EXPECT_EQ_U(run_op(&d, &ref), OUT_DONE);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+    long n = ref.actions;
+    EXPECT(n >= 6);
+    unsigned resumed = 0;
+    for (long k = 0; k < n; k++) {
+        for (int mode = 0; mode < 2; mode++) {
+            reset_pki_lists();
+            if (!device_new(&d, "cut"))
+                return;
+            attach(&d);
+            struct plan pl = plan_none();
+            if (mode == 0)
+                pl.cut_appended = k;
+            else
+                pl.cut_answered = k;
+            EXPECT_EQ_U(run_op(&d, &pl), OUT_CUT);
+            /* While cut off: the device keeps a valid certificate for the
+             * key it signs with, and at most one more (in flight). */
+            link_reconnect(&d.l);
+            EXPECT_EQ_U(select_aid(&d.l, APPLET, sizeof APPLET), 0x9000);
+            const uint8_t get_cert[] = {0x80, 0x46, 0x00, 0x00, 0x00, 0x00, 0x00};
+            EXPECT_EQ_U(plain(&d.l, get_cert, sizeof get_cert), 0x6282);
+            uint8_t on_card[TC_SE_MAX_CERT];
+            size_t on_card_len = RESP_LEN;
+            memcpy(on_card, RESP, on_card_len);
+            bool card_valid = false;
+            size_t valid = valid_certs(on_card, on_card_len, &card_valid);
+            if (!card_valid || valid < 1 || valid > 2)
+                tc_test_fail_at(__FILE__, __LINE__,
+                                "cut at action %ld (%s): card certificate %s, %zu valid", k,
+                                mode == 0 ? "after the append" : "answer lost",
+                                card_valid ? "valid" : "NOT valid", valid);
+            link_reconnect(&d.l);
+            struct plan again = plan_none();
+            enum outcome o = run_op(&d, &again);
+            if (o != OUT_DONE)
+                tc_test_fail_at(__FILE__, __LINE__, "cut at action %ld (%s): outcome %d", k,
+                                mode == 0 ? "after the append" : "answer lost", (int)o);
+            check_renewed(&d);
+            resumed++;
+            tc_ota_renew_detach(FAKE_ENGINE);
+            device_free(&d);
+        }
+    }
+    printf("# %u interrupted renewals resumed\n", resumed);
+}
+
+/* Cut twice in a row (after the STORE intent, then after the first
+ * block), then resumed. */
+static void test_interrupted_twice(void)
+{
+    struct dev d;
+    reset_pki_lists();
+    if (!device_new(&d, "twice"))
+        return;
+    attach(&d);
+    struct plan pl = plan_none();
+    pl.cut_appended = 2; /* the first STORE block: intent 2 logged */
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_CUT);
+    link_reconnect(&d.l);
+    struct plan p2 = plan_none();
+    p2.cut_answered = 3; /* AUTH, GET PUBLIC x2, first block ran */
+    EXPECT_EQ_U(run_op(&d, &p2), OUT_CUT);
+    link_reconnect(&d.l);
+    struct plan p3 = plan_none();
+    EXPECT_EQ_U(run_op(&d, &p3), OUT_DONE);
+    check_renewed(&d);
+    EXPECT_EQ_U(P.nissued, 2); /* the issued certificate was reused */
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
+static void test_rejections(void)
+{
+    struct dev d;
+    struct plan pl;
+    /* No services: fails before it touches the card. */
+    reset_pki_lists();
+    if (!device_new(&d, "nosvc"))
+        return;
+    pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_UNSUPPORTED);
+    EXPECT_EQ_U(pl.actions, 0);
+    struct seen s = seen_of(&d);
+    EXPECT_EQ_U(s.failed, 1);
+    EXPECT_EQ_U(s.steps, 0);
+    device_free(&d);
+
+    /* A bad proof of possession: nothing is issued. */
+    reset_pki_lists();
+    if (!device_new(&d, "pop"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_pop = true;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_CARD);
+    EXPECT_EQ_U(P.nissued, 1); /* the line's only */
+    EXPECT_EQ_U(P.nrevoked, 0);
+    s = seen_of(&d);
+    EXPECT_EQ_U(s.issued, 0);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* The issue service fails: the operation stays pending (the dialog is
+     * aborted) and the next connection completes it. */
+    reset_pki_lists();
+    if (!device_new(&d, "hsm"))
+        return;
+    attach(&d);
+    P.fail_issue = true;
+    pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_ERROR);
+    EXPECT_EQ_U(d.op.status, TC_OTA_OP_PENDING);
+    link_reconnect(&d.l);
+    pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
+    check_renewed(&d);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* A read-back that differs: the new certificate is not confirmed, so it
+     * is revoked and the old one is not. */
+    reset_pki_lists();
+    if (!device_new(&d, "read"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = true;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
+    EXPECT_EQ_U(P.nissued, 2);
+    EXPECT_EQ_U(P.nrevoked, 1);
+    EXPECT(!is_revoked(d.serial, sizeof d.serial));
+    s = seen_of(&d);
+    EXPECT_EQ_U(s.revoked, 1);
+    EXPECT_EQ_U(s.stored, 0);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* The card's pending key changed under an issued certificate (another
+     * GENERATE KEY P1 02 after the STORE intent): the certificate can never
+     * be stored, so it is revoked and the operation fails; the device keeps
+     * its old identity. */
+    reset_pki_lists();
+    if (!device_new(&d, "orphan"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.cut_appended = 2;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_CUT);
+    EXPECT_EQ_U(d.op.step, 2);
+    link_reconnect(&d.l);
+    EXPECT_OK(link_auth(&d.l, APPLET, sizeof APPLET));
+    const uint8_t nonce[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+    EXPECT_EQ_U(link_sendx(&d.l, TC_SE_ID_INS_GENERATE, 0x02, 0, nonce, sizeof nonce), 0x9000);
+    link_reconnect(&d.l);
+    pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_STATE);
+    bool old_valid = false;
+    EXPECT_EQ_U(valid_certs(d.cert, d.cert_len, &old_valid), 1);
+    EXPECT(old_valid);
+    s = seen_of(&d);
+    EXPECT_EQ_U(s.revoked, 1);
+    EXPECT_EQ_U(s.stored, 0);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* A card that refuses: the applet is LOCKED (SELECT fails), so the
+     * session cannot open. */
+    reset_pki_lists();
+    if (!device_new(&d, "locked"))
+        return;
+    attach(&d);
+    EXPECT_OK(link_auth(&d.l, ISD, sizeof ISD));
+    EXPECT_EQ_U(link_sendx(&d.l, 0xF0, 0x40, 0x80, APPLET, sizeof APPLET), 0x9000);
+    link_reconnect(&d.l);
+    pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_AUTH);
+    EXPECT_EQ_U(P.nissued, 1);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
+/* A device with no certificate on the log has nothing to renew. */
+static void test_nothing_to_renew(void)
+{
+    struct dev d;
+    reset_pki_lists();
+    memset(&d, 0, sizeof d);
+    (void)snprintf(d.dir, sizeof d.dir, "/tmp/tc-ota-renew-XXXXXX");
+    if (mkdtemp(d.dir) == NULL || !link_open(&d.l))
+        return;
+    char path[128];
+    (void)snprintf(path, sizeof path, "%s/none.db", d.dir);
+    EXPECT_OK(tc_registry_open(path, NULL, &d.reg));
+    size_t el = 0;
+    EXPECT_OK(tc_hex_decode(EID, 32, 0, d.eid, sizeof d.eid, &el));
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_CARD_RECEIVED;
+    ev.fields = TC_AUDIT_HAS_LIFECYCLE;
+    ev.lifecycle = TC_SE_LC_OP_READY;
+    log_events(&d, &ev, 1, NULL);
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_OP_QUEUED;
+    ev.fields = TC_AUDIT_HAS_OP_KIND;
+    ev.op_kind = TC_OTA_OP_RENEW_CERT;
+    uint64_t id = 0;
+    log_events(&d, &ev, 1, &id);
+    d.op.id = id;
+    d.op.status = TC_OTA_OP_PENDING;
+    attach(&d);
+    struct plan pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_STATE);
+    EXPECT_EQ_U(pl.actions, 0);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
+static void test_attach(void)
+{
+    struct tc_ota_cert_services bad = {.reg = NULL, .issue = svc_issue, .revoke = svc_revoke};
+    EXPECT_ERR(tc_ota_renew_attach(FAKE_ENGINE, &bad), TC_ERR_ARG);
+    EXPECT_ERR(tc_ota_renew_attach(NULL, &SVC), TC_ERR_ARG);
+    tc_error_clear();
+}
+
+static void setup(void)
+{
+    EXPECT(pki_setup());
+}
+
+static void teardown(void)
+{
+    pki_free();
+}
+
+static const struct tc_test_case cases[] = {
+    {"setup", setup},
+    {"renew", test_renew},
+    {"interrupted", test_interrupted},
+    {"interrupted_twice", test_interrupted_twice},
+    {"rejections", test_rejections},
+    {"nothing_to_renew", test_nothing_to_renew},
+    {"attach", test_attach},
+    {"teardown", teardown},
+};
+
+TC_TEST_MAIN("ota_renew", cases)
