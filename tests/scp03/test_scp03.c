@@ -1185,6 +1185,204 @@ static void test_host_failures_end_session(void)
     tc_scp03_host_close(&H);
 }
 
+/* A link that alters the card's answer to one instruction: its status
+ * word replaced (data dropped), or one byte flipped. */
+struct tamper {
+    struct tc_transport *inner;
+    uint8_t ins;
+    bool replace;
+    uint16_t sw;
+    size_t flip; /* byte index to flip when !replace */
+};
+
+static tc_err tamper_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t *resp, size_t size,
+                              size_t *rlen)
+{
+    struct tamper *tp = ctx;
+    TC_GUARD(tp->inner->transmit(tp->inner->ctx, cmd, len, resp, size, rlen));
+    if (len >= 2 && cmd[1] == tp->ins) {
+        if (tp->replace) {
+            resp[0] = (uint8_t)(tp->sw >> 8);
+            resp[1] = (uint8_t)tp->sw;
+            *rlen = 2;
+        } else if (tp->flip < *rlen) {
+            resp[tp->flip] ^= 0x01;
+        }
+    }
+    return TC_OK;
+}
+
+static struct tc_transport tamper_link(struct tamper *tp)
+{
+    tp->inner = &L.t;
+    struct tc_transport t = {.ctx = tp, .name = "tamper", .transmit = tamper_transmit};
+    return t;
+}
+
+/* Every host outcome (docs/scp03.md "Host outcomes"), each from the failure
+ * that defines it, with the last status word where the card gave one. */
+static void test_host_outcomes(void)
+{
+    struct tc_scp03_host_config cfg;
+    struct tamper tp;
+    struct tc_transport t;
+    size_t rlen = 0;
+    uint16_t sw = 0;
+
+    /* Names: distinct, "unknown" past the end. */
+    for (unsigned a = 0; a <= TC_SCP03_HOST_OUTCOME_MAX_; a++) {
+        EXPECT(strcmp(tc_scp03_host_outcome_name((enum tc_scp03_host_outcome)a), "unknown") != 0);
+        for (unsigned b = a + 1; b <= TC_SCP03_HOST_OUTCOME_MAX_; b++)
+            EXPECT(strcmp(tc_scp03_host_outcome_name((enum tc_scp03_host_outcome)a),
+                          tc_scp03_host_outcome_name((enum tc_scp03_host_outcome)b)) != 0);
+    }
+    EXPECT_STR(tc_scp03_host_outcome_name((enum tc_scp03_host_outcome)99), "unknown");
+    EXPECT_STR(tc_scp03_host_outcome_name(TC_SCP03_HOST_NO_KEYSET), "no-keyset");
+    EXPECT_EQ_U(tc_scp03_host_outcome(NULL), TC_SCP03_HOST_OTHER);
+
+    /* OK, with the status word of the handshake's last answer. */
+    setup(0x70, 16);
+    EXPECT_OK(open_level(0x33, false, 0));
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_OK);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), 0x9000);
+    tc_scp03_host_close(&H);
+
+    /* LINK: the transport fails (INITIALIZE UPDATE, then EXTERNAL
+     * AUTHENTICATE). */
+    for (unsigned at = 1; at <= 2; at++) {
+        setup(0x70, 16);
+        L.fail_at = at;
+        EXPECT_ERR(open_level(0x03, false, 0), TC_ERR_IO);
+        EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_LINK);
+    }
+
+    /* CARD_STATUS: SELECT refused (6A82). */
+    setup(0x70, 16);
+    L.select_sw = 0x6A82;
+    cfg = base_cfg(0x03, false, 0);
+    cfg.select = true;
+    EXPECT_ERR(tc_scp03_host_open(&H, &L.t, &KP, &cfg), TC_ERR_CARD);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_CARD_STATUS);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), 0x6A82);
+
+    /* NO_KEYSET: INITIALIZE UPDATE naming a KVN the card lacks (6A88). */
+    setup(0x70, 16);
+    cfg = base_cfg(0x03, false, 0);
+    cfg.kvn = 0x55;
+    EXPECT_ERR(tc_scp03_host_open(&H, &L.t, &KP, &cfg), TC_ERR_CARD);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_NO_KEYSET);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), 0x6A88);
+    /* Another INITIALIZE UPDATE error is a card status, not a missing keyset. */
+    setup(0x70, 16);
+    tp = (struct tamper){.ins = 0x50, .replace = true, .sw = 0x6985};
+    t = tamper_link(&tp);
+    cfg = base_cfg(0x03, false, 0);
+    EXPECT_ERR(tc_scp03_host_open(&H, &t, &KP, &cfg), TC_ERR_CARD);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_CARD_STATUS);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), 0x6985);
+
+    /* CARD_AUTH: other keys; caught by the pseudo-random challenge (i=70)
+     * and by the card cryptogram (i=60, random challenge). */
+    static const uint8_t modes[] = {0x70, 0x60};
+    for (size_t m = 0; m < TC_ARRAY_LEN(modes); m++) {
+        setup(modes[m], 16);
+        struct tc_scp03_keyset other;
+        make_keyset(&other, 0x30, 16, 0x77);
+        EXPECT_OK(tc_scp03_mem_provider_add(&MEM, &other));
+        tc_scp03_keyset_wipe(&other);
+        EXPECT_ERR(open_level(0x03, false, 0), TC_ERR_VERIFY);
+        EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_CARD_AUTH);
+        EXPECT(strstr(tc_error_last()->msg, m == 0 ? "pseudo-random" : "card cryptogram") != NULL);
+    }
+
+    /* HOST_AUTH: EXTERNAL AUTHENTICATE answered 6300; any other refusal
+     * is a card status. */
+    static const uint16_t ea_sw[] = {0x6300, 0x6982};
+    for (size_t i = 0; i < TC_ARRAY_LEN(ea_sw); i++) {
+        setup(0x70, 16);
+        tp = (struct tamper){.ins = 0x82, .replace = true, .sw = ea_sw[i]};
+        t = tamper_link(&tp);
+        cfg = base_cfg(0x03, false, 0);
+        EXPECT_ERR(tc_scp03_host_open(&H, &t, &KP, &cfg), TC_ERR_AUTH);
+        EXPECT_EQ_U(tc_scp03_host_outcome(&H),
+                    i == 0 ? TC_SCP03_HOST_HOST_AUTH : TC_SCP03_HOST_CARD_STATUS);
+        EXPECT_EQ_U(tc_scp03_host_last_sw(&H), ea_sw[i]);
+    }
+
+    /* KEYS: the provider holds no keyset 30 (the card does). */
+    setup(0x70, 16);
+    struct tc_scp03_mem_provider other_mem;
+    struct tc_scp03_key_provider otherp;
+    struct tc_scp03_keyset ks31;
+    tc_scp03_mem_provider_init(&other_mem, &otherp);
+    make_keyset(&ks31, 0x31, 16, 0x10);
+    EXPECT_OK(tc_scp03_mem_provider_add(&other_mem, &ks31));
+    cfg = base_cfg(0x03, false, 0);
+    EXPECT_ERR(tc_scp03_host_open(&H, &L.t, &otherp, &cfg), TC_ERR_NOT_FOUND);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_KEYS);
+
+    /* PUT KEY at C-MAC only (the response is not R-MACed, so the link can
+     * alter it): a KVN or KCV other than the new keys' is KCV_MISMATCH; a
+     * response without the KCVs is RESPONSE; keys the source lacks, KEYS. */
+    static const struct {
+        bool replace;
+        size_t flip;
+        enum tc_scp03_host_outcome oc;
+        tc_err rc;
+    } pk[] = {
+        {false, 1, TC_SCP03_HOST_KCV_MISMATCH, TC_ERR_VERIFY}, /* ENC KCV */
+        {false, 9, TC_SCP03_HOST_KCV_MISMATCH, TC_ERR_VERIFY}, /* DEK KCV */
+        {false, 0, TC_SCP03_HOST_KCV_MISMATCH, TC_ERR_VERIFY}, /* KVN */
+        {true, 0, TC_SCP03_HOST_RESPONSE, TC_ERR_FORMAT},      /* 9000, no data */
+    };
+    for (size_t i = 0; i < TC_ARRAY_LEN(pk); i++) {
+        setup(0x70, 16);
+        tp = (struct tamper){
+            .ins = 0xD8, .replace = pk[i].replace, .sw = 0x9000, .flip = pk[i].flip};
+        t = tamper_link(&tp);
+        cfg = base_cfg(0x01, false, 0);
+        EXPECT_OK(tc_scp03_host_open(&H, &t, &KP, &cfg));
+        EXPECT_ERR(tc_scp03_host_put_keys(&H, &otherp, 0x31, 0x30), pk[i].rc);
+        EXPECT_EQ_U(tc_scp03_host_outcome(&H), pk[i].oc);
+        tc_scp03_host_close(&H);
+    }
+    setup(0x70, 16);
+    EXPECT_OK(open_level(0x33, false, 0));
+    EXPECT_ERR(tc_scp03_host_put_keys(&H, &otherp, 0x32, 0x30), TC_ERR_NOT_FOUND);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_KEYS);
+    /* The card refusing PUT KEY: CARD_STATUS with its SW; then a good one. */
+    EXPECT_ERR(tc_scp03_host_put_keys(&H, &otherp, 0x31, 0x44), TC_ERR_CARD);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_CARD_STATUS);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), L.last_sw);
+    EXPECT(L.last_sw != 0x9000);
+    EXPECT_OK(tc_scp03_host_put_keys(&H, &otherp, 0x31, 0x30));
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_OK);
+    tc_scp03_host_close(&H);
+
+    /* RESPONSE: an R-MACed answer altered on the way. */
+    setup(0x70, 16);
+    tp = (struct tamper){.ins = 0xEE, .flip = 0};
+    t = tamper_link(&tp);
+    cfg = base_cfg(0x33, false, 0);
+    EXPECT_OK(tc_scp03_host_open(&H, &t, &KP, &cfg));
+    struct tc_apdu a = echo_cmd(0, big_in, 10);
+    tp.ins = a.ins;
+    EXPECT_ERR(tc_scp03_host_transmit(&H, &a, big_out, sizeof big_out, &rlen, &sw), TC_ERR_VERIFY);
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_RESPONSE);
+    /* Transmit succeeds for any SW (the caller judges it): OK, last SW. */
+    setup(0x70, 16);
+    EXPECT_OK(open_level(0x33, false, 0));
+    EXPECT_OK(tc_scp03_host_transmit(&H, &a, big_out, sizeof big_out, &rlen, &sw));
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_OK);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), sw);
+    tc_scp03_host_close(&H);
+    /* Outcome and SW survive close. */
+    EXPECT_EQ_U(tc_scp03_host_outcome(&H), TC_SCP03_HOST_OK);
+    EXPECT_EQ_U(tc_scp03_host_last_sw(&H), sw);
+    tc_scp03_mem_provider_wipe(&other_mem);
+    tc_scp03_keyset_wipe(&ks31);
+}
+
 /* A command decoded in extended form (Le 65536, no data) sent by a host
  * configured for short APDUs: Le is clamped to 256 and the command is
  * wrapped and sent in the short form, so both ends MAC the same header. */
@@ -1227,6 +1425,7 @@ static const struct tc_test_case cases[] = {
     {"put_key_end_to_end", test_put_key_end_to_end},
     {"put_key_card_side", test_put_key_card_side},
     {"host_failures_end_session", test_host_failures_end_session},
+    {"host_outcomes", test_host_outcomes},
     {"chain_reassembly", test_chain_reassembly},
     {"levels_and_wipe", test_levels_and_wipe},
 };
