@@ -261,6 +261,8 @@ struct tc_ota_ops_config {
     const char *workspace;   /* blobs, PKI (copied) */
     /* The master of devices whose keyset no rotation named (the line's). */
     const char *default_master;
+    /* The KVN of a device whose keyset the log does not name (0: none). */
+    uint8_t default_kvn;
     size_t key_len;         /* 0: 16 (AES-128) */
     uint8_t level;          /* 0: TC_SCP03_LEVEL_RENC */
     const uint8_t *isd_aid; /* NULL: A000000151000000 */
@@ -298,6 +300,9 @@ struct tc_ota_ops_stats {
 TC_MUST_CHECK tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct tc_ota_ops **out,
                                     struct tc_ota_app *app);
 void tc_ota_ops_stats(const struct tc_ota_ops *e, struct tc_ota_ops_stats *out);
+/* Swap the registry (reopened after another process appended); from the
+ * loop's thread. */
+void tc_ota_ops_set_registry(struct tc_ota_ops *e, struct tc_registry *reg);
 void tc_ota_ops_free(struct tc_ota_ops *e);
 
 #endif

@@ -9,9 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <trustchain/audit.h>
 #include <trustchain/hsm.h>
+#include <trustchain/ota_ops.h>
 #include <trustchain/pki.h>
 #include <trustchain/registry.h>
 
@@ -32,6 +36,19 @@ static const char usage[] =
     "                         provisioned rejected locked decommissioned revoked)\n"
     "  cert EID [--verify]    the device certificate and its chain (PEM): device, batch CA,\n"
     "                         root; --verify also validates the chain with the CRLs\n"
+    "  queue EID OP [--kvn N] [--master NAME] [--file FILE] [--actor NAME]\n"
+    "                         queue an over-the-air operation, applied when the device\n"
+    "                         connects to `ota serve` (OP: rotate-keys --master --kvn,\n"
+    "                         store-data --file, lock, unlock, decommission, and any\n"
+    "                         other registered operation); prints the operation id\n"
+    "  ops EID [--at TIME] [--all]\n"
+    "                         the device's pending operations (--all: finished ones too)\n"
+    "                         and its current keyset, folded from the log\n"
+    "  cancel EID ID          cancel a pending operation that has not started\n"
+    "  revoke EID [--reason R] revoke the device's certificate (new batch CRL) and log it\n"
+    "  revoke-batch ID [--reason R] [--root-pin-file F]\n"
+    "                         revoke a batch CA (new root CRL, signed by the root token)\n"
+    "                         and log it\n"
     "\n"
     "EID: hexadecimal (the 32 digits of an eUICC EID). TIME: RFC 3339 UTC\n"
     "(2026-11-27T01:02:03Z, optional .fff) or milliseconds since 1970.\n"
@@ -48,10 +65,15 @@ static const char usage[] =
 
 struct dev_opts {
     const char *workspace, *pin_file, *vkey, *at, *batch, *state;
-    bool json, verify;
+    const char *kvn, *master, *file, *actor, *reason, *root_pin_file;
+    bool json, verify, all;
     const char *pos[4];
     int npos;
 };
+
+struct tc_ota_queue;
+static void ops_json(struct tc_json *j, const struct tc_ota_queue *q, bool all);
+static void ops_text(const struct tc_ota_queue *q, bool all);
 
 static int parse(const char *cmd, int argc, char **argv, struct dev_opts *o)
 {
@@ -71,6 +93,10 @@ static int parse(const char *cmd, int argc, char **argv, struct dev_opts *o)
             o->verify = true;
             continue;
         }
+        if (strcmp(a, "--all") == 0 && strcmp(cmd, "ops") == 0) {
+            o->all = true;
+            continue;
+        }
         if (strcmp(a, "--pin") == 0)
             return tc_cli_usage_error("device %s: PINs are not accepted on the command line; "
                                       "use $%s or --pin-file",
@@ -81,8 +107,23 @@ static int parse(const char *cmd, int argc, char **argv, struct dev_opts *o)
             slot = &o->pin_file;
         else if (strcmp(a, "--vkey") == 0)
             slot = &o->vkey;
-        else if (strcmp(a, "--at") == 0 && strcmp(cmd, "show") == 0)
+        else if (strcmp(a, "--at") == 0 && (strcmp(cmd, "show") == 0 || strcmp(cmd, "ops") == 0))
             slot = &o->at;
+        else if (strcmp(a, "--kvn") == 0 && strcmp(cmd, "queue") == 0)
+            slot = &o->kvn;
+        else if (strcmp(a, "--master") == 0 && strcmp(cmd, "queue") == 0)
+            slot = &o->master;
+        else if (strcmp(a, "--file") == 0 && strcmp(cmd, "queue") == 0)
+            slot = &o->file;
+        else if (strcmp(a, "--actor") == 0 &&
+                 (strcmp(cmd, "queue") == 0 || strcmp(cmd, "cancel") == 0 ||
+                  strcmp(cmd, "revoke") == 0 || strcmp(cmd, "revoke-batch") == 0))
+            slot = &o->actor;
+        else if (strcmp(a, "--root-pin-file") == 0 && strcmp(cmd, "revoke-batch") == 0)
+            slot = &o->root_pin_file;
+        else if (strcmp(a, "--reason") == 0 &&
+                 (strcmp(cmd, "revoke") == 0 || strcmp(cmd, "revoke-batch") == 0))
+            slot = &o->reason;
         else if (strcmp(a, "--batch") == 0 && strcmp(cmd, "list") == 0)
             slot = &o->batch;
         else if (strcmp(a, "--state") == 0 && strcmp(cmd, "list") == 0)
@@ -271,6 +312,7 @@ static int cmd_show(int argc, char **argv)
     struct tc_audit_log *log = tc_registry_log(r);
     struct tc_registry_device d;
     struct tc_registry_batch b;
+    struct tc_ota_queue *q = NULL;
     uint64_t *idx = calloc(SHOW_EVENTS_MAX, sizeof *idx);
     uint8_t(*proofs)[TC_MERKLE_PROOF_MAX][TC_AUDIT_HASH_LEN] = NULL;
     size_t *plen = NULL;
@@ -311,6 +353,12 @@ static int cmd_show(int argc, char **argv)
         e = fail(rc, "show");
         goto out;
     }
+    /* The operations pending at that time: the fold of the same events. */
+    q = calloc(1, sizeof *q);
+    if (q != NULL && tc_ota_queue_load(r, eid, eid_len, at, q) != TC_OK) {
+        e = fail(tc_error_last()->code, "show");
+        goto out;
+    }
     bool has_batch = tc_registry_batch_get(r, d.batch, &b) == TC_OK;
     bool batch_revoked = has_batch && b.revoked;
     if (batch_revoked && at != UINT64_MAX) {
@@ -335,6 +383,8 @@ static int cmd_show(int argc, char **argv)
             tc_json_string(&j, t);
         }
         device_json(&j, &d);
+        if (q != NULL)
+            ops_json(&j, q, false);
         tc_json_key(&j, "batch_revoked");
         tc_json_bool(&j, batch_revoked);
         tc_json_key(&j, "checkpoint");
@@ -375,6 +425,8 @@ static int cmd_show(int argc, char **argv)
             (void)printf("as of        %s\n", t);
         }
         device_text(&d);
+        if (q != NULL)
+            ops_text(q, false);
         if (batch_revoked)
             (void)printf("batch        %s REVOKED (CRLReason %u, log index %llu)\n", b.id, b.reason,
                          (unsigned long long)b.revoked_index);
@@ -392,6 +444,7 @@ static int cmd_show(int argc, char **argv)
         }
     }
 out:
+    free(q);
     free(idx);
     free(proofs);
     free(plen);
@@ -461,6 +514,16 @@ static tc_err hist_one(void *arg, uint64_t index, const struct tc_audit_event *e
         (void)fprintf(c->f, " reason=%u", ev->reason);
     if (ev->fields & TC_AUDIT_HAS_STEP)
         (void)fprintf(c->f, " step=%u", ev->step);
+    if (ev->fields & TC_AUDIT_HAS_OP_ID)
+        (void)fprintf(c->f, " op=%llu", (unsigned long long)ev->op_id);
+    if (ev->fields & TC_AUDIT_HAS_OP_KIND)
+        (void)fprintf(c->f, " op_kind=%s", tc_ota_op_name(ev->op_kind));
+    if (ev->fields & TC_AUDIT_HAS_MASTER)
+        (void)fprintf(c->f, " master=%s", ev->master);
+    if (ev->fields & TC_AUDIT_HAS_DATA_SHA256) {
+        hexs(ev->data_sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
+        (void)fprintf(c->f, " data_sha256=%s", h);
+    }
     (void)fprintf(c->f, "\n");
     return TC_OK;
 }
@@ -718,11 +781,475 @@ static int cmd_cert(int argc, char **argv)
     return e;
 }
 
+/* ------------------------------------------------------------ operations */
+
+static const char *op_status_name(enum tc_ota_op_status s)
+{
+    switch (s) {
+    case TC_OTA_OP_PENDING:
+        return "pending";
+    case TC_OTA_OP_DONE:
+        return "done";
+    case TC_OTA_OP_FAILED:
+        return "failed";
+    case TC_OTA_OP_CANCELLED:
+        return "cancelled";
+    default:
+        return "unknown";
+    }
+}
+
+static void ops_json(struct tc_json *j, const struct tc_ota_queue *q, bool all)
+{
+    char t[32], h[2 * TC_AUDIT_HASH_LEN + 1];
+    tc_json_key(j, "keyset");
+    tc_json_begin_object(j);
+    tc_json_key(j, "kvn");
+    tc_json_uint(j, q->kvn);
+    tc_json_key(j, "master");
+    if (q->master[0] != '\0')
+        tc_json_string(j, q->master);
+    else
+        tc_json_null(j); /* the line's master */
+    tc_json_end_object(j);
+    tc_json_key(j, "operations");
+    tc_json_begin_array(j);
+    for (size_t i = 0; i < q->n; i++) {
+        const struct tc_ota_op *op = &q->ops[i];
+        if (!all && op->status != TC_OTA_OP_PENDING)
+            continue;
+        tc_json_begin_object(j);
+        tc_json_key(j, "id");
+        tc_json_uint(j, op->id);
+        tc_json_key(j, "op");
+        tc_json_string(j, tc_ota_op_name(op->code));
+        tc_json_key(j, "status");
+        tc_json_string(j, op_status_name(op->status));
+        tc_json_key(j, "step");
+        tc_json_uint(j, op->step);
+        time_text(op->queued_ms, t);
+        tc_json_key(j, "queued");
+        tc_json_string(j, t);
+        tc_json_key(j, "actor");
+        tc_json_string(j, op->actor);
+        if (op->kvn != 0) {
+            tc_json_key(j, "kvn");
+            tc_json_uint(j, op->kvn);
+        }
+        if (op->master[0] != '\0') {
+            tc_json_key(j, "master");
+            tc_json_string(j, op->master);
+        }
+        if (op->has_data) {
+            hexs(op->data_sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
+            tc_json_key(j, "data_sha256");
+            tc_json_string(j, h);
+        }
+        if (op->status == TC_OTA_OP_FAILED) {
+            tc_json_key(j, "reason");
+            tc_json_uint(j, op->reason);
+        }
+        tc_json_end_object(j);
+    }
+    tc_json_end_array(j);
+}
+
+static void ops_text(const struct tc_ota_queue *q, bool all)
+{
+    char t[32];
+    (void)printf("keyset       KVN 0x%02X from master %s\n", q->kvn,
+                 q->master[0] != '\0' ? q->master : "(the line's)");
+    size_t shown = 0;
+    for (size_t i = 0; i < q->n; i++) {
+        const struct tc_ota_op *op = &q->ops[i];
+        if (!all && op->status != TC_OTA_OP_PENDING)
+            continue;
+        time_text(op->queued_ms, t);
+        (void)printf("operation    %llu %s %s (queued %s by %s", (unsigned long long)op->id,
+                     tc_ota_op_name(op->code), op_status_name(op->status), t, op->actor);
+        if (op->kvn != 0)
+            (void)printf(", kvn 0x%02X", op->kvn);
+        if (op->master[0] != '\0')
+            (void)printf(", master %s", op->master);
+        if (op->step != 0)
+            (void)printf(", step %u", op->step);
+        if (op->status == TC_OTA_OP_FAILED)
+            (void)printf(", reason %u", op->reason);
+        (void)printf(")\n");
+        shown++;
+    }
+    if (shown == 0)
+        (void)printf("operations   none %s\n", all ? "" : "pending");
+}
+
+static int cmd_ops(int argc, char **argv)
+{
+    struct dev_opts o;
+    uint8_t eid[TC_AUDIT_EID_MAX];
+    size_t eid_len = 0;
+    uint64_t at = UINT64_MAX;
+    int e = parse("ops", argc, argv, &o);
+    if (e == TC_EXIT_OK)
+        e = parse_eid("ops", &o, eid, &eid_len);
+    if (e != TC_EXIT_OK)
+        return e;
+    if (o.at != NULL && tc_registry_time_parse(o.at, &at) != TC_OK)
+        return tc_cli_usage_error("device ops: --at '%s' is not a time", o.at);
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device ops", o.workspace, NULL, NULL, true, &e);
+    if (w == NULL)
+        return e;
+    struct tc_ota_queue *q = calloc(1, sizeof *q);
+    tc_err rc = q != NULL ? TC_OK : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    if (rc == TC_OK)
+        rc = tc_ota_queue_load(tc_cli_audit_ws_registry(w), eid, eid_len, at, q);
+    if (rc != TC_OK) {
+        e = fail(rc, "ops");
+    } else if (o.json) {
+        struct tc_json j;
+        tc_json_init(&j, stdout);
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "eid");
+        tc_json_hex(&j, eid, eid_len);
+        ops_json(&j, q, o.all);
+        tc_json_key(&j, "pending");
+        tc_json_uint(&j, q->pending);
+        tc_json_end_object(&j);
+        tc_json_finish(&j);
+    } else {
+        ops_text(q, o.all);
+    }
+    free(q);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+/* The data of store-data, read whole (at most TC_OTA_DATA_MAX bytes). */
+static tc_err read_data(const char *path, uint8_t *out, size_t out_size, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_IO, "cannot open %s", path);
+    *len = fread(out, 1, out_size, f);
+    bool more = fgetc(f) != EOF;
+    (void)fclose(f);
+    TC_ENSURE_MSG(!more, TC_ERR_RANGE, "%s exceeds %zu bytes", path, out_size);
+    return TC_OK;
+}
+
+static int cmd_queue(int argc, char **argv)
+{
+    struct dev_opts o;
+    int e = parse("queue", argc, argv, &o);
+    if (e != TC_EXIT_OK)
+        return e;
+    if (o.npos != 2)
+        return tc_cli_usage_error("device queue: give an EID and an operation");
+    const struct tc_ota_op_kind *k = tc_ota_op_kind_by_name(o.pos[1]);
+    if (k == NULL)
+        return tc_cli_usage_error("device queue: unknown operation '%s' (see 'trustchain device "
+                                  "--help')",
+                                  o.pos[1]);
+    uint64_t kvn = 0;
+    if ((k->params & TC_OTA_PARAM_KVN) &&
+        (o.kvn == NULL || tc_parse_uint(o.kvn, 0x7F, &kvn) != TC_OK || kvn == 0))
+        return tc_cli_usage_error("device queue: %s needs --kvn 0x01..0x7F", k->name);
+    if ((k->params & TC_OTA_PARAM_MASTER) && o.master == NULL)
+        return tc_cli_usage_error("device queue: %s needs --master NAME", k->name);
+    if ((k->params & TC_OTA_PARAM_DATA) && o.file == NULL)
+        return tc_cli_usage_error("device queue: %s needs --file FILE", k->name);
+    if ((!(k->params & TC_OTA_PARAM_KVN) && o.kvn != NULL) ||
+        (!(k->params & TC_OTA_PARAM_MASTER) && o.master != NULL) ||
+        (!(k->params & TC_OTA_PARAM_DATA) && o.file != NULL))
+        return tc_cli_usage_error("device queue: %s takes no such option", k->name);
+    uint8_t data[TC_OTA_DATA_MAX];
+    size_t data_len = 0;
+    if (o.file != NULL) {
+        tc_err rc = read_data(o.file, data, sizeof data, &data_len);
+        if (rc != TC_OK)
+            return fail(rc, "queue");
+    }
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device queue", o.workspace, NULL, NULL, false, &e);
+    if (w == NULL)
+        return e;
+    struct tc_ota_queue_request rq = {.eid = o.pos[0],
+                                      .code = k->code,
+                                      .actor = o.actor != NULL ? o.actor : "operator",
+                                      .kvn = (uint8_t)kvn,
+                                      .master = o.master,
+                                      .data = o.file != NULL ? data : NULL,
+                                      .data_len = data_len,
+                                      .workspace = o.workspace};
+    uint64_t id = 0;
+    tc_err rc = tc_ota_queue_add(tc_cli_audit_ws_registry(w), &rq, &id);
+    if (rc != TC_OK) {
+        e = fail(rc, "queue");
+    } else if (o.json) {
+        struct tc_json j;
+        tc_json_init(&j, stdout);
+        tc_json_begin_object(&j);
+        tc_json_key(&j, "id");
+        tc_json_uint(&j, id);
+        tc_json_key(&j, "op");
+        tc_json_string(&j, k->name);
+        tc_json_end_object(&j);
+        tc_json_finish(&j);
+    } else {
+        (void)printf("queued %s for %s: operation %llu\n", k->name, o.pos[0],
+                     (unsigned long long)id);
+    }
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+static int cmd_cancel(int argc, char **argv)
+{
+    struct dev_opts o;
+    int e = parse("cancel", argc, argv, &o);
+    if (e != TC_EXIT_OK)
+        return e;
+    uint64_t id = 0;
+    if (o.npos != 2 || tc_parse_uint(o.pos[1], UINT64_MAX, &id) != TC_OK)
+        return tc_cli_usage_error("device cancel: give an EID and an operation id");
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device cancel", o.workspace, NULL, NULL, false, &e);
+    if (w == NULL)
+        return e;
+    tc_err rc = tc_ota_queue_cancel(tc_cli_audit_ws_registry(w), o.pos[0], id,
+                                    o.actor != NULL ? o.actor : "operator");
+    if (rc != TC_OK)
+        e = fail(rc, "cancel");
+    else
+        (void)printf("cancelled operation %llu\n", (unsigned long long)id);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+/* ------------------------------------------------------------ revocation */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The pki group does the CRL (its own HSM session, closed again before the
+ * registry is opened); the event is logged once the CRL is published. */
+struct argv_pool {
+    char mem[8192];
+    size_t used;
+    char *av[16];
+    int ac;
+};
+
+static bool argv_add(struct argv_pool *p, const char *a)
+{
+    size_t n = strlen(a) + 1;
+    if (p->ac >= (int)TC_ARRAY_LEN(p->av) - 1 || n > sizeof p->mem - p->used)
+        return false;
+    memcpy(p->mem + p->used, a, n);
+    p->av[p->ac++] = p->mem + p->used;
+    p->av[p->ac] = NULL;
+    p->used += n;
+    return true;
+}
+
+/* The pki group does the CRL (its own HSM session, closed again before the
+ * registry is opened); the event is logged once the CRL is published. */
+static int run_pki(const char *sub, const char *ws, const char *pin_file, const char *batch,
+                   const char *serial, const char *reason)
+{
+    struct argv_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return tc_cli_error(TC_FAIL(TC_ERR_NOMEM, "out of memory"), "device");
+    bool ok = argv_add(p, "pki") && argv_add(p, sub) && argv_add(p, "--workspace") &&
+              argv_add(p, ws) && argv_add(p, "--batch") && argv_add(p, batch);
+    if (ok && serial != NULL)
+        ok = argv_add(p, "--serial") && argv_add(p, serial);
+    if (ok && reason != NULL)
+        ok = argv_add(p, "--reason") && argv_add(p, reason);
+    if (ok && pin_file != NULL)
+        ok = argv_add(p, strcmp(sub, "revoke-batch") == 0 ? "--root-pin-file" : "--pin-file") &&
+             argv_add(p, pin_file);
+    int rc = ok ? tc_cli_pki(p->ac, p->av) : tc_cli_usage_error("device: arguments too long");
+    free(p);
+    return rc;
+}
+
+/*
+ * `pki revoke` revokes serials of the batch's issued list
+ * (pki/batches/<B>/issued.txt, docs/pki.md); certificates the line issued
+ * are in the registry (cert-issued) rather than that list, so the device's
+ * current serial is recorded there first (same line format:
+ * "<serial> <EID> <station> <time>").
+ */
+static tc_err issued_record(const char *ws, const struct tc_registry_device *d, const char *eid,
+                            const char *serial)
+{
+    char path[4200], line[256];
+    int w = snprintf(path, sizeof path, "%s/pki/batches/%s/issued.txt", ws, d->batch);
+    TC_ENSURE_MSG(w > 0 && (size_t)w < sizeof path, TC_ERR_RANGE, "workspace path too long");
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f) != NULL) {
+            size_t n = strlen(serial);
+            found = strncasecmp(line, serial, n) == 0 && line[n] == ' ';
+        }
+        (void)fclose(f);
+        if (found)
+            return TC_OK;
+    }
+    w = snprintf(line, sizeof line, "%s %s %s %llu\n", serial, eid,
+                 d->station[0] != '\0' ? d->station : "line",
+                 (unsigned long long)(wall_ms() / 1000u));
+    TC_ENSURE(w > 0 && (size_t)w < sizeof line, TC_ERR_RANGE);
+    f = fopen(path, "a");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_IO, "cannot open %s", path);
+    bool ok = fputs(line, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    TC_ENSURE_MSG(ok, TC_ERR_IO, "cannot write %s", path);
+    return TC_OK;
+}
+
+static int reason_code(const char *cmd, const char *v, uint16_t *out)
+{
+    /* RFC 5280 §5.3.1 CRLReason; the pki group checks names the same way. */
+    static const char *const names[] = {
+        "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
+        "superseded",    "cessationOfOperation", "certificateHold", "",
+        "removeFromCRL", "privilegeWithdrawn",   "aACompromise"};
+    *out = 0;
+    if (v == NULL)
+        return TC_EXIT_OK;
+    for (size_t i = 0; i < TC_ARRAY_LEN(names); i++) {
+        if (names[i][0] != '\0' && strcmp(v, names[i]) == 0) {
+            *out = (uint16_t)i;
+            return TC_EXIT_OK;
+        }
+    }
+    uint64_t n = 0;
+    if (tc_parse_uint(v, 10, &n) == TC_OK && n != 7) {
+        *out = (uint16_t)n;
+        return TC_EXIT_OK;
+    }
+    return tc_cli_usage_error("device %s: unknown revocation reason '%s'", cmd, v);
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    struct dev_opts o;
+    uint8_t eid[TC_AUDIT_EID_MAX];
+    size_t eid_len = 0;
+    uint16_t reason = 0;
+    int e = parse("revoke", argc, argv, &o);
+    if (e == TC_EXIT_OK)
+        e = parse_eid("revoke", &o, eid, &eid_len);
+    if (e == TC_EXIT_OK)
+        e = reason_code("revoke", o.reason, &reason);
+    if (e != TC_EXIT_OK)
+        return e;
+    struct tc_registry_device d;
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device revoke", o.workspace, NULL, NULL, true, &e);
+    if (w == NULL)
+        return e;
+    tc_err rc = tc_registry_device_get(tc_cli_audit_ws_registry(w), eid, eid_len, &d);
+    tc_cli_audit_ws_close(w);
+    if (rc == TC_OK && !d.has_cert)
+        rc = TC_FAIL(TC_ERR_STATE, "device %s has no certificate", o.pos[0]);
+    if (rc != TC_OK)
+        return fail(rc, "revoke");
+    char rs[8], sn[2 * TC_AUDIT_SERIAL_MAX + 1];
+    (void)snprintf(rs, sizeof rs, "%u", reason);
+    rc = tc_hex_encode(d.cert_serial, d.cert_serial_len, sn, sizeof sn);
+    if (rc == TC_OK)
+        rc = issued_record(o.workspace, &d, o.pos[0], sn);
+    if (rc != TC_OK)
+        return fail(rc, "revoke");
+    e = run_pki("revoke", o.workspace, o.pin_file, d.batch, sn, rs);
+    if (e != TC_EXIT_OK)
+        return e;
+    w = tc_cli_audit_ws_open("device revoke", o.workspace, NULL, NULL, false, &e);
+    if (w == NULL)
+        return e;
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_CERT_REVOKED;
+    ev.time_ms = wall_ms();
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR |
+                TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256 | TC_AUDIT_HAS_REASON;
+    memcpy(ev.eid, eid, eid_len);
+    ev.eid_len = eid_len;
+    (void)snprintf(ev.batch, sizeof ev.batch, "%s", d.batch);
+    (void)snprintf(ev.actor, sizeof ev.actor, "%s", o.actor != NULL ? o.actor : "operator");
+    memcpy(ev.cert_serial, d.cert_serial, d.cert_serial_len);
+    ev.cert_serial_len = d.cert_serial_len;
+    memcpy(ev.cert_sha256, d.cert_sha256, TC_AUDIT_HASH_LEN);
+    ev.reason = reason;
+    uint64_t index = 0;
+    rc = tc_registry_append(tc_cli_audit_ws_registry(w), &ev, &index);
+    if (rc != TC_OK)
+        e = fail(rc, "revoke");
+    else
+        (void)printf("logged cert-revoked for %s (log index %llu)\n", o.pos[0],
+                     (unsigned long long)index);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
+static int cmd_revoke_batch(int argc, char **argv)
+{
+    struct dev_opts o;
+    uint16_t reason = 0;
+    int e = parse("revoke-batch", argc, argv, &o);
+    if (e == TC_EXIT_OK && o.npos != 1)
+        e = tc_cli_usage_error("device revoke-batch: give one batch ID");
+    if (e == TC_EXIT_OK)
+        e = reason_code("revoke-batch", o.reason, &reason);
+    if (e != TC_EXIT_OK)
+        return e;
+    if (strlen(o.pos[0]) > TC_AUDIT_ID_MAX)
+        return tc_cli_usage_error("device revoke-batch: batch ID too long");
+    char rs[8];
+    (void)snprintf(rs, sizeof rs, "%u", reason);
+    e = run_pki("revoke-batch", o.workspace, o.root_pin_file, o.pos[0], NULL, rs);
+    if (e != TC_EXIT_OK)
+        return e;
+    struct tc_cli_audit_ws *w =
+        tc_cli_audit_ws_open("device revoke-batch", o.workspace, NULL, NULL, false, &e);
+    if (w == NULL)
+        return e;
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_BATCH_REVOKED;
+    ev.time_ms = wall_ms();
+    ev.fields = TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON;
+    (void)snprintf(ev.batch, sizeof ev.batch, "%s", o.pos[0]);
+    (void)snprintf(ev.actor, sizeof ev.actor, "%s", o.actor != NULL ? o.actor : "operator");
+    ev.reason = reason;
+    uint64_t index = 0;
+    tc_err rc = tc_registry_append(tc_cli_audit_ws_registry(w), &ev, &index);
+    if (rc != TC_OK)
+        e = fail(rc, "revoke-batch");
+    else
+        (void)printf("logged batch-revoked for %s (log index %llu)\n", o.pos[0],
+                     (unsigned long long)index);
+    tc_cli_audit_ws_close(w);
+    return e;
+}
+
 static const struct tc_cli_cmd cmds[] = {
     {"show", "credential state at a moment, with verified inclusion proofs", cmd_show},
     {"history", "every event of a device", cmd_history},
     {"list", "devices by batch and state", cmd_list},
     {"cert", "the device certificate and its chain (PEM)", cmd_cert},
+    {"queue", "queue an over-the-air operation for a device", cmd_queue},
+    {"ops", "a device's operations and current keyset", cmd_ops},
+    {"cancel", "cancel a pending operation that has not started", cmd_cancel},
+    {"revoke", "revoke a device's certificate (batch CRL) and log it", cmd_revoke},
+    {"revoke-batch", "revoke a batch CA (root CRL) and log it", cmd_revoke_batch},
 };
 
 int tc_cli_device(int argc, char **argv)

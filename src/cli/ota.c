@@ -6,11 +6,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #include <dirent.h>
 #include <event2/event.h>
@@ -20,6 +24,8 @@
 #include <openssl/x509v3.h>
 
 #include <trustchain/ota.h>
+#include <trustchain/ota_ops.h>
+#include <trustchain/registry.h>
 
 #include "cli.h"
 
@@ -32,11 +38,14 @@ static const char serve_usage[] =
     "  --timeout-ms N        handshake, read and write timeout (default 10000)\n"
     "  --max-body N          request body cap in bytes (default 65536)\n"
     "  --stop-after S        exit after S seconds (default: run until SIGINT/SIGTERM)\n"
-    "  --master NAME         run an SCP03 session with every device: keys re-derived in the\n"
-    "                        workspace HSM from tc:master:NAME and the device's EID\n"
-    "                        (user PIN from $" TC_HSM_ENV_PIN " or --pin-file)\n"
+    "  --master NAME         apply every connecting device's queued operations (`trustchain\n"
+    "                        device queue`) over SCP03 with its keys re-derived in the\n"
+    "                        workspace HSM from its EID and tc:master:NAME (the line's master;\n"
+    "                        a rotated keyset uses the master its rotation named); the\n"
+    "                        workspace registry logs every step (user PIN from\n"
+    "                        $" TC_HSM_ENV_PIN " or --pin-file)\n"
     "  --pin-file FILE       the workspace token's user PIN\n"
-    "  --kvn N               the devices' SCP03 key version (default 0x30)\n"
+    "  --kvn N               the keyset version of devices the registry names none for\n"
     "The server's TLS key and certificate are <ws>/ota/server-key.pem and\n"
     "<ws>/ota/server.pem (created on first use; agents pin server.pem).\n";
 
@@ -134,66 +143,65 @@ out:
 
 /* ------------------------------------------------------------ reload */
 
-/* ------------------------------------------------------------ SCP03 */
-
-/* What every device's session runs: GET DATA 9F70, the card life cycle
- * (GP CS 2.3 §11.3), answered inside the channel. */
-static const struct tc_apdu session_cmds[] = {
-    {.cla = 0x80, .ins = 0xCA, .p1 = 0x9F, .p2 = 0x70, .has_le = true, .le = 256}};
-static const uint8_t default_isd[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+/* ------------------------------------------------------------ operations */
 
 struct hsm_keys {
     struct tc_hsm *h;
     tc_hsm_obj master;
-    uint8_t kvn;
+    const char *ws;
+    const char *pin_file;
 };
 
-struct hsm_token {
-    struct tc_hsm_scp03_provider m;
-    struct tc_hsm_keyset ks;
-};
-
-static tc_err hsm_keys_cb(void *ctx, const char *eid, struct tc_scp03_key_provider *p, void **token)
+/* decommission's revocation: `trustchain pki revoke` in a child process
+ * (the CA key opens its own HSM session there; this process stays logged
+ * in for the device keys). */
+static tc_err revoke_cb(void *arg, const char *eid, const struct tc_registry_device *d,
+                        uint16_t reason)
 {
-    struct hsm_keys *k = ctx;
-    struct hsm_token *t = calloc(1, sizeof *t);
-    TC_ENSURE(t != NULL, TC_ERR_NOMEM);
-    tc_hsm_scp03_provider_init(&t->m, k->h, p);
-    tc_err rc = tc_ota_device_keys(k->h, k->master, eid, k->kvn, 16, &t->m, &t->ks);
-    if (rc != TC_OK) {
-        free(t);
-        return rc;
+    const struct hsm_keys *k = arg;
+    char rs[8], batch[TC_AUDIT_ID_MAX + 1];
+    (void)snprintf(rs, sizeof rs, "%u", reason);
+    (void)snprintf(batch, sizeof batch, "%s", d->batch);
+    char *av[16];
+    int ac = 0;
+    char a0[] = "trustchain", a1[] = "pki", a2[] = "revoke", a3[] = "--workspace", a5[] = "--batch",
+         a7[] = "--eid", a9[] = "--reason", a11[] = "--pin-file";
+    char wsb[4096], eidb[TC_PKI_EID_DIGITS + 1], pfb[4096];
+    (void)snprintf(wsb, sizeof wsb, "%s", k->ws);
+    (void)snprintf(eidb, sizeof eidb, "%s", eid);
+    av[ac++] = a0;
+    av[ac++] = a1;
+    av[ac++] = a2;
+    av[ac++] = a3;
+    av[ac++] = wsb;
+    av[ac++] = a5;
+    av[ac++] = batch;
+    av[ac++] = a7;
+    av[ac++] = eidb;
+    av[ac++] = a9;
+    av[ac++] = rs;
+    if (k->pin_file != NULL) {
+        (void)snprintf(pfb, sizeof pfb, "%s", k->pin_file);
+        av[ac++] = a11;
+        av[ac++] = pfb;
     }
-    *token = t;
+    av[ac] = NULL;
+    pid_t pid = 0;
+    int st = 0;
+    TC_ENSURE_MSG(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, av, environ) == 0, TC_ERR_IO,
+                  "cannot start pki revoke");
+    while (waitpid(pid, &st, 0) < 0)
+        TC_ENSURE_MSG(errno == EINTR, TC_ERR_IO, "waitpid: %s", strerror(errno));
+    TC_ENSURE_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, TC_ERR_STATE,
+                  "pki revoke of device %s failed (exit %d)", eid,
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    TC_LOG_INF("ota: device %s: certificate revoked (CRLReason %u)", eid, reason);
     return TC_OK;
-}
-
-static void hsm_release_cb(void *ctx, void *token)
-{
-    struct hsm_keys *k = ctx;
-    struct hsm_token *t = token;
-    if (t == NULL)
-        return;
-    tc_hsm_keyset_destroy(k->h, &t->ks);
-    free(t);
-}
-
-static void session_done_cb(void *ctx, const char *eid, const struct tc_ota_remote *r, tc_err rc)
-{
-    (void)ctx;
-    if (rc == TC_OK && r->data_len[0] == 4 && r->data[0][0] == 0x9F && r->data[0][1] == 0x70)
-        TC_LOG_INF("ota: device %s: SCP03 session done, card life cycle %02X", eid, r->data[0][3]);
-    else if (rc == TC_OK)
-        TC_LOG_INF("ota: device %s: SCP03 session done, GET DATA SW %04X", eid, r->sw[0]);
-    else {
-        char m[300];
-        tc_error_format(m, sizeof m);
-        TC_LOG_WARNING("ota: device %s: SCP03 session failed: %s", eid, m);
-    }
 }
 
 static tc_err hsm_open_ws(const char *ws, const char *pin_file, const char *master,
                           struct hsm_keys *k)
+
 {
     tc_err ret = TC_ERR_INTERNAL;
     struct tc_hsm_workspace hw;
@@ -219,6 +227,9 @@ out:
 
 struct serve_state {
     const char *ws;
+    struct tc_registry *reg;
+    struct tc_ota_ops *ops;
+    uint64_t reg_size;
     struct tc_ota_server *srv;
     struct tc_ota_trust *trust;
     uint64_t stamp;
@@ -264,11 +275,43 @@ static uint64_t trust_stamp(const char *ws)
     return h;
 }
 
+/* One process writes a registry (docs/audit-log.md): when another one
+ * (`trustchain device queue`) appended meanwhile, the tree in memory is
+ * stale, so the registry is reopened from disk. */
+static void registry_refresh(struct serve_state *st)
+{
+    if (st->reg == NULL)
+        return;
+    char path[4200];
+    struct tc_audit_store store = {0};
+    uint64_t size = 0;
+    uint8_t root[TC_AUDIT_HASH_LEN];
+    if (!join(path, sizeof path, st->ws, TC_REGISTRY_DB_NAME) ||
+        tc_audit_store_sqlite_open(path, &store) != TC_OK)
+        return;
+    tc_err rc = store.ops->get_tree(store.ctx, &size, root);
+    tc_audit_store_close(&store);
+    if (rc != TC_OK || size == tc_audit_log_size(tc_registry_log(st->reg)))
+        return;
+    struct tc_registry *r = NULL;
+    if (tc_registry_open_workspace(st->ws, &r) != TC_OK) {
+        char m[300];
+        tc_error_format(m, sizeof m);
+        TC_LOG_ERR("ota: registry reopen failed, keeping the previous one: %s", m);
+        return;
+    }
+    tc_ota_ops_set_registry(st->ops, r);
+    tc_registry_close(st->reg);
+    st->reg = r;
+    TC_LOG_INF("ota: registry reopened (log size %llu)", (unsigned long long)size);
+}
+
 static void reload_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct serve_state *st = arg;
+    registry_refresh(st);
     uint64_t now = trust_stamp(st->ws);
     if (now == st->stamp)
         return;
@@ -321,7 +364,7 @@ static int cmd_serve(int argc, char **argv)
     }
     const char *ws = tc_cli_default_workspace();
     char *listen = NULL;
-    uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0, kvn = 0x30;
+    uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0, kvn = 0;
     const char *master = NULL, *pin_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -369,8 +412,7 @@ static int cmd_serve(int argc, char **argv)
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
     struct event *reload = NULL, *sigint = NULL, *sigterm = NULL, *stop = NULL;
-    struct hsm_keys hk = {.kvn = (uint8_t)kvn};
-    struct tc_ota_scp03_app *sa = NULL;
+    struct hsm_keys hk = {.ws = ws, .pin_file = pin_file};
     struct tc_ota_app app;
     bool have_app = false;
     (void)signal(SIGPIPE, SIG_IGN);
@@ -391,18 +433,19 @@ static int cmd_serve(int argc, char **argv)
             code = tc_cli_error(rc, "ota serve: the workspace HSM");
             goto out;
         }
-        struct tc_ota_scp03_app_config ac = {.ctx = &hk,
-                                             .keys = hsm_keys_cb,
-                                             .release = hsm_release_cb,
-                                             .done = session_done_cb,
-                                             .host = {.kvn = (uint8_t)kvn,
-                                                      .level = TC_SCP03_LEVEL_RENC,
-                                                      .aid = default_isd,
-                                                      .aid_len = sizeof default_isd},
-                                             .cmds = session_cmds,
-                                             .ncmds = TC_ARRAY_LEN(session_cmds),
-                                             .max_sessions = 1024};
-        rc = tc_ota_scp03_app_new(&ac, &sa, &app);
+        rc = tc_registry_open_workspace(ws, &st.reg);
+        if (rc != TC_OK) {
+            code = tc_cli_error(rc, "ota serve: the workspace registry");
+            goto out;
+        }
+        struct tc_ota_ops_config oc = {.reg = st.reg,
+                                       .hsm = hk.h,
+                                       .workspace = ws,
+                                       .default_master = master,
+                                       .default_kvn = (uint8_t)kvn,
+                                       .revoke = revoke_cb,
+                                       .revoke_arg = &hk};
+        rc = tc_ota_ops_new(&oc, &st.ops, &app);
         if (rc != TC_OK) {
             code = tc_cli_error(rc, "ota serve");
             goto out;
@@ -464,7 +507,15 @@ out:
     tc_ota_server_free(st.srv);
     if (st.base != NULL)
         event_base_free(st.base);
-    tc_ota_scp03_app_free(sa);
+    if (st.ops != NULL) {
+        struct tc_ota_ops_stats os;
+        tc_ota_ops_stats(st.ops, &os);
+        TC_LOG_INF("ota: operations: %llu dialogs, %llu done, %llu failed, %llu aborted",
+                   (unsigned long long)os.dialogs, (unsigned long long)os.ops_done,
+                   (unsigned long long)os.ops_failed, (unsigned long long)os.aborted);
+    }
+    tc_ota_ops_free(st.ops);
+    tc_registry_close(st.reg);
     tc_hsm_close(hk.h);
     tc_ota_trust_free(st.trust);
     X509_free(cert);

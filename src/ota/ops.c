@@ -371,11 +371,11 @@ static tc_err start_auth(struct slot *s, const struct tc_ota_act *a, struct tc_b
         memcpy(s->s_aid, e->isd, e->isd_len);
         s->s_aid_len = e->isd_len;
     }
-    struct tc_scp03_host_config c = {.kvn = kvn,
-                                     .level = e->cfg.level,
-                                     .aid = s->s_aid,
-                                     .aid_len = s->s_aid_len,
-                                     .select = false};
+    /* The card derives its pseudo-random challenge over the ISD AID even
+     * when an application is selected (docs/identity-applet.md, "Secure
+     * messaging"): the host checks it against the ISD's. */
+    struct tc_scp03_host_config c = {
+        .kvn = kvn, .level = e->cfg.level, .aid = e->isd, .aid_len = e->isd_len, .select = false};
     TC_TRY(tc_scp03_host_init(&s->host, &s->kp, &c));
     /* GP CS 2.3 §11.9 SELECT by AID, then Amendment D §7.1 INITIALIZE UPDATE. */
     struct tc_apdu sel = {.cla = 0x00,
@@ -433,6 +433,8 @@ static bool next_pending(struct slot *s, size_t from)
             s->run.dev = &s->dev;
             s->run.eid = s->eid;
             s->run.kvn = s->q.kvn != 0 ? s->q.kvn : s->dev.kvn;
+            if (s->run.kvn == 0)
+                s->run.kvn = s->e->cfg.default_kvn;
             s->run.master = s->q.master;
             s->run.engine = s->e;
             return true;
@@ -753,4 +755,10 @@ tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, uint16_t reason)
     struct slot *s = slot_of(run);
     TC_ENSURE_MSG(s->e->cfg.revoke != NULL, TC_ERR_UNSUPPORTED, "no revocation configured");
     return s->e->cfg.revoke(s->e->cfg.revoke_arg, s->eid, &s->dev, reason);
+}
+
+void tc_ota_ops_set_registry(struct tc_ota_ops *e, struct tc_registry *reg)
+{
+    if (e != NULL && reg != NULL)
+        e->cfg.reg = reg;
 }

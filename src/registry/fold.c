@@ -73,6 +73,14 @@ tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
     if (ev->fields & TC_AUDIT_HAS_STATION)
         (void)snprintf(d->station, sizeof d->station, "%s", ev->station);
 
+    /* An OTA operation (certificate renewal) in the field: the events it
+     * logs (op-id set) change the key pair and certificate of a device
+     * that stays provisioned or locked, rather than moving it back along
+     * the line's states. */
+    bool in_field = (ev->fields & TC_AUDIT_HAS_OP_ID) &&
+                    (d->state == TC_REG_PROVISIONED || d->state == TC_REG_LOCKED);
+    enum tc_registry_state kept = d->state;
+
     switch (ev->type) {
     case TC_AUDIT_CARD_RECEIVED:
         d->state = TC_REG_RECEIVED;
@@ -165,6 +173,9 @@ tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
         return TC_FAIL(TC_ERR_ARG, "a %s event is not a device event",
                        tc_audit_event_type_name(ev->type));
     }
+    if (in_field && (ev->type == TC_AUDIT_KEYPAIR_GENERATED || ev->type == TC_AUDIT_CERT_ISSUED ||
+                     ev->type == TC_AUDIT_CERT_STORED))
+        d->state = kept;
     d->last_index = index;
     d->last_time_ms = ev->time_ms;
     d->events++;
