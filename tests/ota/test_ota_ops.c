@@ -698,6 +698,67 @@ static void test_queue_order(void)
     teardown(&f);
 }
 
+/* tests/vectors/ota/events.txt: the OTA event encodings. */
+static void test_event_vectors(void)
+{
+    struct tc_vec v;
+    size_t good = 0, bad = 0;
+    if (!tc_vec_open(&v, "ota/events.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        size_t n = 0;
+        bool is_good = tc_vec_get(&v, "GOOD") != NULL;
+        uint8_t *b = tc_vec_hex(&v, is_good ? "GOOD" : "BAD", &n);
+        struct tc_audit_event ev;
+        if (b == NULL)
+            continue;
+        if (is_good) {
+            uint8_t out[TC_AUDIT_EVENT_MAX];
+            size_t m = 0;
+            EXPECT_OK(tc_audit_event_decode(b, n, &ev));
+            EXPECT_STR(tc_audit_event_type_name(ev.type), tc_vec_get(&v, "TYPE"));
+            const char *op = tc_vec_get(&v, "OP");
+            if (op != NULL) {
+                uint64_t id = 0;
+                EXPECT_OK(tc_parse_uint(op, UINT64_MAX, &id));
+                EXPECT((ev.fields & TC_AUDIT_HAS_OP_ID) != 0);
+                EXPECT(ev.op_id == id);
+            }
+            EXPECT_OK(tc_audit_event_encode(&ev, out, sizeof out, &m));
+            EXPECT_MEM(out, m, b, n);
+            good++;
+        } else {
+            if (tc_audit_event_decode(b, n, &ev) == TC_OK) {
+                (void)fprintf(stderr, "  accepted BAD at line %d\n", v.record_line);
+                EXPECT(false);
+            }
+            bad++;
+        }
+        free(b);
+    }
+    tc_vec_close(&v);
+    EXPECT_EQ_U(good, 8);
+    EXPECT_EQ_U(bad, 11);
+    /* The encoder refuses what the decoder refuses. */
+    struct tc_audit_event ev;
+    uint8_t out[TC_AUDIT_EVENT_MAX];
+    size_t m = 0;
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_OP_QUEUED;
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_OP_KIND;
+    ev.eid_len = 1;
+    memcpy(ev.actor, "a", 2);
+    ev.op_kind = 16;
+    EXPECT_ERR(tc_audit_event_encode(&ev, out, sizeof out, &m), TC_ERR_ARG);
+    ev.op_kind = 1;
+    EXPECT_OK(tc_audit_event_encode(&ev, out, sizeof out, &m));
+    ev.fields |= TC_AUDIT_HAS_MASTER; /* empty master name */
+    EXPECT_ERR(tc_audit_event_encode(&ev, out, sizeof out, &m), TC_ERR_ARG);
+    ev.fields &= ~TC_AUDIT_HAS_MASTER;
+    ev.type = (enum tc_audit_event_type)0x26;
+    EXPECT_ERR(tc_audit_event_encode(&ev, out, sizeof out, &m), TC_ERR_ARG);
+}
+
 static void test_zz_teardown(void)
 {
     tc_hsm_close(H);
@@ -710,6 +771,7 @@ static void test_zz_teardown(void)
 }
 
 static const struct tc_test_case cases[] = {
+    {"event_vectors", test_event_vectors},
     {"rotate", test_rotate},
     {"rotate_refusals", test_rotate_refusals},
     {"rotate_tamper", test_rotate_tamper},
