@@ -63,6 +63,7 @@ struct renew_state {
     uint8_t new_serial[TC_AUDIT_SERIAL_MAX];
     size_t new_serial_len;
     bool have_old;
+    bool renewable; /* when queued: certificate stored, not locked, revoked, ... */
     uint8_t old_serial[TC_AUDIT_SERIAL_MAX];
     size_t old_serial_len;
     uint8_t old_cert_sha[TC_AUDIT_HASH_LEN];
@@ -238,6 +239,9 @@ static tc_err load_history(struct tc_ota_op_run *run, struct renew_state *st)
     h.st = st;
     const struct tc_registry_device *d = run->dev;
     TC_GUARD(tc_registry_device_history(st->svc->reg, d->eid, d->eid_len, history_fn, &h));
+    enum tc_registry_state s = h.before.state;
+    st->renewable = h.before.has_cert && h.before.cert_stored &&
+                    (s == TC_REG_PROVISIONED || s == TC_REG_CERT_STORED);
     if (h.before.has_cert) {
         memcpy(st->old_serial, h.before.cert_serial, h.before.cert_serial_len);
         st->old_serial_len = h.before.cert_serial_len;
@@ -418,8 +422,10 @@ static tc_err renew_next(struct tc_ota_op_run *run, const struct tc_ota_result *
             return TC_OK;
         }
         TC_GUARD(load_history(run, st));
-        if (!st->have_old) {
-            fail(a, TC_OTA_FAIL_STATE); /* nothing to renew: the line issues first */
+        if (!st->have_old || !st->renewable) {
+            /* Nothing to renew (the line issues first), or a device that is
+             * locked, rejected, revoked or decommissioned. */
+            fail(a, TC_OTA_FAIL_STATE);
             return TC_OK;
         }
         st->resumed = run->op->step >= STEP_STORE;

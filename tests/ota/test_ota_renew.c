@@ -942,6 +942,41 @@ static void test_rejections(void)
     device_free(&d);
 }
 
+/* A revoked device (its certificate on the batch CRL before the renewal
+ * was queued) is not renewed; nothing reaches the card. */
+static void test_revoked_device(void)
+{
+    struct dev d;
+    reset_pki_lists();
+    if (!device_new(&d, "revoked"))
+        return;
+    struct tc_audit_event ev[2];
+    memset(ev, 0, sizeof ev);
+    ev[0].type = TC_AUDIT_CERT_REVOKED;
+    ev[0].fields = TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_REASON;
+    memcpy(ev[0].cert_serial, d.serial, sizeof d.serial);
+    ev[0].cert_serial_len = sizeof d.serial;
+    ev[0].reason = 1; /* keyCompromise */
+    uint64_t first = 0;
+    uint64_t queued = d.op.id;
+    d.op.id = 0; /* the revocation belongs to no operation */
+    log_events(&d, ev, 1, &first);
+    ev[1].type = TC_AUDIT_OP_QUEUED;
+    ev[1].fields = TC_AUDIT_HAS_OP_KIND;
+    ev[1].op_kind = TC_OTA_OP_RENEW_CERT;
+    log_events(&d, &ev[1], 1, &first);
+    EXPECT(first > queued);
+    d.op.id = first;
+    attach(&d);
+    struct plan pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_STATE);
+    EXPECT_EQ_U(pl.actions, 0);
+    EXPECT_EQ_U(P.nissued, 1);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
 /* A device with no certificate on the log has nothing to renew. */
 static void test_nothing_to_renew(void)
 {
@@ -1004,6 +1039,7 @@ static const struct tc_test_case cases[] = {
     {"interrupted_twice", test_interrupted_twice},
     {"rejections", test_rejections},
     {"nothing_to_renew", test_nothing_to_renew},
+    {"revoked_device", test_revoked_device},
     {"attach", test_attach},
     {"teardown", teardown},
 };
