@@ -6,9 +6,14 @@
  *   - diversified keysets/s: tc_hsm_diversify (3 x C_DeriveKey with our
  *     template and labels) + destroy, vs 3 x C_DeriveKey + 3 x C_DestroyObject
  *     on one session with a minimal template;
- *   - PUT KEY blocks/s: tc_hsm_wrap (pool + C_WrapKey CBC) vs C_WrapKey;
- *     and whole PUT KEY data fields (3 wraps + 3 KCVs, through the SCP03
- *     key provider and tc_scp03_put_key_data) vs 3 x C_WrapKey + 3 x C_Encrypt;
+ *   - PUT KEY blocks/s: tc_hsm_wrap_keyset_key (a derived key's own object
+ *     is not extractable, so the block is made from a copy derived for it:
+ *     pool + C_DeriveKey + C_WrapKey CBC + C_DestroyObject) vs those three
+ *     calls on one session with a minimal template, and, to show what the
+ *     policy costs, vs C_WrapKey alone of an extractable key; and whole PUT
+ *     KEY data fields (3 blocks + 3 KCVs, through the SCP03 key provider
+ *     and tc_scp03_put_key_data) vs 3 x (C_DeriveKey + C_WrapKey +
+ *     C_DestroyObject + C_Encrypt);
  *   - ECDSA P-256 signatures/s through the tc_signer (SHA-256 + pool +
  *     C_Sign + DER), one thread and two threads sharing a pool of 2, vs
  *     C_Sign(CKM_ECDSA) on a private session per thread; and, for scale,
@@ -33,6 +38,7 @@ static char tmpdir[256];
 static struct tc_hsm *H;
 static tc_hsm_obj master;
 static struct tc_hsm_keyset transport, device;
+static CK_OBJECT_HANDLE extractable_key; /* for the C_WrapKey-only reference */
 static uint8_t eid[16] = {0x89, 0x04, 0x90, 0x32, 0x12, 0x34, 0x51, 0x23,
                           0x45, 0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x35};
 
@@ -105,13 +111,52 @@ static int op_wrap(void *arg)
     (void)arg;
     uint8_t out[32];
     size_t n = 0;
-    if (tc_hsm_wrap(H, transport.dek, device.enc, out, sizeof out, &n) != TC_OK)
+    if (tc_hsm_wrap_keyset_key(H, transport.dek, &device, TC_HSM_KEY_ENC, out, sizeof out, &n) !=
+        TC_OK)
         return 1;
     bench_consume(out, n);
     return 0;
 }
 
+/* C_DeriveKey (extractable session copy) + C_WrapKey + C_DestroyObject. */
+static CK_RV raw_block(CK_SESSION_HANDLE s, uint8_t type, uint8_t out[32], CK_ULONG *n)
+{
+    static CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_ULONG len = 16;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &f, sizeof f},
+        {CKA_SENSITIVE, &t, sizeof t},     {CKA_EXTRACTABLE, &t, sizeof t},
+    };
+    uint8_t data[16] = {type};
+    CK_KEY_DERIVATION_STRING_DATA p = {data, sizeof data};
+    CK_MECHANISM dm = {CKM_AES_ECB_ENCRYPT_DATA, &p, sizeof p};
+    uint8_t iv[16] = {0};
+    CK_MECHANISM wm = {CKM_AES_CBC, iv, sizeof iv};
+    CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+    CK_RV rv = H->f->C_DeriveKey(s, &dm, master, tmpl, TC_ARRAY_LEN(tmpl), &o);
+    if (rv != CKR_OK)
+        return rv;
+    rv = H->f->C_WrapKey(s, &wm, transport.dek, o, out, n);
+    CK_RV dv = H->f->C_DestroyObject(s, o);
+    return rv != CKR_OK ? rv : dv;
+}
+
 static int floor_wrap(void *arg)
+{
+    (void)arg;
+    uint8_t out[32];
+    CK_ULONG n = sizeof out;
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(H);
+    CK_RV rv = raw_block(s, 1, out, &n);
+    tc_hsm_session_release(H, s);
+    bench_consume(out, n);
+    return rv == CKR_OK ? 0 : 1;
+}
+
+static int floor_wrap_only(void *arg)
 {
     (void)arg;
     uint8_t iv[16] = {0};
@@ -119,7 +164,7 @@ static int floor_wrap(void *arg)
     CK_ULONG n = sizeof out;
     CK_MECHANISM m = {CKM_AES_CBC, iv, sizeof iv};
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(H);
-    CK_RV rv = H->f->C_WrapKey(s, &m, transport.dek, device.enc, out, &n);
+    CK_RV rv = H->f->C_WrapKey(s, &m, transport.dek, extractable_key, out, &n);
     tc_hsm_session_release(H, s);
     bench_consume(out, n);
     return rv == CKR_OK ? 0 : 1;
@@ -149,14 +194,14 @@ static int floor_put_key(void *arg)
     uint8_t iv[16] = {0};
     uint8_t ones[16], out[32];
     memset(ones, 1, sizeof ones);
-    CK_MECHANISM cbc = {CKM_AES_CBC, iv, sizeof iv};
+    (void)iv;
     CK_MECHANISM ecb = {CKM_AES_ECB, NULL, 0};
     const CK_OBJECT_HANDLE keys[3] = {device.enc, device.mac, device.dek};
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(H);
     int rc = 0;
     for (int i = 0; i < 3; i++) {
         CK_ULONG n = sizeof out;
-        if (H->f->C_WrapKey(s, &cbc, transport.dek, keys[i], out, &n) != CKR_OK)
+        if (raw_block(s, (uint8_t)(i + 1), out, &n) != CKR_OK)
             rc = 1;
         n = sizeof out;
         if (H->f->C_EncryptInit(s, &ecb, keys[i]) != CKR_OK ||
@@ -369,16 +414,39 @@ int main(void)
 
     bench_compare("diversified keyset (3 x derive)", op_diversify, NULL,
                   "3 x C_DeriveKey + C_DestroyObject", floor_diversify, NULL);
-    bench_compare("PUT KEY block (tc_hsm_wrap)", op_wrap, NULL, "C_WrapKey AES-CBC", floor_wrap,
-                  NULL);
+    {
+        CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(H);
+        /* An extractable copy kept for the C_WrapKey-only reference. */
+        static CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE kt = CKK_AES;
+        CK_ULONG len = 16;
+        CK_ATTRIBUTE tmpl[] = {
+            {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
+            {CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &f, sizeof f},
+            {CKA_SENSITIVE, &t, sizeof t},     {CKA_EXTRACTABLE, &t, sizeof t},
+        };
+        uint8_t data[16] = {9};
+        CK_KEY_DERIVATION_STRING_DATA p = {data, sizeof data};
+        CK_MECHANISM dm = {CKM_AES_ECB_ENCRYPT_DATA, &p, sizeof p};
+        if (H->f->C_DeriveKey(s, &dm, master, tmpl, TC_ARRAY_LEN(tmpl), &o) != CKR_OK)
+            die("extractable reference key");
+        extractable_key = o;
+        tc_hsm_session_release(H, s);
+    }
+    bench_compare("PUT KEY block (tc_hsm_wrap_keyset_key)", op_wrap, NULL,
+                  "C_DeriveKey + C_WrapKey + C_DestroyObject", floor_wrap, NULL);
+    bench_compare("PUT KEY block (tc_hsm_wrap_keyset_key)", op_wrap, NULL,
+                  "C_WrapKey alone, extractable key", floor_wrap_only, NULL);
     struct put_key_case pk;
     tc_hsm_scp03_provider_init(&pk.cur_m, H, &pk.cur);
     tc_hsm_scp03_provider_init(&pk.next_m, H, &pk.next);
     if (tc_hsm_scp03_provider_add(&pk.cur_m, 0x30, &transport) != TC_OK ||
         tc_hsm_scp03_provider_add(&pk.next_m, 0x01, &device) != TC_OK)
         die("providers");
-    bench_compare("PUT KEY data, keyset (3 wrap + 3 KCV)", op_put_key, &pk,
-                  "3 x (C_WrapKey + C_Encrypt)", floor_put_key, NULL);
+    bench_compare("PUT KEY data, keyset (3 blocks + 3 KCV)", op_put_key, &pk,
+                  "3 x (derive + wrap + destroy + C_Encrypt)", floor_put_key, NULL);
     bench_compare("ECDSA P-256 sign, 1 thread, tc_signer", op_sign, NULL,
                   "C_Sign CKM_ECDSA, own session", floor_sign, NULL);
     compare_two_threads();

@@ -204,6 +204,10 @@ struct tc_hsm_keyset {
     tc_hsm_obj enc, mac, dek;
     size_t key_len;
     bool session; /* derived session objects: destroy with tc_hsm_keyset_destroy */
+    /* Derived keysets: the master and EID they come from, to derive the
+     * one-off copy that PUT KEY wraps (tc_hsm_wrap_keyset_key). */
+    tc_hsm_obj master;
+    uint8_t eid[TC_HSM_EID_LEN];
 };
 
 /*
@@ -238,9 +242,11 @@ TC_MUST_CHECK tc_err tc_hsm_transport_find(struct tc_hsm *h, const char *batch, 
  *     D(t, i) = t || (n << 4 | i) || EID as a 14-byte big-endian integer
  * and the key is the whole of AES-ECB(master, D(t,1) || ... || D(t,n)),
  * computed by C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA) so the key is born in
- * the HSM as a session object (sensitive; extractable only so that it can be
- * wrapped for PUT KEY). eid is the 32-digit EID as 16 BCD bytes; a nibble
- * above 9 is TC_ERR_FORMAT. The master must be at least key_len bytes.
+ * the HSM as a session object, sensitive and not extractable: it can be
+ * used (CMAC, KCV, the DEK wraps) but never read or wrapped out. PUT KEY
+ * carries it with tc_hsm_wrap_keyset_key. eid is the 32-digit EID as 16
+ * BCD bytes; a nibble above 9 is TC_ERR_FORMAT. The master must be at
+ * least key_len bytes and stay in the token while the keyset is used.
  */
 TC_MUST_CHECK tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
                                       const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,
@@ -253,6 +259,17 @@ TC_MUST_CHECK tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_
 #define TC_HSM_KEY_ENC 1u
 #define TC_HSM_KEY_MAC 2u
 #define TC_HSM_KEY_DEK 3u
+
+/* The PUT KEY key block (AES-CBC, zero ICV, under `dek`; GP Amendment D
+ * §7.2) of one key of a keyset, type TC_HSM_KEY_ENC/MAC/DEK. For a derived
+ * keyset the key is derived once more from its master as a session object
+ * that is sensitive, extractable and good for nothing else, wrapped and
+ * destroyed before this returns; the keyset's own key is never wrapped.
+ * A token keyset's key is wrapped as it is (TC_ERR_STATE when it is not
+ * extractable, like every key trustchain imports). */
+TC_MUST_CHECK tc_err tc_hsm_wrap_keyset_key(struct tc_hsm *h, tc_hsm_obj dek,
+                                            const struct tc_hsm_keyset *ks, unsigned type,
+                                            uint8_t *out, size_t out_size, size_t *out_len);
 
 /* Destroys a derived (session) keyset; token keysets are left alone. */
 void tc_hsm_keyset_destroy(struct tc_hsm *h, struct tc_hsm_keyset *ks);

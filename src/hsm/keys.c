@@ -155,6 +155,7 @@ tc_err tc_hsm_transport_import(struct tc_hsm *h, const char *batch, uint8_t kvn,
         TC_TRY(transport_label(label, sizeof label, batch, kvn, i));
         TC_TRY(create_aes(h, s, label, vals[i], key_len, &pol[i], &o[i]));
     }
+    memset(out, 0, sizeof *out);
     out->enc = o[0];
     out->mac = o[1];
     out->dek = o[2];
@@ -188,6 +189,7 @@ tc_err tc_hsm_transport_find(struct tc_hsm *h, const char *batch, uint8_t kvn,
     tc_hsm_session_release(h, s);
     if (rv != CKR_OK)
         return TC_HSM_FAIL_RV(rv, "C_GetAttributeValue(CKA_VALUE_LEN)");
+    memset(out, 0, sizeof *out);
     out->enc = o[0];
     out->mac = o[1];
     out->dek = o[2];
@@ -225,6 +227,77 @@ tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_LEN], uint8_t 
     return TC_OK;
 }
 
+/* One key of a device keyset by C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA) from
+ * the master. `wrap_copy` selects the template:
+ * - the keyset's own key: CKA_EXTRACTABLE FALSE, so neither C_WrapKey nor
+ *   C_GetAttributeValue can ever take it out (PKCS#11 2.40 §4.10 Table 31:
+ *   CKA_EXTRACTABLE FALSE "the key cannot be wrapped"; CKA_SENSITIVE TRUE:
+ *   its value cannot be revealed). ENC/MAC compute CMAC, every key its
+ *   KCV, the DEK wraps the next generation of keys; label and ID per
+ *   docs/hsm.md.
+ * - the copy PUT KEY wraps: sensitive, extractable (C_WrapKey needs the
+ *   wrapped key extractable, §5.14) and without any usage: it can only be
+ *   wrapped, and the caller destroys it at once.
+ * Both are session objects. */
+static tc_err derive_key(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj master,
+                         const uint8_t eid[static TC_HSM_EID_LEN], size_t role, size_t key_len,
+                         bool wrap_copy, CK_OBJECT_HANDLE *out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    uint8_t data[TC_AES_MAX_KEY];
+    char digits[2 * TC_HSM_EID_LEN + 1];
+    char label[TC_HSM_LABEL_MAX + 1];
+    uint8_t id[TC_HSM_ID_LEN];
+    *out = CK_INVALID_HANDLE;
+    size_t nblocks = key_len / TC_AES_BLOCK;
+    for (size_t i = 1; i <= nblocks; i++)
+        TC_TRY(tc_hsm_diversify_block(eid, (uint8_t)(role + 1), key_len, i,
+                                      data + (i - 1) * TC_AES_BLOCK));
+    TC_TRY(tc_hex_encode(eid, TC_HSM_EID_LEN, digits, sizeof digits));
+    int w = snprintf(label, sizeof label, "%s%s:%s", TC_HSM_LABEL_DEVICE, digits, key_role[role]);
+    TC_CHECK(w > 0 && (size_t)w < sizeof label, TC_ERR_INTERNAL);
+    TC_TRY(tc_hsm_label_id(label, id));
+    /* PKCS#11 2.40 Current Mechanisms §2.16.x (AES ECB encrypt data): the
+     * new key's value is the encryption of the data under the base key;
+     * CKA_VALUE_LEN takes all of it. */
+    CK_KEY_DERIVATION_STRING_DATA param = {data, (CK_ULONG)key_len};
+    CK_MECHANISM m = {CKM_AES_ECB_ENCRYPT_DATA, &param, sizeof param};
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_ULONG vlen = (CK_ULONG)key_len;
+    bool use = !wrap_copy;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_VALUE_LEN, &vlen, sizeof vlen},
+        {CKA_TOKEN, &ck_false, sizeof(CK_BBOOL)},
+        {CKA_PRIVATE, &ck_true, sizeof(CK_BBOOL)},
+        {CKA_SENSITIVE, &ck_true, sizeof(CK_BBOOL)},
+        {CKA_EXTRACTABLE, wrap_copy ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
+        {CKA_ENCRYPT, use ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
+        {CKA_DECRYPT, &ck_false, sizeof(CK_BBOOL)},
+        {CKA_SIGN, use && role != 2 ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
+        {CKA_VERIFY, &ck_false, sizeof(CK_BBOOL)},
+        {CKA_WRAP, use && role == 2 ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
+        {CKA_UNWRAP, &ck_false, sizeof(CK_BBOOL)},
+        {CKA_DERIVE, &ck_false, sizeof(CK_BBOOL)},
+        /* The wrap copy goes without label and ID: nothing finds it. */
+        {CKA_LABEL, label, (CK_ULONG)strlen(label)},
+        {CKA_ID, id, sizeof id},
+    };
+    CK_ULONG nt = wrap_copy ? TC_ARRAY_LEN(t) - 2 : TC_ARRAY_LEN(t);
+    CK_RV rv = h->f->C_DeriveKey(s, &m, master, t, nt, out);
+    if (rv != CKR_OK) {
+        *out = CK_INVALID_HANDLE;
+        ret = TC_HSM_FAIL_RV(rv, "C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA)");
+        goto out;
+    }
+    ret = TC_OK;
+out:
+    tc_memzero(data, sizeof data);
+    return ret;
+}
+
 tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
                         const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,
                         struct tc_hsm_keyset *out)
@@ -234,10 +307,11 @@ tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
     TC_ENSURE_MSG(aes_len_ok(key_len), TC_ERR_RANGE, "device keys must be 16 or 32 bytes");
     TC_GUARD(
         tc_hsm_require_mech(h, CKM_AES_ECB_ENCRYPT_DATA, CKF_DERIVE, "keyset diversification"));
-    char digits[2 * TC_HSM_EID_LEN + 1];
-    TC_GUARD(tc_hex_encode(eid, TC_HSM_EID_LEN, digits, sizeof digits));
+    for (size_t d = 0; d < 2 * TC_HSM_EID_LEN; d++) {
+        unsigned digit = (d % 2 == 0) ? (unsigned)(eid[d / 2] >> 4) : (unsigned)(eid[d / 2] & 0xF);
+        TC_ENSURE_MSG(digit <= 9, TC_ERR_FORMAT, "EID digit %zu is not a decimal digit", d + 1);
+    }
     CK_OBJECT_HANDLE o[3] = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, CK_INVALID_HANDLE};
-    uint8_t data[TC_AES_MAX_KEY];
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
     /* A keyset is never stronger than its master: AES-256 keysets need a
      * 256-bit master key. */
@@ -250,57 +324,16 @@ tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
     }
     TC_CHECK_MSG(master_len >= key_len, TC_ERR_RANGE,
                  "a %zu-byte keyset needs a master key of at least %zu bytes", key_len, key_len);
-    for (size_t r = 0; r < 3; r++) {
-        size_t nblocks = key_len / TC_AES_BLOCK;
-        for (size_t i = 1; i <= nblocks; i++)
-            TC_TRY(tc_hsm_diversify_block(eid, (uint8_t)(r + 1), key_len, i,
-                                          data + (i - 1) * TC_AES_BLOCK));
-        char label[TC_HSM_LABEL_MAX + 1];
-        int w = snprintf(label, sizeof label, "%s%s:%s", TC_HSM_LABEL_DEVICE, digits, key_role[r]);
-        TC_CHECK(w > 0 && (size_t)w < sizeof label, TC_ERR_INTERNAL);
-        uint8_t id[TC_HSM_ID_LEN];
-        TC_TRY(tc_hsm_label_id(label, id));
-        /* PKCS#11 2.40 Current Mechanisms §2.16.x (AES ECB encrypt data):
-         * the new key's value is the encryption of the data under the base
-         * key; CKA_VALUE_LEN takes all of it. */
-        CK_KEY_DERIVATION_STRING_DATA param = {data, (CK_ULONG)key_len};
-        CK_MECHANISM m = {CKM_AES_ECB_ENCRYPT_DATA, &param, sizeof param};
-        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-        CK_KEY_TYPE kt = CKK_AES;
-        CK_ULONG vlen = (CK_ULONG)key_len;
-        /* Policy: a session object (gone with the session or when the
-         * station destroys it), sensitive, extractable only so that
-         * C_WrapKey can form the PUT KEY block; ENC/MAC compute CMAC, every
-         * key its KCV, the DEK wraps the next generation of keys. */
-        CK_ATTRIBUTE t[] = {
-            {CKA_CLASS, &cls, sizeof cls},
-            {CKA_KEY_TYPE, &kt, sizeof kt},
-            {CKA_VALUE_LEN, &vlen, sizeof vlen},
-            {CKA_TOKEN, &ck_false, sizeof(CK_BBOOL)},
-            {CKA_PRIVATE, &ck_true, sizeof(CK_BBOOL)},
-            {CKA_SENSITIVE, &ck_true, sizeof(CK_BBOOL)},
-            {CKA_EXTRACTABLE, &ck_true, sizeof(CK_BBOOL)},
-            {CKA_ENCRYPT, &ck_true, sizeof(CK_BBOOL)},
-            {CKA_DECRYPT, &ck_false, sizeof(CK_BBOOL)},
-            {CKA_SIGN, r == 2 ? &ck_false : &ck_true, sizeof(CK_BBOOL)},
-            {CKA_VERIFY, &ck_false, sizeof(CK_BBOOL)},
-            {CKA_WRAP, r == 2 ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
-            {CKA_UNWRAP, &ck_false, sizeof(CK_BBOOL)},
-            {CKA_DERIVE, &ck_false, sizeof(CK_BBOOL)},
-            {CKA_LABEL, label, (CK_ULONG)strlen(label)},
-            {CKA_ID, id, sizeof id},
-        };
-        CK_RV rv = h->f->C_DeriveKey(s, &m, master, t, TC_ARRAY_LEN(t), &o[r]);
-        if (rv != CKR_OK) {
-            ret = TC_HSM_FAIL_RV(rv, "C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA)");
-            goto out;
-        }
-    }
+    for (size_t r = 0; r < 3; r++)
+        TC_TRY(derive_key(h, s, master, eid, r, key_len, false, &o[r]));
+    memset(out, 0, sizeof *out);
     out->enc = o[0];
     out->mac = o[1];
     out->dek = o[2];
     out->key_len = key_len;
     out->session = true;
+    out->master = master;
+    memcpy(out->eid, eid, TC_HSM_EID_LEN);
     o[0] = o[1] = o[2] = CK_INVALID_HANDLE;
     ret = TC_OK;
 out:
@@ -308,7 +341,6 @@ out:
         if (o[r] != CK_INVALID_HANDLE)
             (void)h->f->C_DestroyObject(s, o[r]);
     tc_hsm_session_release(h, s);
-    tc_memzero(data, sizeof data);
     return ret;
 }
 
@@ -430,34 +462,70 @@ out:
     return ret;
 }
 
-tc_err tc_hsm_wrap(struct tc_hsm *h, tc_hsm_obj dek, tc_hsm_obj key, uint8_t *out, size_t out_size,
-                   size_t *out_len)
+/* C_WrapKey on a session the caller holds. */
+static tc_err wrap_on(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj dek, tc_hsm_obj key,
+                      uint8_t *out, size_t out_size, size_t *out_len)
 {
-    tc_err ret = TC_ERR_INTERNAL;
-    TC_ENSURE(h != NULL && out != NULL && out_len != NULL, TC_ERR_ARG);
-    *out_len = 0;
-    TC_GUARD(tc_hsm_require_mech(h, CKM_AES_CBC, CKF_WRAP, "PUT KEY key blocks"));
     /* GP Amendment D §7.2 (PUT KEY for AES keys): the key is encrypted with
      * the current DEK, AES-CBC with an ICV of zero; 16- and 32-byte keys are
      * whole blocks, so no padding is involved. */
     uint8_t iv[TC_AES_BLOCK] = {0};
     CK_MECHANISM m = {CKM_AES_CBC, iv, sizeof iv};
     CK_ULONG len = (CK_ULONG)out_size;
-    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
     CK_RV rv = h->f->C_WrapKey(s, &m, dek, key, out, &len);
-    if (rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE) {
-        ret = TC_FAIL(TC_ERR_STATE, "the HSM refuses to wrap this key: it is not extractable (%s)",
-                      tc_hsm_rv_name(rv));
-        goto out;
-    }
-    if (rv != CKR_OK) {
-        ret = TC_HSM_FAIL_RV(rv, "C_WrapKey(CKM_AES_CBC)");
-        goto out;
-    }
-    TC_CHECK(len == 16 || len == 32, TC_ERR_HSM);
+    if (rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE)
+        return TC_FAIL(TC_ERR_STATE, "the HSM refuses to wrap this key: it is not extractable (%s)",
+                       tc_hsm_rv_name(rv));
+    if (rv != CKR_OK)
+        return TC_HSM_FAIL_RV(rv, "C_WrapKey(CKM_AES_CBC)");
+    TC_ENSURE(len == 16 || len == 32, TC_ERR_HSM);
     *out_len = len;
+    return TC_OK;
+}
+
+tc_err tc_hsm_wrap(struct tc_hsm *h, tc_hsm_obj dek, tc_hsm_obj key, uint8_t *out, size_t out_size,
+                   size_t *out_len)
+{
+    TC_ENSURE(h != NULL && out != NULL && out_len != NULL, TC_ERR_ARG);
+    *out_len = 0;
+    TC_GUARD(tc_hsm_require_mech(h, CKM_AES_CBC, CKF_WRAP, "PUT KEY key blocks"));
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    tc_err rc = wrap_on(h, s, dek, key, out, out_size, out_len);
+    tc_hsm_session_release(h, s);
+    return rc;
+}
+
+tc_err tc_hsm_wrap_keyset_key(struct tc_hsm *h, tc_hsm_obj dek, const struct tc_hsm_keyset *ks,
+                              unsigned type, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(h != NULL && ks != NULL && out != NULL && out_len != NULL, TC_ERR_ARG);
+    TC_ENSURE(type >= TC_HSM_KEY_ENC && type <= TC_HSM_KEY_DEK, TC_ERR_ARG);
+    *out_len = 0;
+    const tc_hsm_obj keys[3] = {ks->enc, ks->mac, ks->dek};
+    if (!ks->session) /* token keysets: wrapped as they are, if they may be */
+        return tc_hsm_wrap(h, dek, keys[type - 1], out, out_size, out_len);
+    TC_ENSURE_MSG(aes_len_ok(ks->key_len), TC_ERR_RANGE, "device keys must be 16 or 32 bytes");
+    TC_GUARD(tc_hsm_require_mech(h, CKM_AES_ECB_ENCRYPT_DATA, CKF_DERIVE, "PUT KEY key blocks"));
+    TC_GUARD(tc_hsm_require_mech(h, CKM_AES_CBC, CKF_WRAP, "PUT KEY key blocks"));
+    /* The keyset's own keys never leave the HSM, not even wrapped: the key
+     * block is made from a copy derived again from the master for this one
+     * C_WrapKey and destroyed straight after, on every path. */
+    CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    TC_TRY(derive_key(h, s, ks->master, ks->eid, type - 1, ks->key_len, true, &copy));
+    TC_TRY(wrap_on(h, s, dek, copy, out, out_size, out_len));
     ret = TC_OK;
 out:
+    if (copy != CK_INVALID_HANDLE) {
+        CK_RV rv = h->f->C_DestroyObject(s, copy);
+        if (rv != CKR_OK && ret == TC_OK)
+            ret = TC_HSM_FAIL_RV(rv, "C_DestroyObject(PUT KEY copy)");
+    }
+    if (ret != TC_OK) {
+        tc_memzero(out, out_size);
+        *out_len = 0;
+    }
     tc_hsm_session_release(h, s);
     return ret;
 }

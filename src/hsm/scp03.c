@@ -123,11 +123,17 @@ static tc_err p_wrap_key(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key_p
     TC_GUARD(find_set(m, dek_kvn, &dek_set));
     TC_GUARD(find_set(sm, src_kvn, &src_set));
     TC_GUARD(key_of(src_set, id, &key));
+    (void)key;
     /* GP CS 2.3 §11.8.2.3 / Amendment D §7.2.2: AES-CBC, zero ICV, under the
-     * current Key-DEK; 16- and 32-byte keys need no padding. */
+     * current Key-DEK; 16- and 32-byte keys need no padding. A derived
+     * keyset's own keys are not extractable: tc_hsm_wrap_keyset_key wraps
+     * a copy derived for this one block (docs/hsm.md). */
     TC_ENSURE_MSG(src_set->key_len == 16 || src_set->key_len == 32, TC_ERR_UNSUPPORTED,
                   "the HSM keysets are AES-128 or AES-256");
-    return tc_hsm_wrap(m->h, dek_set->dek, key, out, out_size, out_len);
+    unsigned type = id == TC_SCP03_KEY_ENC   ? TC_HSM_KEY_ENC
+                    : id == TC_SCP03_KEY_MAC ? TC_HSM_KEY_MAC
+                                             : TC_HSM_KEY_DEK;
+    return tc_hsm_wrap_keyset_key(m->h, dek_set->dek, src_set, type, out, out_size, out_len);
 }
 
 void tc_hsm_scp03_provider_init(struct tc_hsm_scp03_provider *m, struct tc_hsm *h,

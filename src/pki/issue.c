@@ -4,6 +4,8 @@
  * the Certificate SEQUENCE is assembled here and parsed back with d2i_X509,
  * so no private key is ever handed to OpenSSL.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,58 @@ struct tc_pki_issuer {
     size_t ext_head_len;
     uint8_t ext_tail[96];
     size_t ext_tail_len;
+    /* The CA's validity as Unix times (the production-time gate). */
+    int64_t not_before, not_after;
+    /* Random octets for serial numbers, drawn from the DRBG 512 at a
+     * time: one RAND_bytes per certificate cost as much as encoding it.
+     * Refilled after a fork (rnd_gen) so a child never repeats a serial. */
+    uint8_t rnd[512];
+    size_t rnd_pos;
+    unsigned rnd_gen;
 };
+
+static atomic_uint fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_child(void)
+{
+    atomic_fetch_add(&fork_gen, 1u);
+}
+
+static void fork_hook(void)
+{
+    (void)pthread_atfork(NULL, NULL, fork_child);
+}
+
+/* n random octets from the issuer's pool (the issuer serves one thread at
+ * a time). */
+static tc_err issuer_random(struct tc_pki_issuer *iss, uint8_t *out, size_t n)
+{
+    unsigned gen = atomic_load(&fork_gen);
+    TC_ENSURE(n <= sizeof iss->rnd, TC_ERR_ARG);
+    if (iss->rnd_pos + n > sizeof iss->rnd || iss->rnd_gen != gen) {
+        TC_GUARD(tc_random(iss->rnd, sizeof iss->rnd));
+        iss->rnd_pos = 0;
+        iss->rnd_gen = gen;
+    }
+    memcpy(out, iss->rnd + iss->rnd_pos, n);
+    tc_memzero(iss->rnd + iss->rnd_pos, n); /* never handed out twice */
+    iss->rnd_pos += n;
+    return TC_OK;
+}
+
+/* Seconds since the epoch of an ASN1_TIME. */
+static tc_err unix_time(const ASN1_TIME *t, int64_t *out)
+{
+    int days = 0, secs = 0;
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int ok = epoch != NULL && ASN1_TIME_diff(&days, &secs, epoch, t) == 1;
+    ASN1_TIME_free(epoch);
+    if (!ok)
+        return tc_fail_ossl(__FILE__, __LINE__, "certificate validity time");
+    *out = (int64_t)days * 86400 + secs;
+    return TC_OK;
+}
 
 /* Extension values that never change (RFC 5280 §4.2.1.9, §4.2.1.3). */
 static const uint8_t bc_ca[] = {0x30, 0x03, 0x01, 0x01, 0xFF};
@@ -336,6 +389,7 @@ void tc_pki_issuer_free(struct tc_pki_issuer *iss)
 {
     if (iss == NULL)
         return;
+    tc_memzero(iss->rnd, sizeof iss->rnd);
     X509_free(iss->cert);
     X509_EXTENSION_free(iss->aki);
     X509_EXTENSION_free(iss->policy);
@@ -366,6 +420,10 @@ tc_err tc_pki_issuer_new(const struct tc_signer *signer, const uint8_t *ca_der, 
         TC_TRY(tc_pki_check_batch(ca_der, ca_len, &iss->batch));
         iss->is_batch = true;
     }
+    TC_TRY(unix_time(X509_get0_notBefore(iss->cert), &iss->not_before));
+    TC_TRY(unix_time(X509_get0_notAfter(iss->cert), &iss->not_after));
+    (void)pthread_once(&fork_once, fork_hook);
+    iss->rnd_pos = sizeof iss->rnd; /* empty: filled on first use */
     /* The signer must hold the key the certificate names. */
     TC_TRY(signer->public_key(signer->ctx, spki, sizeof spki, &spki_len));
     int cl = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(iss->cert), &cspki);
@@ -684,7 +742,7 @@ tc_err tc_pki_device_build(struct tc_pki_issuer *batch, const struct tc_pki_devi
     /* RFC 5280 §4.1.2.2: positive, at most 20 octets. 16 random octets with
      * the top bit clear (positive) and the next bit set (always 16 octets
      * in DER, never zero): 126 random bits. */
-    TC_GUARD(tc_random(sn, sizeof sn));
+    TC_GUARD(issuer_random(batch, sn, sizeof sn));
     sn[0] = (uint8_t)((sn[0] & 0x7Fu) | 0x40u);
 
     tc_buf_init_fixed(&b, body, sizeof body);
@@ -760,13 +818,8 @@ tc_err tc_pki_device_issue(struct tc_pki_issuer *batch, const struct tc_pki_devi
                   "EID %s is outside batch %s (EID prefix %s)", r->eid, batch->batch.batch_id,
                   batch->batch.eid_prefix);
     /* Production time within the batch CA's validity. */
-    ASN1_TIME *pt = ASN1_TIME_set(NULL, (time_t)r->production_time);
-    TC_ENSURE_MSG(pt != NULL, TC_ERR_RANGE, "production time out of range");
-    int c1 = ASN1_TIME_compare(pt, X509_get0_notBefore(batch->cert));
-    int c2 = ASN1_TIME_compare(pt, X509_get0_notAfter(batch->cert));
-    ASN1_TIME_free(pt);
-    TC_ENSURE_MSG(c1 >= 0 && c2 <= 0, TC_ERR_RANGE,
-                  "production time is outside the batch CA's validity");
+    TC_ENSURE_MSG(r->production_time >= batch->not_before && r->production_time <= batch->not_after,
+                  TC_ERR_RANGE, "production time is outside the batch CA's validity");
     /* Proof of possession before anything is signed. */
     TC_GUARD(tc_pki_p256_spki(r->spki, r->spki_len, NULL, NULL));
     TC_GUARD(tc_pki_pop_verify(r->eid, r->spki, r->spki_len, r->nonce, r->pop, r->pop_len));

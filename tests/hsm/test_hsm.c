@@ -547,6 +547,118 @@ static void test_master_and_ca_keys_never_leave(void)
     EXPECT_ERR(tc_hsm_list(h, list, 2, &n), TC_ERR_SPACE);
 }
 
+/* Secret keys in the token or sessions that are extractable. */
+static unsigned count_extractable(struct tc_hsm *h)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_BBOOL t = CK_TRUE;
+    CK_ATTRIBUTE q[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_EXTRACTABLE, &t, sizeof t}};
+    CK_OBJECT_HANDLE found[16];
+    CK_ULONG n = 0;
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    if (h->f->C_FindObjectsInit(s, q, 2) == CKR_OK) {
+        (void)h->f->C_FindObjects(s, found, 16, &n);
+        (void)h->f->C_FindObjectsFinal(s);
+    } else {
+        n = 99;
+    }
+    tc_hsm_session_release(h, s);
+    return (unsigned)n;
+}
+
+/* Derived device keys: not extractable (PKCS#11 2.40 §4.10 Table 31),
+ * sensitive, and the attributes C_DeriveKey passes on from the master
+ * (§5.16.x: CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE of the new key
+ * follow the base key's). Reading their value and wrapping them fail,
+ * under the keyset's own DEK and under a wrapping key a user-PIN holder
+ * imports; only tc_hsm_wrap_keyset_key makes a PUT KEY block, from a
+ * copy it destroys at once. */
+static void test_derived_keys_never_leave(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    const uint8_t k[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+                           0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f};
+    const uint8_t eid[16] = {0x89, 0x04, 0x90, 0x32, 0x12, 0x34, 0x51, 0x23,
+                             0x45, 0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x35};
+    tc_hsm_obj gen = 0, imp = 0;
+    struct tc_hsm_keyset tr, a, b;
+    EXPECT_OK(tc_hsm_master_generate(h, "derived-policy", 16, &gen));
+    EXPECT_OK(tc_hsm_master_import(h, "derived-policy-imported", k, 16, &imp));
+    EXPECT_OK(tc_hsm_transport_import(h, "derived-policy", 0x30, k, k, k, 16, &tr));
+    EXPECT_OK(tc_hsm_diversify(h, gen, eid, 16, &a));
+    EXPECT_OK(tc_hsm_diversify(h, imp, eid, 16, &b));
+    /* A wrapping key of the user's own choosing (C_CreateObject, CKA_WRAP). */
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_BBOOL tru = CK_TRUE, fal = CK_FALSE;
+    CK_ATTRIBUTE wt[] = {{CKA_CLASS, &cls, sizeof cls},
+                         {CKA_KEY_TYPE, &kt, sizeof kt},
+                         {CKA_TOKEN, &fal, sizeof fal},
+                         {CKA_WRAP, &tru, sizeof tru},
+                         {CKA_VALUE, (void *)(uintptr_t)k, sizeof k}};
+    CK_OBJECT_HANDLE mine = CK_INVALID_HANDLE;
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    EXPECT_EQ_U(h->f->C_CreateObject(s, wt, TC_ARRAY_LEN(wt), &mine), CKR_OK);
+    tc_hsm_session_release(h, s);
+    const tc_hsm_obj keys[] = {a.enc, a.mac, a.dek, b.enc, b.mac, b.dek};
+    for (size_t i = 0; i < TC_ARRAY_LEN(keys); i++) {
+        bool from_generated = i < 3;
+        EXPECT_EQ_U(raw_read_value(h, keys[i]), CKR_ATTRIBUTE_SENSITIVE);
+        const tc_hsm_obj wrappers[] = {tr.dek, a.dek, mine};
+        for (size_t w = 0; w < TC_ARRAY_LEN(wrappers); w++) {
+            if (wrappers[w] == keys[i])
+                continue;
+            CK_RV rv = raw_wrap(h, wrappers[w], keys[i], CKM_AES_CBC);
+            EXPECT(rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE);
+            EXPECT(raw_wrap(h, wrappers[w], keys[i], CKM_AES_KEY_WRAP) != CKR_OK);
+        }
+        EXPECT(attr_true(h, keys[i], CKA_SENSITIVE));
+        EXPECT(!attr_true(h, keys[i], CKA_EXTRACTABLE));
+        EXPECT(!attr_true(h, keys[i], CKA_TOKEN));
+        EXPECT(attr_true(h, keys[i], CKA_NEVER_EXTRACTABLE) == from_generated);
+        EXPECT(attr_true(h, keys[i], CKA_ALWAYS_SENSITIVE) == from_generated);
+        CK_ATTRIBUTE back = {CKA_EXTRACTABLE, &tru, sizeof tru};
+        s = tc_hsm_session_acquire(h);
+        EXPECT(h->f->C_SetAttributeValue(s, keys[i], &back, 1) != CKR_OK);
+        tc_hsm_session_release(h, s);
+        EXPECT(!attr_true(h, keys[i], CKA_EXTRACTABLE));
+    }
+    /* PUT KEY blocks of each key under the transport DEK; no extractable
+     * key is left behind, after a block is made or refused. */
+    unsigned before = count_extractable(h);
+    uint8_t blk[64], kcv[3];
+    size_t bl = 0;
+    for (unsigned t = TC_HSM_KEY_ENC; t <= TC_HSM_KEY_DEK; t++) {
+        EXPECT_OK(tc_hsm_wrap_keyset_key(h, tr.dek, &a, t, blk, sizeof blk, &bl));
+        EXPECT_EQ_U(bl, 16);
+        EXPECT_EQ_U(count_extractable(h), before);
+    }
+    /* The block decrypts (transport DEK = k) to the key whose KCV the HSM
+     * reports for the keyset's own key. */
+    EXPECT_OK(tc_hsm_wrap_keyset_key(h, tr.dek, &b, TC_HSM_KEY_MAC, blk, sizeof blk, &bl));
+    uint8_t iv[16] = {0}, clear[16], soft_kcv[3];
+    EXPECT_OK(tc_aes_cbc_decrypt(k, sizeof k, iv, blk, 16, clear));
+    EXPECT_OK(tc_kcv_aes(clear, 16, soft_kcv));
+    EXPECT_OK(tc_hsm_kcv(h, b.mac, kcv));
+    EXPECT_MEM(kcv, 3, soft_kcv, 3);
+    tc_memzero(clear, sizeof clear);
+    /* A key that cannot wrap as the DEK: refused, nothing left behind. */
+    EXPECT(tc_hsm_wrap_keyset_key(h, a.enc, &a, TC_HSM_KEY_MAC, blk, sizeof blk, &bl) != TC_OK);
+    EXPECT_EQ_U(bl, 0);
+    EXPECT_EQ_U(count_extractable(h), before);
+    EXPECT_ERR(tc_hsm_wrap_keyset_key(h, tr.dek, &a, 4, blk, sizeof blk, &bl), TC_ERR_ARG);
+    /* A token keyset is wrapped as it is: the transport keys never. */
+    EXPECT_ERR(tc_hsm_wrap_keyset_key(h, a.dek, &tr, TC_HSM_KEY_ENC, blk, sizeof blk, &bl),
+               TC_ERR_STATE);
+    tc_hsm_keyset_destroy(h, &a);
+    tc_hsm_keyset_destroy(h, &b);
+    s = tc_hsm_session_acquire(h);
+    (void)h->f->C_DestroyObject(s, mine);
+    tc_hsm_session_release(h, s);
+}
+
 /* ------------------------------------------------------------ diversify */
 
 static void test_diversify_vectors(void)
@@ -613,8 +725,10 @@ static void test_diversify_vectors(void)
             uint8_t *want_w = tc_vec_hex(&v, key, &n);
             uint8_t w[64];
             size_t wlen = 0;
-            EXPECT_OK(tc_hsm_wrap(h, tr.dek, objs[r], w, sizeof w, &wlen));
+            EXPECT_OK(tc_hsm_wrap_keyset_key(h, tr.dek, &ks, (unsigned)r + 1, w, sizeof w, &wlen));
             EXPECT_MEM(w, wlen, want_w, n);
+            /* The keyset's own key is never wrapped (not extractable). */
+            EXPECT_ERR(tc_hsm_wrap(h, tr.dek, objs[r], w, sizeof w, &wlen), TC_ERR_STATE);
             /* Derived keys are sensitive: their value cannot be read. */
             EXPECT_EQ_U(raw_read_value(h, objs[r]), CKR_ATTRIBUTE_SENSITIVE);
             EXPECT(!attr_true(h, objs[r], CKA_TOKEN));
@@ -970,6 +1084,7 @@ static const struct tc_test_case cases[] = {
     {"error_key_not_found", test_error_key_not_found},
     {"master_and_ca_keys_never_leave", test_master_and_ca_keys_never_leave},
     {"diversify_vectors", test_diversify_vectors},
+    {"derived_keys_never_leave", test_derived_keys_never_leave},
     {"diversify_rejects", test_diversify_rejects},
     {"cmac_vectors", test_cmac_vectors},
     {"scp03_kdf_vectors", test_scp03_kdf_vectors},

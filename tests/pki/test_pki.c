@@ -906,6 +906,18 @@ static void test_bad_pop(void)
     r.station_id = "s";
     r.production_time = T0 - DAY;
     EXPECT_ERR(tc_pki_device_issue(f.batch_iss, &r, &dev, NULL), TC_ERR_RANGE);
+    r.production_time = T0 - 1;
+    EXPECT_ERR(tc_pki_device_issue(f.batch_iss, &r, &dev, NULL), TC_ERR_RANGE);
+    r.production_time = T0 + 3650 * DAY + 1;
+    EXPECT_ERR(tc_pki_device_issue(f.batch_iss, &r, &dev, NULL), TC_ERR_RANGE);
+    /* The batch CA's notBefore and notAfter themselves are inside. */
+    r.production_time = T0;
+    tc_buf_reset(&dev);
+    EXPECT_OK(tc_pki_device_issue(f.batch_iss, &r, &dev, NULL));
+    r.production_time = T0 + 3650 * DAY;
+    tc_buf_reset(&dev);
+    EXPECT_OK(tc_pki_device_issue(f.batch_iss, &r, &dev, NULL));
+    tc_buf_reset(&dev);
     r.production_time = PROD;
     EXPECT_ERR(tc_pki_device_issue(f.root_iss, &r, &dev, NULL), TC_ERR_ARG);
     EXPECT_OK(tc_pki_device_issue(f.batch_iss, &r, &dev, NULL));
@@ -1417,6 +1429,17 @@ static void test_device_encoding(void)
     fl.o = MFR;
     fl.ou = bad[0];
     EXPECT_ERR(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, NULL), TC_ERR_ARG);
+    /* Serials across several refills of the issuer's random pool: all
+     * distinct, 16 octets, positive with the second bit set. */
+    fl.ou = BATCH;
+    static uint8_t sn[80][TC_PKI_SERIAL_LEN];
+    for (size_t i = 0; i < 80; i++) {
+        tc_buf_reset(&dev);
+        EXPECT_OK(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, sn[i]));
+        EXPECT((sn[i][0] & 0xC0u) == 0x40u);
+        for (size_t j = 0; j < i; j++)
+            EXPECT(memcmp(sn[i], sn[j], TC_PKI_SERIAL_LEN) != 0);
+    }
 out:
     tc_buf_free(&dev);
     tc_signer_soft_free(&d.key);
