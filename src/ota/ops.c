@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include <trustchain/ota_ops.h>
+#include <trustchain/ota_renew.h>
 #include <trustchain/pki.h>
 
 #include "ota/ops_internal.h"
@@ -26,7 +27,7 @@
 
 static const struct tc_ota_op_kind *const kinds[] = {
     &tc_ota_op_rotate_keys, &tc_ota_op_store_data,   &tc_ota_op_lock,
-    &tc_ota_op_unlock,      &tc_ota_op_decommission,
+    &tc_ota_op_unlock,      &tc_ota_op_decommission, &tc_ota_op_renew_cert,
 };
 
 const struct tc_ota_op_kind *tc_ota_op_kind_by_name(const char *name)

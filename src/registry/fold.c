@@ -149,6 +149,11 @@ tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
         set_keys(d, ev);
         break;
     case TC_AUDIT_CERT_REVOKED:
+        /* An abandoned renewal revokes the certificate it had issued, which
+         * never reached the card (no matching cert-stored): the device
+         * keeps its state (its previous certificate is still the card's). */
+        if (in_field && !d->cert_stored)
+            break;
         /* Only a revocation of the current certificate revokes the device. */
         if (d->has_cert && d->cert_serial_len == ev->cert_serial_len &&
             memcmp(d->cert_serial, ev->cert_serial, ev->cert_serial_len) == 0 &&
