@@ -72,6 +72,7 @@ struct tc_ota_card {
     EVP_PKEY *key; /* card provider key */
     uint8_t cert_der[TC_OTA_CARD_CERT_MAX];
     size_t cert_len;
+    bool locked; /* CARD_LOCKED: certificate from the device's copy, SIGN by the ISD */
 };
 
 /*
@@ -82,6 +83,16 @@ struct tc_ota_card {
  * a malformed answer or a certificate for another key.
  */
 TC_MUST_CHECK tc_err tc_ota_card_open(struct tc_transport *t, struct tc_ota_card *card);
+/*
+ * As tc_ota_card_open; when the identity applet is not selectable because
+ * the card is CARD_LOCKED (SELECT of the ISD answers 6283, GP CS 2.3
+ * §5.1.1.4), the identity comes from `cached` (the device's copy of its
+ * certificate, DER): profile-checked, and the card must prove it holds the
+ * key (a SIGN over a fresh random digest, answered by the ISD, verified
+ * against the certificate). card->locked is then true. cached may be NULL.
+ */
+TC_MUST_CHECK tc_err tc_ota_card_open_ex(struct tc_transport *t, const uint8_t *cached,
+                                         size_t cached_len, struct tc_ota_card *card);
 void tc_ota_card_close(struct tc_ota_card *card);
 
 /* ------------------------------------------------------------------ the dialog */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <trustchain/ota.h>
@@ -36,6 +38,8 @@ static const char agent_usage[] =
     "  --reader NAME       a PC/SC reader (exact name or a unique substring)\n"
     "  --tcp HOST:PORT     a card served by `trustchain se serve --tcp`\n"
     "  --server-cert FILE  the server certificate (or CA) to trust, PEM\n"
+    "  --card-cert FILE    the device's copy of its certificate (PEM or DER), used when\n"
+    "                      the card is CARD_LOCKED (its identity applet then unreachable)\n"
     "                      (default <workspace>/ota/server.pem)\n"
     "  --workspace DIR     the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
     "  --timeout-ms N      connect, handshake and each exchange (default 10000)\n"
@@ -80,6 +84,30 @@ static int card_error(tc_err rc, const char *where)
     return rc == TC_ERR_ARG ? TC_EXIT_USAGE : EXIT_CARD;
 }
 
+/* A certificate file, PEM or DER, as DER. */
+static bool read_cert(const char *path, uint8_t *out, size_t size, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    if (x == NULL) {
+        rewind(f);
+        x = d2i_X509_fp(f, NULL);
+    }
+    (void)fclose(f);
+    ERR_clear_error();
+    int n = x != NULL ? i2d_X509(x, NULL) : -1;
+    bool ok = n > 0 && (size_t)n <= size;
+    if (ok) {
+        unsigned char *p = out;
+        ok = i2d_X509(x, &p) == n;
+        *len = (size_t)n;
+    }
+    X509_free(x);
+    return ok;
+}
+
 int tc_cli_ota_agent(int argc, char **argv)
 {
     if (tc_cli_wants_help(argc, argv)) {
@@ -88,6 +116,7 @@ int tc_cli_ota_agent(int argc, char **argv)
     }
     const char *ws = tc_cli_default_workspace();
     const char *server = NULL, *se = NULL, *reader = NULL, *tcp = NULL, *pin = NULL;
+    const char *card_cert = NULL;
     uint64_t timeout = 0, deadline = 0, steps = 0;
     bool json = false, resume = false;
     for (int i = 1; i < argc; i++) {
@@ -114,6 +143,8 @@ int tc_cli_ota_agent(int argc, char **argv)
             tcp = v;
         else if (strcmp(a, "--server-cert") == 0)
             pin = v;
+        else if (strcmp(a, "--card-cert") == 0)
+            card_cert = v;
         else if (strcmp(a, "--workspace") == 0)
             ws = v;
         else if (strcmp(a, "--timeout-ms") == 0) {
@@ -141,6 +172,12 @@ int tc_cli_ota_agent(int argc, char **argv)
         pin = pin_path;
     }
 
+    uint8_t cached[TC_OTA_CARD_CERT_MAX];
+    size_t cached_len = 0;
+    if (card_cert != NULL && !read_cert(card_cert, cached, sizeof cached, &cached_len))
+        return tc_cli_usage_error("ota agent: --card-cert %s: not a certificate (PEM or DER, "
+                                  "at most %u bytes)",
+                                  card_cert, TC_OTA_CARD_CERT_MAX);
     (void)signal(SIGPIPE, SIG_IGN); /* a server that closes early */
     struct tc_ota_agent_config cfg = {.url = server,
                                       .trust_file = pin,
@@ -173,7 +210,7 @@ int tc_cli_ota_agent(int argc, char **argv)
         code = card_error(rc, se != NULL ? se : reader != NULL ? reader : tcp);
         goto out;
     }
-    rc = tc_ota_card_open(&t, &card);
+    rc = tc_ota_card_open_ex(&t, cached_len > 0 ? cached : NULL, cached_len, &card);
     if (rc != TC_OK) {
         code = card_error(rc, t.name != NULL ? t.name : "card");
         goto out;

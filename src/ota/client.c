@@ -170,7 +170,8 @@ tc_err tc_ota_agent_new(const struct tc_ota_agent_config *cfg, struct tc_ota_age
     TC_CHECK(SSL_CTX_set_min_proto_version(a->ssl_ctx, TLS1_3_VERSION) == 1, TC_ERR_CRYPTO);
     TC_CHECK(SSL_CTX_set_max_proto_version(a->ssl_ctx, TLS1_3_VERSION) == 1, TC_ERR_CRYPTO);
     /* The card signs ecdsa_secp256r1_sha256 (RFC 8446 §4.2.3) only. */
-    TC_CHECK(SSL_CTX_set1_client_sigalgs_list(a->ssl_ctx, "ECDSA+SHA256") == 1, TC_ERR_CRYPTO);
+    static char sigalgs[] = "ECDSA+SHA256"; /* the macro casts away const */
+    TC_CHECK(SSL_CTX_set1_client_sigalgs_list(a->ssl_ctx, sigalgs) == 1, TC_ERR_CRYPTO);
     /* Every dialog authenticates afresh: no resumption. */
     SSL_CTX_set_session_cache_mode(a->ssl_ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(a->ssl_ctx, SSL_OP_NO_TICKET);

@@ -42,6 +42,9 @@
 #define SIG_MAX    TC_OTA_CARD_SIG_MAX
 #define DIGEST_LEN 32u
 #define ALG_PROPS  "provider=" PROV_NAME
+/* The GP ISD AID (A000000151000000), the one the emulator and GP test
+ * cards carry. */
+#define ISD_AID 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00
 
 /* ------------------------------------------------------------------ card SIGN */
 
@@ -101,7 +104,20 @@ tc_err tc_ota_card_sign(struct tc_transport *t, const uint8_t digest[32], uint8_
     cmd[4] = (uint8_t)sizeof aid;
     memcpy(cmd + 5, aid, sizeof aid);
     TC_GUARD(card_tx(t, cmd, 5 + sizeof aid, resp, sizeof resp, &rl, &sw));
-    TC_ENSURE_MSG(sw == 0x9000, TC_ERR_CARD, "SELECT identity applet: SW %04X", sw);
+    if (sw == 0x6A82) {
+        /* GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD is selectable;
+         * it answers 6283 and then the identity SIGN (docs/se.md "Signing
+         * while CARD_LOCKED"). */
+        static const uint8_t isd[] = {ISD_AID};
+        cmd[4] = (uint8_t)sizeof isd;
+        memcpy(cmd + 5, isd, sizeof isd);
+        TC_GUARD(card_tx(t, cmd, 5 + sizeof isd, resp, sizeof resp, &rl, &sw));
+        TC_ENSURE_MSG(sw == 0x6283, TC_ERR_CARD,
+                      "identity applet not selectable and the card is not CARD_LOCKED (SW %04X)",
+                      sw);
+    } else {
+        TC_ENSURE_MSG(sw == 0x9000, TC_ERR_CARD, "SELECT identity applet: SW %04X", sw);
+    }
     /* ISO/IEC 7816-8 §5.2 PERFORM SECURITY OPERATION, COMPUTE DIGITAL
      * SIGNATURE: P1 9E (digital signature data object out), P2 9A (data
      * field: input to the signature), Le 00 (docs/identity-applet.md). */

@@ -38,6 +38,8 @@ expect_fail 2 "bad --max-steps" "$TC" ota agent --server https://127.0.0.1:1 --s
 expect_fail 2 "plain http refused" "$TC" ota agent --server http://127.0.0.1:1 --se "$card0" \
   --workspace "$ws"
 expect_contains "says why" "$err" "https"
+expect_fail 2 "--card-cert that is no certificate" "$TC" ota agent --server https://127.0.0.1:1 \
+  --se "$card0" --card-cert "$keys"
 expect_fail 2 "URL with a path refused" "$TC" ota agent --server https://127.0.0.1:1/x \
   --se "$card0" --workspace "$ws"
 

@@ -70,6 +70,7 @@ static struct fixture {
     struct tc_pki_issuer *root, *batch;
     struct tc_buf root_der, batch_der, root_crl, batch_crl, batch_crl_rev;
     struct card c1, c2, bare; /* bare: no key pair, no certificate */
+    struct card locked;       /* personalised, then CARD_LOCKED */
     EVP_PKEY *srv_key, *other_key, *misname_key;
     X509 *srv_cert, *other_cert, *misname_cert;
     bool serve_misname; /* the server presents misname_cert */
@@ -175,6 +176,43 @@ out:
     return ok;
 }
 
+/* OP_READY -> INITIALIZED -> SECURED -> CARD_LOCKED: SET STATUS P1 80
+ * (GP CS 2.3 §11.10) in an SCP03 session with the ISD. */
+static bool card_lock(struct card *c)
+{
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_host h;
+    struct tc_scp03_keyset ks;
+    uint8_t resp[TC_SE_MAX_RESPONSE];
+    size_t rl = 0;
+    uint16_t sw = 0;
+    bool ok = false;
+    memset(&h, 0, sizeof h);
+    tc_scp03_mem_provider_init(&mp, &kp);
+    struct tc_scp03_host_config cfg = {.kvn = 0x30,
+                                       .level = TC_SCP03_LEVEL_MAC,
+                                       .aid = ISD,
+                                       .aid_len = sizeof ISD,
+                                       .select = true};
+    if (tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) != TC_OK ||
+        tc_scp03_mem_provider_add(&mp, &ks) != TC_OK ||
+        tc_scp03_host_open(&h, &c->link, &kp, &cfg) != TC_OK)
+        goto out;
+    static const uint8_t states[] = {0x07, 0x0F, 0x7F};
+    for (size_t i = 0; i < sizeof states; i++) {
+        struct tc_apdu st = {.cla = 0x80, .ins = 0xF0, .p1 = 0x80, .p2 = states[i]};
+        if (tc_scp03_host_transmit(&h, &st, resp, sizeof resp, &rl, &sw) != TC_OK || sw != 0x9000)
+            goto out;
+    }
+    ok = true;
+out:
+    tc_scp03_keyset_wipe(&ks);
+    tc_scp03_host_wipe(&h);
+    tc_scp03_mem_provider_wipe(&mp);
+    return ok;
+}
+
 static bool self_signed(const char *san_list, EVP_PKEY **key, X509 **cert)
 {
     *key = EVP_EC_gen("P-256");
@@ -244,7 +282,8 @@ static bool fixture(void)
     EXPECT(ok);
     ok = ok && card_make(&F.c1, "890490321234000000000000000001", true) &&
          card_make(&F.c2, "890490321234000000000000000002", true) &&
-         card_make(&F.bare, "890490321234000000000000000003", false);
+         card_make(&F.bare, "890490321234000000000000000003", false) &&
+         card_make(&F.locked, "890490321234000000000000000004", true) && card_lock(&F.locked);
     EXPECT(ok);
     /* A batch CRL that revokes card 2. */
     struct tc_pki_revoked rv = {
@@ -998,6 +1037,62 @@ out:
     srv_stop(&v);
 }
 
+/* A CARD_LOCKED card: the applet is out of reach, the ISD signs; the
+ * certificate comes from the device's copy. */
+static void test_card_locked(void)
+{
+    struct srv v;
+    struct tc_ota_card card;
+    struct tc_ota_agent *a = NULL;
+    struct tc_ota_agent_result res;
+    struct link l;
+    if (!fixture())
+        return;
+    EXPECT_ERR(tc_ota_card_open(&F.locked.link, &card), TC_ERR_CARD);
+    /* Another device's certificate: the card does not hold its key. */
+    EXPECT_ERR(tc_ota_card_open_ex(&F.locked.link, F.c1.cert.data, F.c1.cert.len, &card),
+               TC_ERR_VERIFY);
+    EXPECT(card.key == NULL);
+    /* A card that is not locked ignores the copy. */
+    EXPECT_OK(tc_ota_card_open_ex(&F.c1.link, F.c2.cert.data, F.c2.cert.len, &card));
+    EXPECT(!card.locked);
+    EXPECT_STR(card.eid, F.c1.eid);
+    tc_ota_card_close(&card);
+    if (!srv_start(&v, &F.batch_crl, NULL))
+        goto out;
+    link_init(&l, &F.locked);
+    EXPECT_OK(tc_ota_card_open_ex(&l.t, F.locked.cert.data, F.locked.cert.len, &card));
+    EXPECT(card.locked);
+    EXPECT_STR(card.eid, F.locked.eid);
+    struct tc_ota_agent_config cfg = {.url = v.url, .trust_file = F.pin};
+    EXPECT_OK(tc_ota_agent_new(&cfg, &a));
+    unsigned before = l.signs;
+    /* TLS 1.3 client authentication signed by the ISD. */
+    struct plain_srv p;
+    if (card.key != NULL) {
+        EXPECT(plain_handshake(&card, &p));
+        EXPECT(p.ok && p.peer != NULL && X509_cmp(p.peer, card.cert) == 0);
+        X509_free(p.peer);
+        EXPECT_EQ_U(l.signs, before + 1);
+    }
+    /* The trustchain server verifies the locked device and opens its
+     * dialog (the application asks for its keys). */
+    if (a != NULL && card.key != NULL) {
+        tc_err rc = tc_ota_agent_run(a, &card, &res);
+        (void)rc; /* how the SCP03 session fares with a locked card is the server's */
+        EXPECT_EQ_U(l.signs, before + 2);
+        EXPECT(res.http_status != 0);
+        EXPECT(res.scripts >= 1);
+        pthread_mutex_lock(&R.mu);
+        EXPECT_EQ_U(R.keys, 1);
+        pthread_mutex_unlock(&R.mu);
+    }
+    tc_ota_card_close(&card);
+out:
+    tc_ota_agent_free(a);
+    srv_stop(&v);
+}
+
 /* ------------------------------------------------------------ libevent-driven */
 
 struct many {
@@ -1073,6 +1168,7 @@ static void test_zz_cleanup(void)
     card_free(&F.c1);
     card_free(&F.c2);
     card_free(&F.bare);
+    card_free(&F.locked);
     tc_pki_issuer_free(F.root);
     tc_pki_issuer_free(F.batch);
     tc_signer_soft_free(&F.root_key);
@@ -1105,6 +1201,7 @@ static const struct tc_test_case cases[] = {
     {"tampering_agent", test_tampering_agent},
     {"refusals", test_refusals},
     {"malformed_script", test_malformed_script},
+    {"card_locked", test_card_locked},
     {"event_driven", test_event_driven},
     {"zz_cleanup", test_zz_cleanup},
 };
