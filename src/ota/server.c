@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -517,6 +519,12 @@ tc_err tc_ota_server_new(struct event_base *base, const struct tc_ota_server_con
     s->bound = evhttp_bind_socket_with_handle(s->http, cfg->host, cfg->port);
     TC_CHECK_MSG(s->bound != NULL, TC_ERR_IO, "cannot listen on %s port %u", cfg->host,
                  (unsigned)cfg->port);
+    /* evhttp writes a reply's headers and body as two TLS records: without
+     * TCP_NODELAY the second waits for the device's delayed ACK (~40 ms per
+     * script). Accepted sockets inherit it from the listener on Linux. */
+    int one = 1;
+    (void)setsockopt(evhttp_bound_socket_get_fd(s->bound), IPPROTO_TCP, TCP_NODELAY, &one,
+                     sizeof one);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     TC_CHECK(getsockname(evhttp_bound_socket_get_fd(s->bound), (struct sockaddr *)&ss, &sl) == 0,
