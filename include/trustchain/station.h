@@ -218,13 +218,16 @@ TC_MUST_CHECK tc_err tc_station_emulated_eid(const char *eid_prefix, size_t inde
 /* Create the missing images <dir>/card-<index, 6 digits>.img for indices
  * 0..count-1, as the SE vendor ships them: OP_READY, the transport keyset
  * (kvn, enc/mac/dek of key_len bytes), EIDs as above. Existing images are
- * left alone (they may be half-way through the line). */
+ * left alone (they may be half-way through the line). Each image is written
+ * to a temporary file, fsync'd, linked into place and the directory
+ * fsync'd; temporaries a crash left behind are removed first. */
 TC_MUST_CHECK tc_err tc_station_emulate_prepare(const char *dir, size_t count,
                                                 const char *eid_prefix, uint8_t kvn,
                                                 const uint8_t *enc, const uint8_t *mac,
                                                 const uint8_t *dek, size_t key_len);
-/* A card source over those images (opened without fsync: emulated NVM is
- * the card's business, not the line's durability). dir is copied. */
+/* A card source over those images; every NVM commit of a card is
+ * fdatasync'd (the image never lags what the log says was done to the
+ * card). dir is copied. */
 TC_MUST_CHECK tc_err tc_station_emulate_cards(const char *dir, size_t count,
                                               struct tc_station_cards *out);
 void tc_station_emulate_cards_free(struct tc_station_cards *c);

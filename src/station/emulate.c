@@ -1,12 +1,20 @@
 /*
  * Emulated cards for the line: images made as an SE vendor ships them, and a
  * card source over them.
+ *
+ * Must never: leave a torn image behind a crash. Images are created through
+ * a temporary file, fsync'd, then linked into place and the directory
+ * fsync'd (tc_se_create); the cards commit every NVM write with fdatasync
+ * into the image's alternate slot (docs/se.md), so a crash at any moment
+ * leaves the last committed state.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <trustchain/pki.h>
 #include <trustchain/se.h>
@@ -33,6 +41,40 @@ static tc_err card_path(const char *dir, size_t index, char *out, size_t size)
     return TC_OK;
 }
 
+/* card-NNNNNN.img.tmp*: the temporary file of an image whose creation a
+ * crash interrupted (never the image itself, which appears only whole). */
+static bool stale_name(const char *n)
+{
+    static const char pre[] = "card-", mid[] = ".img.tmp";
+    if (strncmp(n, pre, sizeof pre - 1) != 0)
+        return false;
+    n += sizeof pre - 1;
+    for (int i = 0; i < 6; i++, n++)
+        if (*n < '0' || *n > '9')
+            return false;
+    return strncmp(n, mid, sizeof mid - 1) == 0;
+}
+
+static tc_err remove_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    TC_ENSURE_MSG(d != NULL, TC_ERR_IO, "cannot read %s: %s", dir, strerror(errno));
+    tc_err ret = TC_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!stale_name(e->d_name))
+            continue;
+        char path[EMU_PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (n <= 0 || (size_t)n >= sizeof path || (unlink(path) != 0 && errno != ENOENT)) {
+            ret = TC_FAIL(TC_ERR_IO, "cannot remove the stale %s", e->d_name);
+            break;
+        }
+    }
+    (void)closedir(d);
+    return ret;
+}
+
 tc_err tc_station_emulate_prepare(const char *dir, size_t count, const char *eid_prefix,
                                   uint8_t kvn, const uint8_t *enc, const uint8_t *mac,
                                   const uint8_t *dek, size_t key_len)
@@ -43,6 +85,7 @@ tc_err tc_station_emulate_prepare(const char *dir, size_t count, const char *eid
                   "transport keys must be 16, 24 or 32 bytes");
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return TC_FAIL(TC_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    TC_GUARD(remove_stale(dir));
     struct tc_se_params p;
     tc_se_params_default(&p);
     p.kvn = kvn;
@@ -77,7 +120,9 @@ static tc_err emu_open(void *arg, size_t index, struct tc_transport *t)
     struct emu *e = arg;
     char path[EMU_PATH_MAX];
     TC_GUARD(card_path(e->dir, index, path, sizeof path));
-    return tc_se_transport_open(path, TC_SE_OPEN_NO_FSYNC, t);
+    /* Every NVM commit fdatasync'd: an image is as durable as the log that
+     * records what the line did to the card. */
+    return tc_se_transport_open(path, 0, t);
 }
 
 tc_err tc_station_emulate_cards(const char *dir, size_t count, struct tc_station_cards *out)
