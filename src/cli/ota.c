@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@ extern char **environ;
 
 #include <trustchain/ota.h>
 #include <trustchain/ota_ops.h>
+#include <trustchain/ota_renew.h>
 #include <trustchain/registry.h>
 
 #include "cli.h"
@@ -152,40 +155,71 @@ struct hsm_keys {
     const char *pin_file;
 };
 
-/* decommission's revocation: `trustchain pki revoke` in a child process
- * (the CA key opens its own HSM session there; this process stays logged
- * in for the device keys). */
-static tc_err revoke_cb(void *arg, const char *eid, const struct tc_registry_device *d,
-                        uint16_t reason)
+static bool file_has_serial(const char *path, const char *serial)
 {
-    const struct hsm_keys *k = arg;
-    char rs[8], batch[TC_AUDIT_ID_MAX + 1];
+    FILE *f = fopen(path, "r");
+    char line[256];
+    bool found = false;
+    if (f == NULL)
+        return false;
+    size_t n = strlen(serial);
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strncasecmp(line, serial, n) == 0 && line[n] == ' ';
+    (void)fclose(f);
+    return found;
+}
+
+static tc_err append_line(const char *path, const char *line)
+{
+    FILE *f = fopen(path, "a");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_IO, "cannot open %s", path);
+    bool ok = fputs(line, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    TC_ENSURE_MSG(ok, TC_ERR_IO, "cannot write %s", path);
+    return TC_OK;
+}
+
+/* The batch's issued list (pki/batches/<B>/issued.txt, "<serial> <EID>
+ * <station> <time>") that `pki revoke` revokes from. */
+static tc_err issued_add(const char *ws, const char *batch, const char *serial, const char *eid,
+                         const char *station)
+{
+    char path[4200], line[256];
+    int w = snprintf(path, sizeof path, "%s/pki/batches/%s/issued.txt", ws, batch);
+    TC_ENSURE_MSG(w > 0 && (size_t)w < sizeof path, TC_ERR_RANGE, "workspace path too long");
+    if (file_has_serial(path, serial))
+        return TC_OK;
+    w = snprintf(line, sizeof line, "%s %s %s %lld\n", serial, eid, station, (long long)time(NULL));
+    TC_ENSURE(w > 0 && (size_t)w < sizeof line, TC_ERR_RANGE);
+    return append_line(path, line);
+}
+
+/* Revocation by `trustchain pki revoke --serial` in a child process (the
+ * batch CRL is published there and the trust reload picks it up); TC_OK
+ * when the serial is revoked already. */
+static tc_err revoke_serial(const struct hsm_keys *k, const char *batch, const uint8_t *serial,
+                            size_t serial_len, const char *eid, uint16_t reason)
+{
+    char sn[2 * TC_AUDIT_SERIAL_MAX + 1], rs[8], path[4200];
+    TC_GUARD(tc_hex_encode(serial, serial_len, sn, sizeof sn));
+    int w = snprintf(path, sizeof path, "%s/pki/batches/%s/revoked.txt", k->ws, batch);
+    TC_ENSURE_MSG(w > 0 && (size_t)w < sizeof path, TC_ERR_RANGE, "workspace path too long");
+    if (file_has_serial(path, sn))
+        return TC_OK;
+    TC_GUARD(issued_add(k->ws, batch, sn, eid, "line"));
     (void)snprintf(rs, sizeof rs, "%u", reason);
-    (void)snprintf(batch, sizeof batch, "%s", d->batch);
-    char *av[16];
-    int ac = 0;
     char a0[] = "trustchain", a1[] = "pki", a2[] = "revoke", a3[] = "--workspace", a5[] = "--batch",
-         a7[] = "--eid", a9[] = "--reason", a11[] = "--pin-file";
-    char wsb[4096], eidb[TC_PKI_EID_DIGITS + 1], pfb[4096];
+         a7[] = "--serial", a9[] = "--reason", a11[] = "--pin-file";
+    char wsb[4096], bb[TC_AUDIT_ID_MAX + 1], pfb[4096];
     (void)snprintf(wsb, sizeof wsb, "%s", k->ws);
-    (void)snprintf(eidb, sizeof eidb, "%s", eid);
-    av[ac++] = a0;
-    av[ac++] = a1;
-    av[ac++] = a2;
-    av[ac++] = a3;
-    av[ac++] = wsb;
-    av[ac++] = a5;
-    av[ac++] = batch;
-    av[ac++] = a7;
-    av[ac++] = eidb;
-    av[ac++] = a9;
-    av[ac++] = rs;
+    (void)snprintf(bb, sizeof bb, "%s", batch);
+    char *av[16] = {a0, a1, a2, a3, wsb, a5, bb, a7, sn, a9, rs, NULL};
     if (k->pin_file != NULL) {
         (void)snprintf(pfb, sizeof pfb, "%s", k->pin_file);
-        av[ac++] = a11;
-        av[ac++] = pfb;
+        av[11] = a11;
+        av[12] = pfb;
+        av[13] = NULL;
     }
-    av[ac] = NULL;
     pid_t pid = 0;
     int st = 0;
     TC_ENSURE_MSG(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, av, environ) == 0, TC_ERR_IO,
@@ -193,10 +227,73 @@ static tc_err revoke_cb(void *arg, const char *eid, const struct tc_registry_dev
     while (waitpid(pid, &st, 0) < 0)
         TC_ENSURE_MSG(errno == EINTR, TC_ERR_IO, "waitpid: %s", strerror(errno));
     TC_ENSURE_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, TC_ERR_STATE,
-                  "pki revoke of device %s failed (exit %d)", eid,
+                  "pki revoke of serial %s failed (exit %d)", sn,
                   WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    TC_LOG_INF("ota: device %s: certificate revoked (CRLReason %u)", eid, reason);
+    TC_LOG_INF("ota: device %s: certificate %s revoked (CRLReason %u)", eid, sn, reason);
     return TC_OK;
+}
+
+/* decommission: the device's current certificate. */
+static tc_err revoke_cb(void *arg, const char *eid, const struct tc_registry_device *d,
+                        uint16_t reason)
+{
+    TC_ENSURE_MSG(d->has_cert, TC_ERR_STATE, "device %s has no certificate", eid);
+    return revoke_serial(arg, d->batch, d->cert_serial, d->cert_serial_len, eid, reason);
+}
+
+/* renew-cert: a certificate by the device's batch CA (key in the workspace
+ * HSM) with the line's profile; recorded in the batch's issued list. */
+static tc_err renew_issue(void *arg, const struct tc_ota_cert_request *rq, struct tc_buf *der)
+{
+    const struct hsm_keys *k = arg;
+    tc_err ret = TC_ERR_INTERNAL;
+    char path[4200], label[TC_HSM_LABEL_MAX + 1], sn[2 * TC_PKI_SERIAL_LEN + 1];
+    struct tc_signer sig = {0};
+    struct tc_pki_issuer *iss = NULL;
+    struct tc_buf pem, ca;
+    uint8_t serial[TC_PKI_SERIAL_LEN];
+    tc_buf_init_heap(&pem, 64 * 1024);
+    tc_buf_init_heap(&ca, TC_PKI_CERT_MAX);
+    int w = snprintf(path, sizeof path, "%s/pki/batches/%s/ca.pem", k->ws, rq->batch);
+    TC_CHECK(w > 0 && (size_t)w < sizeof path, TC_ERR_RANGE);
+    FILE *f = fopen(path, "rb");
+    TC_CHECK_MSG(f != NULL, TC_ERR_NOT_FOUND, "batch %s has no CA in this workspace", rq->batch);
+    uint8_t chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        tc_buf_put(&pem, chunk, n);
+    (void)fclose(f);
+    TC_TRY(tc_buf_status(&pem));
+    TC_TRY(tc_pki_der_from_pem(pem.data, pem.len, &ca));
+    w = snprintf(label, sizeof label, "%s%s", TC_HSM_LABEL_BATCH_CA, rq->batch);
+    TC_CHECK(w > 0 && (size_t)w < sizeof label, TC_ERR_RANGE);
+    TC_TRY(tc_hsm_signer(k->h, label, &sig));
+    TC_TRY(tc_pki_issuer_new(&sig, ca.data, ca.len, &iss));
+    struct tc_pki_device_req r = {.eid = rq->eid,
+                                  .spki = rq->spki,
+                                  .spki_len = rq->spki_len,
+                                  .nonce = rq->nonce,
+                                  .pop = rq->pop,
+                                  .pop_len = rq->pop_len,
+                                  .station_id = "ota-server",
+                                  .production_time = (int64_t)time(NULL)};
+    TC_TRY(tc_pki_device_issue(iss, &r, der, serial));
+    TC_TRY(tc_hex_encode(serial, sizeof serial, sn, sizeof sn));
+    TC_TRY(issued_add(k->ws, rq->batch, sn, rq->eid, "ota-server"));
+    ret = TC_OK;
+out:
+    tc_pki_issuer_free(iss);
+    if (sig.ctx != NULL)
+        tc_hsm_signer_free(&sig);
+    tc_buf_free(&pem);
+    tc_buf_free(&ca);
+    return ret;
+}
+
+static tc_err renew_revoke(void *arg, const char *batch, const uint8_t *serial, size_t serial_len,
+                           uint16_t reason)
+{
+    return revoke_serial(arg, batch, serial, serial_len, "(renewal)", reason);
 }
 
 static tc_err hsm_open_ws(const char *ws, const char *pin_file, const char *master,
@@ -229,7 +326,7 @@ struct serve_state {
     const char *ws;
     struct tc_registry *reg;
     struct tc_ota_ops *ops;
-    uint64_t reg_size;
+    struct tc_ota_cert_services *svc; /* renew-cert's services name the registry */
     struct tc_ota_server *srv;
     struct tc_ota_trust *trust;
     uint64_t stamp;
@@ -301,6 +398,8 @@ static void registry_refresh(struct serve_state *st)
         return;
     }
     tc_ota_ops_set_registry(st->ops, r);
+    if (st->svc != NULL)
+        st->svc->reg = r;
     tc_registry_close(st->reg);
     st->reg = r;
     TC_LOG_INF("ota: registry reopened (log size %llu)", (unsigned long long)size);
@@ -413,6 +512,7 @@ static int cmd_serve(int argc, char **argv)
     EVP_PKEY *key = NULL;
     struct event *reload = NULL, *sigint = NULL, *sigterm = NULL, *stop = NULL;
     struct hsm_keys hk = {.ws = ws, .pin_file = pin_file};
+    struct tc_ota_cert_services svc;
     struct tc_ota_app app;
     bool have_app = false;
     (void)signal(SIGPIPE, SIG_IGN);
@@ -446,6 +546,14 @@ static int cmd_serve(int argc, char **argv)
                                        .revoke = revoke_cb,
                                        .revoke_arg = &hk};
         rc = tc_ota_ops_new(&oc, &st.ops, &app);
+        if (rc != TC_OK) {
+            code = tc_cli_error(rc, "ota serve");
+            goto out;
+        }
+        svc = (struct tc_ota_cert_services){
+            .arg = &hk, .reg = st.reg, .issue = renew_issue, .revoke = renew_revoke};
+        st.svc = &svc;
+        rc = tc_ota_renew_attach(st.ops, &svc);
         if (rc != TC_OK) {
             code = tc_cli_error(rc, "ota serve");
             goto out;
@@ -514,6 +622,8 @@ out:
                    (unsigned long long)os.dialogs, (unsigned long long)os.ops_done,
                    (unsigned long long)os.ops_failed, (unsigned long long)os.aborted);
     }
+    if (st.ops != NULL)
+        tc_ota_renew_detach(st.ops);
     tc_ota_ops_free(st.ops);
     tc_registry_close(st.reg);
     tc_hsm_close(hk.h);

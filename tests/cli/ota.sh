@@ -171,6 +171,10 @@ expect_ok "queue: decommission card 1" "$TC" device queue "$e1" decommission --w
 cid=$(printf '%s' "$out" | sed -n 's/.*operation \([0-9]*\)$/\1/p')
 expect_ok "cancel it" "$TC" device cancel "$e1" "$cid" --workspace "$ws3"
 expect_fail 1 "cancel twice" "$TC" device cancel "$e1" "$cid" --workspace "$ws3"
+expect_ok "queue: renew-cert card 1" "$TC" device queue "$e1" renew-cert --workspace "$ws3"
+"$TC" device show "$e1" --workspace "$ws3" --pin-file "$pin3" --json >"$scratch/e1.before" 2>&1
+old1=$(sed -n 's/.*"serial":"\([0-9A-Fa-f]*\)".*/\1/p' "$scratch/e1.before")
+[ -n "$old1" ] && pass "card 1 serial before renewal" || fail "card 1 serial before renewal" "$(cat "$scratch/e1.before")"
 expect_ok "ops: two pending" "$TC" device ops "$e0" --workspace "$ws3" --json
 expect_contains "ops: pending count" "$out" '"pending":2'
 expect_contains "ops: rotate listed" "$out" '"op":"rotate-keys","status":"pending"'
@@ -207,7 +211,16 @@ expect_contains "ops: registry says locked" "$out" "locked"
 expect_ok "ops: audit rebuild" "$TC" audit rebuild --workspace "$ws3"
 
 # revoke a device, then its batch: both refused at the TLS step
-expect_ok "ops: card 1 served" "$TC" ota agent --server "$url" --se "$card1" --workspace "$ws3"
+expect_ok "ops: card 1 renews its certificate" "$TC" ota agent --server "$url" --se "$card1" --workspace "$ws3"
+expect_ok "renew: done" "$TC" device ops "$e1" --all --workspace "$ws3" --json
+expect_contains "renew: status" "$out" '"op":"renew-cert","status":"done"'
+expect_ok "renew: registry" "$TC" device show "$e1" --workspace "$ws3" --pin-file "$pin3" --json
+new1=$(printf '%s' "$out" | sed -n 's/.*"serial":"\([0-9A-Fa-f]*\)".*/\1/p')
+[ -n "$new1" ] && [ "$new1" != "$old1" ] && pass "renew: new serial" || fail "renew: new serial" "$old1 -> $new1"
+expect_contains "renew: still provisioned" "$out" '"state":"provisioned"'
+grep -qi "^$old1 " "$ws3/pki/batches/$B3/revoked.txt" && pass "renew: old certificate revoked" ||
+  fail "renew: old certificate revoked" "$(cat "$ws3/pki/batches/$B3/revoked.txt" 2>&1)"
+expect_ok "ops: card 1 served with the new certificate" "$TC" ota agent --server "$url" --se "$card1" --workspace "$ws3"
 expect_ok "ops: card 2 served" "$TC" ota agent --server "$url" --se "$card2" --workspace "$ws3"
 expect_ok "revoke device 1" "$TC" device revoke "$e1" --reason keyCompromise --workspace "$ws3" --pin-file "$pin3"
 expect_contains "revoke: logged" "$out" "logged cert-revoked"
