@@ -6,6 +6,7 @@
  * serves the blocking call (a private event loop) and the event-driven one
  * (the caller's loop, many devices in one thread).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,12 @@ const char *tc_ota_agent_outcome_name(enum tc_ota_agent_outcome o)
 }
 
 static int sess_index = -1;
+static pthread_once_t sess_once = PTHREAD_ONCE_INIT;
+
+static void sess_index_init(void)
+{
+    sess_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
 
 /* ------------------------------------------------------------------ shared context */
 
@@ -150,12 +157,8 @@ tc_err tc_ota_agent_new(const struct tc_ota_agent_config *cfg, struct tc_ota_age
     TC_ENSURE(cfg != NULL && cfg->url != NULL && cfg->trust_file != NULL && out != NULL,
               TC_ERR_ARG);
     *out = NULL;
-    if (sess_index < 0) {
-        /* Not racy in practice: the first agent is made before threads;
-         * OpenSSL's ex_data index allocation itself is locked. */
-        sess_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-        TC_ENSURE_MSG(sess_index >= 0, TC_ERR_CRYPTO, "SSL ex_data index");
-    }
+    TC_ENSURE_MSG(pthread_once(&sess_once, sess_index_init) == 0 && sess_index >= 0, TC_ERR_CRYPTO,
+                  "SSL ex_data index");
     TC_GUARD(tc_ota_provider_libctx(&l));
     a = calloc(1, sizeof *a);
     TC_CHECK(a != NULL, TC_ERR_NOMEM);
