@@ -24,6 +24,8 @@
 #include <trustchain/station.h>
 #include <trustchain/transport.h>
 
+#include <winscard.h>
+
 #include "cli.h"
 
 #define LINE_PATH_MAX   4096
@@ -31,6 +33,8 @@
 #define LINE_MAX_REJECT 1000u /* rejections listed individually */
 #define LINE_CRL_DAYS   30
 #define LINE_MAX_CARDS  10000000u
+#define LINE_CARD_WAIT  300u   /* seconds a reader waits for the next card */
+#define LINE_WAIT_MAX   86400u /* --card-wait cap */
 
 static const char usage[] =
     "usage: trustchain line run --batch ID --count N [options]\n"
@@ -49,7 +53,10 @@ static const char usage[] =
     "  --vendor-keys FILE   with --emulate: create missing images as the SE vendor\n"
     "                       ships them, with the transport keys in FILE\n"
     "  --reader NAME        a PC/SC reader (repeat for several; one card each at\n"
-    "                       a time)\n"
+    "                       a time). After a card, the reader waits for it to be\n"
+    "                       taken out and the next one put in\n"
+    "  --card-wait SECONDS  with --reader: how long a reader waits for the next\n"
+    "                       card before it stops taking cards (default 300)\n"
     "\n"
     "options:\n"
     "  --jobs J             cards in flight at once (default 32; 1 per reader)\n"
@@ -66,6 +73,7 @@ struct line_opts {
     size_t nreaders;
     uint64_t count;
     uint64_t jobs;
+    uint64_t card_wait; /* seconds */
     bool json, quiet;
 };
 
@@ -143,7 +151,7 @@ static int parse(int argc, char **argv, struct line_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->workspace = tc_cli_default_workspace();
-    const char *count = NULL, *jobs = NULL;
+    const char *count = NULL, *jobs = NULL, *wait = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
@@ -167,6 +175,8 @@ static int parse(int argc, char **argv, struct line_opts *o)
             slot = &count;
         else if (strcmp(a, "--jobs") == 0)
             slot = &jobs;
+        else if (strcmp(a, "--card-wait") == 0)
+            slot = &wait;
         else if (strcmp(a, "--emulate") == 0)
             slot = &o->emulate;
         else if (strcmp(a, "--vendor-keys") == 0)
@@ -195,8 +205,13 @@ static int parse(int argc, char **argv, struct line_opts *o)
     int rc = number("--count", count, LINE_MAX_CARDS, &o->count);
     if (rc == TC_EXIT_OK && jobs != NULL)
         rc = number("--jobs", jobs, TC_STATION_MAX_JOBS, &o->jobs);
+    o->card_wait = LINE_CARD_WAIT;
+    if (rc == TC_EXIT_OK && wait != NULL)
+        rc = number("--card-wait", wait, LINE_WAIT_MAX, &o->card_wait);
     if (rc != TC_EXIT_OK)
         return rc;
+    if (wait != NULL && o->nreaders == 0)
+        return tc_cli_usage_error("line run: --card-wait is for --reader");
     if (o->emulate != NULL && o->nreaders > 0)
         return tc_cli_usage_error("line run: --emulate and --reader exclude each other");
     if (o->vendor_keys != NULL && o->nreaders > 0)
@@ -222,8 +237,103 @@ struct readers {
     pthread_mutex_t lock;
     const char *names[LINE_READERS];
     bool busy[LINE_READERS];
+    /* A card was taken from this reader: the next one must be another card
+     * (the reader saw it removed, or a later insertion). */
+    bool swap[LINE_READERS];
+    /* No card came within the wait: the reader takes no more. */
+    bool idle[LINE_READERS];
+    unsigned wait_s;
     size_t n;
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The reader's exact PC/SC name for the --reader argument (exact, or the
+ * one reader whose name contains it, as tc_transport_pcsc_open matches). */
+static tc_err reader_name(const char *want, char out[static 128])
+{
+    struct tc_pcsc_reader list[LINE_READERS * 2];
+    size_t n = 0, hits = 0, pick = 0;
+    TC_GUARD(tc_transport_pcsc_list(list, TC_ARRAY_LEN(list), &n));
+    n = n < TC_ARRAY_LEN(list) ? n : TC_ARRAY_LEN(list);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].name, want) == 0) {
+            hits = 1;
+            pick = i;
+            break;
+        } else if (strstr(list[i].name, want) != NULL && hits++ == 0) {
+            pick = i;
+        }
+    TC_ENSURE_MSG(hits == 1, TC_ERR_NOT_FOUND, "%s reader matches '%s'",
+                  hits == 0 ? "no" : "more than one", want);
+    _Static_assert(sizeof list[0].name == 128, "reader name size");
+    memcpy(out, list[pick].name, sizeof list[pick].name);
+    out[127] = '\0';
+    return TC_OK;
+}
+
+/*
+ * PC/SC part 5 SCardGetStatusChange on the reader until a card is there to
+ * work on: any card for the reader's first, else another card than the one
+ * done (the reader reported it gone, or pcsc-lite's event counter, the
+ * upper 16 bits of dwEventState, moved on: removed and inserted between two
+ * looks). TC_ERR_IO "no card" after the wait.
+ */
+static tc_err reader_wait(const char *want, bool swap, unsigned wait_s, bool *timed_out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    char name[128];
+    SCARDCONTEXT ctx = 0;
+    bool have_ctx = false;
+    *timed_out = false;
+    TC_TRY(reader_name(want, name));
+    LONG rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx);
+    TC_CHECK_MSG(rv == SCARD_S_SUCCESS, TC_ERR_IO, "PC/SC: %s", pcsc_stringify_error(rv));
+    have_ctx = true;
+    SCARD_READERSTATE st;
+    memset(&st, 0, sizeof st);
+    st.szReader = name;
+    st.dwCurrentState = SCARD_STATE_UNAWARE;
+    uint64_t deadline = mono_ms() + (uint64_t)wait_s * 1000u;
+    bool first = true, gone = !swap;
+    DWORD counter0 = 0;
+    for (;;) {
+        uint64_t now = mono_ms();
+        DWORD left = now >= deadline ? 0 : (DWORD)(deadline - now);
+        /* A first look returns at once; later ones block until a change. */
+        rv = SCardGetStatusChange(ctx, first ? 0 : left, &st, 1);
+        if (rv == SCARD_E_TIMEOUT || (rv == SCARD_S_SUCCESS && !first && now >= deadline)) {
+            *timed_out = true;
+            ret = TC_FAIL(TC_ERR_IO, "no %scard in %s within %u s", swap ? "next " : "", name,
+                          wait_s);
+            goto out;
+        }
+        TC_CHECK_MSG(rv == SCARD_S_SUCCESS, TC_ERR_IO, "PC/SC %s: %s", name,
+                     pcsc_stringify_error(rv));
+        DWORD ev = st.dwEventState;
+        DWORD counter = ev >> 16;
+        if (first)
+            counter0 = counter;
+        first = false;
+        st.dwCurrentState = ev & ~(DWORD)SCARD_STATE_CHANGED;
+        TC_CHECK_MSG((ev & (SCARD_STATE_UNKNOWN | SCARD_STATE_IGNORE)) == 0, TC_ERR_IO,
+                     "PC/SC reader %s is gone", name);
+        if ((ev & SCARD_STATE_PRESENT) == 0)
+            gone = true;
+        else if ((gone || counter != counter0) && (ev & SCARD_STATE_MUTE) == 0)
+            break;
+    }
+    ret = TC_OK;
+out:
+    if (have_ctx)
+        (void)SCardReleaseContext(ctx);
+    return ret;
+}
 
 struct reader_link {
     struct readers *rs;
@@ -262,9 +372,24 @@ static tc_err readers_open(void *arg, size_t index, struct tc_transport *t)
         rs->busy[slot] = true;
     (void)pthread_mutex_unlock(&rs->lock);
     TC_ENSURE_MSG(slot < rs->n, TC_ERR_STATE, "no free reader");
-    struct reader_link *l = calloc(1, sizeof *l);
-    tc_err rc = l != NULL ? tc_transport_pcsc_open(&l->inner, rs->names[slot])
-                          : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    tc_err rc = TC_OK;
+    bool timed_out = false;
+    if (rs->idle[slot])
+        rc = TC_FAIL(TC_ERR_IO, "reader %s had no card within %u s: it takes no more",
+                     rs->names[slot], rs->wait_s);
+    else
+        rc = reader_wait(rs->names[slot], rs->swap[slot], rs->wait_s, &timed_out);
+    /* Whatever happens to this card, the next one must be another. The
+     * slot is this thread's until it is given back. */
+    rs->swap[slot] = true;
+    if (timed_out)
+        rs->idle[slot] = true;
+    struct reader_link *l = NULL;
+    if (rc == TC_OK) {
+        l = calloc(1, sizeof *l);
+        rc = l != NULL ? tc_transport_pcsc_open(&l->inner, rs->names[slot])
+                       : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+    }
     if (rc != TC_OK) {
         free(l);
         (void)pthread_mutex_lock(&rs->lock);
@@ -810,6 +935,7 @@ static int cmd_run(int argc, char **argv)
         for (size_t i = 0; i < o.nreaders; i++)
             rs.names[i] = o.readers[i];
         rs.n = o.nreaders;
+        rs.wait_s = (unsigned)o.card_wait;
         cards = (struct tc_station_cards){.open = readers_open, .arg = &rs, .count = o.count};
     } else if (e == TC_OK) {
         if (o.vendor_keys != NULL) {

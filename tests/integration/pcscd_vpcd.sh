@@ -3,13 +3,9 @@
 # driver, driven through PC/SC by `trustchain gp` at every security level and
 # by OpenSC's opensc-tool.
 #
-# Nothing touches the system pcscd: pcscd runs in the foreground with its own
-# reader.conf (vpcd on a free loopback port pair), its client socket is a
-# private one handed over by systemd-socket-activate (pcscd 1.9.9 takes the
-# socket from systemd activation; PCSCLITE_CSOCK_NAME points the clients at
-# it), and its /run/pcscd pid file lives on a private tmpfs in its own mount
-# namespace (unshare). Every step has a timeout; the trap stops everything.
-# A missing component fails the test (install-deps installs them).
+# The private pcscd comes from tests/integration/pcscd.sh. Every step has a
+# timeout; the trap stops everything. A missing component fails the test
+# (install-deps installs them).
 set -u
 : "${TC:?TC must point at the trustchain program}"
 passed=0
@@ -19,23 +15,11 @@ fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 # A missing component is a failure: scripts/install-deps installs them all.
 skip() { echo "FAIL: $1" >&2; exit 1; }
 
-VPCD_LIB=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
-PCSCD=$(command -v pcscd || echo /usr/sbin/pcscd)
-[ -x "$PCSCD" ] || skip "pcscd not installed"
-[ -e "$VPCD_LIB" ] || skip "vsmartcard-vpcd not installed ($VPCD_LIB)"
-command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate missing"
+source "$(dirname "${BASH_SOURCE[0]}")/pcscd.sh"
 command -v opensc-tool >/dev/null || skip "opensc-tool missing"
 
 work=$(mktemp -d)
-pcscd_pid=""
 serve_pid=""
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-}
 cleanup() {
   stop_pid "$serve_pid"
   stop_pid "$pcscd_pid"
@@ -45,47 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# A free port pair: vpcd listens on CHANNELID for slot 0 and the next port for
-# slot 1.
-port_free() { ! ss -Htln 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
-port=""
-for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 40000))
-  if port_free "$p" && port_free $((p + 1)); then port=$p; break; fi
-done
-[ -n "$port" ] || skip "no free port pair"
-
-reader_base="trustchain test $$"
-cat >"$work/reader.conf" <<EOF
-FRIENDLYNAME "$reader_base"
-DEVICENAME   /dev/null:$(printf '0x%X' "$port")
-LIBPATH      $VPCD_LIB
-CHANNELID    $(printf '0x%X' "$port")
-EOF
-export PCSCLITE_CSOCK_NAME="$work/pcscd.comm"
-reader="$reader_base 00 00"
-empty_reader="$reader_base 00 01"
-
-# pcscd writes /run/pcscd/pcscd.pid and removes /run/pcscd's files on exit:
-# give it a private /run/pcscd where the kernel lets us.
-if unshare -m --propagation private true 2>/dev/null; then
-  mkdir -p /run/pcscd 2>/dev/null
-  timeout -k 5 300 unshare -m --propagation private sh -c '
-    mount -t tmpfs -o size=1m tmpfs /run/pcscd || exit 1
-    exec systemd-socket-activate -l "$0" "$1" --foreground -c "$2"
-  ' "$PCSCLITE_CSOCK_NAME" "$PCSCD" "$work/reader.conf" >"$work/pcscd.log" 2>&1 &
-  pcscd_pid=$!
-else
-  [ -e /run/pcscd/pcscd.comm ] && skip "a system pcscd runs and no private mount namespace"
-  # pcscd writes its pid file there; without it, it does not start.
-  [ -w /run/pcscd ] || { [ ! -e /run/pcscd ] && [ -w /run ]; } ||
-    skip "pcscd cannot write /run/pcscd (not root, no private mount namespace)"
-  timeout -k 5 300 systemd-socket-activate -l "$PCSCLITE_CSOCK_NAME" "$PCSCD" --foreground \
-    -c "$work/reader.conf" >"$work/pcscd.log" 2>&1 &
-  pcscd_pid=$!
-fi
-for _ in $(seq 50); do [ -S "$PCSCLITE_CSOCK_NAME" ] && break; sleep 0.1; done
-[ -S "$PCSCLITE_CSOCK_NAME" ] || { cat "$work/pcscd.log"; skip "pcscd socket did not appear"; }
+pcscd_start "trustchain test $$"
 
 # The first client starts pcscd (socket activation); wait for both readers.
 readers_ok=false

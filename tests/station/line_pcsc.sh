@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The line over PC/SC: an emulated card plugged into a private pcscd through
-# vsmartcard's vpcd (`trustchain se serve --vpcd`) is provisioned by
-# `trustchain line run --reader`, then a second run finds it provisioned.
-# The pcscd set-up is the one of tests/integration/pcscd_vpcd.sh: its own
-# reader.conf on a free port pair, a private client socket, a private
-# /run/pcscd. A missing component fails the test (install-deps installs them).
+# The line over PC/SC: emulated cards plugged into a private pcscd through
+# vsmartcard's vpcd (`trustchain se serve --vpcd`, the pcscd of
+# tests/integration/pcscd.sh) are provisioned by `trustchain line run
+# --reader`: one card, a second run that finds it provisioned, then a batch
+# of two cards swapped in the reader by the test as an operator would (the
+# line waits for the first to be taken out and the next put in), and a
+# reader left without a next card (the line stops waiting after
+# --card-wait). A missing component fails the test (install-deps installs
+# them).
 set -u
 : "${TC:?TC must point at the trustchain program}"
 passed=0
@@ -15,23 +18,13 @@ fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 skip() { echo "FAIL: $1" >&2; exit 1; }
 unset TRUSTCHAIN_HSM_PIN TRUSTCHAIN_HSM_SO_PIN TRUSTCHAIN_ROOT_PIN TRUSTCHAIN_WORKSPACE
 
-VPCD_LIB=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
-PCSCD=$(command -v pcscd || echo /usr/sbin/pcscd)
-[ -x "$PCSCD" ] || skip "pcscd not installed"
-[ -e "$VPCD_LIB" ] || skip "vsmartcard-vpcd not installed ($VPCD_LIB)"
-command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate missing"
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/pcscd.sh"
 
 work=$(mktemp -d)
-pcscd_pid=""
 serve_pid=""
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-}
+line_pid=""
 cleanup() {
+  stop_pid "$line_pid"
   stop_pid "$serve_pid"
   stop_pid "$pcscd_pid"
   wait 2>/dev/null
@@ -40,34 +33,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-port_free() { ! ss -Htln 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
-port=""
-for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 40000))
-  if port_free "$p" && port_free $((p + 1)); then port=$p; break; fi
-done
-[ -n "$port" ] || skip "no free port pair"
-reader_base="trustchain line $$"
-cat >"$work/reader.conf" <<EOC
-FRIENDLYNAME "$reader_base"
-DEVICENAME   /dev/null:$(printf '0x%X' "$port")
-LIBPATH      $VPCD_LIB
-CHANNELID    $(printf '0x%X' "$port")
-EOC
-export PCSCLITE_CSOCK_NAME="$work/pcscd.comm"
-reader="$reader_base 00 00"
-if unshare -m --propagation private true 2>/dev/null; then
-  mkdir -p /run/pcscd 2>/dev/null
-  timeout -k 5 300 unshare -m --propagation private sh -c '
-    mount -t tmpfs -o size=1m tmpfs /run/pcscd || exit 1
-    exec systemd-socket-activate -l "$0" "$1" --foreground -c "$2"
-  ' "$PCSCLITE_CSOCK_NAME" "$PCSCD" "$work/reader.conf" >"$work/pcscd.log" 2>&1 &
-  pcscd_pid=$!
-else
-  skip "no private mount namespace for pcscd"
-fi
-for _ in $(seq 50); do [ -S "$PCSCLITE_CSOCK_NAME" ] && break; sleep 0.1; done
-[ -S "$PCSCLITE_CSOCK_NAME" ] || skip "pcscd socket did not appear"
+pcscd_start "trustchain line $$"
 
 # The line's workspace, PKI and the vendor's transport keys.
 ws=$work/ws
@@ -85,23 +51,37 @@ printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$enc" "$mac" "$dek" >"$work/vendor.keys
 "$TC" hsm import-transport --workspace "$ws" --batch $B --kvn 0x30 --key-file "$work/vendor.keys" \
   --pin-file "$pin" >/dev/null || { fail "import transport" "failed"; exit 1; }
 
-# The card as the vendor ships it: EID 89049032 0000 ... 0042 (check digits
-# 37: 890490320000000000000000000042 37 mod 97 = 1).
-card=$work/card.img
-"$TC" se new --state "$card" --eid 89049032000000000000000000004237 --kvn 0x30 \
-  --key-enc "$enc" --key-mac "$mac" --key-dek "$dek" >/dev/null ||
-  { fail "se new" "cannot create the card"; exit 1; }
-timeout -k 5 300 "$TC" se serve --vpcd "127.0.0.1:$port" --state "$card" >"$work/serve.log" 2>&1 &
-serve_pid=$!
-present=false
-for _ in $(seq 80); do
-  if o=$(timeout 10 "$TC" gp readers 2>&1) && [[ $o == *"$reader (card present)"* ]]; then
-    present=true
-    break
-  fi
-  sleep 0.25
+# Cards as the vendor ships them: EIDs 89049032 0000 ... 0042, 0043, 0044
+# (SGP.29 check digits: the 32 digits mod 97 = 1).
+EIDS=(89049032000000000000000000004237 89049032000000000000000000004334
+  89049032000000000000000000004431)
+for i in 0 1 2; do
+  "$TC" se new --state "$work/card$i.img" --eid "${EIDS[$i]}" --kvn 0x30 \
+    --key-enc "$enc" --key-mac "$mac" --key-dek "$dek" >/dev/null ||
+    { fail "se new" "cannot create card $i"; exit 1; }
 done
-$present && pass "card present in the vpcd reader" || { fail "card present" "$o"; exit 1; }
+card=$work/card0.img
+
+# Put card i in the reader (serve its image) and wait until pcscd sees it.
+insert() {
+  timeout -k 5 300 "$TC" se serve --vpcd "127.0.0.1:$port" --state "$work/card$1.img" \
+    >>"$work/serve.log" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 80); do
+    if o=$(timeout 10 "$TC" gp readers 2>&1) && [[ $o == *"$reader (card present)"* ]]; then
+      return 0
+    fi
+    sleep 0.25
+  done
+  return 1
+}
+# Take the card out (the server stops; vpcd reports the card removed).
+remove() {
+  stop_pid "$serve_pid"
+  serve_pid=""
+}
+
+insert 0 && pass "card present in the vpcd reader" || { fail "card present" "$o"; exit 1; }
 
 rc=0
 out=$(timeout 120 "$TC" line run --workspace "$ws" --batch $B --count 1 --reader "$reader" \
@@ -118,9 +98,60 @@ out=$(timeout 30 "$TC" device show 89049032000000000000000000004237 --workspace 
   --pin-file "$pin" 2>&1) || rc=$?
 [ "$rc" -eq 0 ] && [[ $out == *"provisioned"* ]] && pass "registry: provisioned" ||
   fail "registry: provisioned" "exit $rc: $(printf '%s' "$out" | head -c 300)"
-stop_pid "$serve_pid"
-serve_pid=""
+remove
 out=$("$TC" se show --state "$card" 2>&1)
 [[ $out == *"SECURED"* ]] && pass "card SECURED" || fail "card SECURED" "$(printf '%s' "$out" | head -c 300)"
+
+# Card swaps: a batch of two in one reader. The line takes card 1, then
+# waits for it to be taken out and card 2 put in.
+provisioned() {
+  local o
+  o=$(timeout 30 "$TC" device show "$1" --workspace "$ws" --pin-file "$pin" 2>/dev/null) &&
+    [[ $o == *"provisioned"* ]]
+}
+insert 1 || { fail "card 1 present" "$o"; exit 1; }
+timeout 200 "$TC" line run --workspace "$ws" --batch $B --count 2 --reader "$reader" \
+  --pin-file "$pin" --card-wait 120 --json >"$work/swap.json" 2>"$work/swap.err" &
+line_pid=$!
+done1=false
+for _ in $(seq 240); do
+  if provisioned "${EIDS[1]}"; then done1=true; break; fi
+  sleep 0.25
+done
+$done1 && pass "swap: card 1 provisioned" || fail "swap: card 1 provisioned" "$(cat "$work/swap.err")"
+# The line must now be waiting, not working on card 1 again.
+sleep 1
+kill -0 "$line_pid" 2>/dev/null && pass "swap: the line waits for the next card" ||
+  fail "swap: the line waits for the next card" "it ended: $(cat "$work/swap.json")"
+remove
+insert 2 || fail "card 2 present" "$o"
+rc=0
+wait "$line_pid" || rc=$?
+line_pid=""
+out=$(cat "$work/swap.json")
+[ "$rc" -eq 0 ] && [[ $out == *'"provisioned":2'* ]] && [[ $out == *'"no_card":0'* ]] &&
+  pass "swap: both cards provisioned in one run" ||
+  fail "swap: both cards provisioned in one run" "exit $rc: $out $(cat "$work/swap.err")"
+provisioned "${EIDS[2]}" && pass "swap: card 2 provisioned" || fail "swap: card 2 provisioned" "-"
+
+# No next card: the reader stops waiting after --card-wait, the run ends
+# with the card counted as missing (exit 1), the one present skipped.
+start=$(date +%s)
+rc=0
+out=$(timeout 120 "$TC" line run --workspace "$ws" --batch $B --count 2 --reader "$reader" \
+  --pin-file "$pin" --card-wait 2 --json 2>&1) || rc=$?
+took=$(($(date +%s) - start))
+[ "$rc" -eq 1 ] && [[ $out == *'"already_provisioned":1'* ]] && [[ $out == *'"no_card":1'* ]] &&
+  [ "$took" -lt 60 ] && pass "no next card: the wait ends (${took} s)" ||
+  fail "no next card: the wait ends" "exit $rc after ${took} s: $out"
+rc=0
+out=$(timeout 20 "$TC" line run --workspace "$ws" --batch $B --count 1 --reader "$reader" \
+  --card-wait 0 2>&1) || rc=$?
+[ "$rc" -eq 2 ] && pass "--card-wait 0 refused" || fail "--card-wait 0 refused" "exit $rc: $out"
+rc=0
+out=$(timeout 20 "$TC" line run --workspace "$ws" --batch $B --count 1 --card-wait 5 2>&1) || rc=$?
+[ "$rc" -eq 2 ] && pass "--card-wait without --reader refused" ||
+  fail "--card-wait without --reader refused" "exit $rc: $out"
+remove
 echo "line_pcsc: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
