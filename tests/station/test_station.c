@@ -38,7 +38,8 @@ struct faulty {
      * the transport keys, as a card that kept them would; or with `fake_sw`. */
     uint8_t fake_kvn;
     uint16_t fake_sw;
-    bool fake_kcv; /* answer the transport session and PUT KEY with a wrong KCV */
+    bool fake_kcv;  /* answer the transport session and PUT KEY with a wrong KCV */
+    uint16_t ea_sw; /* answer the first EXTERNAL AUTHENTICATE with this */
     bool put_key_seen, faking;
     struct tc_scp03_card_config ccfg;
     struct tc_scp03_card_store store;
@@ -130,6 +131,13 @@ static tc_err faulty_transmit(void *ctx, const uint8_t *cmd, size_t len, uint8_t
         return TC_FAIL(TC_ERR_IO, "card removed");
     if (len >= 4 && cmd[1] == 0xD8)
         f->put_key_seen = true;
+    if (f->ea_sw != 0 && len >= 4 && cmd[1] == 0x82) {
+        resp[0] = (uint8_t)(f->ea_sw >> 8);
+        resp[1] = (uint8_t)f->ea_sw;
+        *rlen = 2;
+        f->ea_sw = 0;
+        return TC_OK;
+    }
     if (f->fake_kvn != 0 && f->put_key_seen && len >= 4 && cmd[1] == 0x50 &&
         cmd[2] == f->fake_kvn) {
         f->faking = f->fake_sw == 0;
@@ -523,6 +531,43 @@ static void test_gate(void)
     fx_station_close(&F);
 }
 
+/* Rejections classified by the SCP03 host's outcome, not its message: the
+ * card refusing the host cryptogram (6300) is other transport keys, any
+ * other refusal a card error; a probe answered with anything but 6A88 or a
+ * cryptogram that fails proves nothing (card error, not a passed gate). */
+static void test_scp03_outcomes(void)
+{
+    if (fx() == NULL || !fx_station(&F, NULL))
+        return;
+    struct faulty fl;
+    struct tc_transport t;
+    struct tc_station_result r;
+    static const struct {
+        uint16_t ea_sw;
+        unsigned reason;
+    } ea[] = {{0x6300, TC_STATION_R_TRANSPORT_KEYS}, {0x6982, TC_STATION_R_CARD_ERROR}};
+    for (size_t i = 0; i < TC_ARRAY_LEN(ea); i++) {
+        if (!faulty_open(&fl, next_card++, false, &t))
+            continue;
+        fl.ea_sw = ea[i].ea_sw;
+        EXPECT_OK(tc_station_provision(F.st, &t, &r));
+        expect_clean_reject(&r, TC_STATION_STEP_TRANSPORT, ea[i].reason);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_KEYS_DERIVED), 0);
+        faulty_free(&fl);
+    }
+    /* The probe of the transport keyset after PUT KEY answered 6985. */
+    if (faulty_open(&fl, next_card++, false, &t)) {
+        fl.fake_kvn = TC_STATION_TRANSPORT_KVN;
+        fl.fake_sw = 0x6985;
+        EXPECT_OK(tc_station_provision(F.st, &t, &r));
+        expect_clean_reject(&r, TC_STATION_STEP_CONFIRM, TC_STATION_R_CARD_ERROR);
+        EXPECT(strstr(r.detail, "6985") != NULL);
+        EXPECT_EQ_U(fx_count(&F, r.eid, TC_AUDIT_INJECTION_CONFIRMED), 0);
+        faulty_free(&fl);
+    }
+    fx_station_close(&F);
+}
+
 static unsigned revoked_calls;
 static void on_revoked(void *arg, const char *eid, const uint8_t *serial, size_t len, int reason)
 {
@@ -688,6 +733,7 @@ static const struct tc_test_case cases[] = {
     {"card removed before every APDU", test_card_removed_everywhere},
     {"card error answered to every APDU", test_card_error_everywhere},
     {"injection gates: old keys still work, new keys refused, wrong KCVs", test_gate},
+    {"rejections classified by the SCP03 host outcome", test_scp03_outcomes},
     {"certificate mismatch on read-back: rejected and revoked", test_cert_mismatch},
     {"HSM unavailable (wrong PIN) or key missing: rejected at step 2", test_hsm_unavailable},
     {"configuration refused", test_config_refused},
