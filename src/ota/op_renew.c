@@ -409,10 +409,9 @@ static bool is_new_key(const struct renew_state *st, const struct tc_ota_result 
     return tc_ct_equal(h, st->new_pub_sha, sizeof h);
 }
 
-static tc_err renew_next(struct tc_ota_op_run *run, const struct tc_ota_result *res,
-                         struct tc_ota_act *a)
+static tc_err renew_step(struct tc_ota_op_run *run, struct renew_state *st,
+                         const struct tc_ota_result *res, struct tc_ota_act *a)
 {
-    struct renew_state *st = (struct renew_state *)(void *)run->scratch;
     switch (run->pc) {
     case PC_START:
         memset(st, 0, sizeof *st);
@@ -506,6 +505,19 @@ static tc_err renew_next(struct tc_ota_op_run *run, const struct tc_ota_result *
     default:
         return TC_FAIL(TC_ERR_STATE, "renew-cert: bad state %d", run->pc);
     }
+}
+
+/* The state lives in run->scratch, which is only byte-aligned: copied in
+ * and out. */
+static tc_err renew_next(struct tc_ota_op_run *run, const struct tc_ota_result *res,
+                         struct tc_ota_act *a)
+{
+    struct renew_state st;
+    memcpy(&st, run->scratch, sizeof st);
+    tc_err rc = renew_step(run, &st, res, a);
+    memcpy(run->scratch, &st, sizeof st);
+    tc_memzero(&st, sizeof st);
+    return rc;
 }
 
 const struct tc_ota_op_kind tc_ota_op_renew_cert = {

@@ -302,6 +302,7 @@ static void link_free(struct link *l)
 {
     link_close(l);
     tc_scp03_mem_provider_wipe(&l->mp);
+    tc_transport_close(&l->t);
     tc_se_close(l->card);
     memset(l, 0, sizeof *l);
 }
