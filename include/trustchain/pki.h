@@ -2,9 +2,9 @@
  * trustchain pki: the fleet PKI. An offline root CA issues one intermediate
  * CA per production batch; a batch CA issues the device certificates of its
  * batch (IEEE 802.1AR IDevID style, subject serialNumber = EID). OpenSSL
- * builds and encodes every to-be-signed structure; the signature comes only
- * from a struct tc_signer, so CA private keys stay where the signer keeps
- * them (an HSM). Also: EID helpers (GSMA SGP.29 check digits), proof of
+ * builds and encodes the CA certificates and CRLs, the module's DER writer
+ * the device certificates; the signature comes only from a struct tc_signer, so CA private keys
+ * stay where the signer keeps them (an HSM). Also: EID helpers (GSMA SGP.29 check digits), proof of
  * possession, CRLs and a verifier (chain + CRLs + the profile of
  * docs/cert-profile.md) that gives one reason on failure.
  *

@@ -1,8 +1,10 @@
 /*
- * Issuance: root, batch CA and device certificates. OpenSSL builds and
- * encodes the TBSCertificate (i2d_re_X509_tbs); the signer signs those bytes;
- * the Certificate SEQUENCE is assembled here and parsed back with d2i_X509,
- * so no private key is ever handed to OpenSSL.
+ * Issuance: root, batch CA and device certificates. For the CAs OpenSSL
+ * builds and encodes the TBSCertificate (i2d_re_X509_tbs); device TBSs are
+ * written here with the DER writer from parts the issuer prepares once. The
+ * signer signs those bytes; the Certificate SEQUENCE is assembled here (CA
+ * certificates are parsed back with d2i_X509), so no private key is ever
+ * handed to OpenSSL.
  */
 #include <pthread.h>
 #include <stdatomic.h>

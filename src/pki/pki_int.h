@@ -74,6 +74,12 @@ TC_MUST_CHECK tc_err tc_pki_gentime_parse(const uint8_t *s, size_t n, int64_t *t
 TC_MUST_CHECK tc_err tc_pki_p256_spki(const uint8_t *spki, size_t spki_len, EVP_PKEY **key,
                                       uint8_t point[TC_PKI_P256_POINT]);
 
+/* out = a^-1 mod m for 1 <= a < m, m odd (256-bit big-endian values);
+ * TC_ERR_ARG otherwise or when gcd(a, m) > 1. Variable time: public
+ * values only. */
+TC_MUST_CHECK tc_err tc_pki_inv_mod(const uint8_t a[static 32], const uint8_t m[static 32],
+                                    uint8_t out[static 32]);
+
 /* ECDSA P-256 / SHA-256 verification of a DER signature (strict DER, r and
  * s in [1, n-1]) over msg with the uncompressed point. TC_ERR_CRYPTO for a
  * point not on the curve, TC_ERR_VERIFY for a signature that is malformed

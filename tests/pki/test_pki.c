@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -1298,6 +1299,54 @@ static void test_pem(void)
     tc_buf_free(&back);
 }
 
+/* The inversion the verifier uses against OpenSSL's BN_mod_inverse, modulo
+ * the P-256 order n and prime p, on random and edge values. */
+static void test_inv_mod(void)
+{
+    static const char *const mods[] = {
+        "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551",
+        "FFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF"};
+    BN_CTX *bn = BN_CTX_new();
+    BIGNUM *m = NULL, *a = BN_new(), *w = BN_new();
+    EXPECT(bn != NULL && a != NULL && w != NULL);
+    for (size_t k = 0; k < 2 && bn != NULL; k++) {
+        uint8_t mb[32], ab[32], got[32], want[32];
+        EXPECT(BN_hex2bn(&m, mods[k]) == 64 && BN_bn2binpad(m, mb, 32) == 32);
+        for (unsigned i = 0; i < 300; i++) {
+            if (i == 0)
+                EXPECT(BN_one(a));
+            else if (i == 1)
+                EXPECT(BN_sub(a, m, BN_value_one()));
+            else if (i == 2)
+                EXPECT(BN_set_word(a, 2));
+            else
+                do {
+                    EXPECT(BN_rand_range(a, m));
+                } while (BN_is_zero(a));
+            EXPECT(BN_bn2binpad(a, ab, 32) == 32);
+            EXPECT(BN_mod_inverse(w, a, m, bn) != NULL && BN_bn2binpad(w, want, 32) == 32);
+            EXPECT_OK(tc_pki_inv_mod(ab, mb, got));
+            EXPECT_MEM(got, 32, want, 32);
+        }
+        /* 0 and m itself have no inverse; an even modulus is refused. */
+        memset(ab, 0, sizeof ab);
+        EXPECT_ERR(tc_pki_inv_mod(ab, mb, got), TC_ERR_ARG);
+        EXPECT_ERR(tc_pki_inv_mod(mb, mb, got), TC_ERR_ARG);
+        memcpy(ab, mb, 32);
+        ab[31] ^= 1;
+        EXPECT_ERR(tc_pki_inv_mod(mb, ab, got), TC_ERR_ARG);
+    }
+    /* gcd(6, 9) = 3: no inverse. */
+    uint8_t six[32] = {0}, nine[32] = {0}, out[32];
+    six[31] = 6;
+    nine[31] = 9;
+    EXPECT_ERR(tc_pki_inv_mod(six, nine, out), TC_ERR_ARG);
+    BN_free(m);
+    BN_free(a);
+    BN_free(w);
+    BN_CTX_free(bn);
+}
+
 /* ECDSA P-256 verification on Wycheproof vectors (strict DER). */
 static void test_ecdsa_vectors(void)
 {
@@ -1453,6 +1502,7 @@ static const struct tc_test_case cases[] = {
     {"extension encodings byte-exact", test_ext_vectors},
     {"DER parsers reject malformed input", test_der_parsers_reject},
     {"proof of possession vector", test_pop_vector},
+    {"inversion modulo n and p agrees with OpenSSL", test_inv_mod},
     {"ECDSA P-256 verification (Wycheproof)", test_ecdsa_vectors},
     {"ECDSA P-256 verification agrees with OpenSSL", test_ecdsa_vs_openssl},
     {"device certificate encodings", test_device_encoding},
