@@ -11,6 +11,9 @@
  *                and four client threads, the rate this machine reaches
  *                with both ends on it. Its samples are interleaved with the
  *                samples of each measurement.
+ *   verify       the device certificate check the server runs in every
+ *                handshake (tc_ota_trust_verify) beside OpenSSL's default
+ *                verification of the same chain.
  *   concurrency  N devices (own EID, software P-256 key, certificate issued
  *                by the batch CA) connect (TLS 1.3 + GET /ota/v1/identity)
  *                and hold their connection: how many are open at once on
@@ -35,7 +38,7 @@
  *
  * Options: --devices N held at once (default 10000), --seconds S per
  * sample (default 3), --inflight K concurrent dialogs (default 64), --pool
- * P rotations per round (default 512), --samples R (default 3),
+ * P rotations per round (default 256), --samples R (default 3),
  * --skip-hold. TC_BENCH_DIR names the directory for the HSM tokens and the
  * registry (default: the current one, a real disk; removed at the end).
  */
@@ -137,7 +140,7 @@ static struct opts {
     double seconds;
     unsigned samples;
     bool skip_hold;
-} O = {.devices = 10000, .inflight = 64, .pool = 512, .seconds = 3.0, .samples = 3};
+} O = {.devices = 10000, .inflight = 64, .pool = 256, .seconds = 3.0, .samples = 3};
 
 static void die(const char *what)
 {
@@ -1542,6 +1545,51 @@ static void phase_rotate(struct srv_child *s, const char *dir)
         exit(1);
 }
 
+/* ------------------------------------------------------------ verification */
+
+/* What the server adds to each handshake: the device certificate checked
+ * by tc_ota_trust_verify (RFC 5280 path with both CRLs, the profile),
+ * beside OpenSSL's default verification of the same chain (root and batch
+ * CA in the store, no CRLs) that the floor's server runs. */
+struct verify_arg {
+    uint8_t *der;
+    size_t len;
+    X509_STORE *store;
+    X509 *leaf;
+};
+
+static int verify_ours(void *arg)
+{
+    struct verify_arg *v = arg;
+    struct tc_pki_device_info info;
+    char reason[TC_OTA_REASON_MAX];
+    return tc_ota_trust_verify(F.trust, v->der, v->len, 0, &info, reason, sizeof reason) != TC_OK;
+}
+
+static int verify_floor(void *arg)
+{
+    struct verify_arg *v = arg;
+    X509_STORE_CTX *c = X509_STORE_CTX_new();
+    int ok = c != NULL && X509_STORE_CTX_init(c, v->store, v->leaf, NULL) == 1 &&
+             X509_verify_cert(c) == 1;
+    X509_STORE_CTX_free(c);
+    return !ok;
+}
+
+static void phase_verify(void)
+{
+    struct verify_arg v = {.leaf = F.dev[0].x509, .store = X509_STORE_new()};
+    int n = i2d_X509(v.leaf, &v.der);
+    if (n <= 0 || v.store == NULL || X509_STORE_add_cert(v.store, F.root_x) != 1 ||
+        X509_STORE_add_cert(v.store, F.batch_x) != 1)
+        die("verify setup");
+    v.len = (size_t)n;
+    bench_compare("device cert verify (server)", verify_ours, &v, "X509_verify_cert (no CRLs)",
+                  verify_floor, &v);
+    OPENSSL_free(v.der);
+    X509_STORE_free(v.store);
+}
+
 /* ------------------------------------------------------------ main */
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -1636,6 +1684,7 @@ int main(int argc, char **argv)
                  O.devices, bench_now() - t0);
     (void)fflush(stdout);
     (void)floor_sample(0.5, NULL); /* warm-up */
+    phase_verify();
 
     if (!O.skip_hold) {
         phase_hold(&hold);
