@@ -268,7 +268,13 @@ struct tc_ota_ops_config {
     const uint8_t *isd_aid; /* NULL: A000000151000000 */
     size_t isd_aid_len;
     size_t max_sessions; /* 0: 1024 */
-    const char *actor;   /* NULL: "ota-server" */
+    /* With the server's loop: durable appends run on a writer thread that
+     * commits the records of every waiting dialog together, and the app's
+     * next_async holds each request until its records are on disk (the
+     * loop never waits for a disk write). NULL: appends are synchronous
+     * (the app's next). */
+    struct event_base *base;
+    const char *actor; /* NULL: "ota-server" */
     /* Tests: called at each fault point; returning true makes the engine
      * fail the request as if the server died there (nothing more is
      * sent; the dialog is aborted). */

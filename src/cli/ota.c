@@ -527,6 +527,9 @@ static int cmd_serve(int argc, char **argv)
         code = tc_cli_error(rc, "ota serve: server identity");
         goto out;
     }
+    st.base = event_base_new();
+    if (st.base == NULL)
+        goto out;
     if (master != NULL) {
         rc = hsm_open_ws(ws, pin_file, master, &hk);
         if (rc != TC_OK) {
@@ -544,7 +547,8 @@ static int cmd_serve(int argc, char **argv)
                                        .default_master = master,
                                        .default_kvn = (uint8_t)kvn,
                                        .revoke = revoke_cb,
-                                       .revoke_arg = &hk};
+                                       .revoke_arg = &hk,
+                                       .base = st.base};
         rc = tc_ota_ops_new(&oc, &st.ops, &app);
         if (rc != TC_OK) {
             code = tc_cli_error(rc, "ota serve");
@@ -560,9 +564,6 @@ static int cmd_serve(int argc, char **argv)
         }
         have_app = true;
     }
-    st.base = event_base_new();
-    if (st.base == NULL)
-        goto out;
     struct tc_ota_server_config cfg = {.host = host,
                                        .port = port,
                                        .cert = cert,
@@ -613,8 +614,6 @@ out:
     if (sigterm != NULL)
         event_free(sigterm);
     tc_ota_server_free(st.srv);
-    if (st.base != NULL)
-        event_base_free(st.base);
     if (st.ops != NULL) {
         struct tc_ota_ops_stats os;
         tc_ota_ops_stats(st.ops, &os);
@@ -624,7 +623,9 @@ out:
     }
     if (st.ops != NULL)
         tc_ota_renew_detach(st.ops);
-    tc_ota_ops_free(st.ops);
+    tc_ota_ops_free(st.ops); /* before the loop: it owns an event on it */
+    if (st.base != NULL)
+        event_base_free(st.base);
     tc_registry_close(st.reg);
     tc_hsm_close(hk.h);
     tc_ota_trust_free(st.trust);

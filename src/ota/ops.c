@@ -12,10 +12,16 @@
  * record of intent is on disk before the script carrying its command is
  * returned.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include <trustchain/ota_ops.h>
 #include <trustchain/ota_renew.h>
@@ -96,6 +102,26 @@ struct slot {
     struct tc_hsm_scp03_provider m;
     struct tc_scp03_key_provider kp;
     struct keyset keys[KEYSETS_MAX];
+    /* the action being carried out, and whether its records are on disk */
+    bool have_act, act_logged;
+    /* asynchronous dialogs: the held request and the append it waits for */
+    struct job *job;
+    void (*reply)(void *arg, tc_err rc, const uint8_t *script, size_t len);
+    void *reply_arg;
+    struct tc_buf out;
+};
+
+/* Events of one dialog on their way to disk (asynchronous mode). */
+struct job {
+    struct job *next;
+    struct slot *slot; /* NULL once the dialog is gone */
+    size_t n;
+    uint8_t ev[TC_OTA_ACT_EVENTS + 1][TC_AUDIT_EVENT_MAX];
+    size_t lens[TC_OTA_ACT_EVENTS + 1];
+    struct tc_audit_event evs[TC_OTA_ACT_EVENTS + 1];
+    tc_err rc;
+    uint64_t first;
+    char msg[256];
 };
 
 struct master {
@@ -114,6 +140,17 @@ struct tc_ota_ops {
     struct master masters[MASTERS_MAX];
     size_t nmasters;
     struct tc_ota_ops_stats stats;
+    /* asynchronous mode: a writer thread appends for every dialog at once
+     * (one durable commit per batch) and wakes the loop through a pipe */
+    bool async;
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv, idle;
+    struct job *todo, *todo_tail, *done, *done_tail;
+    bool stop, busy;
+    int pipefd[2];
+    struct event *wake;
 };
 
 static struct slot *slot_of(struct tc_ota_op_run *run)
@@ -140,13 +177,21 @@ static void slot_free(struct tc_ota_ops *e, struct slot **sp)
     if (sp == NULL || *sp == NULL)
         return;
     struct slot *s = *sp;
+    *sp = NULL; /* detached first: the reply below may end the session */
+    if (s->job != NULL)
+        s->job->slot = NULL; /* the append still completes; nobody waits */
+    if (s->reply != NULL) {
+        void (*reply)(void *, tc_err, const uint8_t *, size_t) = s->reply;
+        s->reply = NULL;
+        reply(s->reply_arg, TC_FAIL(TC_ERR_STATE, "device %s: dialog ended", s->eid), NULL, 0);
+    }
+    tc_buf_free(&s->out);
     session_wipe(s);
     for (size_t i = 0; i < KEYSETS_MAX; i++)
         if (s->keys[i].used)
             tc_hsm_keyset_destroy(e->cfg.hsm, &s->keys[i].ks);
     tc_memzero(s, sizeof *s);
     free(s);
-    *sp = NULL;
 }
 
 /* ------------------------------------------------------------------ keys */
@@ -278,46 +323,76 @@ static tc_err complete_event(struct slot *s, struct tc_audit_event *ev, uint64_t
     return TC_OK;
 }
 
-/* One durable batch: `lead` (op-step / op-done / op-failed, if type != 0)
- * after the kind's events. Then the fold of the queue follows it. */
+/* The fold and the fault hook once a batch is durable. */
+static tc_err job_apply(struct slot *s, struct job *j)
+{
+    struct tc_ota_ops *e = s->e;
+    if (j->rc != TC_OK)
+        return TC_FAIL(j->rc, "durable append: %s", j->msg);
+    e->stats.appends++;
+    for (size_t i = 0; i < j->n; i++)
+        TC_GUARD(tc_ota_queue_fold(&s->q, j->first + i, &j->evs[i]));
+    if (e->cfg.fault != NULL && e->cfg.fault(e->cfg.fault_arg, TC_OTA_FAULT_APPENDED, s->eid))
+        return TC_FAIL(TC_ERR_IO, "fault injected after a durable append");
+    return TC_OK;
+}
+
+/* One durable batch: the kind's events, then `lead` (op-step / op-done /
+ * op-failed). Synchronous mode: on disk when it returns. Asynchronous
+ * mode: handed to the writer, *pending set; the dialog continues when the
+ * batch is durable. */
 static tc_err append(struct slot *s, struct tc_audit_event *lead, struct tc_audit_event *evs,
-                     size_t n)
+                     size_t n, bool *pending)
 {
     struct tc_ota_ops *e = s->e;
     tc_err ret = TC_ERR_INTERNAL;
-    uint8_t buf[TC_OTA_ACT_EVENTS + 1][TC_AUDIT_EVENT_MAX];
-    const uint8_t *ptrs[TC_OTA_ACT_EVENTS + 1];
-    size_t lens[TC_OTA_ACT_EVENTS + 1];
-    struct tc_audit_event *all[TC_OTA_ACT_EVENTS + 1];
-    size_t k = 0;
-    uint64_t t = ota_now_ms(), first = 0;
+    uint64_t t = ota_now_ms();
+    *pending = false;
     TC_ENSURE(n <= TC_OTA_ACT_EVENTS, TC_ERR_RANGE);
-    for (size_t i = 0; i < n; i++)
-        all[k++] = &evs[i];
-    if (lead != NULL)
-        all[k++] = lead;
-    if (k == 0)
+    if (n == 0 && lead == NULL)
         return TC_OK;
-    for (size_t i = 0; i < k; i++) {
-        TC_TRY(complete_event(s, all[i], t));
-        TC_TRY(tc_audit_event_encode(all[i], buf[i], sizeof buf[i], &lens[i]));
-        ptrs[i] = buf[i];
+    struct job *j = calloc(1, sizeof *j);
+    TC_ENSURE(j != NULL, TC_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++)
+        j->evs[j->n++] = evs[i];
+    if (lead != NULL)
+        j->evs[j->n++] = *lead;
+    for (size_t i = 0; i < j->n; i++) {
+        TC_TRY(complete_event(s, &j->evs[i], t));
+        TC_TRY(tc_audit_event_encode(&j->evs[i], j->ev[i], sizeof j->ev[i], &j->lens[i]));
     }
-    TC_TRY(tc_registry_append_encoded(e->cfg.reg, ptrs, lens, k, &first));
-    e->stats.appends++;
-    for (size_t i = 0; i < k; i++)
-        TC_TRY(tc_ota_queue_fold(&s->q, first + i, all[i]));
-    if (e->cfg.fault != NULL && e->cfg.fault(e->cfg.fault_arg, TC_OTA_FAULT_APPENDED, s->eid)) {
-        ret = TC_FAIL(TC_ERR_IO, "fault injected after a durable append");
+    if (e->async) {
+        j->slot = s;
+        s->job = j;
+        pthread_mutex_lock(&e->mu);
+        if (e->todo_tail != NULL)
+            e->todo_tail->next = j;
+        else
+            e->todo = j;
+        e->todo_tail = j;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        j = NULL;
+        *pending = true;
+        ret = TC_OK;
         goto out;
     }
+    const uint8_t *ptrs[TC_OTA_ACT_EVENTS + 1];
+    for (size_t i = 0; i < j->n; i++)
+        ptrs[i] = j->ev[i];
+    j->rc = tc_registry_append_encoded(e->cfg.reg, ptrs, j->lens, j->n, &j->first);
+    if (j->rc != TC_OK)
+        (void)snprintf(j->msg, sizeof j->msg, "%s", tc_error_last()->msg);
+    TC_TRY(job_apply(s, j));
     ret = TC_OK;
 out:
+    free(j);
     return ret;
 }
 
-static tc_err log_intent(struct slot *s, struct tc_ota_act *a)
+static tc_err log_intent(struct slot *s, struct tc_ota_act *a, bool *pending)
 {
+    *pending = false;
     if (a->intent == 0 && a->nevents == 0)
         return TC_OK;
     struct tc_audit_event step;
@@ -325,7 +400,7 @@ static tc_err log_intent(struct slot *s, struct tc_ota_act *a)
     step.type = TC_AUDIT_OP_STEP;
     step.fields = TC_AUDIT_HAS_STEP;
     step.step = a->intent;
-    return append(s, a->intent != 0 ? &step : NULL, a->events, a->nevents);
+    return append(s, a->intent != 0 ? &step : NULL, a->events, a->nevents, pending);
 }
 
 /* ------------------------------------------------------------------ scripts */
@@ -445,7 +520,7 @@ static bool next_pending(struct slot *s, size_t from)
     return false;
 }
 
-static tc_err finish(struct slot *s, struct tc_ota_act *a, bool done)
+static tc_err finish_log(struct slot *s, struct tc_ota_act *a, bool done, bool *pending)
 {
     struct tc_audit_event lead;
     memset(&lead, 0, sizeof lead);
@@ -458,48 +533,61 @@ static tc_err finish(struct slot *s, struct tc_ota_act *a, bool done)
             lead.step = s->run.op->step;
         }
     }
-    TC_GUARD(append(s, &lead, a->events, a->nevents));
+    return append(s, &lead, a->events, a->nevents, pending);
+}
+
+static tc_err finish_post(struct slot *s, bool done)
+{
     if (done)
         s->e->stats.ops_done++;
     else
         s->e->stats.ops_failed++;
     /* What the operation changed (keys, life cycle) as the log now says. */
-    tc_err rc = tc_registry_device_get(s->e->cfg.reg, s->eid_bin, s->eid_len, &s->dev);
-    TC_GUARD(rc);
-    return TC_OK;
+    return tc_registry_device_get(s->e->cfg.reg, s->eid_bin, s->eid_len, &s->dev);
 }
 
-/* Runs step machines until one needs the card; an empty script ends the
- * dialog. res is the result of the last action (NULL: a new operation). */
-static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script)
+/*
+ * Runs step machines until one needs the card: the next script in
+ * `script`, or nothing when every pending operation is over (the dialog
+ * ends). have_res: s->res answers the previous action. *pending: waiting
+ * for a durable append (asynchronous mode); call again when it is done.
+ */
+static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script, bool *pending)
 {
+    *pending = false;
     for (unsigned guard = 0; guard < 4096; guard++) {
-        if (s->kind == NULL) {
-            if (s->cur < s->q.n && s->q.ops[s->cur].status == TC_OTA_OP_PENDING &&
-                tc_ota_op_kind_by_code(s->q.ops[s->cur].code) == NULL) {
-                /* A code this server does not implement: fails for good. */
-                struct tc_ota_act *a = &s->act;
-                memset(a, 0, sizeof *a);
-                a->reason = TC_OTA_FAIL_UNSUPPORTED;
-                TC_GUARD(finish(s, a, false));
-            }
-            if (!next_pending(s, 0))
-                return TC_OK; /* nothing left: 204 */
-            if (s->kind == NULL)
-                continue;
-            have_res = false;
-        }
         struct tc_ota_act *a = &s->act;
-        memset(a, 0, sizeof *a);
-        TC_GUARD(s->kind->next(&s->run, have_res ? &s->res : NULL, a));
+        if (!s->have_act) {
+            if (s->kind == NULL) {
+                if (!next_pending(s, 0))
+                    return TC_OK; /* nothing left: 204 */
+                have_res = false;
+            }
+            memset(a, 0, sizeof *a);
+            if (s->kind == NULL) {
+                /* A code this server does not implement: fails for good. */
+                a->kind = TC_OTA_ACT_FAIL;
+                a->reason = TC_OTA_FAIL_UNSUPPORTED;
+            } else {
+                TC_GUARD(s->kind->next(&s->run, have_res ? &s->res : NULL, a));
+            }
+            s->have_act = true;
+            s->act_logged = false;
+        }
         switch (a->kind) {
         case TC_OTA_ACT_AUTH: {
+            if (!s->act_logged) {
+                TC_GUARD(log_intent(s, a, pending));
+                s->act_logged = true;
+                if (*pending)
+                    return TC_OK;
+            }
+            s->have_act = false;
             uint8_t kvn = a->kvn;
             const char *master = a->master;
             resolve(s, &kvn, &master);
             const uint8_t *aid = a->aid_len > 0 ? a->aid : s->e->isd;
             size_t aid_len = a->aid_len > 0 ? a->aid_len : s->e->isd_len;
-            TC_GUARD(log_intent(s, a));
             if (s->st == S_OPEN && s->s_kvn == kvn && strcmp(s->s_master, master) == 0 &&
                 s->s_aid_len == aid_len && memcmp(s->s_aid, aid, aid_len) == 0) {
                 memset(&s->res, 0, sizeof s->res);
@@ -512,16 +600,32 @@ static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script)
             return start_auth(s, a, script);
         }
         case TC_OTA_ACT_SEND:
-            TC_GUARD(log_intent(s, a));
+            if (!s->act_logged) {
+                TC_GUARD(log_intent(s, a, pending));
+                s->act_logged = true;
+                if (*pending)
+                    return TC_OK;
+            }
+            s->have_act = false;
             return send_cmd(s, a, script);
         case TC_OTA_ACT_DONE:
-        case TC_OTA_ACT_FAIL:
-            TC_GUARD(finish(s, a, a->kind == TC_OTA_ACT_DONE));
+        case TC_OTA_ACT_FAIL: {
+            bool done = a->kind == TC_OTA_ACT_DONE;
+            if (!s->act_logged) {
+                TC_GUARD(finish_log(s, a, done, pending));
+                s->act_logged = true;
+                if (*pending)
+                    return TC_OK;
+            }
+            s->have_act = false;
+            TC_GUARD(finish_post(s, done));
             s->kind = NULL;
             s->cur++;
             continue;
+        }
         default:
-            return TC_FAIL(TC_ERR_INTERNAL, "%s: unknown action %d", s->kind->name, (int)a->kind);
+            return TC_FAIL(TC_ERR_INTERNAL, "%s: unknown action %d",
+                           s->kind != NULL ? s->kind->name : "?", (int)a->kind);
         }
     }
     return TC_FAIL(TC_ERR_INTERNAL, "device %s: operations did not converge", s->eid);
@@ -622,6 +726,7 @@ static tc_err open_dialog(struct tc_ota_ops *e, const char *eid, struct slot **o
     struct slot *s = calloc(1, sizeof *s);
     TC_ENSURE(s != NULL, TC_ERR_NOMEM);
     s->e = e;
+    tc_buf_init_heap(&s->out, TC_OTA_SCRIPT_BYTES_MAX);
     (void)snprintf(s->eid, sizeof s->eid, "%s", eid);
     tc_hsm_scp03_provider_init(&s->m, e->cfg.hsm, &s->kp);
     *sp = s;
@@ -646,9 +751,10 @@ static tc_err ops_next(void *ctx, const struct tc_ota_admin_in *in, struct tc_bu
     tc_err rc;
     if (in->step == 0) {
         e->stats.dialogs++;
+        bool pending = false;
         rc = open_dialog(e, in->eid, &s);
         if (rc == TC_OK)
-            rc = drive(s, false, script);
+            rc = drive(s, false, script, &pending);
     } else {
         struct slot **sp = find_slot(e, in->eid);
         TC_ENSURE_MSG(sp != NULL, TC_ERR_STATE, "no dialog for %s", in->eid);
@@ -657,10 +763,10 @@ static tc_err ops_next(void *ctx, const struct tc_ota_admin_in *in, struct tc_bu
             rc = TC_FAIL(TC_ERR_CARD, "the agent could not run the script (status %d)",
                          (int)in->status);
         } else {
-            bool again = false;
+            bool again = false, pending = false;
             rc = absorb(s, in->response, in->response_len, script, &again);
             if (rc == TC_OK && !again)
-                rc = drive(s, true, script);
+                rc = drive(s, true, script, &pending);
         }
     }
     if (rc == TC_OK && script->len > 0 && e->cfg.fault != NULL &&
@@ -680,6 +786,181 @@ static void ops_end(void *ctx, const char *eid, bool completed)
     struct tc_ota_ops *e = ctx;
     (void)completed;
     slot_free(e, find_slot(e, eid));
+}
+
+/* ------------------------------------------------------------------ asynchronous mode */
+
+/* Answers the held request of s (which may be freed by the reply: the
+ * server ends the session on 204 and on errors). */
+static void answer(struct tc_ota_ops *e, struct slot *s, tc_err rc)
+{
+    char eid[TC_PKI_EID_DIGITS + 1];
+    (void)snprintf(eid, sizeof eid, "%s", s->eid);
+    if (rc == TC_OK && s->out.len > 0 && e->cfg.fault != NULL &&
+        e->cfg.fault(e->cfg.fault_arg, TC_OTA_FAULT_REPLY, eid))
+        rc = TC_FAIL(TC_ERR_IO, "fault injected before the reply");
+    if (rc != TC_OK)
+        e->stats.aborted++;
+    void (*reply)(void *, tc_err, const uint8_t *, size_t) = s->reply;
+    void *arg = s->reply_arg;
+    s->reply = NULL;
+    size_t len = rc == TC_OK ? s->out.len : 0;
+    if (reply != NULL)
+        reply(arg, rc, s->out.data, len);
+    if (rc != TC_OK || len == 0)
+        slot_free(e, find_slot(e, eid));
+}
+
+static tc_err ops_next_async(void *ctx, const struct tc_ota_admin_in *in,
+                             void (*reply)(void *arg, tc_err rc, const uint8_t *script, size_t len),
+                             void *arg)
+{
+    struct tc_ota_ops *e = ctx;
+    struct slot *s = NULL;
+    bool pending = false;
+    tc_err rc;
+    if (in->step == 0) {
+        e->stats.dialogs++;
+        rc = open_dialog(e, in->eid, &s);
+        if (rc != TC_OK) {
+            slot_free(e, find_slot(e, in->eid));
+            return rc;
+        }
+        s->reply = reply;
+        s->reply_arg = arg;
+        rc = drive(s, false, &s->out, &pending);
+    } else {
+        struct slot **sp = find_slot(e, in->eid);
+        TC_ENSURE_MSG(sp != NULL, TC_ERR_STATE, "no dialog for %s", in->eid);
+        s = *sp;
+        TC_ENSURE_MSG(s->reply == NULL, TC_ERR_STATE, "device %s: a request is already held",
+                      in->eid);
+        s->reply = reply;
+        s->reply_arg = arg;
+        tc_buf_reset(&s->out);
+        if (in->status != TC_OTA_STATUS_OK || in->response == NULL) {
+            rc = TC_FAIL(TC_ERR_CARD, "the agent could not run the script (status %d)",
+                         (int)in->status);
+        } else {
+            bool again = false;
+            rc = absorb(s, in->response, in->response_len, &s->out, &again);
+            if (rc == TC_OK && !again)
+                rc = drive(s, true, &s->out, &pending);
+        }
+    }
+    if (rc == TC_OK && pending)
+        return TC_OK; /* answered when the records are durable */
+    answer(e, s, rc);
+    return TC_OK;
+}
+
+/* The writer: every waiting dialog's records in one append (one commit). */
+static void *writer_main(void *arg)
+{
+    struct tc_ota_ops *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (e->todo == NULL && !e->stop)
+            pthread_cond_wait(&e->cv, &e->mu);
+        if (e->todo == NULL)
+            break;
+        struct job *batch = e->todo;
+        e->todo = e->todo_tail = NULL;
+        e->busy = true;
+        struct tc_registry *reg = e->cfg.reg;
+        pthread_mutex_unlock(&e->mu);
+
+        size_t total = 0, k = 0;
+        for (struct job *j = batch; j != NULL; j = j->next)
+            total += j->n;
+        const uint8_t **ptrs = calloc(total, sizeof *ptrs);
+        size_t *lens = calloc(total, sizeof *lens);
+        uint64_t first = 0;
+        tc_err rc = ptrs != NULL && lens != NULL ? TC_OK : TC_FAIL(TC_ERR_NOMEM, "out of memory");
+        for (struct job *j = batch; rc == TC_OK && j != NULL; j = j->next)
+            for (size_t i = 0; i < j->n; i++, k++) {
+                ptrs[k] = j->ev[i];
+                lens[k] = j->lens[i];
+            }
+        if (rc == TC_OK)
+            rc = tc_registry_append_encoded(reg, ptrs, lens, total, &first);
+        k = 0;
+        for (struct job *j = batch; j != NULL; j = j->next) {
+            j->rc = rc;
+            j->first = first + k;
+            k += j->n;
+            if (rc != TC_OK)
+                (void)snprintf(j->msg, sizeof j->msg, "%s", tc_error_last()->msg);
+        }
+        free(ptrs);
+        free(lens);
+
+        pthread_mutex_lock(&e->mu);
+        struct job *last = batch;
+        while (last->next != NULL)
+            last = last->next;
+        if (e->done_tail != NULL)
+            e->done_tail->next = batch;
+        else
+            e->done = batch;
+        e->done_tail = last;
+        e->busy = false;
+        pthread_cond_broadcast(&e->idle);
+        uint8_t one = 1;
+        while (write(e->pipefd[1], &one, 1) < 0 && errno == EINTR)
+            continue;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* On the loop: continue every dialog whose records are now durable. */
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct tc_ota_ops *e = arg;
+    uint8_t buf[256];
+    (void)what;
+    while (read(fd, buf, sizeof buf) > 0)
+        continue;
+    pthread_mutex_lock(&e->mu);
+    struct job *done = e->done;
+    e->done = e->done_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    while (done != NULL) {
+        struct job *j = done;
+        done = j->next;
+        struct slot *s = j->slot;
+        if (s == NULL) {
+            free(j);
+            continue;
+        }
+        s->job = NULL;
+        tc_err rc = job_apply(s, j);
+        free(j);
+        bool pending = false;
+        if (rc == TC_OK) {
+            tc_buf_reset(&s->out);
+            rc = drive(s, false, &s->out, &pending);
+        }
+        if (rc == TC_OK && pending)
+            continue;
+        answer(e, s, rc);
+    }
+}
+
+static tc_err async_start(struct tc_ota_ops *e)
+{
+    TC_ENSURE_MSG(pipe(e->pipefd) == 0, TC_ERR_IO, "pipe: %s", strerror(errno));
+    for (int i = 0; i < 2; i++)
+        (void)fcntl(e->pipefd[i], F_SETFL, fcntl(e->pipefd[i], F_GETFL) | O_NONBLOCK);
+    e->wake = event_new(e->cfg.base, e->pipefd[0], EV_READ | EV_PERSIST, wake_cb, e);
+    TC_ENSURE_MSG(e->wake != NULL && event_add(e->wake, NULL) == 0, TC_ERR_IO,
+                  "cannot watch the writer's pipe");
+    TC_ENSURE_MSG(pthread_create(&e->writer, NULL, writer_main, e) == 0, TC_ERR_IO,
+                  "cannot start the writer thread");
+    e->writer_started = true;
+    e->async = true;
+    return TC_OK;
 }
 
 tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct tc_ota_ops **out,
@@ -724,7 +1005,19 @@ tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct tc_ota_ops **o
         free(e);
         return TC_FAIL(TC_ERR_NOMEM, "no memory for %zu dialogs", cfg->max_sessions);
     }
-    *app = (struct tc_ota_app){.ctx = e, .next = ops_next, .end = ops_end};
+    e->pipefd[0] = e->pipefd[1] = -1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->idle, NULL);
+    if (cfg->base != NULL) {
+        tc_err rc = async_start(e);
+        if (rc != TC_OK) {
+            tc_ota_ops_free(e);
+            return rc;
+        }
+    }
+    *app = (struct tc_ota_app){
+        .ctx = e, .next = ops_next, .end = ops_end, .next_async = e->async ? ops_next_async : NULL};
     *out = e;
     return TC_OK;
 }
@@ -739,8 +1032,28 @@ void tc_ota_ops_free(struct tc_ota_ops *e)
 {
     if (e == NULL)
         return;
+    if (e->writer_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        (void)pthread_join(e->writer, NULL); /* what was queued is on disk */
+    }
     for (size_t i = 0; i < e->cfg.max_sessions; i++)
         slot_free(e, &e->slots[i]);
+    for (struct job *j = e->done; j != NULL;) {
+        struct job *n = j->next;
+        free(j);
+        j = n;
+    }
+    if (e->wake != NULL)
+        event_free(e->wake);
+    for (int i = 0; i < 2; i++)
+        if (e->pipefd[i] >= 0)
+            (void)close(e->pipefd[i]);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->idle);
     free(e->slots);
     free(e);
 }
@@ -760,6 +1073,11 @@ tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, uint16_t reason)
 
 void tc_ota_ops_set_registry(struct tc_ota_ops *e, struct tc_registry *reg)
 {
-    if (e != NULL && reg != NULL)
-        e->cfg.reg = reg;
+    if (e == NULL || reg == NULL)
+        return;
+    pthread_mutex_lock(&e->mu);
+    while (e->busy) /* the writer finishes its commit on the old one */
+        pthread_cond_wait(&e->idle, &e->mu);
+    e->cfg.reg = reg;
+    pthread_mutex_unlock(&e->mu);
 }

@@ -48,6 +48,14 @@ struct tc_ota_server {
     struct ota_conn *conns; /* live connections, detached on free */
 };
 
+struct ota_conn;
+/* A request held until an asynchronous application answers. */
+struct ota_pending {
+    struct tc_ota_server *s;
+    struct ota_conn *c; /* NULL once the connection is gone */
+    struct evhttp_request *req;
+};
+
 /* Per-connection state, hung on the SSL object so that it is freed (and the
  * connection counted out) exactly when libevent frees the connection. */
 struct ota_conn {
@@ -58,6 +66,7 @@ struct ota_conn {
     bool cert_rejected;
     bool requested;
     char eid[TC_PKI_EID_DIGITS + 1];
+    struct ota_pending *pending; /* a request the application answers later */
     /* The Amendment B session on this connection. */
     bool session;
     uint32_t step;
@@ -79,7 +88,9 @@ static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     if (c == NULL)
         return;
     struct tc_ota_server *s = c->srv;
-    if (s == NULL) { /* libevent finalised it after tc_ota_server_free */
+    if (c->pending != NULL)
+        c->pending->c = NULL; /* its request was detached by evhttp */
+    if (s == NULL) {          /* libevent finalised it after tc_ota_server_free */
         free(c);
         return;
     }
@@ -315,6 +326,69 @@ static void next_uri(const struct ota_conn *c, char *out, size_t size)
     (void)snprintf(out, size, "%s/%s/%u", TC_OTA_ADMIN_PATH, c->token, (unsigned)c->step);
 }
 
+/* The answer to a step: the next script (200 with the Next URI), the end
+ * of the session (204) or the application's failure (500). */
+static void admin_answer(struct tc_ota_server *s, struct ota_conn *c, struct evhttp_request *req,
+                         tc_err rc, const uint8_t *script, size_t len)
+{
+    char uri[128];
+    if (rc != TC_OK) {
+        char m[TC_OTA_REASON_MAX];
+        tc_error_format(m, sizeof m);
+        admin_refuse(s, c, req, 500, "Internal Server Error", m);
+        return;
+    }
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    if (len == 0) {
+        /* Amendment B: 204 without X-Admin-Next-URI ends the session. */
+        session_end(s, c, true);
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        return;
+    }
+    c->step++;
+    next_uri(c, uri, sizeof uri);
+    struct evbuffer *ob = evbuffer_new();
+    if (ob == NULL || evbuffer_add(ob, script, len) != 0) {
+        if (ob != NULL)
+            evbuffer_free(ob);
+        admin_refuse(s, c, req, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    (void)evhttp_add_header(oh, "Content-Type", TC_OTA_CT_SCRIPT);
+    (void)evhttp_add_header(oh, "X-Admin-Next-URI", uri);
+    evhttp_send_reply(req, 200, "OK", ob);
+    evbuffer_free(ob);
+}
+
+/* The connection of a held request goes down: a request evhttp detached
+ * (peer gone, timeout) survives until it is answered; one still attached
+ * is freed with the connection. */
+static void pending_closed(struct evhttp_connection *evc, void *arg)
+{
+    struct ota_pending *p = arg;
+    (void)evc;
+    if (p->req != NULL && evhttp_request_get_connection(p->req) != NULL)
+        p->req = NULL;
+    p->c = NULL;
+}
+
+/* An asynchronous application's answer. */
+static void pending_reply(void *arg, tc_err rc, const uint8_t *script, size_t len)
+{
+    struct ota_pending *p = arg;
+    struct ota_conn *c = p->c;
+    if (c == NULL) {
+        if (p->req != NULL)
+            evhttp_send_reply(p->req, 500, "Internal Server Error", NULL); /* frees it */
+        free(p);
+        return;
+    }
+    c->pending = NULL;
+    evhttp_connection_set_closecb(evhttp_request_get_connection(p->req), NULL, NULL);
+    admin_answer(p->s, c, p->req, rc, script, len);
+    free(p);
+}
+
 static void admin_cb(struct tc_ota_server *s, struct ota_conn *c, struct evhttp_request *req,
                      const char *path)
 {
@@ -405,35 +479,35 @@ static void admin_cb(struct tc_ota_server *s, struct ota_conn *c, struct evhttp_
         }
     }
     in.step = c->step;
-    if (s->app != NULL && s->app->next != NULL) {
-        tc_err rc = s->app->next(s->app->ctx, &in, &script);
-        if (rc != TC_OK || tc_buf_status(&script) != TC_OK) {
+    if (s->app != NULL && s->app->next_async != NULL) {
+        struct ota_pending *p = calloc(1, sizeof *p);
+        if (p == NULL) {
+            admin_refuse(s, c, req, 500, "Internal Server Error", "out of memory");
+            goto out;
+        }
+        p->s = s;
+        p->c = c;
+        p->req = req;
+        c->pending = p;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), pending_closed, p);
+        tc_err rc = s->app->next_async(s->app->ctx, &in, pending_reply, p);
+        if (rc != TC_OK) {
+            evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+            c->pending = NULL;
+            free(p);
             char m[TC_OTA_REASON_MAX];
             tc_error_format(m, sizeof m);
             admin_refuse(s, c, req, 500, "Internal Server Error", m);
-            goto out;
         }
-    }
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    if (script.len == 0) {
-        /* Amendment B: 204 without X-Admin-Next-URI ends the session. */
-        session_end(s, c, true);
-        evhttp_send_reply(req, 204, "No Content", NULL);
         goto out;
     }
-    c->step++;
-    next_uri(c, uri, sizeof uri);
-    struct evbuffer *ob = evbuffer_new();
-    if (ob == NULL || evbuffer_add(ob, script.data, script.len) != 0) {
-        if (ob != NULL)
-            evbuffer_free(ob);
-        admin_refuse(s, c, req, 500, "Internal Server Error", "out of memory");
-        goto out;
+    tc_err rc = TC_OK;
+    if (s->app != NULL && s->app->next != NULL) {
+        rc = s->app->next(s->app->ctx, &in, &script);
+        if (rc == TC_OK)
+            rc = tc_buf_status(&script);
     }
-    (void)evhttp_add_header(oh, "Content-Type", TC_OTA_CT_SCRIPT);
-    (void)evhttp_add_header(oh, "X-Admin-Next-URI", uri);
-    evhttp_send_reply(req, 200, "OK", ob);
-    evbuffer_free(ob);
+    admin_answer(s, c, req, rc, script.data, script.len);
 out:
     tc_memzero(rnd, sizeof rnd);
     tc_buf_free(&script);

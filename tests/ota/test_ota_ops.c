@@ -25,6 +25,8 @@
 #include <trustchain/se.h>
 #include <trustchain/transport.h>
 
+#include <event2/event.h>
+
 #include "harness.h"
 
 #define TOKEN    "tc-ota-ops-test"
@@ -103,6 +105,7 @@ struct fx {
     struct tc_transport t;
     struct tc_ota_ops *e;
     struct tc_ota_app app;
+    struct event_base *base; /* asynchronous mode: the engine's writer wakes this loop */
     uint8_t eid[16];
     char wsdir[300];
 };
@@ -170,11 +173,17 @@ static void seed(struct tc_registry *r, enum tc_audit_event_type type, uint8_t l
     EXPECT_OK(tc_registry_append(r, &ev, NULL));
 }
 
+static bool async_mode; /* setup() makes the next fixture asynchronous */
+
 /* A provisioned device: card SECURED with keyset 01 from master "line";
  * the registry says the same. */
 static bool setup(struct fx *f)
 {
     memset(f, 0, sizeof *f);
+    if (async_mode) {
+        f->base = event_base_new();
+        EXPECT(f->base != NULL);
+    }
     fault_n = fault_seen = 0;
     revoked_calls = 0;
     struct tc_hsm *h = hsm();
@@ -236,7 +245,8 @@ static bool setup(struct fx *f)
                                     .workspace = f->wsdir,
                                     .default_master = "line",
                                     .fault = fault,
-                                    .revoke = revoke};
+                                    .revoke = revoke,
+                                    .base = f->base};
     EXPECT_OK(tc_ota_ops_new(&cfg, &f->e, &f->app));
     return f->e != NULL;
 }
@@ -244,12 +254,55 @@ static bool setup(struct fx *f)
 static void teardown(struct fx *f)
 {
     tc_ota_ops_free(f->e);
+    if (f->base != NULL)
+        event_base_free(f->base);
     tc_transport_close(&f->t);
     tc_se_close(f->card);
     tc_registry_close(f->reg);
 }
 
 enum dialog_end { D_DONE = 1, D_DROPPED, D_ABORTED };
+
+struct held {
+    bool got;
+    tc_err rc;
+    uint8_t script[TC_OTA_SCRIPT_BYTES_MAX];
+    size_t len;
+};
+
+static void on_reply(void *arg, tc_err rc, const uint8_t *script, size_t len)
+{
+    struct held *h = arg;
+    EXPECT(!h->got); /* exactly once */
+    h->got = true;
+    h->rc = rc;
+    if (len <= sizeof h->script) {
+        if (len > 0)
+            memcpy(h->script, script, len);
+        h->len = len;
+    }
+}
+
+/* One step: the synchronous next, or next_async with the loop run until
+ * the engine answers (its records durable). */
+static tc_err step_once(struct fx *f, const struct tc_ota_admin_in *in, struct tc_buf *script)
+{
+    if (f->base == NULL)
+        return f->app.next(f->app.ctx, in, script);
+    EXPECT(f->app.next_async != NULL);
+    struct held *h = calloc(1, sizeof *h);
+    tc_err rc = h != NULL ? f->app.next_async(f->app.ctx, in, on_reply, h) : TC_ERR_NOMEM;
+    for (int i = 0; rc == TC_OK && !h->got && i < 10000; i++)
+        (void)event_base_loop(f->base, EVLOOP_ONCE);
+    if (rc == TC_OK) {
+        EXPECT(h->got);
+        rc = h->got ? h->rc : TC_ERR_INTERNAL;
+        if (rc == TC_OK)
+            tc_buf_put(script, h->script, h->len);
+    }
+    free(h);
+    return rc;
+}
 
 /*
  * One Amendment B dialog. drop_after > 0: after that many scripts ran on
@@ -266,7 +319,7 @@ static enum dialog_end dialog(struct fx *f, unsigned drop_after, unsigned tamper
     struct tc_ota_admin_in in = {.eid = EID1, .step = 0, .status = TC_OTA_STATUS_NONE};
     for (;;) {
         tc_buf_reset(&script);
-        tc_err rc = f->app.next(f->app.ctx, &in, &script);
+        tc_err rc = step_once(f, &in, &script);
         if (rc != TC_OK) {
             f->app.end(f->app.ctx, EID1, false); /* 500: the server closes */
             end = D_ABORTED;
@@ -759,6 +812,26 @@ static void test_event_vectors(void)
     EXPECT_ERR(tc_audit_event_encode(&ev, out, sizeof out, &m), TC_ERR_ARG);
 }
 
+/* The same operations with the engine in asynchronous mode: every record
+ * goes through the writer thread and the loop is woken when it is durable;
+ * the card and the registry must end exactly as in synchronous mode. */
+static void test_async(void)
+{
+    async_mode = true;
+    test_rotate();
+    test_lock_unlock();
+    test_store_data();
+    test_queue_order();
+    test_decommission_interrupted();
+    for (unsigned k = 1; k <= 6; k++)
+        rotate_interrupted(k, TC_OTA_FAULT_APPENDED, 0);
+    for (unsigned k = 1; k <= 3; k++)
+        rotate_interrupted(0, TC_OTA_FAULT_APPENDED, k);
+    for (unsigned k = 1; k <= 6; k++)
+        rotate_interrupted(0, TC_OTA_FAULT_REPLY, k);
+    async_mode = false;
+}
+
 static void test_zz_teardown(void)
 {
     tc_hsm_close(H);
@@ -782,6 +855,7 @@ static const struct tc_test_case cases[] = {
     {"decommission_interrupted", test_decommission_interrupted},
     {"store_data", test_store_data},
     {"queue_order", test_queue_order},
+    {"async", test_async},
     {"zz_teardown", test_zz_teardown},
 };
 
