@@ -142,6 +142,22 @@ static struct opts {
     bool skip_hold;
 } O = {.devices = 10000, .inflight = 64, .pool = 256, .seconds = 3.0, .samples = 3};
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
+/* The bench directory (HSM tokens, registry) and the process that made it:
+ * removed when that process gives up. */
+static char bench_dir[600];
+static pid_t main_pid;
+
+/* A measurement that failed: no figure; the bench directory goes. */
+static void give_up(const char *what)
+{
+    (void)fprintf(stderr, "bench_ota: %s: no figure\n", what);
+    if (getpid() == main_pid && bench_dir[0] != '\0')
+        (void)nftw(bench_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    exit(1);
+}
+
 static void die(const char *what)
 {
     char msg[400];
@@ -153,6 +169,8 @@ static void die(const char *what)
         ERR_error_string_n(e, m, sizeof m);
         (void)fprintf(stderr, "bench_ota: openssl: %s\n", m);
     }
+    if (getpid() == main_pid && bench_dir[0] != '\0')
+        (void)nftw(bench_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     exit(1);
 }
 
@@ -1226,7 +1244,7 @@ static void phase_hold(struct srv_child *s)
     SSL_CTX_free(g.ctx);
     event_base_free(g.base);
     if (g.failed > 0 || after < F.n)
-        exit(1);
+        give_up("concurrency: devices failed or dropped");
 }
 
 /* Lets the sessions in flight finish (none is started meanwhile). */
@@ -1317,7 +1335,7 @@ static void phase_scp03(struct srv_child *s)
     SSL_CTX_free(g.ctx);
     event_base_free(g.base);
     if (g.failed > 0 || r.scp03_failed > 0)
-        exit(1);
+        give_up("SCP03 sessions failed");
 }
 
 /* ------------------------------------------------------------ rotations */
@@ -1542,7 +1560,7 @@ static void phase_rotate(struct srv_child *s, const char *dir)
     }
     free(pd);
     if (r.failed > 0 || total != n * O.samples)
-        exit(1);
+        give_up("rotations failed");
 }
 
 /* ------------------------------------------------------------ verification */
@@ -1638,6 +1656,7 @@ static void parse(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    main_pid = getpid();
     parse(argc, argv);
     (void)signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
@@ -1667,11 +1686,13 @@ int main(int argc, char **argv)
         tc_ota_trust_add_batch(F.trust, F.batch.data, F.batch.len, F.batch_crl.data,
                                F.batch_crl.len) != TC_OK)
         die("trust");
-    char dir[600];
+    char *dir = bench_dir;
     const char *base = getenv("TC_BENCH_DIR") != NULL ? getenv("TC_BENCH_DIR") : ".";
-    (void)snprintf(dir, sizeof dir, "%s/bench-ota-XXXXXX", base);
-    if (mkdtemp(dir) == NULL)
+    (void)snprintf(dir, sizeof bench_dir, "%s/bench-ota-XXXXXX", base);
+    if (mkdtemp(dir) == NULL) {
+        dir[0] = '\0';
         die("mkdtemp");
+    }
     /* Every server process is forked before the fleet fills this one's
      * heap. The hold server keeps idle connections for 600 s. */
     floor_start();
