@@ -54,6 +54,16 @@ struct audit_opts {
     int npos;
 };
 
+static const struct tc_cli_opt audit_options[] = {
+    TC_CLI_OPT_VALUE_AT("--workspace", struct audit_opts, workspace),
+    TC_CLI_OPT_VALUE_AT("--pin-file", struct audit_opts, pin_file),
+    TC_CLI_OPT_VALUE_AT("--vkey", struct audit_opts, vkey),
+    TC_CLI_OPT_FLAG_AT("--json", struct audit_opts, json),
+    TC_CLI_OPT_FLAG_AT("--no-sign", struct audit_opts, no_sign),
+    TC_CLI_OPT_REFUSE("--pin", "PINs are not accepted on the command line; use $" TC_HSM_ENV_PIN
+                               " or --pin-file"),
+};
+
 static int parse(const char *cmd, int argc, char **argv, struct audit_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -61,42 +71,11 @@ static int parse(const char *cmd, int argc, char **argv, struct audit_opts *o)
     o->vkey = getenv(VKEY_ENV);
     if (o->vkey != NULL && o->vkey[0] == '\0')
         o->vkey = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--no-sign") == 0) {
-            o->no_sign = true;
-            continue;
-        }
-        if (strcmp(a, "--pin") == 0)
-            return tc_cli_usage_error("audit %s: PINs are not accepted on the command line; use "
-                                      "$%s or --pin-file",
-                                      cmd, TC_HSM_ENV_PIN);
-        if (strcmp(a, "--workspace") == 0)
-            slot = &o->workspace;
-        else if (strcmp(a, "--pin-file") == 0)
-            slot = &o->pin_file;
-        else if (strcmp(a, "--vkey") == 0)
-            slot = &o->vkey;
-        if (slot != NULL) {
-            if (i + 1 >= argc || argv[i + 1][0] == '\0')
-                return tc_cli_usage_error("audit %s: %s needs a value", cmd, a);
-            *slot = argv[++i];
-            continue;
-        }
-        if (a[0] == '-' && a[1] != '\0')
-            return tc_cli_usage_error("audit %s: unknown option '%s' (see 'trustchain audit "
-                                      "--help')",
-                                      cmd, a);
-        if (o->npos >= (int)TC_ARRAY_LEN(o->pos))
-            return tc_cli_usage_error("audit %s: too many arguments", cmd);
-        o->pos[o->npos++] = a;
-    }
-    return TC_EXIT_OK;
+    struct tc_cli_args args = {.pos = o->pos, .max = TC_ARRAY_LEN(o->pos)};
+    int rc = tc_cli_parse_opts("audit", cmd, audit_options, TC_ARRAY_LEN(audit_options), argc, argv,
+                               o, &args);
+    o->npos = (int)args.n;
+    return rc;
 }
 
 /* ------------------------------------------------------------ shared plumbing */

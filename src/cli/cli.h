@@ -7,6 +7,7 @@
 #define TC_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -40,6 +41,44 @@ const char *tc_cli_default_workspace(void);
  * memory the caller frees. Returns an exit status, having printed the error. */
 int tc_cli_read_hex_args(const char *what, int argc, char **argv, const bool *hex, size_t max,
                          uint8_t **out, size_t *out_len);
+
+/* A command's options as a table: each --name either takes a value (a
+ * `const char *` member of the command's options struct, at `off`), is a
+ * flag (a `bool` member set true) or is refused with `why` (PINs on the
+ * command line). */
+enum tc_cli_opt_kind { TC_CLI_OPT_VALUE, TC_CLI_OPT_FLAG, TC_CLI_OPT_REFUSED };
+struct tc_cli_opt {
+    const char *name;
+    enum tc_cli_opt_kind kind;
+    size_t off;
+    const char *why; /* TC_CLI_OPT_REFUSED: printed after "<group> <cmd>: " */
+};
+#define TC_CLI_OPT_VALUE_AT(name, type, member)                                                    \
+    {                                                                                              \
+        (name), TC_CLI_OPT_VALUE, offsetof(type, member), NULL                                     \
+    }
+#define TC_CLI_OPT_FLAG_AT(name, type, member)                                                     \
+    {                                                                                              \
+        (name), TC_CLI_OPT_FLAG, offsetof(type, member), NULL                                      \
+    }
+#define TC_CLI_OPT_REFUSE(name, why)                                                               \
+    {                                                                                              \
+        (name), TC_CLI_OPT_REFUSED, 0, (why)                                                       \
+    }
+/* Positional arguments: at most `max` go to pos[0..max), counted in `n`. */
+struct tc_cli_args {
+    const char **pos;
+    size_t max;
+    size_t n;
+};
+/* Parse argv[1..argc) (argv[0] is the command) into `opts` by the table.
+ * Anything else that starts with '-' (except "-" alone) is an unknown
+ * option; other words are positional arguments when `args` takes them.
+ * Returns TC_EXIT_OK, or TC_EXIT_USAGE after one line on stderr:
+ * "<group> <cmd>: unknown option 'X' (see 'trustchain <group> --help')",
+ * "... --x needs a value", "... too many arguments" or "... <why>". */
+int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_opt *table, size_t n,
+                      int argc, char **argv, void *opts, struct tc_cli_args *args);
 
 /* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
 int tc_cli_usage_error(const char *fmt, ...) TC_PRINTF(1, 2);

@@ -75,74 +75,53 @@ struct pki_opts {
     bool root, json;
 };
 
+#define PIN_REFUSED                                                                                \
+    "PINs are not accepted on the command line; use $" TC_HSM_ENV_PIN ", $" ENV_ROOT_PIN           \
+    ", $" TC_HSM_ENV_SO_PIN " or the --*-pin-file options"
+#define V(n, f) TC_CLI_OPT_VALUE_AT(n, struct pki_opts, f)
+static const struct tc_cli_opt pki_options[] = {
+    V("--workspace", workspace),
+    V("--pin-file", pin_file),
+    V("--root-pin-file", root_pin_file),
+    V("--so-pin-file", so_pin_file),
+    V("--root-token", root_token),
+    V("--cn", cn),
+    V("--org", org),
+    V("--country", country),
+    V("--alg", alg),
+    V("--years", years),
+    V("--batch", batch),
+    V("--eid-prefix", eid_prefix),
+    V("--manufacturer", manufacturer),
+    V("--crl-url", crl_url),
+    V("--eid", eid),
+    V("--pubkey", pubkey),
+    V("--nonce", nonce),
+    V("--pop", pop),
+    V("--station", station),
+    V("--time", time),
+    V("--out", out),
+    V("--serial", serial),
+    V("--reason", reason),
+    V("--days", days),
+    TC_CLI_OPT_FLAG_AT("--json", struct pki_opts, json),
+    TC_CLI_OPT_FLAG_AT("--root", struct pki_opts, root),
+    TC_CLI_OPT_REFUSE("--pin", PIN_REFUSED),
+    TC_CLI_OPT_REFUSE("--root-pin", PIN_REFUSED),
+    TC_CLI_OPT_REFUSE("--so-pin", PIN_REFUSED),
+};
+#undef V
+
+/* Every pki command takes the same options; only verify takes an
+ * argument (the certificate). */
 static int parse_opts(const char *cmd, int argc, char **argv, struct pki_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->workspace = tc_cli_default_workspace();
     o->root_token = ROOT_TOKEN_DEFAULT;
-    static const struct {
-        const char *name;
-        size_t off;
-    } table[] = {
-#define OPT(n, f) {n, offsetof(struct pki_opts, f)}
-        OPT("--workspace", workspace),
-        OPT("--pin-file", pin_file),
-        OPT("--root-pin-file", root_pin_file),
-        OPT("--so-pin-file", so_pin_file),
-        OPT("--root-token", root_token),
-        OPT("--cn", cn),
-        OPT("--org", org),
-        OPT("--country", country),
-        OPT("--alg", alg),
-        OPT("--years", years),
-        OPT("--batch", batch),
-        OPT("--eid-prefix", eid_prefix),
-        OPT("--manufacturer", manufacturer),
-        OPT("--crl-url", crl_url),
-        OPT("--eid", eid),
-        OPT("--pubkey", pubkey),
-        OPT("--nonce", nonce),
-        OPT("--pop", pop),
-        OPT("--station", station),
-        OPT("--time", time),
-        OPT("--out", out),
-        OPT("--serial", serial),
-        OPT("--reason", reason),
-        OPT("--days", days),
-#undef OPT
-    };
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--root") == 0) {
-            o->root = true;
-            continue;
-        }
-        if (strcmp(a, "--pin") == 0 || strcmp(a, "--root-pin") == 0 || strcmp(a, "--so-pin") == 0)
-            return tc_cli_usage_error("pki %s: PINs are not accepted on the command line; use $%s, "
-                                      "$%s, $%s or the --*-pin-file options",
-                                      cmd, TC_HSM_ENV_PIN, ENV_ROOT_PIN, TC_HSM_ENV_SO_PIN);
-        const char **slot = NULL;
-        for (size_t k = 0; k < TC_ARRAY_LEN(table); k++) {
-            if (strcmp(a, table[k].name) == 0)
-                slot = (const char **)(void *)((char *)o + table[k].off);
-        }
-        if (slot == NULL) {
-            if (a[0] != '-' && o->cert == NULL && strcmp(cmd, "verify") == 0) {
-                o->cert = a;
-                continue;
-            }
-            return tc_cli_usage_error("pki %s: unknown option '%s' (see 'trustchain pki --help')",
-                                      cmd, a);
-        }
-        if (i + 1 >= argc || argv[i + 1][0] == '\0')
-            return tc_cli_usage_error("pki %s: %s needs a value", cmd, a);
-        *slot = argv[++i];
-    }
-    return TC_EXIT_OK;
+    struct tc_cli_args args = {.pos = &o->cert, .max = strcmp(cmd, "verify") == 0 ? 1 : 0};
+    return tc_cli_parse_opts("pki", cmd, pki_options, TC_ARRAY_LEN(pki_options), argc, argv, o,
+                             &args);
 }
 
 static int need(const char *cmd, const char *v, const char *opt)

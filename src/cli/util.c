@@ -87,6 +87,44 @@ int tc_cli_error(tc_err rc, const char *what)
     }
 }
 
+int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_opt *table, size_t n,
+                      int argc, char **argv, void *opts, struct tc_cli_args *args)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const struct tc_cli_opt *o = NULL;
+        for (size_t k = 0; k < n && o == NULL; k++)
+            if (strcmp(a, table[k].name) == 0)
+                o = &table[k];
+        if (o == NULL) {
+            bool option = a[0] == '-' && a[1] != '\0';
+            if (option || args == NULL || args->max == 0)
+                return tc_cli_usage_error("%s %s: unknown option '%s' (see 'trustchain %s --help')",
+                                          group, cmd, a, group);
+            if (args->n >= args->max)
+                return tc_cli_usage_error("%s %s: too many arguments", group, cmd);
+            args->pos[args->n++] = a;
+            continue;
+        }
+        void *member = (char *)opts + o->off;
+        switch (o->kind) {
+        case TC_CLI_OPT_FLAG:
+            *(bool *)member = true;
+            break;
+        case TC_CLI_OPT_VALUE:
+            if (i + 1 >= argc || argv[i + 1][0] == '\0')
+                return tc_cli_usage_error("%s %s: %s needs a value", group, cmd, a);
+            *(const char **)member = argv[++i];
+            break;
+        case TC_CLI_OPT_REFUSED:
+            return tc_cli_usage_error("%s %s: %s", group, cmd, o->why);
+        default:
+            return tc_cli_usage_error("%s %s: bad option table", group, cmd);
+        }
+    }
+    return TC_EXIT_OK;
+}
+
 bool tc_cli_wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
