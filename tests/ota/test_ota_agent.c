@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -559,8 +560,121 @@ static void test_provider_has_no_private_key(void)
     tc_ota_card_close(&card);
 }
 
-/* ------------------------------------------------------------ TLS 1.3 with a plain OpenSSL server
- */
+/* A card that answers SELECT with 9000 and SIGN with fixed bytes. */
+struct fake_card {
+    struct tc_transport t;
+    const uint8_t *sig;
+    size_t sig_len;
+};
+
+static tc_err fake_tx(void *ctx, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+                      size_t resp_size, size_t *resp_len)
+{
+    struct fake_card *f = ctx;
+    size_t n = cmd_len >= 2 && cmd[1] == TC_SE_ID_INS_SIGN ? f->sig_len : 0;
+    if (n + 2 > resp_size)
+        return TC_FAIL(TC_ERR_SPACE, "response");
+    if (n > 0)
+        memcpy(resp, f->sig, n);
+    resp[n] = 0x90;
+    resp[n + 1] = 0x00;
+    *resp_len = n + 2;
+    return TC_OK;
+}
+
+/* Strict DER by OpenSSL's own decoder and encoder: decodes whole and
+ * re-encodes to the same bytes. */
+static bool strict_der(const uint8_t *sig, size_t len)
+{
+    const unsigned char *p = sig;
+    ECDSA_SIG *e = d2i_ECDSA_SIG(NULL, &p, (long)len);
+    unsigned char *der = NULL;
+    int n = e != NULL && p == sig + len ? i2d_ECDSA_SIG(e, &der) : -1;
+    bool ok = n > 0 && (size_t)n == len && memcmp(der, sig, len) == 0;
+    OPENSSL_free(der);
+    ECDSA_SIG_free(e);
+    ERR_clear_error();
+    return ok;
+}
+
+static bool verify_point(const uint8_t *point, const uint8_t *dg, const uint8_t *sig, size_t sl)
+{
+    EVP_PKEY *pub = NULL;
+    OSSL_PARAM pp[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                         (char *)(uintptr_t) "prime256v1", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)point, 65),
+        OSSL_PARAM_construct_end()};
+    EVP_PKEY_CTX *fc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    bool ok = fc != NULL && EVP_PKEY_fromdata_init(fc) == 1 &&
+              EVP_PKEY_fromdata(fc, &pub, EVP_PKEY_PUBLIC_KEY, pp) == 1;
+    EVP_PKEY_CTX_free(fc);
+    EVP_PKEY_CTX *vc = ok ? EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL) : NULL;
+    ok = vc != NULL && EVP_PKEY_verify_init(vc) == 1 && EVP_PKEY_verify(vc, sig, sl, dg, 32) == 1;
+    EVP_PKEY_CTX_free(vc);
+    EVP_PKEY_free(pub);
+    ERR_clear_error();
+    return ok;
+}
+
+/* Wycheproof's DER signature cases (tests/vectors/pki/, source in the
+ * file) as the card's SIGN answer: the provider passes on exactly the
+ * strict-DER answers, byte for byte, and what it passes on verifies only
+ * for the valid ones. */
+static void test_provider_sign_answers(void)
+{
+    struct tc_vec v;
+    OSSL_LIB_CTX *lc = NULL;
+    size_t n = 0, refused = 0;
+    EXPECT_OK(tc_ota_provider_libctx(&lc));
+    if (lc == NULL || !tc_vec_open(&v, "pki/ecdsa_p256_wycheproof.txt"))
+        return;
+    while (tc_vec_next(&v)) {
+        size_t pl = 0, ml = 0, sl = 0;
+        uint8_t *point = tc_vec_hex(&v, "POINT", &pl), *msg = tc_vec_hex(&v, "MSG", &ml);
+        uint8_t *sig = tc_vec_hex(&v, "SIG", &sl);
+        const char *result = tc_vec_get(&v, "RESULT");
+        struct fake_card f = {
+            .t = {.transmit = fake_tx, .name = "fake"}, .sig = sig, .sig_len = sl};
+        f.t.ctx = &f;
+        EVP_PKEY *k = NULL;
+        uint8_t dg[32], out[128];
+        unsigned dl = 0;
+        size_t ol = sizeof out;
+        if (point == NULL || msg == NULL || sig == NULL || result == NULL || pl != 65)
+            goto next;
+        n++;
+        EXPECT_OK(tc_ota_card_key_new(&f.t, point, &k));
+        EXPECT(EVP_Digest(msg, ml, dg, &dl, EVP_sha256(), NULL) == 1);
+        EVP_PKEY_CTX *pc = k != NULL ? EVP_PKEY_CTX_new_from_pkey(lc, k, NULL) : NULL;
+        bool signed_ok =
+            pc != NULL && EVP_PKEY_sign_init(pc) == 1 && EVP_PKEY_sign(pc, out, &ol, dg, 32) == 1;
+        EVP_PKEY_CTX_free(pc);
+        ERR_clear_error();
+        if (signed_ok != strict_der(sig, sl))
+            tc_test_fail_at(__FILE__, __LINE__, "record at line %d: provider %s a %s answer",
+                            v.record_line, signed_ok ? "accepted" : "refused",
+                            signed_ok ? "non-DER" : "strict-DER");
+        refused += !signed_ok;
+        if (signed_ok) {
+            EXPECT_MEM(out, ol, sig, sl);
+            /* What is passed on verifies iff Wycheproof says valid. */
+            EXPECT_EQ_U(verify_point(point, dg, out, ol), strcmp(result, "valid") == 0);
+        }
+    next:
+        EVP_PKEY_free(k);
+        free(point);
+        free(msg);
+        free(sig);
+    }
+    tc_vec_close(&v);
+    /* 29 records: the 13 Wycheproof encoding cases (tcId 2 to 39) and
+     * the file's negative r and superfluous leading zero are not DER. */
+    EXPECT_EQ_U(n, 29);
+    EXPECT_EQ_U(refused, 15);
+}
+
+/* ------------------------------------------------------------ TLS 1.3, plain OpenSSL server */
 
 struct plain_srv {
     int fd;
@@ -1196,6 +1310,7 @@ static const struct tc_test_case cases[] = {
     {"card_open", test_card_open},
     {"provider_signs_on_card", test_provider_signs_on_card},
     {"provider_has_no_private_key", test_provider_has_no_private_key},
+    {"provider_sign_answers", test_provider_sign_answers},
     {"tls13_client_auth", test_tls13_client_auth},
     {"dialog_complete", test_dialog_complete},
     {"tampering_agent", test_tampering_agent},
