@@ -56,53 +56,35 @@ struct hsm_opts {
     bool json;
 };
 
+#define V(n, f) TC_CLI_OPT_VALUE_AT(n, struct hsm_opts, f)
+#define PIN_REFUSED                                                                                \
+    "PINs are not accepted on the command line; use $" TC_HSM_ENV_PIN                              \
+    " or --pin-file (and $" TC_HSM_ENV_SO_PIN " or --so-pin-file)"
+static const struct tc_cli_opt hsm_options[] = {
+    V("--workspace", workspace),
+    V("--module", module),
+    V("--label", label),
+    V("--pin-file", pin_file),
+    V("--so-pin-file", so_pin_file),
+    V("--master", master),
+    V("--keypair", keypair),
+    V("--alg", alg),
+    V("--bits", bits),
+    V("--batch", batch),
+    V("--kvn", kvn),
+    V("--key-file", key_file),
+    TC_CLI_OPT_FLAG_AT("--json", struct hsm_opts, json),
+    TC_CLI_OPT_REFUSE("--pin", PIN_REFUSED),
+    TC_CLI_OPT_REFUSE("--so-pin", PIN_REFUSED),
+};
+#undef V
+
 static int parse_opts(const char *cmd, int argc, char **argv, struct hsm_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->workspace = tc_cli_default_workspace();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--workspace") == 0)
-            slot = &o->workspace;
-        else if (strcmp(a, "--module") == 0)
-            slot = &o->module;
-        else if (strcmp(a, "--label") == 0)
-            slot = &o->label;
-        else if (strcmp(a, "--pin-file") == 0)
-            slot = &o->pin_file;
-        else if (strcmp(a, "--so-pin-file") == 0)
-            slot = &o->so_pin_file;
-        else if (strcmp(a, "--master") == 0)
-            slot = &o->master;
-        else if (strcmp(a, "--keypair") == 0)
-            slot = &o->keypair;
-        else if (strcmp(a, "--alg") == 0)
-            slot = &o->alg;
-        else if (strcmp(a, "--bits") == 0)
-            slot = &o->bits;
-        else if (strcmp(a, "--batch") == 0)
-            slot = &o->batch;
-        else if (strcmp(a, "--kvn") == 0)
-            slot = &o->kvn;
-        else if (strcmp(a, "--key-file") == 0)
-            slot = &o->key_file;
-        else if (strcmp(a, "--pin") == 0 || strcmp(a, "--so-pin") == 0)
-            return tc_cli_usage_error("hsm %s: PINs are not accepted on the command line; use $%s "
-                                      "or --pin-file (and $%s or --so-pin-file)",
-                                      cmd, TC_HSM_ENV_PIN, TC_HSM_ENV_SO_PIN);
-        else
-            return tc_cli_usage_error("hsm %s: unknown option '%s' (see 'trustchain hsm --help')",
-                                      cmd, a);
-        if (i + 1 >= argc || argv[i + 1][0] == '\0')
-            return tc_cli_usage_error("hsm %s: %s needs a value", cmd, a);
-        *slot = argv[++i];
-    }
-    return TC_EXIT_OK;
+    return tc_cli_parse_opts("hsm", cmd, hsm_options, TC_ARRAY_LEN(hsm_options), argc, argv, o,
+                             NULL);
 }
 
 /* Workspace settings, overridden by --module/--label. */
