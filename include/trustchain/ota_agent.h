@@ -103,12 +103,16 @@ void tc_ota_card_close(struct tc_ota_card *card);
 #define TC_OTA_AGENT_HEADERS_MAX 8192u   /* response header block */
 
 struct tc_ota_agent_config {
-    const char *url;        /* https://HOST:PORT[/] (numeric or name; path ignored) */
+    const char *url;        /* https://HOST[:PORT][/] (address or name; no other path) */
     const char *trust_file; /* PEM: the pinned server certificate or its CA(s) */
     unsigned timeout_ms;    /* 0: TC_OTA_AGENT_TIMEOUT_MS */
     unsigned deadline_ms;   /* 0: TC_OTA_AGENT_DEADLINE_MS */
     unsigned max_steps;     /* 0: TC_OTA_AGENT_STEPS_MAX */
     bool resume;            /* send X-Admin-Resume: true */
+    /* Told of every script relayed (may be NULL): its step (1..), the
+     * R-APDUs returned and the last status word. */
+    void (*on_script)(void *arg, const char *eid, unsigned step, unsigned apdus, uint16_t last_sw);
+    void *arg;
 };
 
 /* Why a dialog ended (the exit codes of `trustchain ota agent`). */

@@ -47,6 +47,7 @@ static const char agent_usage[] =
     "  --max-steps N       command scripts accepted in one dialog (default 64)\n"
     "  --resume            announce a resumed session (X-Admin-Resume: true)\n"
     "  --json              print the result as JSON\n"
+    "  --verbose           one line per script relayed, on stderr\n"
     "Exit status: 0 done, 1 other failure, 2 bad arguments, 3 card absent, locked or\n"
     "without identity, 4 server unreachable or silent, 5 server certificate not trusted,\n"
     "6 device refused by the server, 7 dialog failed (server error, malformed script,\n"
@@ -84,6 +85,13 @@ static int card_error(tc_err rc, const char *where)
     return rc == TC_ERR_ARG ? TC_EXIT_USAGE : EXIT_CARD;
 }
 
+static void on_script(void *arg, const char *eid, unsigned step, unsigned apdus, uint16_t last_sw)
+{
+    (void)arg;
+    (void)fprintf(stderr, "ota agent: %s: script %u: %u response APDU(s), last SW %04X\n", eid,
+                  step, apdus, (unsigned)last_sw);
+}
+
 /* A certificate file, PEM or DER, as DER. */
 static bool read_cert(const char *path, uint8_t *out, size_t size, size_t *len)
 {
@@ -118,7 +126,7 @@ int tc_cli_ota_agent(int argc, char **argv)
     const char *server = NULL, *se = NULL, *reader = NULL, *tcp = NULL, *pin = NULL;
     const char *card_cert = NULL;
     uint64_t timeout = 0, deadline = 0, steps = 0;
-    bool json = false, resume = false;
+    bool json = false, resume = false, verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0) {
@@ -127,6 +135,10 @@ int tc_cli_ota_agent(int argc, char **argv)
         }
         if (strcmp(a, "--resume") == 0) {
             resume = true;
+            continue;
+        }
+        if (strcmp(a, "--verbose") == 0) {
+            verbose = true;
             continue;
         }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -184,7 +196,8 @@ int tc_cli_ota_agent(int argc, char **argv)
                                       .timeout_ms = (unsigned)timeout,
                                       .deadline_ms = (unsigned)deadline,
                                       .max_steps = (unsigned)steps,
-                                      .resume = resume};
+                                      .resume = resume,
+                                      .on_script = verbose ? on_script : NULL};
     struct tc_ota_agent *a = NULL;
     tc_err rc = tc_ota_agent_new(&cfg, &a);
     if (rc != TC_OK) {

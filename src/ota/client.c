@@ -39,6 +39,8 @@ struct tc_ota_agent {
     uint16_t port;
     unsigned timeout_ms, deadline_ms, max_steps;
     bool resume;
+    void (*on_script)(void *arg, const char *eid, unsigned step, unsigned apdus, uint16_t last_sw);
+    void *arg;
 };
 
 struct tc_ota_agent_session {
@@ -167,6 +169,8 @@ tc_err tc_ota_agent_new(const struct tc_ota_agent_config *cfg, struct tc_ota_age
     a->deadline_ms = cfg->deadline_ms != 0 ? cfg->deadline_ms : TC_OTA_AGENT_DEADLINE_MS;
     a->max_steps = cfg->max_steps != 0 ? cfg->max_steps : TC_OTA_AGENT_STEPS_MAX;
     a->resume = cfg->resume;
+    a->on_script = cfg->on_script;
+    a->arg = cfg->arg;
     a->ssl_ctx = SSL_CTX_new_ex(l, NULL, TLS_client_method());
     TC_CHECK_MSG(a->ssl_ctx != NULL, TC_ERR_CRYPTO, "SSL_CTX_new_ex failed");
     /* RFC 8446 only, as the server. */
@@ -430,6 +434,8 @@ static void script_received(struct tc_ota_agent_session *s, struct evhttp_reques
             (uint16_t)((unsigned)r[n - 1].p[r[n - 1].len - 2] << 8 | r[n - 1].p[r[n - 1].len - 1]);
     }
     s->res.scripts++;
+    if (s->a->on_script != NULL)
+        s->a->on_script(s->a->arg, s->card->eid, s->step, (unsigned)n, n > 0 ? s->res.last_sw : 0);
     if (post(s, uri, resp.data, resp.len) != TC_OK)
         result(s, TC_OTA_AGENT_INTERNAL, "could not send the response to script %u", s->step);
 out:

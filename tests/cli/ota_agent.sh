@@ -64,6 +64,12 @@ expect_ok "agent completes the dialog" "$TC" ota agent --server "$url" --se "$ca
   --workspace "$ws"
 expect_contains "dialog complete" "$out" "dialog complete"
 expect_contains "names the card" "$out" "card: EID 89049032"
+expect_ok "agent --verbose" "$TC" ota agent --server "$url" --se "$card0" --workspace "$ws" \
+  --verbose
+n=$(printf '%s' "$out" | sed -n 's/^dialog complete: \([0-9]*\) script.*/\1/p')
+lines=$(grep -c ": script [0-9]*: .* response APDU(s), last SW [0-9A-F]\{4\}$" "$scratch/err")
+[ -n "$n" ] && [ "$n" = "$lines" ] && pass "one line per script ($n)" ||
+  fail "one line per script" "dialog says '$n', stderr has $lines: $(cat "$scratch/err")"
 expect_ok "agent --json" "$TC" ota agent --server "$url" --se "$card1" --workspace "$ws" --json
 expect_contains "json outcome" "$out" '"outcome":"done"'
 expect_contains "json status" "$out" '"http_status":204'
