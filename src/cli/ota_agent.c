@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -38,8 +39,9 @@ static const char agent_usage[] =
     "  --reader NAME       a PC/SC reader (exact name or a unique substring)\n"
     "  --tcp HOST:PORT     a card served by `trustchain se serve --tcp`\n"
     "  --server-cert FILE  the server certificate (or CA) to trust, PEM\n"
-    "  --card-cert FILE    the device's copy of its certificate (PEM or DER), used when\n"
-    "                      the card is CARD_LOCKED (its identity applet then unreachable)\n"
+    "  --card-cert FILE    the device's copy of its certificate: written (PEM) from the\n"
+    "                      card when its identity applet answers, read (PEM or DER) when\n"
+    "                      the card is CARD_LOCKED and the applet is out of reach\n"
     "                      (default <workspace>/ota/server.pem)\n"
     "  --workspace DIR     the workspace (default $TRUSTCHAIN_WORKSPACE or ./trustchain-work)\n"
     "  --timeout-ms N      connect, handshake and each exchange (default 10000)\n"
@@ -116,6 +118,24 @@ static bool read_cert(const char *path, uint8_t *out, size_t size, size_t *len)
     return ok;
 }
 
+/* PEM through a temporary file and rename: never half a certificate. */
+static bool write_cert(const char *path, X509 *x)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return false;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return false;
+    bool ok = PEM_write_X509(f, x) == 1;
+    ok = fclose(f) == 0 && ok && rename(tmp, path) == 0;
+    if (!ok)
+        (void)unlink(tmp);
+    ERR_clear_error();
+    return ok;
+}
+
 int tc_cli_ota_agent(int argc, char **argv)
 {
     if (tc_cli_wants_help(argc, argv)) {
@@ -186,7 +206,8 @@ int tc_cli_ota_agent(int argc, char **argv)
 
     uint8_t cached[TC_OTA_CARD_CERT_MAX];
     size_t cached_len = 0;
-    if (card_cert != NULL && !read_cert(card_cert, cached, sizeof cached, &cached_len))
+    if (card_cert != NULL && access(card_cert, F_OK) == 0 &&
+        !read_cert(card_cert, cached, sizeof cached, &cached_len))
         return tc_cli_usage_error("ota agent: --card-cert %s: not a certificate (PEM or DER, "
                                   "at most %u bytes)",
                                   card_cert, TC_OTA_CARD_CERT_MAX);
@@ -226,6 +247,14 @@ int tc_cli_ota_agent(int argc, char **argv)
     rc = tc_ota_card_open_ex(&t, cached_len > 0 ? cached : NULL, cached_len, &card);
     if (rc != TC_OK) {
         code = card_error(rc, t.name != NULL ? t.name : "card");
+        goto out;
+    }
+    /* Keep the device's copy current (a renewal replaces the certificate). */
+    if (card_cert != NULL && !card.locked &&
+        (cached_len != card.cert_len || memcmp(cached, card.cert_der, cached_len) != 0) &&
+        !write_cert(card_cert, card.cert)) {
+        (void)fprintf(stderr, "trustchain: ota agent: --card-cert %s: cannot write\n", card_cert);
+        code = TC_EXIT_FAIL;
         goto out;
     }
     /* The certificate's serial (for pki revoke --serial). */

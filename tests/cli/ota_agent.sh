@@ -80,6 +80,38 @@ serial1=$(printf '%s' "$out" | sed -n 's/.*"serial":"\([0-9a-fA-F]*\)".*/\1/p')
 expect_ok "explicit --server-cert and a host name" "$TC" ota agent \
   --server "https://localhost:$port/" --se "$card0" --server-cert "$ws/ota/server.pem"
 
+# --- operations relayed: store-data, then lock (CARD_LOCKED) and unlock
+eid0=$("$TC" se show --state "$card0" --json | sed -n 's/.*"eid":"\([0-9]*\)".*/\1/p')
+printf '\x50\x05agent' >"$scratch/cfg.bin" # one BER-TLV object (docs/ota.md)
+expect_ok "queue store-data" "$TC" device queue "$eid0" store-data --file "$scratch/cfg.bin" \
+  --workspace "$ws"
+sleep 1.5 # the server reopens the registry
+expect_ok "agent relays the operation" "$TC" ota agent --server "$url" --se "$card0" \
+  --workspace "$ws" --verbose --card-cert "$scratch/card0.pem"
+n=$(printf '%s' "$out" | sed -n 's/^dialog complete: \([0-9]*\) script.*/\1/p')
+lines=$(grep -c ": script [0-9]*: .* response APDU(s), last SW [0-9A-F]\{4\}$" "$scratch/err")
+[ -n "$n" ] && [ "$n" -gt 0 ] && [ "$n" = "$lines" ] && pass "scripts relayed ($n)" ||
+  fail "scripts relayed" "dialog says '$n', stderr has $lines: $(cat "$scratch/err")"
+grep -q "BEGIN CERTIFICATE" "$scratch/card0.pem" && pass "device copy of the certificate" ||
+  fail "device copy of the certificate" "not written"
+expect_ok "store-data done" "$TC" device ops "$eid0" --all --workspace "$ws" --json
+expect_contains "store-data done says so" "$out" "\"status\":\"done\""
+expect_ok "queue lock" "$TC" device queue "$eid0" lock --workspace "$ws"
+sleep 1.5
+expect_ok "agent applies the lock" "$TC" ota agent --server "$url" --se "$card0" \
+  --workspace "$ws" --card-cert "$scratch/card0.pem"
+expect_fail 3 "locked card without its certificate copy" "$TC" ota agent --server "$url" \
+  --se "$card0" --workspace "$ws"
+expect_contains "says the applet is out of reach" "$err" "not selectable"
+expect_ok "locked card connects with its copy (ISD signs)" "$TC" ota agent --server "$url" \
+  --se "$card0" --workspace "$ws" --card-cert "$scratch/card0.pem"
+expect_ok "queue unlock" "$TC" device queue "$eid0" unlock --workspace "$ws"
+sleep 1.5
+expect_ok "agent applies the unlock" "$TC" ota agent --server "$url" --se "$card0" \
+  --workspace "$ws" --card-cert "$scratch/card0.pem" --verbose
+expect_ok "unlocked: the applet answers again" "$TC" ota agent --server "$url" --se "$card0" \
+  --workspace "$ws"
+
 # --- refusals
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout "$scratch/other.key" \
