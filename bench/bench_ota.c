@@ -506,8 +506,13 @@ static void ops_open(struct child_state *cs)
     (void)snprintf(path, sizeof path, "%s/registry.db", cs->dir);
     if (tc_registry_open(path, NULL, &cs->reg) != TC_OK)
         die("ops registry");
-    struct tc_ota_ops_config cfg = {
-        .reg = cs->reg, .hsm = cs->hsm, .workspace = hdir, .default_master = "line"};
+    /* .base: durable appends on the engine's writer thread, shared by the
+     * dialogs waiting at that moment (one commit). */
+    struct tc_ota_ops_config cfg = {.reg = cs->reg,
+                                    .hsm = cs->hsm,
+                                    .workspace = hdir,
+                                    .default_master = "line",
+                                    .base = cs->base};
     if (tc_ota_ops_new(&cfg, &cs->ops, cs->app) != TC_OK)
         die("ops engine");
 }
@@ -637,10 +642,10 @@ static void server_child(enum srv_mode mode, int ctl, int port_fd, const char *h
     (void)event_base_dispatch(cs.base);
     event_free(ev);
     tc_ota_server_free(cs.srv);
+    tc_ota_ops_free(cs.ops); /* before the base: its writer's events live there */
     event_base_free(cs.base);
     tc_ota_scp03_app_free(sa);
     tc_hsm_close(hk.h);
-    tc_ota_ops_free(cs.ops);
     tc_registry_close(cs.reg);
     tc_hsm_close(cs.hsm);
     _exit(0);
