@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -60,6 +61,7 @@ struct tc_ota_agent_session {
     int alert;      /* fatal alert received from the server, -1: none */
     int http_error; /* enum evhttp_request_error, -1: none */
     unsigned long ssl_error;
+    struct timespec started;
     struct tc_ota_agent_result res;
 };
 
@@ -277,12 +279,25 @@ static void info_cb(const SSL *ssl, int where, int ret)
         s->alert = ret & 0xff;
 }
 
+static uint64_t elapsed_ms(const struct tc_ota_agent_session *s)
+{
+    struct timespec now;
+    (void)clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ms = (int64_t)(now.tv_sec - s->started.tv_sec) * 1000 +
+                 (int64_t)(now.tv_nsec - s->started.tv_nsec) / 1000000;
+    return ms > 0 ? (uint64_t)ms : 0;
+}
+
 /* Why a request got no HTTP answer: in the order the layers fail. */
 static void connection_failed(struct tc_ota_agent_session *s)
 {
     char e[160] = "";
     if (s->ssl_error != 0)
         ERR_error_string_n(s->ssl_error, e, sizeof e);
+    /* evhttp reports a timeout while connecting (TCP and TLS) as a plain
+     * failure: a silent peer is told by the time spent. */
+    bool silent = s->http_error == EVREQ_HTTP_TIMEOUT ||
+                  (s->ssl_error == 0 && elapsed_ms(s) >= s->a->timeout_ms);
     if (s->verify_failed)
         result(s, TC_OTA_AGENT_SERVER_UNTRUSTED, "server certificate not trusted: %s",
                X509_verify_cert_error_string(s->verify_error));
@@ -290,19 +305,20 @@ static void connection_failed(struct tc_ota_agent_session *s)
         result(s, TC_OTA_AGENT_REFUSED, "server refused the connection: TLS alert %s (%d)",
                SSL_alert_desc_string_long(s->alert), s->alert);
     else if (!s->tcp_connected)
-        result(s,
-               s->http_error == EVREQ_HTTP_TIMEOUT ? TC_OTA_AGENT_TIMEOUT
-                                                   : TC_OTA_AGENT_UNREACHABLE,
+        result(s, silent ? TC_OTA_AGENT_TIMEOUT : TC_OTA_AGENT_UNREACHABLE,
                "server %s port %u unreachable%s", s->a->host, (unsigned)s->a->port,
-               s->http_error == EVREQ_HTTP_TIMEOUT ? " (timeout)" : "");
+               silent ? " (timeout)" : "");
+    else if (!s->handshake_done && silent)
+        result(s, TC_OTA_AGENT_TIMEOUT, "no TLS answer from the server within %u ms",
+               s->a->timeout_ms);
     else if (!s->handshake_done)
-        result(s, s->http_error == EVREQ_HTTP_TIMEOUT ? TC_OTA_AGENT_TIMEOUT : TC_OTA_AGENT_TLS,
-               "TLS handshake failed%s%s", e[0] != '\0' ? ": " : "", e);
+        result(s, TC_OTA_AGENT_TLS, "TLS handshake failed%s%s", e[0] != '\0' ? ": " : "", e);
     else if (s->http_error == EVREQ_HTTP_TIMEOUT)
         result(s, TC_OTA_AGENT_TIMEOUT, "no answer within %u ms", s->a->timeout_ms);
     else if (s->http_error == EVREQ_HTTP_DATA_TOO_LONG)
-        result(s, TC_OTA_AGENT_BOUNDS, "server reply larger than %u bytes",
-               TC_OTA_SCRIPT_BYTES_MAX);
+        result(s, TC_OTA_AGENT_BOUNDS,
+               "server reply over the agent's caps (headers %u bytes, script %u bytes)",
+               TC_OTA_AGENT_HEADERS_MAX, TC_OTA_SCRIPT_BYTES_MAX);
     else if (s->http_error == EVREQ_HTTP_INVALID_HEADER)
         result(s, TC_OTA_AGENT_PROTOCOL, "malformed HTTP reply");
     else if (s->step == 0)
@@ -364,17 +380,21 @@ static tc_err post(struct tc_ota_agent_session *s, const char *uri, const uint8_
 
 static bool next_uri_ok(const char *u)
 {
-    /* What the server issues: /ota/v1/admin/<token>/<step> (docs/ota.md). */
-    size_t n = strlen(u), pl = strlen(TC_OTA_ADMIN_PATH);
+    /* What the server issues: /ota/v1/admin/<token>/<step> (docs/ota.md):
+     * a token of letters, digits, '-' or '_', then a decimal step. */
+    size_t n = strlen(u), pl = strlen(TC_OTA_ADMIN_PATH), i = pl + 1, t = 0, d = 0;
     if (n >= URI_MAX || n <= pl + 1 || strncmp(u, TC_OTA_ADMIN_PATH, pl) != 0 || u[pl] != '/')
         return false;
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n && u[i] != '/'; i++, t++) {
         char c = u[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '/' || c == '-' || c == '_' || c == '.'))
+              c == '-' || c == '_'))
             return false;
     }
-    return true;
+    for (i++; i < n; i++, d++)
+        if (u[i] < '0' || u[i] > '9')
+            return false;
+    return t > 0 && d > 0 && d <= 10;
 }
 
 static void script_received(struct tc_ota_agent_session *s, struct evhttp_request *req)
@@ -491,6 +511,7 @@ tc_err tc_ota_agent_start(struct tc_ota_agent *a, struct event_base *base, struc
     s->arg = arg;
     s->alert = -1;
     s->http_error = -1;
+    (void)clock_gettime(CLOCK_MONOTONIC, &s->started);
     s->deadline = evtimer_new(base, deadline_cb, s);
     s->finish = evtimer_new(base, finish_cb, s);
     TC_CHECK(s->deadline != NULL && s->finish != NULL, TC_ERR_NOMEM);

@@ -1151,6 +1151,174 @@ out:
     srv_stop(&v);
 }
 
+/* A TLS 1.3 server that answers the agent's first request with fixed
+ * bytes: the agent's checks on what comes back. */
+struct fake_https {
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    const char *head; /* status line and headers, up to the blank line */
+    size_t body_len;  /* then this many bytes of 0x22 */
+};
+
+static void *fake_https_run(void *arg)
+{
+    struct fake_https *h = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL *ssl = NULL;
+    int fd = accept(h->lfd, NULL, NULL);
+    struct timeval tv = {.tv_sec = 5};
+    if (fd < 0 || ctx == NULL || SSL_CTX_use_certificate(ctx, F.srv_cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, F.srv_key) != 1)
+        goto out;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+    ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
+        goto out;
+    char req[4096];
+    size_t n = 0;
+    while (n + 1 < sizeof req) { /* the first POST has no body */
+        int r = SSL_read(ssl, req + n, (int)(sizeof req - 1 - n));
+        if (r <= 0)
+            goto out;
+        n += (size_t)r;
+        req[n] = '\0';
+        if (strstr(req, "\r\n\r\n") != NULL)
+            break;
+    }
+    if (SSL_write(ssl, h->head, (int)strlen(h->head)) <= 0)
+        goto out;
+    static uint8_t body[16384];
+    memset(body, 0x22, sizeof body);
+    if (h->body_len > 0 && SSL_write(ssl, body, (int)h->body_len) <= 0)
+        goto out;
+    while (SSL_read(ssl, req, sizeof req) > 0) /* until the agent closes */
+        ;
+out:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    ERR_clear_error();
+    return NULL;
+}
+
+static bool fake_https_start(struct fake_https *h, const char *head, size_t body_len)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    h->head = head;
+    h->body_len = body_len;
+    h->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (h->lfd < 0 || bind(h->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(h->lfd, 4) != 0 || getsockname(h->lfd, (struct sockaddr *)&sa, &sl) != 0)
+        return false;
+    h->port = ntohs(sa.sin_port);
+    return pthread_create(&h->th, NULL, fake_https_run, h) == 0;
+}
+
+static void fake_reply(const char *head, size_t body_len, enum tc_ota_agent_outcome want,
+                       const char *detail)
+{
+    struct fake_https h;
+    struct tc_ota_agent_result res;
+    struct link l;
+    char url[64];
+    if (!fake_https_start(&h, head, body_len)) {
+        EXPECT(false);
+        return;
+    }
+    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)h.port);
+    link_init(&l, &F.c1);
+    EXPECT(agent_run(url, F.pin, 0, &l.t, &res) != TC_OK);
+    EXPECT_EQ_U(res.outcome, want);
+    if (strstr(res.detail, detail) == NULL)
+        tc_test_fail_at(__FILE__, __LINE__, "detail \"%s\" lacks \"%s\"", res.detail, detail);
+    /* Nothing reached the card after the handshake's SIGN. */
+    EXPECT_EQ_U(l.signs, 1);
+    EXPECT_EQ_U(l.n, l.sign_at);
+    EXPECT_EQ_U(res.scripts, 0);
+    EXPECT(pthread_join(h.th, NULL) == 0);
+    close(h.lfd);
+}
+
+#define CT_SCRIPT "Content-Type: " TC_OTA_CT_SCRIPT "\r\n"
+#define NEXT_OK   "X-Admin-Next-URI: /ota/v1/admin/0123abcd/1\r\n"
+
+static void test_reply_checks(void)
+{
+    if (!fixture())
+        return;
+    fake_reply("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" NEXT_OK
+               "Content-Length: 4\r\n\r\n",
+               4, TC_OTA_AGENT_PROTOCOL, "media type text/plain");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT "Content-Length: 4\r\n\r\n", 4,
+               TC_OTA_AGENT_PROTOCOL, "X-Admin-Next-URI");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT "X-Admin-Next-URI: /elsewhere/1\r\n"
+               "Content-Length: 4\r\n\r\n",
+               4, TC_OTA_AGENT_PROTOCOL, "X-Admin-Next-URI");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT
+               "X-Admin-Next-URI: /ota/v1/admin/../../etc\r\nContent-Length: 4\r\n\r\n",
+               4, TC_OTA_AGENT_PROTOCOL, "X-Admin-Next-URI");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT NEXT_OK "Content-Length: 4\r\n\r\n", 4,
+               TC_OTA_AGENT_PROTOCOL, "script 1");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT NEXT_OK "Connection: close\r\n"
+               "Content-Length: 4\r\n\r\n",
+               4, TC_OTA_AGENT_PROTOCOL, "closed the connection");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT NEXT_OK "Content-Length: 0\r\n\r\n", 0,
+               TC_OTA_AGENT_PROTOCOL, "script of 0 bytes");
+    fake_reply("HTTP/1.1 200 OK\r\n" CT_SCRIPT NEXT_OK "Content-Length: 8521\r\n\r\n", 8521,
+               TC_OTA_AGENT_BOUNDS, "caps");
+    fake_reply("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 0, TC_OTA_AGENT_HTTP, "403");
+    fake_reply("SSH-2.0-OpenSSH_9.2\r\n\r\n", 0, TC_OTA_AGENT_PROTOCOL, "malformed HTTP");
+}
+
+static void test_bounds_and_timeouts(void)
+{
+    struct tc_ota_agent_result res;
+    if (!fixture())
+        return;
+    /* A peer that takes the connection and never answers: the agent gives
+     * up after its timeout (300 ms here). */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    EXPECT(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 4) == 0 &&
+           getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    char url[64];
+    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    struct tc_ota_agent_config cfg = {.url = url, .trust_file = F.pin, .timeout_ms = 300};
+    struct tc_ota_agent *a = NULL;
+    struct tc_ota_card card;
+    EXPECT_OK(tc_ota_agent_new(&cfg, &a));
+    EXPECT_OK(tc_ota_card_open(&F.c1.link, &card));
+    struct timespec t0, t1;
+    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (a != NULL && card.key != NULL) {
+        EXPECT_ERR(tc_ota_agent_run(a, &card, &res), TC_ERR_IO);
+        EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_TIMEOUT);
+    }
+    (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    EXPECT(s >= 0.25 && s < 5.0);
+    /* The whole-dialog deadline (200 ms) cuts it shorter than the timeout. */
+    tc_ota_agent_free(a);
+    a = NULL;
+    cfg.timeout_ms = 5000;
+    cfg.deadline_ms = 200;
+    EXPECT_OK(tc_ota_agent_new(&cfg, &a));
+    if (a != NULL && card.key != NULL) {
+        EXPECT_ERR(tc_ota_agent_run(a, &card, &res), TC_ERR_RANGE);
+        EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_BOUNDS);
+        EXPECT(strstr(res.detail, "200 ms") != NULL);
+    }
+    tc_ota_card_close(&card);
+    tc_ota_agent_free(a);
+    if (fd >= 0)
+        close(fd);
+}
+
 /* A CARD_LOCKED card: the applet is out of reach, the ISD signs; the
  * certificate comes from the device's copy. */
 static void test_card_locked(void)
@@ -1316,6 +1484,8 @@ static const struct tc_test_case cases[] = {
     {"tampering_agent", test_tampering_agent},
     {"refusals", test_refusals},
     {"malformed_script", test_malformed_script},
+    {"reply_checks", test_reply_checks},
+    {"bounds_and_timeouts", test_bounds_and_timeouts},
     {"card_locked", test_card_locked},
     {"event_driven", test_event_driven},
     {"zz_cleanup", test_zz_cleanup},
