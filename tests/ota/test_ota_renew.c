@@ -923,6 +923,10 @@ static void test_rejections(void)
     s = seen_of(&d);
     EXPECT_EQ_U(s.revoked, 1);
     EXPECT_EQ_U(s.stored, 0);
+    /* The log does not call the device revoked: its own certificate is not. */
+    struct tc_registry_device rd;
+    EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
+    EXPECT(rd.state != TC_REG_REVOKED);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 
