@@ -123,28 +123,37 @@ static double cpu_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Operations per second of this thread's CPU time: on a machine shared
- * with other work, wall-clock rates fall with the load while this one
- * mostly does not. Median of the configured number of samples. */
-static double cpu_rate(bench_fn fn, void *arg)
+/* One sample: operations per second of this thread's CPU time. */
+static double cpu_sample(bench_fn fn, void *arg)
+{
+    struct timespec a, z;
+    unsigned long ops = 0;
+    double wall0 = bench_now();
+    (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    do {
+        for (int i = 0; i < 50; i++, ops++)
+            if (fn(arg) != 0)
+                die("operation failed");
+    } while (bench_now() - wall0 < bench_min_seconds());
+    (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &z);
+    double cpu = (double)(z.tv_sec - a.tv_sec) + (double)(z.tv_nsec - a.tv_nsec) * 1e-9;
+    return cpu > 0 ? (double)ops / cpu : 0.0;
+}
+
+/* Operations per second of this thread's CPU time, for fn and its floor
+ * with samples interleaved (fn, floor, fn, ...) so drift on the machine
+ * affects both alike: on a machine shared with other work, wall-clock
+ * rates fall with the load while these mostly do not. Medians. */
+static void cpu_rates(bench_fn fn, bench_fn floor_fn, void *arg, double *op, double *floor)
 {
     unsigned n = bench_samples();
-    double rates[101];
+    double a[101], b[101];
     for (unsigned k = 0; k < n; k++) {
-        struct timespec a, z;
-        unsigned long ops = 0;
-        double wall0 = bench_now();
-        (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
-        do {
-            for (int i = 0; i < 50; i++, ops++)
-                if (fn(arg) != 0)
-                    die("operation failed");
-        } while (bench_now() - wall0 < bench_min_seconds());
-        (void)clock_gettime(CLOCK_THREAD_CPUTIME_ID, &z);
-        double cpu = (double)(z.tv_sec - a.tv_sec) + (double)(z.tv_nsec - a.tv_nsec) * 1e-9;
-        rates[k] = cpu > 0 ? (double)ops / cpu : 0.0;
+        a[k] = cpu_sample(fn, arg);
+        b[k] = cpu_sample(floor_fn, arg);
     }
-    return median(rates, n);
+    *op = median(a, n);
+    *floor = median(b, n);
 }
 
 /* ------------------------------------------------------------ threads */
@@ -277,7 +286,8 @@ static void run_with(const char *label, struct tc_pki_issuer *root, const struct
     double ratio = bench_compare(name, issue_one, &w[0].st, floor_name, floor_fn, &w[0].st);
     (void)printf("  -> issuance runs at %.2f of the raw sign rate (target >= 0.60)\n",
                  ratio > 0 ? 1.0 / ratio : 0.0);
-    double cc = cpu_rate(issue_one, &w[0].st), cs = cpu_rate(floor_fn, &w[0].st);
+    double cc = 0, cs = 0;
+    cpu_rates(issue_one, floor_fn, &w[0].st, &cc, &cs);
     (void)snprintf(name, sizeof name, "device cert + PoP (%s, per CPU-second)", label);
     (void)snprintf(floor_name, sizeof floor_name, "%s per CPU-second",
                    h != NULL ? "raw C_Sign" : "raw sign");
