@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,12 +320,14 @@ struct serve_thread {
     char *argv[16];
     int argc;
     int rc;
+    atomic_bool ended;
 };
 
 static void *serve_main(void *arg)
 {
     struct serve_thread *s = arg;
     s->rc = tc_cli_ota(s->argc, s->argv);
+    atomic_store(&s->ended, true);
     return NULL;
 }
 
@@ -571,7 +574,10 @@ static int ota_steps(const char *ws, const char *up, const char *rp, const char 
     rc = TC_EXIT_OK;
 out:
     if (serving) {
-        (void)raise(SIGTERM); /* the server's loop catches it and stops */
+        /* The server's loop catches SIGTERM and stops (a server that
+         * already ended no longer handles it). */
+        if (!atomic_load(&st.ended))
+            (void)raise(SIGTERM);
         (void)pthread_join(th, NULL);
         if (rc == TC_EXIT_OK && st.rc != TC_EXIT_OK)
             rc = st.rc;

@@ -548,6 +548,8 @@ static int cmd_serve(int argc, char **argv)
                                        .default_kvn = (uint8_t)kvn,
                                        .revoke = revoke_cb,
                                        .revoke_arg = &hk,
+                                       .max_sessions = max_conns != 0 ? (size_t)max_conns
+                                                                      : TC_OTA_CONNECTIONS_MAX,
                                        .base = st.base};
         rc = tc_ota_ops_new(&oc, &st.ops, &app);
         if (rc != TC_OK) {

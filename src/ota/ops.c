@@ -82,6 +82,7 @@ struct keyset {
 
 struct slot {
     struct tc_ota_ops *e;
+    struct slot *hnext; /* the next dialog in its hash bucket */
     char eid[TC_PKI_EID_DIGITS + 1];
     uint8_t eid_bin[TC_AUDIT_EID_MAX];
     size_t eid_len;
@@ -136,7 +137,8 @@ struct tc_ota_ops {
     char actor[TC_AUDIT_ID_MAX + 1];
     uint8_t isd[16];
     size_t isd_len;
-    struct slot **slots;
+    struct slot **slots; /* hash buckets by EID (nbuckets, a power of two) */
+    size_t nbuckets, nslots;
     struct master masters[MASTERS_MAX];
     size_t nmasters;
     struct tc_ota_ops_stats stats;
@@ -158,11 +160,21 @@ static struct slot *slot_of(struct tc_ota_op_run *run)
     return (struct slot *)(void *)((char *)run - offsetof(struct slot, run));
 }
 
+/* FNV-1a of the EID text: the dialogs are found in O(1) among thousands. */
+static struct slot **bucket(struct tc_ota_ops *e, const char *eid)
+{
+    uint64_t h = 14695981039346656037u;
+    for (const char *p = eid; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211u;
+    return &e->slots[h & (e->nbuckets - 1)];
+}
+
+/* The link that points at the device's dialog (for unlinking), or NULL. */
 static struct slot **find_slot(struct tc_ota_ops *e, const char *eid)
 {
-    for (size_t i = 0; i < e->cfg.max_sessions; i++)
-        if (e->slots[i] != NULL && strcmp(e->slots[i]->eid, eid) == 0)
-            return &e->slots[i];
+    for (struct slot **sp = bucket(e, eid); *sp != NULL; sp = &(*sp)->hnext)
+        if (strcmp((*sp)->eid, eid) == 0)
+            return sp;
     return NULL;
 }
 
@@ -177,7 +189,8 @@ static void slot_free(struct tc_ota_ops *e, struct slot **sp)
     if (sp == NULL || *sp == NULL)
         return;
     struct slot *s = *sp;
-    *sp = NULL; /* detached first: the reply below may end the session */
+    *sp = s->hnext; /* unlinked first: the reply below may end the session */
+    e->nslots--;
     if (s->job != NULL)
         s->job->slot = NULL; /* the append still completes; nobody waits */
     if (s->reply != NULL) {
@@ -718,13 +731,13 @@ static tc_err open_dialog(struct tc_ota_ops *e, const char *eid, struct slot **o
 {
     struct slot **sp = find_slot(e, eid);
     slot_free(e, sp); /* a new dialog restarts the device's */
-    sp = NULL;
-    for (size_t i = 0; i < e->cfg.max_sessions && sp == NULL; i++)
-        if (e->slots[i] == NULL)
-            sp = &e->slots[i];
-    TC_ENSURE_MSG(sp != NULL, TC_ERR_NOMEM, "%zu dialogs open", e->cfg.max_sessions);
+    TC_ENSURE_MSG(e->nslots < e->cfg.max_sessions, TC_ERR_NOMEM, "%zu dialogs open",
+                  e->cfg.max_sessions);
     struct slot *s = calloc(1, sizeof *s);
     TC_ENSURE(s != NULL, TC_ERR_NOMEM);
+    sp = bucket(e, eid);
+    s->hnext = *sp;
+    e->nslots++;
     s->e = e;
     tc_buf_init_heap(&s->out, TC_OTA_SCRIPT_BYTES_MAX);
     (void)snprintf(s->eid, sizeof s->eid, "%s", eid);
@@ -977,6 +990,8 @@ tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct tc_ota_ops **o
     e->cfg = *cfg;
     if (e->cfg.max_sessions == 0)
         e->cfg.max_sessions = 1024;
+    if (e->cfg.max_sessions > (1u << 20))
+        e->cfg.max_sessions = 1u << 20;
     if (e->cfg.key_len == 0)
         e->cfg.key_len = 16;
     if (e->cfg.level == 0)
@@ -1000,7 +1015,10 @@ tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct tc_ota_ops **o
         e->isd_len = sizeof default_isd;
     }
     e->cfg.isd_aid = e->isd;
-    e->slots = calloc(e->cfg.max_sessions, sizeof *e->slots);
+    e->nbuckets = 64;
+    while (e->nbuckets < e->cfg.max_sessions)
+        e->nbuckets *= 2;
+    e->slots = calloc(e->nbuckets, sizeof *e->slots);
     if (e->slots == NULL) {
         free(e);
         return TC_FAIL(TC_ERR_NOMEM, "no memory for %zu dialogs", cfg->max_sessions);
@@ -1039,8 +1057,9 @@ void tc_ota_ops_free(struct tc_ota_ops *e)
         pthread_mutex_unlock(&e->mu);
         (void)pthread_join(e->writer, NULL); /* what was queued is on disk */
     }
-    for (size_t i = 0; i < e->cfg.max_sessions; i++)
-        slot_free(e, &e->slots[i]);
+    for (size_t i = 0; e->slots != NULL && i < e->nbuckets; i++)
+        while (e->slots[i] != NULL)
+            slot_free(e, &e->slots[i]);
     for (struct job *j = e->done; j != NULL;) {
         struct job *n = j->next;
         free(j);
