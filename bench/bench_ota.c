@@ -582,21 +582,30 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
     (void)event_base_loopbreak(cs->base);
 }
 
-static void hsm_setup(struct hsm_keys *k, const char *dir)
+/* A fresh SoftHSM2 token in <dir>/hsm, logged in. */
+static struct tc_hsm *token_open(const char *dir, const char *label, unsigned pool)
 {
     struct tc_hsm_workspace hw;
-    if (tc_hsm_workspace_create(dir, NULL, "bench", &hw) != TC_OK ||
-        tc_hsm_init_token(hw.module_path, hw.softhsm_conf, "bench", "bench-so-pin", 12, PIN,
+    struct tc_hsm *h = NULL;
+    if (tc_hsm_workspace_create(dir, NULL, label, &hw) != TC_OK ||
+        tc_hsm_init_token(hw.module_path, hw.softhsm_conf, label, "bench-so-pin", 12, PIN,
                           strlen(PIN)) != TC_OK)
         die("HSM token");
     struct tc_hsm_config c = {.module_path = hw.module_path,
                               .softhsm_conf = hw.softhsm_conf,
-                              .token_label = "bench",
+                              .token_label = label,
                               .pin = PIN,
                               .pin_len = strlen(PIN),
-                              .pool_size = 4};
-    if (tc_hsm_open(&c, &k->h) != TC_OK ||
-        tc_hsm_master_import(k->h, "ota", F.master, sizeof F.master, &k->master) != TC_OK)
+                              .pool_size = pool};
+    if (tc_hsm_open(&c, &h) != TC_OK)
+        die("HSM open");
+    return h;
+}
+
+static void hsm_setup(struct hsm_keys *k, const char *dir)
+{
+    k->h = token_open(dir, "bench", 4);
+    if (tc_hsm_master_import(k->h, "ota", F.master, sizeof F.master, &k->master) != TC_OK)
         die("HSM master");
 }
 
@@ -1368,7 +1377,6 @@ static tc_err station_card(size_t index, struct tc_se_card **card)
  * opens): the fleet as the line leaves it. */
 static struct pdev *pool_provision(const char *dir, size_t n)
 {
-    struct tc_hsm_workspace hw;
     struct tc_hsm *h = NULL;
     struct tc_registry *reg = NULL;
     struct tc_station *st = NULL;
@@ -1377,18 +1385,8 @@ static struct pdev *pool_provision(const char *dir, size_t n)
     char sdir[700], path[700];
     (void)snprintf(sdir, sizeof sdir, "%s/station", dir);
     (void)snprintf(path, sizeof path, "%s/registry.db", dir);
-    if (tc_hsm_workspace_create(sdir, NULL, "station", &hw) != TC_OK ||
-        tc_hsm_init_token(hw.module_path, hw.softhsm_conf, "station", "bench-so-pin", 12, PIN,
-                          strlen(PIN)) != TC_OK)
-        die("station token");
-    struct tc_hsm_config c = {.module_path = hw.module_path,
-                              .softhsm_conf = hw.softhsm_conf,
-                              .token_label = "station",
-                              .pin = PIN,
-                              .pin_len = strlen(PIN),
-                              .pool_size = 2};
-    if (tc_hsm_open(&c, &h) != TC_OK ||
-        tc_hsm_master_import(h, "line", F.master, sizeof F.master, &o) != TC_OK ||
+    h = token_open(sdir, "station", 2);
+    if (tc_hsm_master_import(h, "line", F.master, sizeof F.master, &o) != TC_OK ||
         tc_hsm_transport_import(h, BATCH, TC_STATION_TRANSPORT_KVN, F.tk, F.tk, F.tk, 16, &ks) !=
             TC_OK ||
         tc_registry_open(path, NULL, &reg) != TC_OK)
