@@ -200,26 +200,11 @@ static tc_err decommission_next(struct tc_ota_op_run *run, const struct tc_ota_r
     }
 }
 
+/* No parameters: the target state is the kind. */
 const struct tc_ota_op_kind tc_ota_op_lock = {
-    .name = "lock",
-    .code = TC_OTA_OP_LOCK,
-    .params = 0,
-    .summary = "SET STATUS SECURED -> CARD_LOCKED, read back",
-    .next = lock_next,
-};
-
+    "lock", TC_OTA_OP_LOCK, 0, "SET STATUS SECURED -> CARD_LOCKED, read back", lock_next};
 const struct tc_ota_op_kind tc_ota_op_unlock = {
-    .name = "unlock",
-    .code = TC_OTA_OP_UNLOCK,
-    .params = 0,
-    .summary = "SET STATUS CARD_LOCKED -> SECURED, read back",
-    .next = unlock_next,
-};
-
+    "unlock", TC_OTA_OP_UNLOCK, 0, "SET STATUS CARD_LOCKED -> SECURED, read back", unlock_next};
 const struct tc_ota_op_kind tc_ota_op_decommission = {
-    .name = "decommission",
-    .code = TC_OTA_OP_DECOMMISSION,
-    .params = 0,
-    .summary = "SET STATUS TERMINATED, then revoke the certificate",
-    .next = decommission_next,
-};
+    "decommission", TC_OTA_OP_DECOMMISSION, 0, "SET STATUS TERMINATED, then revoke the certificate",
+    decommission_next};

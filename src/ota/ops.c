@@ -416,20 +416,19 @@ static tc_err log_intent(struct slot *s, struct tc_ota_act *a, bool *pending)
     return append(s, a->intent != 0 ? &step : NULL, a->events, a->nevents, pending);
 }
 
-/* ------------------------------------------------------------------ scripts */
-
-static tc_err script1(const struct tc_buf *cmds, const size_t *lens, size_t n,
-                      struct tc_buf *script)
+/* The current action's records, once (an action resumed after its
+ * asynchronous append does not log again). */
+static tc_err log_once(struct slot *s, struct tc_ota_act *a, bool *pending)
 {
-    struct tc_ota_bytes a[2];
-    size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        a[i].p = cmds->data + off;
-        a[i].len = lens[i];
-        off += lens[i];
-    }
-    return tc_ota_script_encode(a, n, script);
+    *pending = false;
+    if (s->act_logged)
+        return TC_OK;
+    TC_GUARD(log_intent(s, a, pending));
+    s->act_logged = true;
+    return TC_OK;
 }
+
+/* ------------------------------------------------------------------ scripts */
 
 static uint16_t sw_of(const struct tc_ota_bytes *b)
 {
@@ -443,10 +442,6 @@ static tc_err start_auth(struct slot *s, const struct tc_ota_act *a, struct tc_b
     tc_err ret = TC_ERR_INTERNAL;
     uint8_t kvn = a->kvn;
     const char *master = a->master;
-    uint8_t mem[512];
-    struct tc_buf cmds;
-    size_t lens[2];
-    tc_buf_init_fixed(&cmds, mem, sizeof mem);
     resolve(s, &kvn, &master);
     session_wipe(s);
     TC_TRY(slot_keys(s, kvn, master));
@@ -466,24 +461,10 @@ static tc_err start_auth(struct slot *s, const struct tc_ota_act *a, struct tc_b
     struct tc_scp03_host_config c = {
         .kvn = kvn, .level = e->cfg.level, .aid = e->isd, .aid_len = e->isd_len, .select = false};
     TC_TRY(tc_scp03_host_init(&s->host, &s->kp, &c));
-    /* GP CS 2.3 §11.9 SELECT by AID, then Amendment D §7.1 INITIALIZE UPDATE. */
-    struct tc_apdu sel = {.cla = 0x00,
-                          .ins = 0xA4,
-                          .p1 = 0x04,
-                          .p2 = 0x00,
-                          .data = s->s_aid,
-                          .lc = s->s_aid_len,
-                          .has_le = true,
-                          .le = 256};
-    TC_TRY(tc_apdu_encode(&sel, &cmds));
-    lens[0] = cmds.len;
-    TC_TRY(tc_scp03_host_initialize_update(&s->host, &cmds));
-    lens[1] = cmds.len - lens[0];
-    TC_TRY(script1(&cmds, lens, 2, script));
+    TC_TRY(ota_select_iu_script(&s->host, s->s_aid, s->s_aid_len, script));
     s->st = S_IU_SENT;
     ret = TC_OK;
 out:
-    tc_memzero(mem, sizeof mem);
     return ret;
 }
 
@@ -501,7 +482,7 @@ static tc_err send_cmd(struct slot *s, const struct tc_ota_act *a, struct tc_buf
     c.data = c.lc > 0 ? a->data : NULL;
     TC_TRY(tc_scp03_host_wrap(&s->host, &c, &cmds));
     len = cmds.len;
-    TC_TRY(script1(&cmds, &len, 1, script));
+    TC_TRY(ota_script_of(&cmds, &len, 1, script));
     s->st = S_CMD_SENT;
     ret = TC_OK;
 out:
@@ -589,12 +570,9 @@ static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script, bool *
         }
         switch (a->kind) {
         case TC_OTA_ACT_AUTH: {
-            if (!s->act_logged) {
-                TC_GUARD(log_intent(s, a, pending));
-                s->act_logged = true;
-                if (*pending)
-                    return TC_OK;
-            }
+            TC_GUARD(log_once(s, a, pending));
+            if (*pending)
+                return TC_OK;
             s->have_act = false;
             uint8_t kvn = a->kvn;
             const char *master = a->master;
@@ -613,12 +591,9 @@ static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script, bool *
             return start_auth(s, a, script);
         }
         case TC_OTA_ACT_SEND:
-            if (!s->act_logged) {
-                TC_GUARD(log_intent(s, a, pending));
-                s->act_logged = true;
-                if (*pending)
-                    return TC_OK;
-            }
+            TC_GUARD(log_once(s, a, pending));
+            if (*pending)
+                return TC_OK;
             s->have_act = false;
             return send_cmd(s, a, script);
         case TC_OTA_ACT_DONE:
@@ -687,7 +662,7 @@ static tc_err absorb(struct slot *s, const uint8_t *resp, size_t len, struct tc_
             break;
         }
         size_t l = ea.len;
-        TC_TRY(script1(&ea, &l, 1, script));
+        TC_TRY(ota_script_of(&ea, &l, 1, script));
         s->st = S_EA_SENT;
         *again = true; /* the script goes out; no result yet */
         break;

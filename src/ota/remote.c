@@ -6,6 +6,8 @@
 
 #include <trustchain/ota.h>
 
+#include "ota/ops_internal.h"
+
 enum { R_START = 0, R_IU_SENT, R_EA_SENT, R_CMD_SENT, R_DONE, R_FAILED };
 
 tc_err tc_ota_remote_init(struct tc_ota_remote *r, const struct tc_scp03_key_provider *keys,
@@ -52,9 +54,10 @@ static tc_err responses(const uint8_t *resp, size_t len, size_t n,
     return TC_OK;
 }
 
-static tc_err script_of(struct tc_buf *cmds, const size_t *lens, size_t n, struct tc_buf *script)
+tc_err ota_script_of(const struct tc_buf *cmds, const size_t *lens, size_t n, struct tc_buf *script)
 {
     struct tc_ota_bytes a[3];
+    TC_ENSURE(n <= TC_ARRAY_LEN(a), TC_ERR_RANGE);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         a[i].p = cmds->data + off;
@@ -62,6 +65,35 @@ static tc_err script_of(struct tc_buf *cmds, const size_t *lens, size_t n, struc
         off += lens[i];
     }
     return tc_ota_script_encode(a, n, script);
+}
+
+tc_err ota_select_iu_script(struct tc_scp03_host *h, const uint8_t *aid, size_t aid_len,
+                            struct tc_buf *script)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    uint8_t mem[512];
+    struct tc_buf cmds;
+    size_t lens[2];
+    tc_buf_init_fixed(&cmds, mem, sizeof mem);
+    /* GP CS 2.3 §11.9: SELECT by AID, then Amendment D §7.1 INITIALIZE
+     * UPDATE with the host challenge. */
+    struct tc_apdu sel = {.cla = 0x00,
+                          .ins = 0xA4,
+                          .p1 = 0x04,
+                          .p2 = 0x00,
+                          .data = aid,
+                          .lc = aid_len,
+                          .has_le = true,
+                          .le = 256};
+    TC_TRY(tc_apdu_encode(&sel, &cmds));
+    lens[0] = cmds.len;
+    TC_TRY(tc_scp03_host_initialize_update(h, &cmds));
+    lens[1] = cmds.len - lens[0];
+    TC_TRY(ota_script_of(&cmds, lens, 2, script));
+    ret = TC_OK;
+out:
+    tc_memzero(mem, sizeof mem);
+    return ret;
 }
 
 static tc_err step(struct tc_ota_remote *r, const uint8_t *resp, size_t resp_len,
@@ -75,25 +107,10 @@ static tc_err step(struct tc_ota_remote *r, const uint8_t *resp, size_t resp_len
     tc_buf_init_fixed(&cmds, mem, sizeof mem);
     *done = false;
     switch (r->state) {
-    case R_START: {
-        /* GP CS 2.3 §11.9: SELECT by AID, then Amendment D §7.1 INITIALIZE
-         * UPDATE with the host challenge. */
-        struct tc_apdu sel = {.cla = 0x00,
-                              .ins = 0xA4,
-                              .p1 = 0x04,
-                              .p2 = 0x00,
-                              .data = r->aid,
-                              .lc = r->aid_len,
-                              .has_le = true,
-                              .le = 256};
-        TC_TRY(tc_apdu_encode(&sel, &cmds));
-        lens[0] = cmds.len;
-        TC_TRY(tc_scp03_host_initialize_update(&r->host, &cmds));
-        lens[1] = cmds.len - lens[0];
-        TC_TRY(script_of(&cmds, lens, 2, script));
+    case R_START:
+        TC_TRY(ota_select_iu_script(&r->host, r->aid, r->aid_len, script));
         r->state = R_IU_SENT;
         break;
-    }
     case R_IU_SENT:
         TC_TRY(responses(resp, resp_len, 2, rs));
         TC_CHECK_MSG(sw_of(&rs[0]) == 0x9000, TC_ERR_CARD, "SELECT of the ISD: SW %04X",
@@ -103,7 +120,7 @@ static tc_err step(struct tc_ota_remote *r, const uint8_t *resp, size_t resp_len
         /* Card cryptogram verified here, before anything is sent. */
         TC_TRY(tc_scp03_host_external_authenticate(&r->host, rs[1].p, rs[1].len - 2, &cmds));
         lens[0] = cmds.len;
-        TC_TRY(script_of(&cmds, lens, 1, script));
+        TC_TRY(ota_script_of(&cmds, lens, 1, script));
         r->state = R_EA_SENT;
         break;
     case R_EA_SENT:
@@ -127,7 +144,7 @@ static tc_err step(struct tc_ota_remote *r, const uint8_t *resp, size_t resp_len
         }
         TC_TRY(tc_scp03_host_wrap(&r->host, &r->cmds[r->next], &cmds));
         lens[0] = cmds.len;
-        TC_TRY(script_of(&cmds, lens, 1, script));
+        TC_TRY(ota_script_of(&cmds, lens, 1, script));
         r->next++;
         r->state = R_CMD_SENT;
         break;

@@ -48,16 +48,22 @@ device d1 "$eid1"
 device d2 "$eid2"
 [ -s "$scratch/d1.pem" ] && [ -s "$scratch/d2.pem" ] && pass "devices issued" || fail "devices issued" "no certificates"
 
+# The port a server prints ("listening on 127.0.0.1:PORT"), waiting up to 10 s.
+listening_port() {
+  local p=
+  for _ in $(seq 1 100); do
+    p=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$1")
+    [ -n "$p" ] && break
+    sleep 0.1
+  done
+  printf '%s' "$p"
+}
+
 # --- serve
 "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --timeout-ms 2000 --stop-after 120 \
   >"$scratch/serve.out" 2>"$scratch/serve.err" &
 pid=$!
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$scratch/serve.out")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
+port=$(listening_port "$scratch/serve.out")
 [ -n "$port" ] && pass "server listening" || fail "server listening" "$(cat "$scratch/serve.err")"
 url="https://127.0.0.1:$port/ota/v1/identity"
 [ "$(stat -c %a "$ws/ota/server-key.pem")" = 600 ] && pass "server key is private" || fail "server key is private" "mode"
@@ -106,12 +112,7 @@ expect_fail 2 "bad --kvn" "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws"
 "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master fleet --stop-after 60 \
   >"$scratch/serve2.out" 2>"$scratch/serve2.err" &
 pid=$!
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$scratch/serve2.out")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
+port=$(listening_port "$scratch/serve2.out")
 [ -n "$port" ] && pass "server with --master listening" || fail "server with --master listening" "$(cat "$scratch/serve2.err")"
 # A device with nothing queued (this one is not even in the registry): 204 at once.
 code=$(curl -sS --max-time 5 --tlsv1.3 --cacert "$ws/ota/server.pem" --cert "$scratch/d2.pem" --key "$scratch/d2.key" \
@@ -182,12 +183,7 @@ expect_contains "ops: rotate listed" "$out" '"op":"rotate-keys","status":"pendin
 "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws3" --master line --kvn 1 --pin-file "$pin3" \
   --timeout-ms 5000 --stop-after 300 >"$scratch/serve3.out" 2>"$scratch/serve3.err" &
 pid3=$!
-port=
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$scratch/serve3.out")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
+port=$(listening_port "$scratch/serve3.out")
 [ -n "$port" ] && pass "ops: server listening" || fail "ops: server listening" "$(cat "$scratch/serve3.err")"
 url=https://127.0.0.1:$port
 expect_ok "ops: card 0 connects" "$TC" ota agent --server "$url" --se "$card0" --workspace "$ws3"
