@@ -292,7 +292,9 @@ TC_MUST_CHECK tc_err tc_hsm_scp03_kdf(struct tc_hsm *h, tc_hsm_obj key, uint8_t 
 /*
  * PUT KEY key data: C_WrapKey(CKM_AES_CBC, IV = 16 zero bytes) of `key`
  * under `dek` (GP Amendment D §7.2: AES keys are encrypted with the DEK in
- * CBC mode with a zero ICV). The key must be 16 or 32 bytes (no padding).
+ * CBC mode with a zero ICV). The key must be 16 or 32 bytes (no padding)
+ * and extractable: the keys trustchain creates are not (TC_ERR_STATE), so
+ * PUT KEY of a derived keyset goes through tc_hsm_wrap_keyset_key.
  */
 TC_MUST_CHECK tc_err tc_hsm_wrap(struct tc_hsm *h, tc_hsm_obj dek, tc_hsm_obj key, uint8_t *out,
                                  size_t out_size, size_t *out_len);
