@@ -54,6 +54,23 @@ static void fail(struct tc_ota_act *a, uint16_t reason)
     a->reason = reason;
 }
 
+/* A session with the device's current keyset to the ISD. */
+static tc_err session(struct tc_ota_op_run *run, struct tc_ota_act *a)
+{
+    a->kind = TC_OTA_ACT_AUTH;
+    run->pc = PC_AUTH;
+    return TC_OK;
+}
+
+/* The session did not open: the operation fails (reason auth). */
+static bool refused(const struct tc_ota_result *res, struct tc_ota_act *a)
+{
+    if (res->rc == TC_OK)
+        return false;
+    fail(a, TC_OTA_FAIL_AUTH);
+    return true;
+}
+
 /* '9F70' 01 LC from a GET DATA answer. */
 static bool lc_of(const struct tc_ota_result *r, uint8_t *lc)
 {
@@ -83,14 +100,10 @@ static tc_err toggle_next(struct tc_ota_op_run *run, const struct tc_ota_result 
     case PC_START:
         st->from = from;
         st->to = to;
-        a->kind = TC_OTA_ACT_AUTH;
-        run->pc = PC_AUTH;
-        return TC_OK;
+        return session(run, a);
     case PC_AUTH:
-        if (res->rc != TC_OK) {
-            fail(a, TC_OTA_FAIL_AUTH);
+        if (refused(res, a))
             return TC_OK;
-        }
         get_lifecycle(a);
         run->pc = PC_READ;
         return TC_OK;
@@ -160,14 +173,10 @@ static tc_err decommission_next(struct tc_ota_op_run *run, const struct tc_ota_r
             fail(a, TC_OTA_FAIL_UNSUPPORTED);
             return TC_OK;
         }
-        a->kind = TC_OTA_ACT_AUTH;
-        run->pc = PC_AUTH;
-        return TC_OK;
+        return session(run, a);
     case PC_AUTH:
-        if (res->rc != TC_OK) {
-            fail(a, TC_OTA_FAIL_AUTH);
+        if (refused(res, a))
             return TC_OK;
-        }
         set_status(a, OTA_LC_TERMINATED);
         if (run->op->step != 0)
             a->intent = 0; /* recorded by the earlier run */

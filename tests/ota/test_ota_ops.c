@@ -411,6 +411,34 @@ static void expect_keyset(struct fx *f, uint8_t kvn, const uint8_t master[16])
     EXPECT_MEM(d.kcv, 9, kcv, 9);
 }
 
+static void expect_state(struct fx *f, enum tc_registry_state state)
+{
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_get(f->reg, f->eid, 16, &d));
+    EXPECT_EQ_U(d.state, state);
+}
+
+/* Queue one operation, run a dialog interrupted by `drop` (after that many
+ * scripts) or the fault hook (the nth time at `point`), then a clean one
+ * that must complete it: one op-done, no op-failed. */
+static void interrupted(struct fx *f, uint8_t code, uint8_t kvn, const char *master, unsigned drop,
+                        enum tc_ota_fault_point point, unsigned nth)
+{
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(f, code, kvn, master, NULL, 0, &id);
+    fault_point = point;
+    fault_n = nth;
+    enum dialog_end first = dialog(f, drop, 0, &n);
+    EXPECT(first != D_DONE || (drop == 0 && fault_seen < nth));
+    fault_n = 0;
+    EXPECT_EQ_U(dialog(f, 0, 0, &n), D_DONE);
+    struct counts c = count(f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
+    EXPECT_OK(tc_registry_check(f->reg, NULL, NULL));
+}
+
 static void expect_queue(struct fx *f, size_t pending, const char *master)
 {
     struct tc_ota_queue q;
@@ -531,22 +559,10 @@ static void rotate_interrupted(unsigned drop, enum tc_ota_fault_point point, uns
     struct fx f;
     if (!setup(&f))
         return;
-    uint64_t id = 0;
-    unsigned n = 0;
-    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
-    fault_point = point;
-    fault_n = nth;
-    enum dialog_end first = dialog(&f, drop, 0, &n);
-    EXPECT(first != D_DONE || (drop == 0 && fault_seen < nth));
-    fault_n = 0;
-    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    interrupted(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", drop, point, nth);
     expect_keyset(&f, 0x31, M_FLEET2);
     expect_queue(&f, 0, "fleet-2");
-    struct counts c = count(&f);
-    EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
-    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
-    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
-    EXPECT_OK(tc_registry_check(f.reg, NULL, NULL));
+    EXPECT_EQ_U(count(&f).by_type[TC_AUDIT_KEYS_ROTATED], 1);
     teardown(&f);
 }
 
@@ -582,9 +598,7 @@ static void test_lock_unlock(void)
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     EXPECT_EQ_U(n, 5);
     EXPECT_EQ_U(card_lc(&f), 0x7F);
-    struct tc_registry_device d;
-    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
-    EXPECT_EQ_U(d.state, TC_REG_LOCKED);
+    expect_state(&f, TC_REG_LOCKED);
     /* Locking a locked card fails without a step. */
     queue(&f, TC_OTA_OP_LOCK, 0, NULL, NULL, 0, &id);
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
@@ -592,8 +606,7 @@ static void test_lock_unlock(void)
     queue(&f, TC_OTA_OP_UNLOCK, 0, NULL, NULL, 0, &id);
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     EXPECT_EQ_U(card_lc(&f), 0x0F);
-    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
-    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    expect_state(&f, TC_REG_PROVISIONED);
     struct counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 2);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 1);
@@ -605,22 +618,11 @@ static void lock_interrupted(unsigned drop, enum tc_ota_fault_point point, unsig
     struct fx f;
     if (!setup(&f))
         return;
-    uint64_t id = 0;
-    unsigned n = 0;
-    queue(&f, TC_OTA_OP_LOCK, 0, NULL, NULL, 0, &id);
-    fault_point = point;
-    fault_n = nth;
-    (void)dialog(&f, drop, 0, &n);
-    fault_n = 0;
-    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    interrupted(&f, TC_OTA_OP_LOCK, 0, NULL, drop, point, nth);
     EXPECT_EQ_U(card_lc(&f), 0x7F);
-    struct tc_registry_device d;
-    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
-    EXPECT_EQ_U(d.state, TC_REG_LOCKED);
-    struct counts c = count(&f);
-    EXPECT_EQ_U(c.by_type[TC_AUDIT_LIFECYCLE_CHANGED], 2); /* the line's + one */
-    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
-    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
+    expect_state(&f, TC_REG_LOCKED);
+    /* the line's + one */
+    EXPECT_EQ_U(count(&f).by_type[TC_AUDIT_LIFECYCLE_CHANGED], 2);
     teardown(&f);
 }
 
@@ -647,9 +649,7 @@ static void test_decommission(void)
     EXPECT_EQ_U(n, 3);
     EXPECT_EQ_U(card_lc(&f), 0xFF);
     EXPECT_EQ_U(revoked_calls, 1);
-    struct tc_registry_device d;
-    EXPECT_OK(tc_registry_device_get(f.reg, f.eid, 16, &d));
-    EXPECT_EQ_U(d.state, TC_REG_DECOMMISSIONED);
+    expect_state(&f, TC_REG_DECOMMISSIONED);
     struct counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_CERT_REVOKED], 1);
     /* Nothing can be queued for it any more. */
