@@ -61,6 +61,27 @@ static tc_err object_at(const uint8_t *data, size_t len, size_t off, size_t *obj
     return TC_OK;
 }
 
+tc_err ota_store_data_check(const uint8_t *data, size_t len)
+{
+    uint16_t tags[TC_OTA_DATA_MAX / 2];
+    size_t ntags = 0, off = 0;
+    TC_ENSURE_MSG(len > 0 && len <= TC_OTA_DATA_MAX, TC_ERR_ARG, "%zu bytes of data", len);
+    while (off < len) {
+        size_t ol = 0;
+        uint16_t tag = 0;
+        TC_GUARD(object_at(data, len, off, &ol, &tag));
+        TC_ENSURE_MSG(ol <= TC_OTA_CMD_DATA_MAX, TC_ERR_ARG,
+                      "object %04X of %zu bytes exceeds a STORE DATA block (%u)", tag, ol,
+                      TC_OTA_CMD_DATA_MAX);
+        for (size_t i = 0; i < ntags; i++)
+            TC_ENSURE_MSG(tags[i] != tag, TC_ERR_ARG,
+                          "object %04X appears twice (the second would replace the first)", tag);
+        tags[ntags++] = tag;
+        off += ol;
+    }
+    return TC_OK;
+}
+
 static void fail(struct tc_ota_act *a, uint16_t reason)
 {
     a->kind = TC_OTA_ACT_FAIL;

@@ -21,6 +21,10 @@ TC_MUST_CHECK tc_err ota_script_of(const struct tc_buf *cmds, const size_t *lens
 TC_MUST_CHECK tc_err ota_select_iu_script(struct tc_scp03_host *h, const uint8_t *aid,
                                           size_t aid_len, struct tc_buf *script);
 
+/* store-data's file: BER-TLV objects with one- or two-byte tags, each
+ * whole in one STORE DATA block, no tag twice (TC_ERR_ARG / TC_ERR_FORMAT). */
+TC_MUST_CHECK tc_err ota_store_data_check(const uint8_t *data, size_t len);
+
 /* GP Card Specification 2.3 §11.1.1, Table 11-3: card life cycle coding. */
 #define OTA_LC_SECURED     0x0Fu
 #define OTA_LC_CARD_LOCKED 0x7Fu

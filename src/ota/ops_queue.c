@@ -299,6 +299,10 @@ tc_err tc_ota_queue_add(struct tc_registry *r, const struct tc_ota_queue_request
         TC_ENSURE_MSG(rq->data != NULL && rq->data_len > 0 && rq->data_len <= TC_OTA_DATA_MAX,
                       TC_ERR_ARG, "%s needs --file with 1..%u bytes", k->name, TC_OTA_DATA_MAX);
         TC_ENSURE_MSG(rq->workspace != NULL, TC_ERR_ARG, "no workspace for the data");
+        if (rq->code == TC_OTA_OP_STORE_DATA) {
+            tc_err rc = ota_store_data_check(rq->data, rq->data_len);
+            TC_ENSURE_MSG(rc == TC_OK, TC_ERR_ARG, "store-data: %s", tc_error_last()->msg);
+        }
         TC_GUARD(ota_sha256(rq->data, rq->data_len, ev.data_sha256));
         ev.fields |= TC_AUDIT_HAS_DATA_SHA256;
     }

@@ -163,6 +163,8 @@ expect_fail 2 "queue: lock takes no --kvn" "$TC" device queue "$e0" lock --kvn 1
 expect_fail 1 "queue: unknown device" "$TC" device queue 89049032123451234512345678901235 lock --workspace "$ws3"
 expect_contains "queue: says why" "$err" "not in the registry"
 
+t_before=$(date +%s%3N)
+sleep 0.01
 expect_ok "queue: rotate-keys" "$TC" device queue "$e0" rotate-keys --master fleet-2 --kvn 0x31 --workspace "$ws3"
 expect_contains "queue: prints the id" "$out" "operation "
 printf '\x50\x03abc\x5f\x20\x02ok' >"$scratch/cfg.bin"
@@ -180,6 +182,8 @@ expect_ok "ops: two pending" "$TC" device ops "$e0" --workspace "$ws3" --json
 expect_contains "ops: pending count" "$out" '"pending":2'
 expect_contains "ops: rotate listed" "$out" '"op":"rotate-keys","status":"pending"'
 
+sleep 0.01
+t_queued=$(date +%s%3N)
 "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws3" --master line --kvn 1 --pin-file "$pin3" \
   --timeout-ms 5000 --stop-after 300 >"$scratch/serve3.out" 2>"$scratch/serve3.err" &
 pid3=$!
@@ -194,6 +198,12 @@ expect_contains "ops: store done" "$out" '"op":"store-data","status":"done"'
 expect_contains "ops: keyset from fleet-2" "$out" '"keyset":{"kvn":49,"master":"fleet-2"}'
 expect_ok "ops: card 0 keysets" "$TC" se show --state "$card0"
 expect_contains "ops: card holds KVN 31" "$out" "31"
+# The queue at earlier times: the fold of the events until then.
+expect_ok "ops --at before queueing" "$TC" device ops "$e0" --at "$t_before" --all --workspace "$ws3" --json
+expect_contains "ops --at: nothing yet" "$out" '"operations":[],"pending":0'
+expect_ok "ops --at once queued" "$TC" device ops "$e0" --at "$t_queued" --workspace "$ws3" --json
+expect_contains "ops --at: two pending then" "$out" '"pending":2'
+expect_contains "ops --at: old keyset then" "$out" '"keyset":{"kvn":1,"master":null}'
 expect_ok "ops: history" "$TC" device history "$e0" --workspace "$ws3"
 expect_contains "ops: keys-rotated logged" "$out" "keys-rotated"
 expect_contains "ops: config-stored logged" "$out" "config-stored"

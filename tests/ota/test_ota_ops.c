@@ -712,6 +712,32 @@ static void test_store_data(void)
     c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_CONFIG_STORED], 6);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
+    /* Data refused when it is queued: malformed, a tag twice, a length
+     * cut short, an object larger than a block. */
+    static const uint8_t twice[] = {0x50, 0x01, 'a', 0x50, 0x01, 'b'};
+    static const uint8_t cut[] = {0x50, 0x05, 'a'};
+    static const uint8_t three_byte_tag[] = {0x5F, 0x80, 0x01, 0x01, 0x00};
+    uint8_t big[230];
+    big[0] = 0x50;
+    big[1] = 0x81;
+    big[2] = (uint8_t)(sizeof big - 3);
+    memset(big + 3, 0x42, sizeof big - 3);
+    const struct {
+        const uint8_t *p;
+        size_t n;
+    } refused[] = {{twice, sizeof twice},
+                   {cut, sizeof cut},
+                   {three_byte_tag, sizeof three_byte_tag},
+                   {big, sizeof big}};
+    for (size_t i = 0; i < TC_ARRAY_LEN(refused); i++) {
+        struct tc_ota_queue_request rq = {.eid = EID1,
+                                          .code = TC_OTA_OP_STORE_DATA,
+                                          .actor = "op",
+                                          .data = refused[i].p,
+                                          .data_len = refused[i].n,
+                                          .workspace = f.wsdir};
+        EXPECT_ERR(tc_ota_queue_add(f.reg, &rq, &id), TC_ERR_ARG);
+    }
     /* Data the card refuses (its own tag 9F70): op-failed, nothing stored. */
     static const uint8_t bad[] = {0x9F, 0x70, 0x01, 0x0F};
     queue(&f, TC_OTA_OP_STORE_DATA, 0, NULL, bad, sizeof bad, &id);
