@@ -649,6 +649,13 @@ static void test_derived_keys_never_leave(void)
     EXPECT_EQ_U(bl, 0);
     EXPECT_EQ_U(count_extractable(h), before);
     EXPECT_ERR(tc_hsm_wrap_keyset_key(h, tr.dek, &a, 4, blk, sizeof blk, &bl), TC_ERR_ARG);
+    /* The copy cannot be derived (the recorded master is a key that may
+     * not derive): refused, nothing left behind. */
+    struct tc_hsm_keyset bad = a;
+    bad.master = a.enc;
+    EXPECT(tc_hsm_wrap_keyset_key(h, tr.dek, &bad, TC_HSM_KEY_ENC, blk, sizeof blk, &bl) != TC_OK);
+    EXPECT_EQ_U(bl, 0);
+    EXPECT_EQ_U(count_extractable(h), before);
     /* A token keyset is wrapped as it is: the transport keys never. */
     EXPECT_ERR(tc_hsm_wrap_keyset_key(h, a.dek, &tr, TC_HSM_KEY_ENC, blk, sizeof blk, &bl),
                TC_ERR_STATE);

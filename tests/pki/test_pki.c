@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/evp.h>
@@ -1489,6 +1490,30 @@ static void test_device_encoding(void)
         for (size_t j = 0; j < i; j++)
             EXPECT(memcmp(sn[i], sn[j], TC_PKI_SERIAL_LEN) != 0);
     }
+    /* After a fork the child draws fresh random octets: its next serial
+     * is not the parent's next one. */
+    int pfd[2];
+    uint8_t child_sn[TC_PKI_SERIAL_LEN] = {0}, parent_sn[TC_PKI_SERIAL_LEN];
+    EXPECT(pipe(pfd) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint8_t c[TC_PKI_SERIAL_LEN] = {0};
+        tc_buf_reset(&dev);
+        if (tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, c) != TC_OK)
+            _exit(1);
+        _exit(write(pfd[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+    }
+    EXPECT(pid > 0);
+    close(pfd[1]);
+    tc_buf_reset(&dev);
+    EXPECT_OK(tc_pki_device_build(f.batch_iss, &fl, d.spki, d.spki_len, &dev, parent_sn));
+    EXPECT(read(pfd[0], child_sn, sizeof child_sn) == (ssize_t)sizeof child_sn);
+    close(pfd[0]);
+    int st = 0;
+    EXPECT(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT((child_sn[0] & 0xC0u) == 0x40u);
+    EXPECT(memcmp(child_sn, parent_sn, sizeof child_sn) != 0);
 out:
     tc_buf_free(&dev);
     tc_signer_soft_free(&d.key);
