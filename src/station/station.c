@@ -728,15 +728,19 @@ static tc_err step_confirm(struct dev *d)
                       tc_error_last()->msg);
     }
     tc_error_clear();
-    /* A fresh session with the device keyset must open. */
-    rc = open_session(d, &d->dprov, st->device_kvn, true);
+    /* A fresh session with the device keyset must open. It is the identity
+     * applet's: the applet's secure channel is the ISD's, with the ISD's
+     * keyset (identity-applet.md), so it proves the injected keys as well
+     * and step 5 goes on in it (one handshake less per device). */
+    if ((rc = select_aid(d, identity_aid, sizeof identity_aid, "SELECT identity applet")) != TC_OK)
+        return fail_card(d, S, rc, "identity applet");
+    rc = open_session(d, &d->dprov, st->device_kvn, false);
     enum tc_scp03_host_outcome oc = tc_scp03_host_outcome(&d->host);
     if (rc != TC_OK && (oc == TC_SCP03_HOST_LINK || oc == TC_SCP03_HOST_KEYS))
         return fail_host(d, S, rc, "device keyset session");
     if (rc != TC_OK)
         return reject(d, S, TC_STATION_R_GATE, "the device keyset %02X does not open a session: %s",
                       st->device_kvn, tc_error_last()->msg);
-    close_session(d);
     struct tc_audit_event ev;
     st_event_init(st, &d->id, TC_AUDIT_INJECTION_CONFIRMED, &ev);
     ev_kcv(d, &ev, st->device_kvn);
@@ -784,12 +788,16 @@ static tc_err step_identity(struct dev *d)
                         CRL_SUPERSEDED));
         d->res->revoked_earlier++;
     }
-    /* The identity applet's secure channel is the ISD's (identity-applet.md):
-     * SELECT the applet, then INITIALIZE UPDATE to it. */
-    if ((rc = select_aid(d, identity_aid, sizeof identity_aid, "SELECT identity applet")) != TC_OK)
-        return fail_card(d, S, rc, "identity applet");
-    if ((rc = open_session(d, &d->dprov, st->device_kvn, false)) != TC_OK)
-        return fail_host(d, S, rc, "identity applet session");
+    /* The gate's session to the identity applet (step 4) is still open;
+     * should it not be, SELECT the applet and open one (its secure channel
+     * is the ISD's, identity-applet.md). */
+    if (!d->host_open) {
+        if ((rc = select_aid(d, identity_aid, sizeof identity_aid, "SELECT identity applet")) !=
+            TC_OK)
+            return fail_card(d, S, rc, "identity applet");
+        if ((rc = open_session(d, &d->dprov, st->device_kvn, false)) != TC_OK)
+            return fail_host(d, S, rc, "identity applet session");
+    }
     uint8_t nonce[TC_STATION_NONCE_LEN];
     TC_GUARD(tc_random(nonce, sizeof nonce));
     /* GENERATE KEY: P1 01 (replace) only when resuming a run that left a key
