@@ -136,61 +136,54 @@ static bool write_cert(const char *path, X509 *x)
     return ok;
 }
 
+struct agent_opts {
+    const char *server, *se, *reader, *tcp, *server_cert, *card_cert, *workspace;
+    const char *timeout_ms, *deadline_ms, *max_steps;
+    bool json, resume, verbose;
+};
+
+static const struct tc_cli_opt agent_options[] = {
+    TC_CLI_OPT_VALUE_AT("--server", struct agent_opts, server),
+    TC_CLI_OPT_VALUE_AT("--se", struct agent_opts, se),
+    TC_CLI_OPT_VALUE_AT("--reader", struct agent_opts, reader),
+    TC_CLI_OPT_VALUE_AT("--tcp", struct agent_opts, tcp),
+    TC_CLI_OPT_VALUE_AT("--server-cert", struct agent_opts, server_cert),
+    TC_CLI_OPT_VALUE_AT("--card-cert", struct agent_opts, card_cert),
+    TC_CLI_OPT_VALUE_AT("--workspace", struct agent_opts, workspace),
+    TC_CLI_OPT_VALUE_AT("--timeout-ms", struct agent_opts, timeout_ms),
+    TC_CLI_OPT_VALUE_AT("--deadline-ms", struct agent_opts, deadline_ms),
+    TC_CLI_OPT_VALUE_AT("--max-steps", struct agent_opts, max_steps),
+    TC_CLI_OPT_FLAG_AT("--json", struct agent_opts, json),
+    TC_CLI_OPT_FLAG_AT("--resume", struct agent_opts, resume),
+    TC_CLI_OPT_FLAG_AT("--verbose", struct agent_opts, verbose),
+};
+
 int tc_cli_ota_agent(int argc, char **argv)
 {
     if (tc_cli_wants_help(argc, argv)) {
         (void)fputs(agent_usage, stdout);
         return TC_EXIT_OK;
     }
-    const char *ws = tc_cli_default_workspace();
-    const char *server = NULL, *se = NULL, *reader = NULL, *tcp = NULL, *pin = NULL;
-    const char *card_cert = NULL;
+    struct agent_opts o = {.workspace = tc_cli_default_workspace()};
+    int pc = tc_cli_parse_opts("ota", "agent", agent_options, TC_ARRAY_LEN(agent_options), argc,
+                               argv, &o, NULL);
+    if (pc != TC_EXIT_OK)
+        return pc;
+    const char *ws = o.workspace, *server = o.server, *se = o.se, *reader = o.reader, *tcp = o.tcp,
+               *pin = o.server_cert, *card_cert = o.card_cert;
+    bool json = o.json, resume = o.resume, verbose = o.verbose;
     uint64_t timeout = 0, deadline = 0, steps = 0;
-    bool json = false, resume = false, verbose = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-            continue;
-        }
-        if (strcmp(a, "--resume") == 0) {
-            resume = true;
-            continue;
-        }
-        if (strcmp(a, "--verbose") == 0) {
-            verbose = true;
-            continue;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (v == NULL)
-            return tc_cli_usage_error("ota agent: %s needs a value or is unknown", a);
-        i++;
-        if (strcmp(a, "--server") == 0)
-            server = v;
-        else if (strcmp(a, "--se") == 0)
-            se = v;
-        else if (strcmp(a, "--reader") == 0)
-            reader = v;
-        else if (strcmp(a, "--tcp") == 0)
-            tcp = v;
-        else if (strcmp(a, "--server-cert") == 0)
-            pin = v;
-        else if (strcmp(a, "--card-cert") == 0)
-            card_cert = v;
-        else if (strcmp(a, "--workspace") == 0)
-            ws = v;
-        else if (strcmp(a, "--timeout-ms") == 0) {
-            if (tc_parse_uint(v, 600000, &timeout) != TC_OK || timeout == 0)
-                return tc_cli_usage_error("ota agent: bad --timeout-ms %s", v);
-        } else if (strcmp(a, "--deadline-ms") == 0) {
-            if (tc_parse_uint(v, 3600000, &deadline) != TC_OK || deadline == 0)
-                return tc_cli_usage_error("ota agent: bad --deadline-ms %s", v);
-        } else if (strcmp(a, "--max-steps") == 0) {
-            if (tc_parse_uint(v, 1024, &steps) != TC_OK || steps == 0)
-                return tc_cli_usage_error("ota agent: bad --max-steps %s", v);
-        } else
-            return tc_cli_usage_error("ota agent: unknown option %s", a);
-    }
+    const struct {
+        const char *name, *value;
+        uint64_t max, *out;
+    } nums[] = {{"--timeout-ms", o.timeout_ms, 600000, &timeout},
+                {"--deadline-ms", o.deadline_ms, 3600000, &deadline},
+                {"--max-steps", o.max_steps, 1024, &steps}};
+    for (size_t i = 0; i < TC_ARRAY_LEN(nums); i++)
+        if (nums[i].value != NULL &&
+            (tc_parse_uint(nums[i].value, nums[i].max, nums[i].out) != TC_OK || *nums[i].out == 0))
+            return tc_cli_usage_error("ota agent: bad %s %s (1..%llu)", nums[i].name, nums[i].value,
+                                      (unsigned long long)nums[i].max);
     if (server == NULL)
         return tc_cli_usage_error("ota agent: --server URL is required");
     if ((se != NULL) + (reader != NULL) + (tcp != NULL) != 1)

@@ -19,6 +19,8 @@
 #include <trustchain/se.h>
 #include <trustchain/transport.h>
 
+#include "card_int.h"
+
 #define RAPDU_MAX (65536u + 2u)
 
 static bool is_error(uint8_t sw1)
@@ -62,12 +64,13 @@ out:
 
 /* ------------------------------------------------------------------ identity */
 
-static tc_err id_cmd(struct tc_transport *t, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
-                     size_t *data_len, uint16_t *sw)
+tc_err tc_ota_card_cmd(struct tc_transport *t, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
+                       size_t *data_len, uint16_t *sw)
 {
     size_t rl = 0;
     TC_GUARD(t->transmit(t->ctx, cmd, cmd_len, resp, TC_TRANSPORT_MAX_RESPONSE, &rl));
-    TC_ENSURE_MSG(rl >= 2, TC_ERR_FORMAT, "card answered %zu bytes", rl);
+    TC_ENSURE_MSG(rl >= 2 && rl <= TC_TRANSPORT_MAX_RESPONSE, TC_ERR_FORMAT,
+                  "card answered %zu bytes", rl);
     *sw = (uint16_t)((unsigned)resp[rl - 2] << 8 | resp[rl - 1]);
     *data_len = rl - 2;
     return TC_OK;
@@ -76,7 +79,8 @@ static tc_err id_cmd(struct tc_transport *t, const uint8_t *cmd, size_t cmd_len,
 static tc_err select_aid(struct tc_transport *t, const uint8_t *aid, size_t aid_len, uint8_t *resp,
                          uint16_t *sw)
 {
-    /* ISO/IEC 7816-4 §11.1.1 SELECT by DF name, no response data. */
+    /* ISO/IEC 7816-4 §11.1.1 SELECT by DF name, first occurrence, no
+     * response data (P2 0C). */
     uint8_t cmd[5 + 16];
     size_t dl = 0;
     cmd[0] = 0x00;
@@ -85,7 +89,30 @@ static tc_err select_aid(struct tc_transport *t, const uint8_t *aid, size_t aid_
     cmd[3] = 0x0C;
     cmd[4] = (uint8_t)aid_len;
     memcpy(cmd + 5, aid, aid_len);
-    return id_cmd(t, cmd, 5 + aid_len, resp, &dl, sw);
+    return tc_ota_card_cmd(t, cmd, 5 + aid_len, resp, &dl, sw);
+}
+
+tc_err tc_ota_card_select_identity(struct tc_transport *t, uint8_t *resp, bool allow_locked,
+                                   bool *locked)
+{
+    static const uint8_t aid[] = {TC_SE_IDENTITY_AID};
+    static const uint8_t isd[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
+    uint16_t sw = 0;
+    *locked = false;
+    TC_GUARD(select_aid(t, aid, sizeof aid, resp, &sw));
+    if (sw == 0x9000)
+        return TC_OK;
+    TC_ENSURE_MSG(sw == 0x6A82 && allow_locked, TC_ERR_CARD,
+                  "identity applet not selectable (SW %04X): card locked, terminated or not "
+                  "provisioned",
+                  sw);
+    /* GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD is selectable. */
+    TC_GUARD(select_aid(t, isd, sizeof isd, resp, &sw));
+    TC_ENSURE_MSG(sw == 0x6283, TC_ERR_CARD,
+                  "identity applet not selectable and the card is not CARD_LOCKED (ISD SW %04X)",
+                  sw);
+    *locked = true;
+    return TC_OK;
 }
 
 /* GET EID, GET PUBLIC KEY, GET CERTIFICATE from the selected applet. */
@@ -96,14 +123,14 @@ static tc_err read_identity(struct tc_transport *t, uint8_t *resp, struct tc_ota
     uint16_t sw = 0;
     /* GET EID: 5A 10 EID (docs/identity-applet.md). */
     const uint8_t get_eid[] = {TC_SE_ID_CLA, TC_SE_ID_INS_GET_EID, 0x00, 0x00, 0x00};
-    TC_GUARD(id_cmd(t, get_eid, sizeof get_eid, resp, &dl, &sw));
+    TC_GUARD(tc_ota_card_cmd(t, get_eid, sizeof get_eid, resp, &dl, &sw));
     TC_ENSURE_MSG(sw == 0x9000, TC_ERR_CARD, "GET EID: SW %04X", sw);
     TC_ENSURE_MSG(dl == 2 + TC_SE_EID_LEN && resp[0] == 0x5A && resp[1] == TC_SE_EID_LEN,
                   TC_ERR_FORMAT, "GET EID: malformed answer");
     TC_GUARD(tc_pki_eid_from_bcd(resp + 2, card->eid));
     /* GET PUBLIC KEY: 86 41 04||X||Y. */
     const uint8_t get_pub[] = {TC_SE_ID_CLA, TC_SE_ID_INS_GET_PUBLIC, 0x00, 0x00, 0x00};
-    TC_GUARD(id_cmd(t, get_pub, sizeof get_pub, resp, &dl, &sw));
+    TC_GUARD(tc_ota_card_cmd(t, get_pub, sizeof get_pub, resp, &dl, &sw));
     TC_ENSURE_MSG(sw == 0x9000, TC_ERR_CARD, "GET PUBLIC KEY: SW %04X (no key pair)", sw);
     TC_ENSURE_MSG(dl == 2 + 65 && resp[0] == TC_SE_ID_TAG_PUBLIC && resp[1] == 65 &&
                       resp[2] == 0x04,
@@ -116,7 +143,7 @@ static tc_err read_identity(struct tc_transport *t, uint8_t *resp, struct tc_ota
                       "certificate larger than %u bytes", TC_OTA_CARD_CERT_MAX);
         const uint8_t get_cert[] = {TC_SE_ID_CLA, TC_SE_ID_INS_GET_CERT,
                                     (uint8_t)(card->cert_len >> 8), (uint8_t)card->cert_len, 0x00};
-        TC_GUARD(id_cmd(t, get_cert, sizeof get_cert, resp, &dl, &sw));
+        TC_GUARD(tc_ota_card_cmd(t, get_cert, sizeof get_cert, resp, &dl, &sw));
         if (sw == 0x6B00 && card->cert_len > 0 && dl == 0)
             break;
         TC_ENSURE_MSG(sw == 0x9000 || sw == 0x6282, TC_ERR_CARD, "GET CERTIFICATE: SW %04X%s", sw,
@@ -192,31 +219,18 @@ tc_err tc_ota_card_open_ex(struct tc_transport *t, const uint8_t *cached, size_t
                            struct tc_ota_card *card)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    static const uint8_t aid[] = {TC_SE_IDENTITY_AID};
-    static const uint8_t isd[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
     uint8_t point[65];
     uint8_t *resp = NULL;
-    uint16_t sw = 0;
     TC_ENSURE(t != NULL && t->transmit != NULL && card != NULL, TC_ERR_ARG);
     memset(card, 0, sizeof *card);
     card->t = t;
     resp = malloc(TC_TRANSPORT_MAX_RESPONSE);
     TC_CHECK(resp != NULL, TC_ERR_NOMEM);
-    TC_TRY(select_aid(t, aid, sizeof aid, resp, &sw));
-    if (sw == 0x6A82 && cached != NULL) {
-        /* GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD is selectable
-         * (it answers 6283). */
-        TC_TRY(select_aid(t, isd, sizeof isd, resp, &sw));
-        TC_CHECK_MSG(sw == 0x6283, TC_ERR_CARD,
-                     "identity applet not selectable and the card is not CARD_LOCKED (ISD SW "
-                     "%04X)",
-                     sw);
+    bool locked = false;
+    TC_TRY(tc_ota_card_select_identity(t, resp, cached != NULL, &locked));
+    if (locked) {
         TC_TRY(locked_identity(t, cached, cached_len, card, point));
     } else {
-        TC_CHECK_MSG(sw == 0x9000, TC_ERR_CARD,
-                     "identity applet not selectable (SW %04X): card locked, terminated or "
-                     "not provisioned",
-                     sw);
         TC_TRY(read_identity(t, resp, card, point));
         /* The certificate must be a device certificate of this EID
          * (profile docs/cert-profile.md) for the card's key. */

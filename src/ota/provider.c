@@ -35,6 +35,8 @@
 #include <trustchain/se.h>
 #include <trustchain/transport.h>
 
+#include "card_int.h"
+
 #define PROV_NAME  "tc-card"
 #define PARAM_LINK "tc-card-link" /* octet pointer: the struct tc_transport */
 #define POINT_LEN  65u
@@ -42,22 +44,8 @@
 #define SIG_MAX    TC_OTA_CARD_SIG_MAX
 #define DIGEST_LEN 32u
 #define ALG_PROPS  "provider=" PROV_NAME
-/* The GP ISD AID (A000000151000000), the one the emulator and GP test
- * cards carry. */
-#define ISD_AID 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00
 
 /* ------------------------------------------------------------------ card SIGN */
-
-static tc_err card_tx(struct tc_transport *t, const uint8_t *cmd, size_t cmd_len, uint8_t *resp,
-                      size_t resp_size, size_t *resp_len, uint16_t *sw)
-{
-    size_t rl = 0;
-    TC_GUARD(t->transmit(t->ctx, cmd, cmd_len, resp, resp_size, &rl));
-    TC_ENSURE_MSG(rl >= 2 && rl <= resp_size, TC_ERR_FORMAT, "card answered %zu bytes", rl);
-    *sw = (uint16_t)((unsigned)resp[rl - 2] << 8 | resp[rl - 1]);
-    *resp_len = rl - 2;
-    return TC_OK;
-}
 
 /* X9.62 Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }, DER: short
  * lengths only for P-256, each INTEGER minimal and positive. */
@@ -89,35 +77,14 @@ static tc_err check_der_sig(const uint8_t *p, size_t n)
 tc_err tc_ota_card_sign(struct tc_transport *t, const uint8_t digest[32], uint8_t *sig,
                         size_t sig_size, size_t *sig_len)
 {
-    static const uint8_t aid[] = {TC_SE_IDENTITY_AID};
     uint8_t cmd[5 + DIGEST_LEN + 1], resp[TC_TRANSPORT_MAX_RESPONSE];
     size_t rl = 0;
     uint16_t sw = 0;
+    bool locked = false;
     TC_ENSURE(t != NULL && t->transmit != NULL && digest != NULL && sig != NULL && sig_len != NULL,
               TC_ERR_ARG);
-    /* ISO/IEC 7816-4 §11.1.1 SELECT by DF name, first occurrence, no
-     * response data (P2 0C). */
-    cmd[0] = 0x00;
-    cmd[1] = 0xA4;
-    cmd[2] = 0x04;
-    cmd[3] = 0x0C;
-    cmd[4] = (uint8_t)sizeof aid;
-    memcpy(cmd + 5, aid, sizeof aid);
-    TC_GUARD(card_tx(t, cmd, 5 + sizeof aid, resp, sizeof resp, &rl, &sw));
-    if (sw == 0x6A82) {
-        /* GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD is selectable;
-         * it answers 6283 and then the identity SIGN (docs/se.md "Signing
-         * while CARD_LOCKED"). */
-        static const uint8_t isd[] = {ISD_AID};
-        cmd[4] = (uint8_t)sizeof isd;
-        memcpy(cmd + 5, isd, sizeof isd);
-        TC_GUARD(card_tx(t, cmd, 5 + sizeof isd, resp, sizeof resp, &rl, &sw));
-        TC_ENSURE_MSG(sw == 0x6283, TC_ERR_CARD,
-                      "identity applet not selectable and the card is not CARD_LOCKED (SW %04X)",
-                      sw);
-    } else {
-        TC_ENSURE_MSG(sw == 0x9000, TC_ERR_CARD, "SELECT identity applet: SW %04X", sw);
-    }
+    /* The applet, or in CARD_LOCKED the ISD, answers SIGN. */
+    TC_GUARD(tc_ota_card_select_identity(t, resp, true, &locked));
     /* ISO/IEC 7816-8 §5.2 PERFORM SECURITY OPERATION, COMPUTE DIGITAL
      * SIGNATURE: P1 9E (digital signature data object out), P2 9A (data
      * field: input to the signature), Le 00 (docs/identity-applet.md). */
@@ -128,7 +95,7 @@ tc_err tc_ota_card_sign(struct tc_transport *t, const uint8_t digest[32], uint8_
     cmd[4] = (uint8_t)DIGEST_LEN;
     memcpy(cmd + 5, digest, DIGEST_LEN);
     cmd[5 + DIGEST_LEN] = 0x00;
-    TC_GUARD(card_tx(t, cmd, sizeof cmd, resp, sizeof resp, &rl, &sw));
+    TC_GUARD(tc_ota_card_cmd(t, cmd, sizeof cmd, resp, &rl, &sw));
     TC_ENSURE_MSG(sw == 0x9000, TC_ERR_CARD, "SIGN: SW %04X", sw);
     TC_ENSURE_MSG(rl <= SIG_MAX, TC_ERR_FORMAT, "SIGN: %zu bytes answered", rl);
     TC_GUARD(check_der_sig(resp, rl));

@@ -94,22 +94,60 @@ static bool tx(struct tc_transport *t, const uint8_t *cmd, size_t n, uint8_t *re
     return true;
 }
 
+/* An SCP03 session with the GP test keyset (KVN 30) of an emulated card;
+ * select: SELECT the ISD first (else the selected applet's channel). */
+struct gp_session {
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_host h;
+};
+
+static bool gp_open(struct gp_session *g, struct card *c, uint8_t level, bool select)
+{
+    struct tc_scp03_keyset ks;
+    struct tc_scp03_host_config cfg = {
+        .kvn = 0x30, .level = level, .aid = ISD, .aid_len = sizeof ISD, .select = select};
+    memset(&g->h, 0, sizeof g->h);
+    tc_scp03_mem_provider_init(&g->mp, &g->kp);
+    bool ok = tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) == TC_OK &&
+              tc_scp03_mem_provider_add(&g->mp, &ks) == TC_OK &&
+              tc_scp03_host_open(&g->h, &c->link, &g->kp, &cfg) == TC_OK;
+    tc_scp03_keyset_wipe(&ks);
+    return ok;
+}
+
+static bool gp_send(struct gp_session *g, const struct tc_apdu *cmd, uint8_t *resp, size_t *rl)
+{
+    static uint8_t scratch[TC_SE_MAX_RESPONSE];
+    size_t n = 0;
+    uint16_t sw = 0;
+    bool ok = tc_scp03_host_transmit(&g->h, cmd, resp != NULL ? resp : scratch,
+                                     resp != NULL ? TC_SE_MAX_RESPONSE : sizeof scratch, &n,
+                                     &sw) == TC_OK &&
+              sw == 0x9000;
+    if (rl != NULL)
+        *rl = n;
+    return ok;
+}
+
+static void gp_close(struct gp_session *g)
+{
+    tc_scp03_host_wipe(&g->h);
+    tc_scp03_mem_provider_wipe(&g->mp);
+}
+
 /* The line's personalisation, in short: GENERATE KEY (PoP) inside an SCP03
  * session to the identity applet, the batch CA issues, STORE CERTIFICATE. */
 static bool card_make(struct card *c, const char *eid30, bool personalise)
 {
     struct tc_se_params p;
-    struct tc_scp03_mem_provider mp;
-    struct tc_scp03_key_provider kp;
-    struct tc_scp03_host h;
-    struct tc_scp03_keyset ks;
+    struct gp_session g;
     static uint8_t resp[TC_SE_MAX_RESPONSE];
     uint8_t cmd[64], nonce[TC_PKI_NONCE_LEN];
     size_t rl = 0;
     uint16_t sw = 0;
     bool ok = false;
-    memset(&h, 0, sizeof h);
-    tc_scp03_mem_provider_init(&mp, &kp);
+    memset(&g, 0, sizeof g);
     c->cert = new_buf();
     tc_se_params_default(&p);
     if (tc_pki_eid_complete(eid30, c->eid) != TC_OK || tc_pki_eid_to_bcd(c->eid, p.eid) != TC_OK ||
@@ -125,13 +163,8 @@ static bool card_make(struct card *c, const char *eid30, bool personalise)
     cmd[3] = 0x0C;
     cmd[4] = sizeof APPLET;
     memcpy(cmd + 5, APPLET, sizeof APPLET);
-    if (!tx(&c->link, cmd, 5 + sizeof APPLET, resp, &rl, &sw) || sw != 0x9000)
-        goto out;
-    struct tc_scp03_host_config cfg = {
-        .kvn = 0x30, .level = TC_SCP03_LEVEL_ENC, .aid = ISD, .aid_len = sizeof ISD};
-    if (tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) != TC_OK ||
-        tc_scp03_mem_provider_add(&mp, &ks) != TC_OK || tc_random(nonce, sizeof nonce) != TC_OK ||
-        tc_scp03_host_open(&h, &c->link, &kp, &cfg) != TC_OK)
+    if (!tx(&c->link, cmd, 5 + sizeof APPLET, resp, &rl, &sw) || sw != 0x9000 ||
+        tc_random(nonce, sizeof nonce) != TC_OK || !gp_open(&g, c, TC_SCP03_LEVEL_ENC, false))
         goto out;
     struct tc_apdu gen = {.cla = 0x80,
                           .ins = TC_SE_ID_INS_GENERATE,
@@ -139,8 +172,8 @@ static bool card_make(struct card *c, const char *eid30, bool personalise)
                           .lc = sizeof nonce,
                           .le = 256,
                           .has_le = true};
-    if (tc_scp03_host_transmit(&h, &gen, resp, sizeof resp, &rl, &sw) != TC_OK || sw != 0x9000 ||
-        rl < 70 || resp[0] != TC_SE_ID_TAG_PUBLIC || resp[67] != TC_SE_ID_TAG_SIGNATURE)
+    if (!gp_send(&g, &gen, resp, &rl) || rl < 70 || resp[0] != TC_SE_ID_TAG_PUBLIC ||
+        resp[67] != TC_SE_ID_TAG_SIGNATURE)
         goto out;
     uint8_t spki[sizeof P256_SPKI_PREFIX + 65];
     memcpy(spki, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX);
@@ -165,14 +198,12 @@ static bool card_make(struct card *c, const char *eid30, bool personalise)
                              .p2 = blk,
                              .data = c->cert.data + off,
                              .lc = n};
-        if (tc_scp03_host_transmit(&h, &st, resp, sizeof resp, &rl, &sw) != TC_OK || sw != 0x9000)
+        if (!gp_send(&g, &st, NULL, NULL))
             goto out;
     }
     ok = true;
 out:
-    tc_scp03_keyset_wipe(&ks);
-    tc_scp03_host_wipe(&h);
-    tc_scp03_mem_provider_wipe(&mp);
+    gp_close(&g);
     tc_se_params_wipe(&p);
     return ok;
 }
@@ -181,36 +212,14 @@ out:
  * (GP CS 2.3 §11.10) in an SCP03 session with the ISD. */
 static bool card_lock(struct card *c)
 {
-    struct tc_scp03_mem_provider mp;
-    struct tc_scp03_key_provider kp;
-    struct tc_scp03_host h;
-    struct tc_scp03_keyset ks;
-    uint8_t resp[TC_SE_MAX_RESPONSE];
-    size_t rl = 0;
-    uint16_t sw = 0;
-    bool ok = false;
-    memset(&h, 0, sizeof h);
-    tc_scp03_mem_provider_init(&mp, &kp);
-    struct tc_scp03_host_config cfg = {.kvn = 0x30,
-                                       .level = TC_SCP03_LEVEL_MAC,
-                                       .aid = ISD,
-                                       .aid_len = sizeof ISD,
-                                       .select = true};
-    if (tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) != TC_OK ||
-        tc_scp03_mem_provider_add(&mp, &ks) != TC_OK ||
-        tc_scp03_host_open(&h, &c->link, &kp, &cfg) != TC_OK)
-        goto out;
+    struct gp_session g;
     static const uint8_t states[] = {0x07, 0x0F, 0x7F};
-    for (size_t i = 0; i < sizeof states; i++) {
+    bool ok = gp_open(&g, c, TC_SCP03_LEVEL_MAC, true);
+    for (size_t i = 0; ok && i < sizeof states; i++) {
         struct tc_apdu st = {.cla = 0x80, .ins = 0xF0, .p1 = 0x80, .p2 = states[i]};
-        if (tc_scp03_host_transmit(&h, &st, resp, sizeof resp, &rl, &sw) != TC_OK || sw != 0x9000)
-            goto out;
+        ok = gp_send(&g, &st, NULL, NULL);
     }
-    ok = true;
-out:
-    tc_scp03_keyset_wipe(&ks);
-    tc_scp03_host_wipe(&h);
-    tc_scp03_mem_provider_wipe(&mp);
+    gp_close(&g);
     return ok;
 }
 
