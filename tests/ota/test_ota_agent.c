@@ -1031,38 +1031,36 @@ out:
     srv_stop(&v);
 }
 
-static void test_tampering_agent(void)
+/* A link that alters the wrapped GET DATA (cmd) or the card's answer to
+ * it: the server ends the session with 500 and the application sees
+ * server_rc. */
+static void tamper_run(bool cmd, tc_err server_rc, uint16_t last_sw)
 {
     struct srv v;
     struct tc_ota_agent_result res;
     struct link l;
-    /* The link alters the C-MAC of the wrapped GET DATA: the card refuses
-     * it (6982) and the server ends the session with 500. */
-    if (!srv_start(&v, &F.batch_crl, NULL))
-        goto out;
-    link_init(&l, &F.c1);
-    l.tamper_cmd = true;
-    EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_AUTH);
-    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_HTTP);
-    EXPECT_EQ_U(res.http_status, 500);
-    EXPECT_EQ_U(res.last_sw, 0x6982);
-    EXPECT_EQ_U(done_wait(1), 1);
-    EXPECT_ERR(R.rc, TC_ERR_AUTH);
-    EXPECT_EQ_U(R.ok, 0);
+    if (srv_start(&v, &F.batch_crl, NULL)) {
+        link_init(&l, &F.c1);
+        l.tamper_cmd = cmd;
+        l.tamper_rsp = !cmd;
+        EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_AUTH);
+        EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_HTTP);
+        EXPECT_EQ_U(res.http_status, 500);
+        EXPECT_EQ_U(res.last_sw, last_sw);
+        EXPECT_EQ_U(done_wait(1), 1);
+        EXPECT_ERR(R.rc, server_rc);
+        EXPECT_EQ_U(R.ok, 0);
+    }
     srv_stop(&v);
-    /* The link alters the card's answer: the server's R-MAC check fails. */
-    if (!srv_start(&v, &F.batch_crl, NULL))
-        goto out;
-    link_init(&l, &F.c1);
-    l.tamper_rsp = true;
-    EXPECT_ERR(agent_run(v.url, F.pin, 0, &l.t, &res), TC_ERR_AUTH);
-    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_HTTP);
-    EXPECT_EQ_U(res.http_status, 500);
-    EXPECT_EQ_U(done_wait(1), 1);
-    EXPECT_ERR(R.rc, TC_ERR_VERIFY);
-    EXPECT_EQ_U(R.ok, 0);
-out:
-    srv_stop(&v);
+}
+
+static void test_tampering_agent(void)
+{
+    /* The C-MAC altered: the card refuses the command (6982). */
+    tamper_run(true, TC_ERR_AUTH, 0x6982);
+    /* The answer altered (its SW stays 9000): the server's R-MAC check
+     * fails. */
+    tamper_run(false, TC_ERR_VERIFY, 0x9000);
 }
 
 static void test_refusals(void)
