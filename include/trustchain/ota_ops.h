@@ -93,7 +93,7 @@ enum tc_ota_act_kind {
 
 #define TC_OTA_CMD_DATA_MAX 224u /* plain command data (fits a short APDU once wrapped) */
 #define TC_OTA_RESP_MAX     258u /* plain response data */
-#define TC_OTA_ACT_EVENTS   3u
+#define TC_OTA_ACT_EVENTS   5u
 #define TC_OTA_SCRATCH      512u
 
 /* Reasons of op-failed events (field reason). */
@@ -219,6 +219,21 @@ struct tc_ota_queue {
     bool overflow; /* pending operations beyond TC_OTA_QUEUE_MAX (queueing refused) */
 };
 
+/* A certificate the log shows issued to a device. */
+struct tc_ota_cert_ref {
+    uint8_t serial[TC_AUDIT_SERIAL_MAX];
+    size_t serial_len;
+    uint8_t sha256[TC_AUDIT_HASH_LEN];
+};
+#define TC_OTA_CERTS_MAX 4u
+/* Every certificate issued to the device (cert-issued) and not revoked
+ * since (cert-revoked), in issue order: what a decommission or a device
+ * revocation must revoke (after an abandoned renewal the registry's
+ * current certificate is not the only valid one). TC_ERR_RANGE beyond max. */
+TC_MUST_CHECK tc_err tc_ota_unrevoked_certs(struct tc_registry *r, const uint8_t *eid,
+                                            size_t eid_len, struct tc_ota_cert_ref *out, size_t max,
+                                            size_t *n);
+
 void tc_ota_queue_init(struct tc_ota_queue *q);
 /* Fold one event of the device (in log order). */
 TC_MUST_CHECK tc_err tc_ota_queue_fold(struct tc_ota_queue *q, uint64_t index,
@@ -280,17 +295,20 @@ struct tc_ota_ops_config {
      * sent; the dialog is aborted). */
     bool (*fault)(void *arg, enum tc_ota_fault_point at, const char *eid);
     void *fault_arg;
-    /* decommission: revoke the device's current certificate (publish the
-     * batch CRL) after the card proved TERMINATED; the engine then logs
-     * cert-revoked. NULL: decommission fails with TC_OTA_FAIL_UNSUPPORTED
-     * before it touches the card. */
-    tc_err (*revoke)(void *arg, const char *eid, const struct tc_registry_device *d,
-                     uint16_t reason);
+    /* decommission: revoke one certificate of the device (publish the
+     * batch CRL; TC_OK when it is revoked already) after the card proved
+     * TERMINATED — every certificate the log shows issued to it and not
+     * revoked; the engine then logs cert-revoked for each. NULL:
+     * decommission fails with TC_OTA_FAIL_UNSUPPORTED before it touches the
+     * card. */
+    tc_err (*revoke)(void *arg, const char *eid, const char *batch, const uint8_t *serial,
+                     size_t serial_len, uint16_t reason);
     void *revoke_arg;
 };
 
 /* For kinds: the engine's revoke hook (TC_ERR_UNSUPPORTED without one). */
-TC_MUST_CHECK tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, uint16_t reason);
+TC_MUST_CHECK tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, const uint8_t *serial,
+                                       size_t serial_len, uint16_t reason);
 bool tc_ota_run_can_revoke(struct tc_ota_op_run *run);
 
 /* Counters. */

@@ -1113,6 +1113,24 @@ static tc_err issued_record(const char *ws, const struct tc_registry_device *d, 
     return TC_OK;
 }
 
+/* The serial is in the batch's revoked list already (revoked.txt,
+ * "<serial> <time> <reason> <label>"). */
+static bool revoked_listed(const char *ws, const char *batch, const char *serial)
+{
+    char path[4200], line[256];
+    int w = snprintf(path, sizeof path, "%s/pki/batches/%s/revoked.txt", ws, batch);
+    if (w <= 0 || (size_t)w >= sizeof path)
+        return false;
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    size_t n = strlen(serial);
+    while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+        found = strncasecmp(line, serial, n) == 0 && line[n] == ' ';
+    if (f != NULL)
+        (void)fclose(f);
+    return found;
+}
+
 static int reason_code(const char *cmd, const char *v, uint16_t *out)
 {
     /* RFC 5280 §5.3.1 CRLReason; the pki group checks names the same way. */
@@ -1150,51 +1168,64 @@ static int cmd_revoke(int argc, char **argv)
         e = reason_code("revoke", o.reason, &reason);
     if (e != TC_EXIT_OK)
         return e;
+    /* Every certificate the log shows issued to the device and not
+     * revoked: after an abandoned renewal the registry's current
+     * certificate is not the only valid one. */
     struct tc_registry_device d;
+    struct tc_ota_cert_ref certs[TC_OTA_CERTS_MAX];
+    size_t n = 0;
     struct tc_cli_audit_ws *w =
         tc_cli_audit_ws_open("device revoke", o.workspace, NULL, NULL, true, &e);
     if (w == NULL)
         return e;
     tc_err rc = tc_registry_device_get(tc_cli_audit_ws_registry(w), eid, eid_len, &d);
-    tc_cli_audit_ws_close(w);
-    if (rc == TC_OK && !d.has_cert)
-        rc = TC_FAIL(TC_ERR_STATE, "device %s has no certificate", o.pos[0]);
-    if (rc != TC_OK)
-        return fail(rc, "revoke");
-    char rs[8], sn[2 * TC_AUDIT_SERIAL_MAX + 1];
-    (void)snprintf(rs, sizeof rs, "%u", reason);
-    rc = tc_hex_encode(d.cert_serial, d.cert_serial_len, sn, sizeof sn);
     if (rc == TC_OK)
-        rc = issued_record(o.workspace, &d, o.pos[0], sn);
+        rc = tc_ota_unrevoked_certs(tc_cli_audit_ws_registry(w), eid, eid_len, certs,
+                                    TC_ARRAY_LEN(certs), &n);
+    tc_cli_audit_ws_close(w);
+    if (rc == TC_OK && n == 0)
+        rc = TC_FAIL(TC_ERR_STATE, "device %s has no certificate that is not revoked", o.pos[0]);
     if (rc != TC_OK)
         return fail(rc, "revoke");
-    e = run_pki("revoke", o.workspace, o.pin_file, d.batch, sn, rs);
-    if (e != TC_EXIT_OK)
-        return e;
+    char rs[8];
+    (void)snprintf(rs, sizeof rs, "%u", reason);
+    for (size_t i = 0; i < n; i++) {
+        char sn[2 * TC_AUDIT_SERIAL_MAX + 1];
+        rc = tc_hex_encode(certs[i].serial, certs[i].serial_len, sn, sizeof sn);
+        if (rc == TC_OK)
+            rc = issued_record(o.workspace, &d, o.pos[0], sn);
+        if (rc != TC_OK)
+            return fail(rc, "revoke");
+        if (!revoked_listed(o.workspace, d.batch, sn) &&
+            (e = run_pki("revoke", o.workspace, o.pin_file, d.batch, sn, rs)) != TC_EXIT_OK)
+            return e;
+    }
     w = tc_cli_audit_ws_open("device revoke", o.workspace, NULL, NULL, false, &e);
     if (w == NULL)
         return e;
-    struct tc_audit_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = TC_AUDIT_CERT_REVOKED;
-    ev.time_ms = wall_ms();
-    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR |
-                TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256 | TC_AUDIT_HAS_REASON;
-    memcpy(ev.eid, eid, eid_len);
-    ev.eid_len = eid_len;
-    (void)snprintf(ev.batch, sizeof ev.batch, "%s", d.batch);
-    (void)snprintf(ev.actor, sizeof ev.actor, "%s", o.actor != NULL ? o.actor : "operator");
-    memcpy(ev.cert_serial, d.cert_serial, d.cert_serial_len);
-    ev.cert_serial_len = d.cert_serial_len;
-    memcpy(ev.cert_sha256, d.cert_sha256, TC_AUDIT_HASH_LEN);
-    ev.reason = reason;
-    uint64_t index = 0;
-    rc = tc_registry_append(tc_cli_audit_ws_registry(w), &ev, &index);
-    if (rc != TC_OK)
-        e = fail(rc, "revoke");
-    else
-        (void)printf("logged cert-revoked for %s (log index %llu)\n", o.pos[0],
-                     (unsigned long long)index);
+    for (size_t i = 0; i < n && e == TC_EXIT_OK; i++) {
+        struct tc_audit_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.type = TC_AUDIT_CERT_REVOKED;
+        ev.time_ms = wall_ms();
+        ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR |
+                    TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256 | TC_AUDIT_HAS_REASON;
+        memcpy(ev.eid, eid, eid_len);
+        ev.eid_len = eid_len;
+        (void)snprintf(ev.batch, sizeof ev.batch, "%s", d.batch);
+        (void)snprintf(ev.actor, sizeof ev.actor, "%s", o.actor != NULL ? o.actor : "operator");
+        memcpy(ev.cert_serial, certs[i].serial, certs[i].serial_len);
+        ev.cert_serial_len = certs[i].serial_len;
+        memcpy(ev.cert_sha256, certs[i].sha256, TC_AUDIT_HASH_LEN);
+        ev.reason = reason;
+        uint64_t index = 0;
+        rc = tc_registry_append(tc_cli_audit_ws_registry(w), &ev, &index);
+        if (rc != TC_OK)
+            e = fail(rc, "revoke");
+        else
+            (void)printf("logged cert-revoked for %s (log index %llu)\n", o.pos[0],
+                         (unsigned long long)index);
+    }
     tc_cli_audit_ws_close(w);
     return e;
 }

@@ -233,12 +233,11 @@ static tc_err revoke_serial(const struct hsm_keys *k, const char *batch, const u
     return TC_OK;
 }
 
-/* decommission: the device's current certificate. */
-static tc_err revoke_cb(void *arg, const char *eid, const struct tc_registry_device *d,
-                        uint16_t reason)
+/* decommission: each certificate the log shows issued to the device. */
+static tc_err revoke_cb(void *arg, const char *eid, const char *batch, const uint8_t *serial,
+                        size_t serial_len, uint16_t reason)
 {
-    TC_ENSURE_MSG(d->has_cert, TC_ERR_STATE, "device %s has no certificate", eid);
-    return revoke_serial(arg, d->batch, d->cert_serial, d->cert_serial_len, eid, reason);
+    return revoke_serial(arg, batch, serial, serial_len, eid, reason);
 }
 
 /* renew-cert: a certificate by the device's batch CA (key in the workspace

@@ -187,18 +187,25 @@ static tc_err decommission_next(struct tc_ota_op_run *run, const struct tc_ota_r
             fail(a, TC_OTA_FAIL_CARD);
             return TC_OK;
         }
-        /* The card is TERMINATED (its R-MAC'd 9000 says so): revoke. */
-        TC_GUARD(tc_ota_run_revoke(run, CRL_CESSATION));
+        /* The card is TERMINATED (its R-MAC'd 9000 says so): revoke every
+         * certificate the log shows issued to it and not revoked (not only
+         * the registry's current one: an abandoned renewal leaves the old,
+         * valid certificate behind). */
         const struct tc_registry_device *d = run->dev;
+        struct tc_ota_cert_ref certs[TC_OTA_ACT_EVENTS - 1];
+        size_t n = 0;
+        TC_GUARD(tc_ota_unrevoked_certs(tc_ota_run_registry(run), d->eid, d->eid_len, certs,
+                                        TC_ARRAY_LEN(certs), &n));
         lc_event(a, OTA_LC_TERMINATED, d->lifecycle != 0 ? d->lifecycle : OTA_LC_SECURED);
-        if (d->has_cert) {
+        for (size_t i = 0; i < n; i++) {
+            TC_GUARD(tc_ota_run_revoke(run, certs[i].serial, certs[i].serial_len, CRL_CESSATION));
             struct tc_audit_event *ev = &a->events[a->nevents++];
             memset(ev, 0, sizeof *ev);
             ev->type = TC_AUDIT_CERT_REVOKED;
             ev->fields = TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_CERT_SHA256;
-            memcpy(ev->cert_serial, d->cert_serial, d->cert_serial_len);
-            ev->cert_serial_len = d->cert_serial_len;
-            memcpy(ev->cert_sha256, d->cert_sha256, TC_AUDIT_HASH_LEN);
+            memcpy(ev->cert_serial, certs[i].serial, certs[i].serial_len);
+            ev->cert_serial_len = certs[i].serial_len;
+            memcpy(ev->cert_sha256, certs[i].sha256, TC_AUDIT_HASH_LEN);
             ev->reason = CRL_CESSATION;
         }
         a->kind = TC_OTA_ACT_DONE;

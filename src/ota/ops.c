@@ -1057,12 +1057,13 @@ bool tc_ota_run_can_revoke(struct tc_ota_op_run *run)
     return run != NULL && slot_of(run)->e->cfg.revoke != NULL;
 }
 
-tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, uint16_t reason)
+tc_err tc_ota_run_revoke(struct tc_ota_op_run *run, const uint8_t *serial, size_t serial_len,
+                         uint16_t reason)
 {
-    TC_ENSURE(run != NULL, TC_ERR_ARG);
+    TC_ENSURE(run != NULL && serial != NULL, TC_ERR_ARG);
     struct slot *s = slot_of(run);
     TC_ENSURE_MSG(s->e->cfg.revoke != NULL, TC_ERR_UNSUPPORTED, "no revocation configured");
-    return s->e->cfg.revoke(s->e->cfg.revoke_arg, s->eid, &s->dev, reason);
+    return s->e->cfg.revoke(s->e->cfg.revoke_arg, s->eid, s->dev.batch, serial, serial_len, reason);
 }
 
 void tc_ota_ops_set_registry(struct tc_ota_ops *e, struct tc_registry *reg)

@@ -162,6 +162,57 @@ tc_err tc_ota_queue_load(struct tc_registry *r, const uint8_t *eid, size_t eid_l
     return rc;
 }
 
+struct certs_arg {
+    struct tc_ota_cert_ref *out;
+    size_t max, n;
+    bool overflow;
+};
+
+static tc_err certs_one(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                        const uint8_t *event, size_t len)
+{
+    struct certs_arg *a = arg;
+    (void)index;
+    (void)event;
+    (void)len;
+    if (ev->type == TC_AUDIT_CERT_ISSUED) {
+        if (a->n == a->max) {
+            a->overflow = true;
+            return TC_OK;
+        }
+        struct tc_ota_cert_ref *c = &a->out[a->n++];
+        memcpy(c->serial, ev->cert_serial, ev->cert_serial_len);
+        c->serial_len = ev->cert_serial_len;
+        memcpy(c->sha256, ev->cert_sha256, TC_AUDIT_HASH_LEN);
+    } else if (ev->type == TC_AUDIT_CERT_REVOKED) {
+        for (size_t i = 0; i < a->n; i++) {
+            if (a->out[i].serial_len == ev->cert_serial_len &&
+                memcmp(a->out[i].serial, ev->cert_serial, ev->cert_serial_len) == 0) {
+                memmove(&a->out[i], &a->out[i + 1], (a->n - i - 1) * sizeof a->out[0]);
+                a->n--;
+                break;
+            }
+        }
+    }
+    return TC_OK;
+}
+
+tc_err tc_ota_unrevoked_certs(struct tc_registry *r, const uint8_t *eid, size_t eid_len,
+                              struct tc_ota_cert_ref *out, size_t max, size_t *n)
+{
+    TC_ENSURE(r != NULL && eid != NULL && out != NULL && n != NULL, TC_ERR_ARG);
+    struct certs_arg a = {out, max, 0, false};
+    *n = 0;
+    tc_err rc = tc_registry_device_history(r, eid, eid_len, certs_one, &a);
+    if (rc == TC_ERR_NOT_FOUND)
+        rc = TC_OK;
+    TC_GUARD(rc);
+    TC_ENSURE_MSG(!a.overflow, TC_ERR_RANGE, "more than %zu certificates issued to the device",
+                  max);
+    *n = a.n;
+    return TC_OK;
+}
+
 /* ------------------------------------------------------------------ queueing */
 
 uint64_t ota_now_ms(void)

@@ -124,13 +124,18 @@ static bool fault(void *arg, enum tc_ota_fault_point at, const char *eid)
     return ++fault_seen == fault_n;
 }
 
-static tc_err revoke(void *arg, const char *eid, const struct tc_registry_device *d,
-                     uint16_t reason)
+static uint8_t revoked_serials[4][TC_AUDIT_SERIAL_MAX];
+
+static tc_err revoke(void *arg, const char *eid, const char *batch, const uint8_t *serial,
+                     size_t serial_len, uint16_t reason)
 {
     (void)arg;
     EXPECT_STR(eid, EID1);
-    EXPECT(d->has_cert);
+    EXPECT_STR(batch, "B1");
+    EXPECT_EQ_U(serial_len, sizeof SERIAL);
     EXPECT_EQ_U(reason, 5);
+    if (revoked_calls < 4 && serial_len == sizeof SERIAL)
+        memcpy(revoked_serials[revoked_calls], serial, serial_len);
     revoked_calls++;
     return TC_OK;
 }
@@ -658,6 +663,69 @@ static void test_decommission(void)
     teardown(&f);
 }
 
+/* A renewal abandoned earlier (its new certificate issued, then revoked,
+ * never stored) and one in flight (issued, not revoked): decommission
+ * revokes exactly the certificates the log shows valid, not only the
+ * registry's current one. */
+static void renewal_events(struct fx *f, uint8_t last, bool revoke_it)
+{
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = TC_AUDIT_CERT_ISSUED;
+    ev.time_ms = 1700000000001ull;
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_STATION | TC_AUDIT_HAS_ACTOR |
+                TC_AUDIT_HAS_PUBKEY_SHA256 | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256 |
+                TC_AUDIT_HAS_OP_ID;
+    memcpy(ev.eid, f->eid, 16);
+    ev.eid_len = 16;
+    memcpy(ev.batch, "B1", 3);
+    memcpy(ev.station, "ota", 4);
+    memcpy(ev.actor, "ota", 4);
+    memcpy(ev.cert_serial, SERIAL, sizeof SERIAL);
+    ev.cert_serial[2] = last;
+    ev.cert_serial_len = sizeof SERIAL;
+    memset(ev.cert_sha256, last, sizeof ev.cert_sha256);
+    ev.op_id = 1;
+    EXPECT_OK(tc_registry_append(f->reg, &ev, NULL));
+    if (!revoke_it)
+        return;
+    ev.type = TC_AUDIT_CERT_REVOKED;
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR |
+                TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_OP_ID;
+    ev.reason = 5;
+    EXPECT_OK(tc_registry_append(f->reg, &ev, NULL));
+}
+
+static void test_decommission_after_renewals(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    struct tc_ota_cert_ref certs[TC_OTA_CERTS_MAX];
+    size_t n = 0;
+    renewal_events(&f, 0x77, true); /* abandoned: issued and revoked */
+    EXPECT_OK(tc_ota_unrevoked_certs(f.reg, f.eid, 16, certs, TC_OTA_CERTS_MAX, &n));
+    EXPECT_EQ_U(n, 1);
+    EXPECT_MEM(certs[0].serial, certs[0].serial_len, SERIAL, sizeof SERIAL);
+    /* The registry still shows the device provisioned (not revoked). */
+    expect_state(&f, TC_REG_PROVISIONED);
+    renewal_events(&f, 0x78, false); /* in flight: both valid */
+    EXPECT_OK(tc_ota_unrevoked_certs(f.reg, f.eid, 16, certs, TC_OTA_CERTS_MAX, &n));
+    EXPECT_EQ_U(n, 2);
+    EXPECT_ERR(tc_ota_unrevoked_certs(f.reg, f.eid, 16, certs, 1, &n), TC_ERR_RANGE);
+    uint64_t id = 0;
+    unsigned k = 0;
+    queue(&f, TC_OTA_OP_DECOMMISSION, 0, NULL, NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &k), D_DONE);
+    EXPECT_EQ_U(revoked_calls, 2);
+    EXPECT_MEM(revoked_serials[0], sizeof SERIAL, SERIAL, sizeof SERIAL);
+    EXPECT_EQ_U(revoked_serials[1][2], 0x78);
+    EXPECT_OK(tc_ota_unrevoked_certs(f.reg, f.eid, 16, certs, TC_OTA_CERTS_MAX, &n));
+    EXPECT_EQ_U(n, 0);
+    expect_state(&f, TC_REG_DECOMMISSIONED);
+    teardown(&f);
+}
+
 /* Interrupted before SET STATUS reached the card: resumed. */
 static void test_decommission_interrupted(void)
 {
@@ -879,6 +947,7 @@ static const struct tc_test_case cases[] = {
     {"lock_interrupts", test_lock_interrupts},
     {"decommission", test_decommission},
     {"decommission_interrupted", test_decommission_interrupted},
+    {"decommission_after_renewals", test_decommission_after_renewals},
     {"store_data", test_store_data},
     {"queue_order", test_queue_order},
     {"async", test_async},
