@@ -15,6 +15,15 @@
  *      block promotes the pending key on the card in one NVM commit
  *   5. GET CERTIFICATE reads it back; it must be the issued DER byte for
  *      byte (so its SHA-256 is the logged one)
+ *   5a. a STORE refused or a read-back that differs is decided by what the
+ *      card proves, GET PUBLIC KEY P1 00 in the same R-MAC'd session: the
+ *      active key is not the new one → the new certificate is revoked
+ *      (cessationOfOperation), the device keeps its old identity; the
+ *      active key IS the new one (the old private key is gone) → the same
+ *      certificate is stored again and read back, up to STORE_RETRIES
+ *      times; if it still cannot be stored the operation fails with the
+ *      NEW certificate left valid (the only one whose key the card holds)
+ *      and the old one revoked (superseded: its key no longer exists)
  *   6. only then the old certificate is revoked (superseded), and op-done
  *      goes out with cert-stored + cert-revoked
  *
@@ -45,11 +54,13 @@ enum {
     PC_READ,        /* a GET CERTIFICATE sent */
     PC_PUB_ACTIVE,  /* resume: GET PUBLIC KEY P1 00 sent */
     PC_PUB_PENDING, /* resume: GET PUBLIC KEY P1 01 sent */
+    PC_CHECK,       /* GET PUBLIC KEY P1 00 after a refused STORE / differing read-back */
 };
 
 #define STEP_GENERATE 1u
 #define STEP_STORE    2u
 #define BLOCK         200u /* STORE CERTIFICATE block / GET CERTIFICATE Ne */
+#define STORE_RETRIES 2u   /* stores of the same certificate after the key was promoted */
 
 static const uint8_t applet_aid[] = {TC_SE_IDENTITY_AID};
 
@@ -70,6 +81,8 @@ struct renew_state {
     size_t cert_len;
     size_t off;
     uint8_t block;
+    uint8_t retries;    /* re-stores after the card proved the new key active */
+    bool store_refused; /* PC_CHECK after a refused STORE (else a differing read-back) */
 };
 
 _Static_assert(sizeof(struct renew_state) <= TC_OTA_SCRATCH, "renew state fits the scratch");
@@ -394,6 +407,23 @@ static tc_err abandon(struct tc_ota_op_run *run, struct renew_state *st, struct 
     return TC_OK;
 }
 
+/* The new key is active on the card but its certificate could not be
+ * stored: the new certificate stays valid (the only one whose key the card
+ * holds), the old one is revoked (superseded: its private key is gone), and
+ * the operation fails for an operator to look at. */
+static tc_err kept(struct tc_ota_op_run *run, struct renew_state *st, struct tc_ota_act *a)
+{
+    if (st->have_old && !(st->old_serial_len == st->new_serial_len &&
+                          memcmp(st->old_serial, st->new_serial, st->old_serial_len) == 0)) {
+        TC_GUARD(st->svc->revoke(st->svc->arg, run->dev->batch, st->old_serial, st->old_serial_len,
+                                 TC_OTA_CRL_SUPERSEDED));
+        revoked_event(a, st->old_serial, st->old_serial_len, st->old_cert_sha,
+                      TC_OTA_CRL_SUPERSEDED);
+    }
+    fail(a, TC_OTA_FAIL_READBACK);
+    return TC_OK;
+}
+
 /* The public key in a GET PUBLIC KEY answer is the issued certificate's. */
 static bool is_new_key(const struct renew_state *st, const struct tc_ota_result *res)
 {
@@ -473,8 +503,13 @@ static tc_err renew_step(struct tc_ota_op_run *run, struct renew_state *st,
         }
         return abandon(run, st, a, TC_OTA_FAIL_STATE);
     case PC_STORE:
-        if (res->sw != 0x9000)
-            return abandon(run, st, a, TC_OTA_FAIL_CARD);
+        if (res->sw != 0x9000) {
+            /* Refused: which key the card now holds decides (PC_CHECK). */
+            send(a, TC_SE_ID_INS_GET_PUBLIC, 0x00, 0x00, 0, 256);
+            run->pc = PC_CHECK;
+            st->store_refused = true;
+            return TC_OK;
+        }
         st->off += st->cert_len - st->off < BLOCK ? st->cert_len - st->off : BLOCK;
         st->block++;
         if (st->off < st->cert_len)
@@ -492,8 +527,12 @@ static tc_err renew_step(struct tc_ota_op_run *run, struct renew_state *st,
          * byte of the issued one means it is exactly that certificate. */
         uint16_t expect = want < BLOCK ? 0x6282 : 0x9000;
         if (res->sw != expect || res->len != want || !tc_ct_equal(res->data, der + st->off, want)) {
-            /* The card does not hold what was issued: not confirmed. */
-            return abandon(run, st, a, TC_OTA_FAIL_READBACK);
+            /* The card does not return what was issued: not confirmed.
+             * Which key the card now holds decides (PC_CHECK). */
+            send(a, TC_SE_ID_INS_GET_PUBLIC, 0x00, 0x00, 0, 256);
+            run->pc = PC_CHECK;
+            st->store_refused = false;
+            return TC_OK;
         }
         st->off += want;
         if (st->off < len) {
@@ -502,6 +541,28 @@ static tc_err renew_step(struct tc_ota_op_run *run, struct renew_state *st,
         }
         return confirmed(run, st, a);
     }
+    case PC_CHECK:
+        if (is_new_key(st, res)) {
+            /* The card proved (R-MAC) that the new key is its active one:
+             * the old private key is gone, so the new certificate must not
+             * be revoked. Store it again and read it back. */
+            if (st->retries < STORE_RETRIES) {
+                st->retries++;
+                st->off = 0;
+                st->block = 0;
+                return store_block(run, st, a);
+            }
+            return kept(run, st, a);
+        }
+        if (res->sw != 0x9000 || res->len != 2 + TC_SE_EC_PUB_LEN ||
+            res->data[0] != TC_SE_ID_TAG_PUBLIC || res->data[1] != TC_SE_EC_PUB_LEN)
+            /* No proof either way: the dialog ends, the operation stays
+             * pending and the next run starts from the log (intent 2). */
+            return TC_FAIL(TC_ERR_CARD, "renew-cert: GET PUBLIC KEY answered %04X",
+                           (unsigned)res->sw);
+        /* Another key is active: the issued certificate will never be the
+         * card's. */
+        return abandon(run, st, a, st->store_refused ? TC_OTA_FAIL_CARD : TC_OTA_FAIL_READBACK);
     default:
         return TC_FAIL(TC_ERR_STATE, "renew-cert: bad state %d", run->pc);
     }

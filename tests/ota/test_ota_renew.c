@@ -16,7 +16,9 @@
  * state, no certificate left valid beside the device's own. Rejections:
  * no services, no certificate to renew, a bad proof of possession, a card
  * that refuses, a card whose pending key changed under an issued
- * certificate (the certificate is revoked), a read-back that differs.
+ * certificate (the certificate is revoked), a read-back that differs (once:
+ * stored again; always: the new certificate kept, as the card proves its
+ * key active; with another active key: the new certificate revoked).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -495,12 +497,13 @@ static const struct tc_ota_ops *const FAKE_ENGINE = (const struct tc_ota_ops *)(
 enum outcome { OUT_DONE = 1, OUT_FAILED, OUT_CUT, OUT_ERROR };
 
 struct plan {
-    long cut_appended; /* action index: the server dies after its intent is on the log */
-    long cut_answered; /* action index: the card ran it, the answer is lost */
-    bool tamper_pop;   /* the GENERATE KEY answer's signature is damaged */
-    bool tamper_read;  /* a GET CERTIFICATE answer is damaged */
-    uint16_t reason;   /* op-failed reason */
-    long actions;      /* actions asked for */
+    long cut_appended;    /* action index: the server dies after its intent is on the log */
+    long cut_answered;    /* action index: the card ran it, the answer is lost */
+    bool tamper_pop;      /* the GENERATE KEY answer's signature is damaged */
+    unsigned tamper_read; /* this many GET CERTIFICATE answers are damaged */
+    bool tamper_pub;      /* GET PUBLIC KEY P1 00 answers another key */
+    uint16_t reason;      /* op-failed reason */
+    long actions;         /* actions asked for */
 };
 
 static enum outcome run_op(struct dev *d, struct plan *pl)
@@ -578,8 +581,13 @@ static enum outcome run_op(struct dev *d, struct plan *pl)
             memcpy(res.data, RESP, res.len);
             if (pl->tamper_pop && a.cmd.ins == TC_SE_ID_INS_GENERATE && res.len > 0)
                 res.data[res.len - 1] ^= 0x01;
-            if (pl->tamper_read && a.cmd.ins == TC_SE_ID_INS_GET_CERT && res.len > 0)
+            if (pl->tamper_read > 0 && a.cmd.ins == TC_SE_ID_INS_GET_CERT && res.len > 0) {
                 res.data[res.len / 2] ^= 0x80;
+                pl->tamper_read--;
+            }
+            if (pl->tamper_pub && a.cmd.ins == TC_SE_ID_INS_GET_PUBLIC && a.cmd.p1 == 0x00 &&
+                res.len == 67)
+                res.data[40] ^= 0x01;
         }
         if (idx == pl->cut_answered)
             return OUT_CUT;
@@ -878,25 +886,6 @@ static void test_rejections(void)
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 
-    /* A read-back that differs: the new certificate is not confirmed, so it
-     * is revoked and the old one is not. */
-    reset_pki_lists();
-    if (!device_new(&d, "read"))
-        return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_read = true;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
-    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
-    EXPECT_EQ_U(P.nissued, 2);
-    EXPECT_EQ_U(P.nrevoked, 1);
-    EXPECT(!is_revoked(d.serial, sizeof d.serial));
-    s = seen_of(&d);
-    EXPECT_EQ_U(s.revoked, 1);
-    EXPECT_EQ_U(s.stored, 0);
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
-
     /* The card's pending key changed under an issued certificate (another
      * GENERATE KEY P1 02 after the STORE intent): the certificate can never
      * be stored, so it is revoked and the operation fails; the device keeps
@@ -943,6 +932,100 @@ static void test_rejections(void)
     EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
     EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_AUTH);
     EXPECT_EQ_U(P.nissued, 1);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
+/* The card's active key after a read-back that differs (GET PUBLIC KEY in
+ * the same R-MAC'd session) decides what happens to the new certificate. */
+static void test_readback(void)
+{
+    struct dev d;
+    struct plan pl;
+    struct seen s;
+    struct tc_registry_device rd;
+
+    /* Differs once; the card proves the new key active: the same
+     * certificate is stored again, read back, and the renewal completes. */
+    reset_pki_lists();
+    if (!device_new(&d, "read-once"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = 1;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
+    EXPECT_EQ_U(pl.tamper_read, 0);
+    check_renewed(&d);
+    EXPECT_EQ_U(P.nissued, 2); /* stored again, not re-issued */
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* Differs every time; the new key is active, so the old private key is
+     * gone: the operation fails with the NEW certificate valid (and the
+     * card's key), the old one revoked as superseded. */
+    reset_pki_lists();
+    if (!device_new(&d, "read-always"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = 1000;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
+    EXPECT_EQ_U(P.nissued, 2);
+    EXPECT(is_revoked(d.serial, sizeof d.serial));
+    EXPECT_EQ_U(P.nrevoked, 1);
+    bool new_valid = false;
+    EXPECT_EQ_U(valid_certs(P.issued[1], P.issued_len[1], &new_valid), 1);
+    EXPECT(new_valid);
+    /* Three stores of the same certificate (the first and two retries). */
+    EXPECT_EQ_U(1000 - pl.tamper_read, 3);
+    link_reconnect(&d.l);
+    EXPECT_EQ_U(select_aid(&d.l, APPLET, sizeof APPLET), 0x9000);
+    const uint8_t get_pub[] = {0x80, 0x42, 0x00, 0x00, 0x00};
+    EXPECT_EQ_U(plain(&d.l, get_pub, sizeof get_pub), 0x9000);
+    EXPECT(memcmp(RESP + 2, d.pub, 65) != 0);
+    uint8_t spki[91], h[32];
+    spki_of(RESP + 2, spki);
+    sha(spki, sizeof spki, h);
+    struct tc_pki_device_info info;
+    EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &info));
+    s = seen_of(&d);
+    EXPECT_EQ_U(s.revoked, 1);
+    EXPECT_MEM(s.revoked_serial, TC_PKI_SERIAL_LEN, d.serial, sizeof d.serial);
+    EXPECT_EQ_U(s.stored, 0);
+    EXPECT_EQ_U(s.failed, 1);
+    /* The registry: the new certificate (and key) is the current one, not
+     * confirmed by the card; the device is not revoked. */
+    EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
+    EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, info.serial, info.serial_len);
+    EXPECT_MEM(rd.pubkey_sha256, 32, h, 32);
+    EXPECT(!rd.cert_stored);
+    EXPECT(rd.state != TC_REG_REVOKED);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* Differs, and the card answers another active key: the new certificate
+     * is not the card's, so it is revoked and the old one is not. */
+    reset_pki_lists();
+    if (!device_new(&d, "read-other"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = 1;
+    pl.tamper_pub = true;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
+    EXPECT_EQ_U(P.nissued, 2);
+    EXPECT_EQ_U(P.nrevoked, 1);
+    EXPECT(!is_revoked(d.serial, sizeof d.serial));
+    new_valid = false;
+    EXPECT_EQ_U(valid_certs(P.issued[1], P.issued_len[1], &new_valid), 1);
+    EXPECT(!new_valid);
+    s = seen_of(&d);
+    EXPECT_EQ_U(s.revoked, 1);
+    EXPECT_EQ_U(s.stored, 0);
+    EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
+    EXPECT(rd.state != TC_REG_REVOKED);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 }
@@ -1043,6 +1126,7 @@ static const struct tc_test_case cases[] = {
     {"interrupted", test_interrupted},
     {"interrupted_twice", test_interrupted_twice},
     {"rejections", test_rejections},
+    {"readback", test_readback},
     {"nothing_to_renew", test_nothing_to_renew},
     {"revoked_device", test_revoked_device},
     {"attach", test_attach},
