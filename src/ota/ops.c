@@ -116,6 +116,7 @@ struct slot {
 struct job {
     struct job *next;
     struct slot *slot; /* NULL once the dialog is gone */
+    char eid[TC_PKI_EID_DIGITS + 1];
     size_t n;
     uint8_t ev[TC_OTA_ACT_EVENTS + 1][TC_AUDIT_EVENT_MAX];
     size_t lens[TC_OTA_ACT_EVENTS + 1];
@@ -150,6 +151,7 @@ struct tc_ota_ops {
     pthread_mutex_t mu;
     pthread_cond_t cv, idle;
     struct job *todo, *todo_tail, *done, *done_tail;
+    struct job *writing; /* the batch the writer is committing */
     bool stop, busy;
     int pipefd[2];
     struct event *wake;
@@ -375,6 +377,7 @@ static tc_err append(struct slot *s, struct tc_audit_event *lead, struct tc_audi
         TC_TRY(tc_audit_event_encode(&j->evs[i], j->ev[i], sizeof j->ev[i], &j->lens[i]));
     }
     if (e->async) {
+        (void)snprintf(j->eid, sizeof j->eid, "%s", s->eid);
         j->slot = s;
         s->job = j;
         pthread_mutex_lock(&e->mu);
@@ -702,8 +705,27 @@ out:
     return ret;
 }
 
+/* Records of an earlier dialog of the device not yet applied (written or
+ * waiting): a new dialog would read a queue without them. */
+static bool records_in_flight(struct tc_ota_ops *e, const char *eid)
+{
+    bool found = false;
+    pthread_mutex_lock(&e->mu);
+    struct job *lists[3] = {e->todo, e->writing, e->done};
+    for (size_t i = 0; i < 3 && !found; i++)
+        for (struct job *j = lists[i]; j != NULL && !found; j = j->next)
+            found = strcmp(j->eid, eid) == 0;
+    pthread_mutex_unlock(&e->mu);
+    return found;
+}
+
 static tc_err open_dialog(struct tc_ota_ops *e, const char *eid, struct slot **out)
 {
+    /* Asynchronous mode: an earlier dialog's records must be on disk and
+     * folded before this one reads the device's queue (else it could redo
+     * a step the log is about to show done); the device retries. */
+    TC_ENSURE_MSG(!e->async || !records_in_flight(e, eid), TC_ERR_STATE,
+                  "device %s: the previous dialog's records are still being written", eid);
     struct slot **sp = find_slot(e, eid);
     slot_free(e, sp); /* a new dialog restarts the device's */
     TC_ENSURE_MSG(e->nslots < e->cfg.max_sessions, TC_ERR_NOMEM, "%zu dialogs open",
@@ -854,6 +876,7 @@ static void *writer_main(void *arg)
             break;
         struct job *batch = e->todo;
         e->todo = e->todo_tail = NULL;
+        e->writing = batch;
         e->busy = true;
         struct tc_registry *reg = e->cfg.reg;
         pthread_mutex_unlock(&e->mu);
@@ -892,6 +915,7 @@ static void *writer_main(void *arg)
         else
             e->done = batch;
         e->done_tail = last;
+        e->writing = NULL;
         e->busy = false;
         pthread_cond_broadcast(&e->idle);
         uint8_t one = 1;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <trustchain/crypto.h>
 #include <trustchain/hsm.h>
@@ -126,8 +127,8 @@ static bool fault(void *arg, enum tc_ota_fault_point at, const char *eid)
 
 static uint8_t revoked_serials[4][TC_AUDIT_SERIAL_MAX];
 
-static tc_err revoke(void *arg, const char *eid, const char *batch, const uint8_t *serial,
-                     size_t serial_len, uint16_t reason)
+static tc_err revoke_hook(void *arg, const char *eid, const char *batch, const uint8_t *serial,
+                          size_t serial_len, uint16_t reason)
 {
     (void)arg;
     EXPECT_STR(eid, EID1);
@@ -250,7 +251,7 @@ static bool setup(struct fx *f)
                                     .workspace = f->wsdir,
                                     .default_master = "line",
                                     .fault = fault,
-                                    .revoke = revoke,
+                                    .revoke = revoke_hook,
                                     .base = f->base};
     EXPECT_OK(tc_ota_ops_new(&cfg, &f->e, &f->app));
     return f->e != NULL;
@@ -926,6 +927,73 @@ static void test_async(void)
     async_mode = false;
 }
 
+/* Asynchronous mode: the connection drops while the dialog waits for its
+ * intent to be durable, and the device reconnects at once. The new dialog
+ * is refused until the old records are on disk (it would read a queue
+ * without them); after that the rotation completes exactly once. */
+static void test_async_reconnect(void)
+{
+    async_mode = true;
+    struct fx f;
+    bool ok = setup(&f);
+    async_mode = false;
+    if (!ok)
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x31, "fleet-2", NULL, 0, &id);
+    struct tc_buf script, resp;
+    tc_buf_init_heap(&script, 1u << 16);
+    tc_buf_init_heap(&resp, 1u << 16);
+    struct tc_ota_admin_in in = {.eid = EID1, .step = 0, .status = TC_OTA_STATUS_NONE};
+    struct held *h = calloc(1, sizeof *h);
+    bool held = false;
+    for (unsigned step = 0; h != NULL && step < 8 && !held; step++) {
+        memset(h, 0, sizeof *h);
+        EXPECT_OK(f.app.next_async(f.app.ctx, &in, on_reply, h));
+        if (!h->got) {
+            held = true; /* waiting for the PUT KEY intent to be durable */
+            break;
+        }
+        EXPECT_OK(h->rc);
+        tc_buf_reset(&resp);
+        EXPECT_OK(tc_ota_agent_run_script(&f.t, h->script, h->len, &resp));
+        in.step++;
+        in.status = TC_OTA_STATUS_OK;
+        in.response = resp.data;
+        in.response_len = resp.len;
+    }
+    EXPECT(held);
+    EXPECT_EQ_U(in.step, 2); /* IU, EA answered; PUT KEY held */
+    /* The connection drops: the server ends the session, the held request
+     * is answered (an error) exactly once. */
+    f.app.end(f.app.ctx, EID1, false);
+    EXPECT(h->got);
+    EXPECT(h->rc != TC_OK);
+    /* Reconnecting at once is refused while the records are in flight. */
+    struct held *h2 = calloc(1, sizeof *h2);
+    struct tc_ota_admin_in in0 = {.eid = EID1, .step = 0, .status = TC_OTA_STATUS_NONE};
+    EXPECT_ERR(f.app.next_async(f.app.ctx, &in0, on_reply, h2), TC_ERR_STATE);
+    EXPECT(!h2->got);
+    /* Once the writer is done, the device is served and the rotation
+     * completes once (PUT KEY never reached the card in the first dialog). */
+    for (int i = 0; i < 200; i++)
+        (void)event_base_loop(f.base, EVLOOP_NONBLOCK);
+    (void)usleep(50000);
+    for (int i = 0; i < 200; i++)
+        (void)event_base_loop(f.base, EVLOOP_NONBLOCK);
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    expect_keyset(&f, 0x31, M_FLEET2);
+    struct counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
+    free(h);
+    free(h2);
+    tc_buf_free(&script);
+    tc_buf_free(&resp);
+    teardown(&f);
+}
+
 static void test_zz_teardown(void)
 {
     tc_hsm_close(H);
@@ -951,6 +1019,7 @@ static const struct tc_test_case cases[] = {
     {"store_data", test_store_data},
     {"queue_order", test_queue_order},
     {"async", test_async},
+    {"async_reconnect", test_async_reconnect},
     {"zz_teardown", test_zz_teardown},
 };
 
