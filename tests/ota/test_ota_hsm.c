@@ -15,57 +15,35 @@
 #include <trustchain/se.h>
 
 #include "harness.h"
+#include "ota_fixture.h"
 
-#define TOKEN    "tc-ota-test"
-#define SO_PIN   "so-pin-ota-1234"
-#define USER_PIN "user-pin-ota-5678"
-#define EID1     "89049032123451234512345678901235"
-#define EID2     "89049032123451234512345678901332"
+#define TOKEN "tc-ota-test"
+#define EID1  "89049032123451234512345678901235"
+#define EID2  "89049032123451234512345678901332"
 
-static char tmpdir[256];
-static struct tc_hsm *H;
-static struct tc_hsm_workspace ws;
 static const uint8_t MASTER[16] = {0x1F, 0x2E, 0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x88,
                                    0x97, 0xA6, 0xB5, 0xC4, 0xD3, 0xE2, 0xF1, 0x00};
 static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
 
+/* The fixture's workspace with master "ota" imported. */
 static struct tc_hsm *hsm(void)
 {
-    if (H != NULL)
-        return H;
-    (void)snprintf(tmpdir, sizeof tmpdir, "/tmp/tc-ota-hsm-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        tmpdir[0] = '\0';
-        EXPECT(false);
-        return NULL;
-    }
-    char wsdir[300];
-    (void)snprintf(wsdir, sizeof wsdir, "%s/ws", tmpdir);
-    EXPECT_OK(tc_hsm_workspace_create(wsdir, NULL, TOKEN, &ws));
-    EXPECT_OK(tc_hsm_init_token(ws.module_path, ws.softhsm_conf, TOKEN, SO_PIN, strlen(SO_PIN),
-                                USER_PIN, strlen(USER_PIN)));
-    struct tc_hsm_config c = {.module_path = ws.module_path,
-                              .softhsm_conf = ws.softhsm_conf,
-                              .token_label = TOKEN,
-                              .pin = USER_PIN,
-                              .pin_len = strlen(USER_PIN),
-                              .pool_size = 2};
-    EXPECT_OK(tc_hsm_open(&c, &H));
-    return H;
+    struct tc_hsm *h = ota_fx_hsm("tc-ota-hsm", TOKEN);
+    if (h != NULL)
+        ota_fx_master("ota", MASTER);
+    return h;
 }
 
-/* The software reference of the derivation: key t = AES-ECB(master, D(t,1)). */
+/* The software reference of the derivation (docs/hsm.md) for the card. */
 static bool reference_keys(const char *eid, struct tc_se_params *p)
 {
-    uint8_t bcd[TC_PKI_EID_BCD_LEN], d[16];
-    uint8_t *keys[3] = {p->key_enc, p->key_mac, p->key_dek};
-    if (tc_pki_eid_to_bcd(eid, bcd) != TC_OK)
+    uint8_t k[3][16];
+    if (!ota_fx_ref_keys(MASTER, eid, k) || tc_pki_eid_to_bcd(eid, p->eid) != TC_OK)
         return false;
-    for (uint8_t t = 1; t <= 3; t++)
-        if (tc_hsm_diversify_block(bcd, t, 16, 1, d) != TC_OK ||
-            tc_aes_ecb_encrypt(MASTER, sizeof MASTER, d, 16, keys[t - 1]) != TC_OK)
-            return false;
-    memcpy(p->eid, bcd, sizeof bcd);
+    memcpy(p->key_enc, k[0], 16);
+    memcpy(p->key_mac, k[1], 16);
+    memcpy(p->key_dek, k[2], 16);
+    tc_memzero(k, sizeof k);
     p->kvn = 0x30;
     p->key_len = 16;
     return true;
@@ -118,8 +96,7 @@ static void run(const char *card_eid, const char *server_eid, tc_err want)
     if (h == NULL)
         return;
     tc_hsm_obj master = 0;
-    if (tc_hsm_find(h, TC_HSM_KIND_SECRET, TC_HSM_LABEL_MASTER "ota", &master) != TC_OK)
-        EXPECT_OK(tc_hsm_master_import(h, "ota", MASTER, sizeof MASTER, &master));
+    EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, TC_HSM_LABEL_MASTER "ota", &master));
     struct tc_se_params p;
     struct tc_se_card *card = NULL;
     uint8_t atr[64];
@@ -183,13 +160,7 @@ static void test_device_keys_rejects(void)
 
 static void test_zz_teardown(void)
 {
-    tc_hsm_close(H);
-    H = NULL;
-    if (tmpdir[0] != '\0') {
-        char cmd[300];
-        (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        EXPECT(system(cmd) == 0);
-    }
+    ota_fx_hsm_cleanup();
 }
 
 static const struct tc_test_case cases[] = {

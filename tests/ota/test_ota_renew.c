@@ -37,12 +37,11 @@
 #include <trustchain/transport.h>
 
 #include "harness.h"
+#include "ota_fixture.h"
 
 #define EID    "89049032123451234512345678901235"
 #define BATCH  "B-2026-11-R"
 #define PREFIX "890490321234"
-#define MFR    "Acme Devices"
-#define DAY    86400
 
 static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
 static const uint8_t APPLET[] = {TC_SE_IDENTITY_AID};
@@ -51,157 +50,7 @@ static const uint8_t GP_KEY[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x4
 
 /* ------------------------------------------------------------------ PKI */
 
-#define CERTS_MAX 64u
-
-struct pki {
-    struct tc_signer root_key, batch_key;
-    struct tc_buf root, batch;
-    struct tc_pki_issuer *root_iss, *batch_iss;
-    int64_t t0;
-    /* Every device certificate issued, and the serials revoked. */
-    uint8_t issued[CERTS_MAX][TC_SE_MAX_CERT];
-    size_t issued_len[CERTS_MAX];
-    size_t nissued;
-    uint8_t revoked[CERTS_MAX][TC_PKI_SERIAL_LEN];
-    size_t nrevoked;
-    unsigned revoke_calls;
-    bool fail_issue; /* the issue service fails once */
-};
-
-static struct pki P;
-
-static bool pki_setup(void)
-{
-    memset(&P, 0, sizeof P);
-    P.t0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
-    uint8_t spki[TC_SPKI_MAX];
-    size_t sl = 0;
-    tc_buf_init_heap(&P.root, 1u << 16);
-    tc_buf_init_heap(&P.batch, 1u << 16);
-    struct tc_pki_root_params rp = {.common_name = "Acme Device Root CA",
-                                    .organization = MFR,
-                                    .not_before = P.t0,
-                                    .not_after = P.t0 + 7300 * DAY};
-    struct tc_pki_batch_params bp = {.batch_id = BATCH,
-                                     .eid_prefix = PREFIX,
-                                     .manufacturer = MFR,
-                                     .not_before = P.t0,
-                                     .not_after = P.t0 + 3650 * DAY};
-    bool ok = tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &P.root_key) == TC_OK &&
-              tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &P.batch_key) == TC_OK &&
-              tc_pki_root_create(&P.root_key, &rp, &P.root) == TC_OK &&
-              tc_pki_issuer_new(&P.root_key, P.root.data, P.root.len, &P.root_iss) == TC_OK &&
-              P.batch_key.public_key(P.batch_key.ctx, spki, sizeof spki, &sl) == TC_OK &&
-              tc_pki_batch_ca_create(P.root_iss, spki, sl, &bp, &P.batch) == TC_OK &&
-              tc_pki_issuer_new(&P.batch_key, P.batch.data, P.batch.len, &P.batch_iss) == TC_OK;
-    EXPECT(ok);
-    return ok;
-}
-
-static void pki_free(void)
-{
-    tc_pki_issuer_free(P.root_iss);
-    tc_pki_issuer_free(P.batch_iss);
-    tc_signer_soft_free(&P.root_key);
-    tc_signer_soft_free(&P.batch_key);
-    tc_buf_free(&P.root);
-    tc_buf_free(&P.batch);
-}
-
-static tc_err issue_one(const struct tc_pki_device_req *r, struct tc_buf *der)
-{
-    uint8_t serial[TC_PKI_SERIAL_LEN];
-    TC_GUARD(tc_pki_device_issue(P.batch_iss, r, der, serial));
-    TC_ENSURE(P.nissued < CERTS_MAX && der->len <= TC_SE_MAX_CERT, TC_ERR_RANGE);
-    memcpy(P.issued[P.nissued], der->data, der->len);
-    P.issued_len[P.nissued++] = der->len;
-    return TC_OK;
-}
-
-static tc_err svc_issue(void *arg, const struct tc_ota_cert_request *rq, struct tc_buf *der)
-{
-    (void)arg;
-    if (P.fail_issue) {
-        P.fail_issue = false;
-        return TC_FAIL(TC_ERR_IO, "test: the HSM is gone");
-    }
-    EXPECT(strcmp(rq->batch, BATCH) == 0);
-    struct tc_pki_device_req r = {.eid = rq->eid,
-                                  .spki = rq->spki,
-                                  .spki_len = rq->spki_len,
-                                  .nonce = rq->nonce,
-                                  .pop = rq->pop,
-                                  .pop_len = rq->pop_len,
-                                  .station_id = "ota-server",
-                                  .production_time = P.t0};
-    return issue_one(&r, der);
-}
-
-static bool is_revoked(const uint8_t *serial, size_t len)
-{
-    for (size_t i = 0; i < P.nrevoked; i++)
-        if (len == TC_PKI_SERIAL_LEN && memcmp(P.revoked[i], serial, len) == 0)
-            return true;
-    return false;
-}
-
-static tc_err svc_revoke(void *arg, const char *batch, const uint8_t *serial, size_t len,
-                         uint16_t reason)
-{
-    (void)arg;
-    (void)reason;
-    P.revoke_calls++;
-    TC_ENSURE(strcmp(batch, BATCH) == 0 && len == TC_PKI_SERIAL_LEN, TC_ERR_ARG);
-    if (is_revoked(serial, len))
-        return TC_OK; /* idempotent, as the service must be */
-    TC_ENSURE(P.nrevoked < CERTS_MAX, TC_ERR_RANGE);
-    memcpy(P.revoked[P.nrevoked++], serial, len);
-    return TC_OK;
-}
-
-/* RFC 5280 validation of every certificate issued, against a batch CRL of
- * the revoked serials: how many are valid, and whether `der` is one. */
-static size_t valid_certs(const uint8_t *der, size_t der_len, bool *der_valid)
-{
-    struct tc_pki_revoked list[CERTS_MAX];
-    memset(list, 0, sizeof list);
-    for (size_t i = 0; i < P.nrevoked; i++) {
-        memcpy(list[i].serial, P.revoked[i], TC_PKI_SERIAL_LEN);
-        list[i].serial_len = TC_PKI_SERIAL_LEN;
-        list[i].revoked_at = P.t0 + DAY;
-        list[i].reason = 4;
-    }
-    struct tc_buf rcrl, bcrl;
-    tc_buf_init_heap(&rcrl, 1u << 16);
-    tc_buf_init_heap(&bcrl, 1u << 20);
-    EXPECT_OK(tc_pki_crl_create(P.root_iss, 1, P.t0 + DAY, P.t0 + 400 * DAY, NULL, 0, &rcrl));
-    EXPECT_OK(
-        tc_pki_crl_create(P.batch_iss, 1, P.t0 + DAY, P.t0 + 400 * DAY, list, P.nrevoked, &bcrl));
-    size_t valid = 0;
-    *der_valid = false;
-    for (size_t i = 0; i < P.nissued; i++) {
-        struct tc_pki_chain c = {.root = P.root.data,
-                                 .root_len = P.root.len,
-                                 .batch = P.batch.data,
-                                 .batch_len = P.batch.len,
-                                 .device = P.issued[i],
-                                 .device_len = P.issued_len[i],
-                                 .root_crl = rcrl.data,
-                                 .root_crl_len = rcrl.len,
-                                 .batch_crl = bcrl.data,
-                                 .batch_crl_len = bcrl.len};
-        char reason[160];
-        if (tc_pki_verify(&c, reason, sizeof reason) == TC_OK) {
-            valid++;
-            if (der_len == P.issued_len[i] && memcmp(der, P.issued[i], der_len) == 0)
-                *der_valid = true;
-        }
-        tc_error_clear();
-    }
-    tc_buf_free(&rcrl);
-    tc_buf_free(&bcrl);
-    return valid;
-}
+static struct ota_fx_pki P;
 
 /* ------------------------------------------------------------------ card link */
 
@@ -214,26 +63,14 @@ struct link {
     bool open;
 };
 
-static uint8_t RESP[TC_SE_MAX_RESPONSE];
-static size_t RESP_LEN;
-
 static uint16_t plain(struct link *l, const uint8_t *cmd, size_t n)
 {
-    size_t rl = 0;
-    if (l->t.transmit(l->t.ctx, cmd, n, RESP, sizeof RESP, &rl) != TC_OK || rl < 2) {
-        tc_error_clear();
-        return 0;
-    }
-    RESP_LEN = rl - 2;
-    return (uint16_t)(RESP[rl - 2] << 8 | RESP[rl - 1]);
+    return ota_fx_plain(&l->t, cmd, n);
 }
 
 static uint16_t select_aid(struct link *l, const uint8_t *aid, size_t aid_len)
 {
-    uint8_t cmd[32] = {0x00, 0xA4, 0x04, 0x00, (uint8_t)aid_len};
-    memcpy(cmd + 5, aid, aid_len);
-    cmd[5 + aid_len] = 0x00;
-    return plain(l, cmd, 6 + aid_len);
+    return ota_fx_select(&l->t, aid, aid_len);
 }
 
 static void link_close(struct link *l)
@@ -262,26 +99,18 @@ static uint16_t link_send(struct link *l, const struct tc_apdu *a)
 {
     size_t n = 0;
     uint16_t sw = 0;
-    if (tc_scp03_host_transmit(&l->h, a, RESP, sizeof RESP, &n, &sw) != TC_OK) {
+    if (tc_scp03_host_transmit(&l->h, a, ota_fx_resp, sizeof ota_fx_resp, &n, &sw) != TC_OK) {
         tc_error_clear();
         return 0;
     }
-    RESP_LEN = n;
+    ota_fx_resp_len = n;
     return sw;
 }
 
 static uint16_t link_sendx(struct link *l, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *d,
                            size_t lc)
 {
-    struct tc_apdu a = {.cla = 0x80,
-                        .ins = ins,
-                        .p1 = p1,
-                        .p2 = p2,
-                        .data = d,
-                        .lc = lc,
-                        .has_le = true,
-                        .le = 256};
-    return link_send(l, &a);
+    return ota_fx_sm(&l->h, ins, p1, p2, d, lc);
 }
 
 static bool link_open(struct link *l)
@@ -331,21 +160,6 @@ struct dev {
     uint8_t serial[TC_PKI_SERIAL_LEN];
     struct tc_ota_op op;
 };
-
-static void spki_of(const uint8_t pub[65], uint8_t out[91])
-{
-    static const uint8_t prefix[26] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
-                                       0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
-                                       0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
-    memcpy(out, prefix, sizeof prefix);
-    memcpy(out + sizeof prefix, pub, 65);
-}
-
-static void sha(const uint8_t *p, size_t n, uint8_t out[32])
-{
-    struct tc_iov iov = {.p = p, .len = n};
-    EXPECT_OK(tc_sha256_iov(&iov, 1, out));
-}
 
 /* Complete an event as the engine does (device, op id, batch, actor,
  * station where the type requires one) and append the batch durably. */
@@ -403,67 +217,16 @@ static bool device_new(struct dev *d, const char *name)
     uint8_t atr[TC_SE_ATR_MAX];
     size_t n = 0;
     EXPECT_OK(tc_se_power_on(d->l.card, atr, sizeof atr, &n));
-    EXPECT_OK(link_auth(&d->l, APPLET, sizeof APPLET));
-    uint8_t nonce[TC_PKI_NONCE_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-    EXPECT_EQ_U(link_sendx(&d->l, TC_SE_ID_INS_GENERATE, 0, 0, nonce, sizeof nonce), 0x9000);
-    memcpy(d->pub, RESP + 2, 65);
-    uint8_t spki[91], pop[80];
-    size_t pop_len = RESP[68];
-    memcpy(pop, RESP + 69, pop_len < sizeof pop ? pop_len : sizeof pop);
-    spki_of(d->pub, spki);
-    struct tc_pki_device_req r = {.eid = EID,
-                                  .spki = spki,
-                                  .spki_len = sizeof spki,
-                                  .nonce = nonce,
-                                  .pop = pop,
-                                  .pop_len = pop_len,
-                                  .station_id = "line-1",
-                                  .production_time = P.t0};
-    struct tc_buf der;
-    tc_buf_init_heap(&der, TC_PKI_CERT_MAX);
-    EXPECT_OK(issue_one(&r, &der));
-    memcpy(d->cert, der.data, der.len);
-    d->cert_len = der.len;
-    struct tc_pki_device_info info;
-    EXPECT_OK(tc_pki_check_device(der.data, der.len, &info));
-    memcpy(d->serial, info.serial, sizeof d->serial);
-    struct tc_apdu st = {.cla = 0x80,
-                         .ins = TC_SE_ID_INS_STORE_CERT,
-                         .p1 = 0x80,
-                         .data = d->cert,
-                         .lc = d->cert_len};
-    EXPECT_EQ_U(link_send(&d->l, &st), 0x9000);
-    EXPECT_OK(link_auth(&d->l, ISD, sizeof ISD));
-    EXPECT_EQ_U(link_sendx(&d->l, 0xF0, 0x80, 0x07, NULL, 0), 0x9000);
-    EXPECT_EQ_U(link_sendx(&d->l, 0xF0, 0x80, 0x0F, NULL, 0), 0x9000);
+    struct ota_fx_identity line;
+    if (!ota_fx_card_identity(&d->l.t, &d->l.kp, 0x30, &P, EID, &line))
+        return false;
+    memcpy(d->cert, line.cert, line.cert_len);
+    d->cert_len = line.cert_len;
+    memcpy(d->pub, line.pub, sizeof d->pub);
+    memcpy(d->serial, line.serial, sizeof d->serial);
     link_reconnect(&d->l);
     /* The log of the line, then the queued renewal. */
-    uint8_t cert_sha[32], pub_sha[32];
-    sha(d->cert, d->cert_len, cert_sha);
-    sha(spki, sizeof spki, pub_sha);
-    uint8_t sha_back[32];
-    EXPECT_OK(tc_registry_cert_put(d->reg, d->cert, d->cert_len, sha_back));
-    struct tc_audit_event ev[4];
-    memset(ev, 0, sizeof ev);
-    ev[0].type = TC_AUDIT_KEYPAIR_GENERATED;
-    ev[0].fields = TC_AUDIT_HAS_PUBKEY_SHA256;
-    memcpy(ev[0].pubkey_sha256, pub_sha, 32);
-    ev[1].type = TC_AUDIT_CERT_ISSUED;
-    ev[1].fields = TC_AUDIT_HAS_PUBKEY_SHA256 | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
-    memcpy(ev[1].pubkey_sha256, pub_sha, 32);
-    memcpy(ev[1].cert_serial, d->serial, sizeof d->serial);
-    ev[1].cert_serial_len = sizeof d->serial;
-    memcpy(ev[1].cert_sha256, cert_sha, 32);
-    ev[2].type = TC_AUDIT_CERT_STORED;
-    ev[2].fields = TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
-    memcpy(ev[2].cert_serial, d->serial, sizeof d->serial);
-    ev[2].cert_serial_len = sizeof d->serial;
-    memcpy(ev[2].cert_sha256, cert_sha, 32);
-    ev[3].type = TC_AUDIT_LIFECYCLE_CHANGED;
-    ev[3].fields = TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-    ev[3].lifecycle = TC_SE_LC_SECURED;
-    ev[3].prev_lifecycle = TC_SE_LC_INITIALIZED;
-    log_events(d, ev, 4, NULL);
+    ota_fx_log_line(d->reg, EID, BATCH, &line, 0, NULL);
     struct tc_audit_event q;
     memset(&q, 0, sizeof q);
     q.type = TC_AUDIT_OP_QUEUED;
@@ -474,7 +237,6 @@ static bool device_new(struct dev *d, const char *name)
     d->op.id = id;
     d->op.code = TC_OTA_OP_RENEW_CERT;
     d->op.status = TC_OTA_OP_PENDING;
-    tc_buf_free(&der);
     return true;
 }
 
@@ -576,9 +338,9 @@ static enum outcome run_op(struct dev *d, struct plan *pl)
             EXPECT(c.lc <= TC_OTA_CMD_DATA_MAX);
             res.sw = link_send(&d->l, &c);
             res.rc = TC_OK;
-            EXPECT(RESP_LEN <= sizeof res.data);
-            res.len = RESP_LEN <= sizeof res.data ? RESP_LEN : 0;
-            memcpy(res.data, RESP, res.len);
+            EXPECT(ota_fx_resp_len <= sizeof res.data);
+            res.len = ota_fx_resp_len <= sizeof res.data ? ota_fx_resp_len : 0;
+            memcpy(res.data, ota_fx_resp, res.len);
             if (pl->tamper_pop && a.cmd.ins == TC_SE_ID_INS_GENERATE && res.len > 0)
                 res.data[res.len - 1] ^= 0x01;
             if (pl->tamper_read > 0 && a.cmd.ins == TC_SE_ID_INS_GET_CERT && res.len > 0) {
@@ -669,32 +431,32 @@ static void check_renewed(struct dev *d)
     const uint8_t get_pub[] = {0x80, 0x42, 0x00, 0x00, 0x00};
     EXPECT_EQ_U(plain(l, get_pub, sizeof get_pub), 0x9000);
     uint8_t pub[65];
-    memcpy(pub, RESP + 2, 65);
+    memcpy(pub, ota_fx_resp + 2, 65);
     EXPECT(memcmp(pub, d->pub, 65) != 0);
     const uint8_t get_pending[] = {0x80, 0x42, 0x01, 0x00, 0x00};
     EXPECT_EQ_U(plain(l, get_pending, sizeof get_pending), 0x6A88);
     const uint8_t get_cert[] = {0x80, 0x46, 0x00, 0x00, 0x00, 0x00, 0x00};
     EXPECT_EQ_U(plain(l, get_cert, sizeof get_cert), 0x6282);
     uint8_t cert[TC_SE_MAX_CERT];
-    size_t cert_len = RESP_LEN;
-    memcpy(cert, RESP, cert_len);
+    size_t cert_len = ota_fx_resp_len;
+    memcpy(cert, ota_fx_resp, cert_len);
     struct tc_pki_device_info info;
     EXPECT_OK(tc_pki_check_device(cert, cert_len, &info));
     /* SIGN (the agent's TLS signature) by the new key. */
     uint8_t digest[32], spki[91];
     const uint8_t msg[] = "CertificateVerify";
-    sha(msg, sizeof msg, digest);
+    ota_fx_sha256(msg, sizeof msg, digest);
     uint8_t sign[5 + 32 + 1] = {0x80, 0x2A, 0x9E, 0x9A, 0x20};
     memcpy(sign + 5, digest, 32);
     EXPECT_EQ_U(plain(l, sign, sizeof sign), 0x9000);
-    spki_of(pub, spki);
-    EXPECT_OK(tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, sizeof spki, msg, sizeof msg, RESP,
-                            RESP_LEN));
+    ota_fx_spki_of(pub, spki);
+    EXPECT_OK(tc_sig_verify(TC_SIG_ECDSA_P256_SHA256, spki, sizeof spki, msg, sizeof msg,
+                            ota_fx_resp, ota_fx_resp_len));
     /* Exactly one valid certificate for the device: the card's. */
     bool card_valid = false;
-    EXPECT_EQ_U(valid_certs(cert, cert_len, &card_valid), 1);
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, cert, cert_len, &card_valid), 1);
     EXPECT(card_valid);
-    EXPECT(is_revoked(d->serial, sizeof d->serial));
+    EXPECT(ota_fx_pki_is_revoked(&P, d->serial, sizeof d->serial));
     /* The log: one cert-stored of the card's certificate, the old one
      * revoked, op-done; the registry's current certificate is the card's. */
     struct seen s = seen_of(d);
@@ -709,7 +471,7 @@ static void check_renewed(struct dev *d)
     EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, info.serial, info.serial_len);
     EXPECT(rd.cert_stored);
     uint8_t h[32];
-    sha(cert, cert_len, h);
+    ota_fx_sha256(cert, cert_len, h);
     EXPECT_MEM(rd.cert_sha256, 32, h, 32);
     link_close(l);
 }
@@ -721,15 +483,13 @@ static struct tc_ota_cert_services SVC;
 static void attach(struct dev *d)
 {
     SVC = (struct tc_ota_cert_services){
-        .arg = NULL, .reg = d->reg, .issue = svc_issue, .revoke = svc_revoke};
+        .arg = &P, .reg = d->reg, .issue = ota_fx_svc_issue, .revoke = ota_fx_svc_revoke};
     EXPECT_OK(tc_ota_renew_attach(FAKE_ENGINE, &SVC));
 }
 
 static void reset_pki_lists(void)
 {
-    P.nissued = 0;
-    P.nrevoked = 0;
-    P.revoke_calls = 0;
+    ota_fx_pki_reset(&P);
 }
 
 static void test_renew(void)
@@ -787,10 +547,10 @@ static void test_interrupted(void)
             const uint8_t get_cert[] = {0x80, 0x46, 0x00, 0x00, 0x00, 0x00, 0x00};
             EXPECT_EQ_U(plain(&d.l, get_cert, sizeof get_cert), 0x6282);
             uint8_t on_card[TC_SE_MAX_CERT];
-            size_t on_card_len = RESP_LEN;
-            memcpy(on_card, RESP, on_card_len);
+            size_t on_card_len = ota_fx_resp_len;
+            memcpy(on_card, ota_fx_resp, on_card_len);
             bool card_valid = false;
-            size_t valid = valid_certs(on_card, on_card_len, &card_valid);
+            size_t valid = ota_fx_pki_valid(&P, on_card, on_card_len, &card_valid);
             if (!card_valid || valid < 1 || valid > 2)
                 tc_test_fail_at(__FILE__, __LINE__,
                                 "cut at action %ld (%s): card certificate %s, %zu valid", k,
@@ -907,7 +667,7 @@ static void test_rejections(void)
     EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
     EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_STATE);
     bool old_valid = false;
-    EXPECT_EQ_U(valid_certs(d.cert, d.cert_len, &old_valid), 1);
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, d.cert, d.cert_len, &old_valid), 1);
     EXPECT(old_valid);
     s = seen_of(&d);
     EXPECT_EQ_U(s.revoked, 1);
@@ -972,10 +732,10 @@ static void test_readback(void)
     EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
     EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
     EXPECT_EQ_U(P.nissued, 2);
-    EXPECT(is_revoked(d.serial, sizeof d.serial));
+    EXPECT(ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
     EXPECT_EQ_U(P.nrevoked, 1);
     bool new_valid = false;
-    EXPECT_EQ_U(valid_certs(P.issued[1], P.issued_len[1], &new_valid), 1);
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[1], P.issued_len[1], &new_valid), 1);
     EXPECT(new_valid);
     /* Three stores of the same certificate (the first and two retries). */
     EXPECT_EQ_U(1000 - pl.tamper_read, 3);
@@ -983,10 +743,10 @@ static void test_readback(void)
     EXPECT_EQ_U(select_aid(&d.l, APPLET, sizeof APPLET), 0x9000);
     const uint8_t get_pub[] = {0x80, 0x42, 0x00, 0x00, 0x00};
     EXPECT_EQ_U(plain(&d.l, get_pub, sizeof get_pub), 0x9000);
-    EXPECT(memcmp(RESP + 2, d.pub, 65) != 0);
+    EXPECT(memcmp(ota_fx_resp + 2, d.pub, 65) != 0);
     uint8_t spki[91], h[32];
-    spki_of(RESP + 2, spki);
-    sha(spki, sizeof spki, h);
+    ota_fx_spki_of(ota_fx_resp + 2, spki);
+    ota_fx_sha256(spki, sizeof spki, h);
     struct tc_pki_device_info info;
     EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &info));
     s = seen_of(&d);
@@ -1017,9 +777,9 @@ static void test_readback(void)
     EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
     EXPECT_EQ_U(P.nissued, 2);
     EXPECT_EQ_U(P.nrevoked, 1);
-    EXPECT(!is_revoked(d.serial, sizeof d.serial));
+    EXPECT(!ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
     new_valid = false;
-    EXPECT_EQ_U(valid_certs(P.issued[1], P.issued_len[1], &new_valid), 1);
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[1], P.issued_len[1], &new_valid), 1);
     EXPECT(!new_valid);
     s = seen_of(&d);
     EXPECT_EQ_U(s.revoked, 1);
@@ -1104,7 +864,8 @@ static void test_nothing_to_renew(void)
 
 static void test_attach(void)
 {
-    struct tc_ota_cert_services bad = {.reg = NULL, .issue = svc_issue, .revoke = svc_revoke};
+    struct tc_ota_cert_services bad = {
+        .reg = NULL, .issue = ota_fx_svc_issue, .revoke = ota_fx_svc_revoke};
     EXPECT_ERR(tc_ota_renew_attach(FAKE_ENGINE, &bad), TC_ERR_ARG);
     EXPECT_ERR(tc_ota_renew_attach(NULL, &SVC), TC_ERR_ARG);
     tc_error_clear();
@@ -1112,12 +873,12 @@ static void test_attach(void)
 
 static void setup(void)
 {
-    EXPECT(pki_setup());
+    EXPECT(ota_fx_pki_setup(&P, BATCH, PREFIX));
 }
 
 static void teardown(void)
 {
-    pki_free();
+    ota_fx_pki_free(&P);
 }
 
 static const struct tc_test_case cases[] = {
