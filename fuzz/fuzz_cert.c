@@ -9,9 +9,18 @@
  *   3: the batch info extension value
  *   4: PEM or DER input to tc_pki_der_from_pem
  *   5: 16 bytes as a BCD EID
+ *   6: a DER signature for tc_pki_p256_verify over a fixed key and message;
+ *      the verdict must equal OpenSSL's EVP_DigestVerify (which also demands
+ *      strict DER and r, s in [1, n-1])
+ *   7: a (32 bytes) and m (32 bytes, made odd) for tc_pki_inv_mod, checked
+ *      against BN_mod_inverse
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <trustchain/pki.h>
 
@@ -19,13 +28,68 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A P-256 key made for this target (fuzz/corpus/cert/pop-sig signs kMsg
+ * with it), as its SubjectPublicKeyInfo: RFC 5480 id-ecPublicKey +
+ * prime256v1 + the uncompressed point. */
+static const uint8_t kSpki[91] = {
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04, 0x33, 0xa3, 0x1c, 0x91, 0xd8,
+    0x0d, 0xde, 0x27, 0xb6, 0xb5, 0xa9, 0x40, 0x80, 0xc3, 0x70, 0x4d, 0xf8, 0x47, 0x79, 0x72, 0x8b,
+    0x0b, 0x0d, 0x55, 0xe3, 0x90, 0x4c, 0xe7, 0x59, 0x58, 0x02, 0x58, 0x29, 0x74, 0x95, 0x9c, 0xe3,
+    0x24, 0x98, 0x28, 0xfb, 0x4e, 0x34, 0x24, 0xef, 0x8b, 0xc6, 0x68, 0x24, 0xa0, 0xed, 0xb1, 0xa8,
+    0x79, 0x65, 0xea, 0xfa, 0x73, 0x2f, 0xa3, 0x15, 0x72, 0x6b, 0xab};
+static const char kMsg[] = "trustchain fuzz pop message";
+
+static void pop_verify(const uint8_t *sig, size_t n)
+{
+    static EVP_PKEY *key;
+    if (key == NULL) {
+        const unsigned char *p = kSpki;
+        key = d2i_PUBKEY(NULL, &p, (long)sizeof kSpki);
+        if (key == NULL)
+            abort();
+    }
+    bool ours =
+        tc_pki_p256_verify(kSpki + 26, (const uint8_t *)kMsg, sizeof kMsg - 1, sig, n) == TC_OK;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) != 1)
+        abort();
+    bool theirs = EVP_DigestVerify(md, sig, n, (const unsigned char *)kMsg, sizeof kMsg - 1) == 1;
+    EVP_MD_CTX_free(md);
+    if (ours != theirs)
+        abort();
+}
+
+static void inv_mod(const uint8_t *in, size_t n)
+{
+    if (n != 64)
+        return;
+    uint8_t a[32], m[32], out[32], want[32];
+    memcpy(a, in, 32);
+    memcpy(m, in + 32, 32);
+    m[31] |= 1u;
+    BN_CTX *ctx = BN_CTX_new();
+    BIGNUM *ba = BN_bin2bn(a, 32, NULL), *bm = BN_bin2bn(m, 32, NULL), *r = BN_new();
+    if (ctx == NULL || ba == NULL || bm == NULL || r == NULL)
+        abort();
+    bool in_range = !BN_is_zero(ba) && BN_cmp(ba, bm) < 0;
+    bool theirs = in_range && BN_mod_inverse(r, ba, bm, ctx) != NULL;
+    bool ours = tc_pki_inv_mod(a, m, out) == TC_OK;
+    if (ours != theirs || (ours && (BN_bn2binpad(r, want, 32) != 32 || memcmp(out, want, 32) != 0)))
+        abort();
+    BN_free(ba);
+    BN_free(bm);
+    BN_free(r);
+    BN_CTX_free(ctx);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     const uint8_t *in = data + 1;
     size_t n = size - 1;
-    switch (data[0] % 6) {
+    switch (data[0] % 8) {
     case 0: {
         enum tc_pki_kind kind;
         struct tc_pki_batch_info bi;
@@ -86,6 +150,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         break;
     }
+    case 6:
+        pop_verify(in, n);
+        break;
+    case 7:
+        inv_mod(in, n);
+        break;
     default:
         break;
     }
