@@ -596,6 +596,29 @@ static void test_interrupted_twice(void)
     device_free(&d);
 }
 
+/* The registry after a renewal that ended without confirming its
+ * certificate: the device is not revoked; its current-certificate fields
+ * name the renewal's certificate (cert-issued made it current), not
+ * confirmed by the card (docs/ota.md "Not yet": the projection keeps no previous
+ * certificate); the certificates the log shows issued and not revoked
+ * (what a decommission or device revocation revokes) are exactly `valid`. */
+static void check_registry_after(struct dev *d, const uint8_t valid[TC_PKI_SERIAL_LEN])
+{
+    struct tc_registry_device rd;
+    EXPECT_OK(tc_registry_device_get(d->reg, d->eid, sizeof d->eid, &rd));
+    EXPECT_EQ_U(rd.state, TC_REG_PROVISIONED);
+    struct tc_pki_device_info renewal;
+    EXPECT_EQ_U(P.nissued, 2);
+    EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &renewal));
+    EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, renewal.serial, renewal.serial_len);
+    EXPECT(!rd.cert_stored);
+    struct tc_ota_cert_ref refs[TC_OTA_CERTS_MAX];
+    size_t n = 0;
+    EXPECT_OK(tc_ota_unrevoked_certs(d->reg, d->eid, sizeof d->eid, refs, TC_OTA_CERTS_MAX, &n));
+    EXPECT_EQ_U(n, 1);
+    EXPECT_MEM(refs[0].serial, refs[0].serial_len, valid, TC_PKI_SERIAL_LEN);
+}
+
 static void test_rejections(void)
 {
     struct dev d;
@@ -676,6 +699,7 @@ static void test_rejections(void)
     struct tc_registry_device rd;
     EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
     EXPECT(rd.state != TC_REG_REVOKED);
+    check_registry_after(&d, d.serial);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 
@@ -761,6 +785,7 @@ static void test_readback(void)
     EXPECT_MEM(rd.pubkey_sha256, 32, h, 32);
     EXPECT(!rd.cert_stored);
     EXPECT(rd.state != TC_REG_REVOKED);
+    check_registry_after(&d, info.serial);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 
@@ -786,6 +811,7 @@ static void test_readback(void)
     EXPECT_EQ_U(s.stored, 0);
     EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
     EXPECT(rd.state != TC_REG_REVOKED);
+    check_registry_after(&d, d.serial);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 }
