@@ -332,6 +332,13 @@ static void show_json(const char *path, const struct tc_se_info *in)
             tc_json_hex(&j, in->public_key, TC_SE_EC_PUB_LEN);
         else
             tc_json_null(&j);
+        /* A renewal key pair waiting for its certificate (its public key
+         * only; docs/identity-applet.md "Renewal"). */
+        tc_json_key(&j, "pending_public_key");
+        if (in->has_pending)
+            tc_json_hex(&j, in->pending_public_key, TC_SE_EC_PUB_LEN);
+        else
+            tc_json_null(&j);
         tc_json_key(&j, "certificate");
         if (in->has_cert) {
             tc_json_begin_object(&j);
@@ -393,6 +400,8 @@ static void show_text(const char *path, const struct tc_se_info *in)
                      in->applet_state);
         hexs(in->public_key, TC_SE_EC_PUB_LEN, h, sizeof h);
         (void)printf("public key        %s\n", in->has_key ? h : "none");
+        hexs(in->pending_public_key, TC_SE_EC_PUB_LEN, h, sizeof h);
+        (void)printf("pending key       %s\n", in->has_pending ? h : "none");
         if (in->has_cert) {
             char sh[65], se[41];
             hexs(in->cert_sha256, 32, sh, sizeof sh);

@@ -37,8 +37,31 @@ case "$out" in *4041424344454647*) fail "show never prints a key" "key bytes in 
 expect_ok "se show --json" "$TC" se show --state "$img" --json
 expect_contains "json: keyset" "$out" '"kvn":48,"type":"AES","length":16,"kcv_enc":"504A77"'
 expect_contains "json: life cycle" "$out" '"life_cycle":"OP_READY"'
-expect_contains "json: applet" "$out" '"state":"SELECTABLE","public_key":null,"certificate":null'
+expect_contains "json: applet" "$out" '"state":"SELECTABLE","public_key":null,"pending_public_key":null,"certificate":null'
 case "$out" in *4041424344454647*) fail "json never prints a key" "key bytes in output" ;; *) pass "json never prints a key" ;; esac
+expect_contains "json: no pending key" "$out" '"pending_public_key":null'
+expect_contains "show: no pending key" "$("$TC" se show --state "$img")" "pending key       none"
+
+# A renewal key pair (identity applet GENERATE KEY P1 02, docs/identity-applet.md)
+# is shown by its public key only: the key pair is made through the secure
+# channel (random card challenge, i = 60, so the applet can be selected first).
+pimg="$scratch/pending.img"
+expect_ok "se new for a renewal" "$TC" se new --state "$pimg" --i-param 60
+applet=F0747275737463680101
+expect_ok "GENERATE KEY (active)" "$TC" gp apdu 80400000100102030405060708090A0B0C0D0E0F1000 \
+  --se "$pimg" --aid $applet --mode enc
+active=$(printf '%s' "$out" | head -n 1 | cut -c5-134)
+expect_ok "GENERATE KEY P1 02 (pending)" "$TC" gp apdu 80400200101112131415161718191A1B1C1D1E1F2000 \
+  --se "$pimg" --aid $applet --mode enc
+pending=$(printf '%s' "$out" | head -n 1 | cut -c5-134)
+if [ ${#pending} = 130 ] && [ "$pending" != "$active" ]; then pass "two distinct public keys"; else
+  fail "two distinct public keys" "active '$active' pending '$pending'"; fi
+expect_ok "se show with a pending key" "$TC" se show --state "$pimg"
+expect_contains "show: active key unchanged" "$out" "public key        $active"
+expect_contains "show: pending key" "$out" "pending key       $pending"
+expect_ok "se show --json with a pending key" "$TC" se show --state "$pimg" --json
+expect_contains "json: pending key" "$out" "\"pending_public_key\":\"$pending\""
+expect_contains "json: active key" "$out" "\"public_key\":\"$active\""
 
 img2="$scratch/card2.img"
 expect_ok "se new with every option" "$TC" se new --state "$img2" --eid 89049032000000000000000000000042 \
