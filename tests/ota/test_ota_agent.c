@@ -42,6 +42,7 @@
 #include <trustchain/transport.h>
 
 #include "harness.h"
+#include "ota_fixture.h"
 
 #define DAY    INT64_C(86400)
 #define PREFIX "890490321234"
@@ -49,11 +50,6 @@
 static const uint8_t GP_KEY[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
                                    0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
 static const uint8_t ISD[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
-static const uint8_t APPLET[] = {TC_SE_IDENTITY_AID};
-static const uint8_t P256_SPKI_PREFIX[26] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48,
-                                             0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
-                                             0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
-
 /* ------------------------------------------------------------ fixture */
 
 struct card {
@@ -66,10 +62,8 @@ struct card {
 
 static struct fixture {
     bool ready;
-    int64_t t0;
-    struct tc_signer root_key, batch_key;
-    struct tc_pki_issuer *root, *batch;
-    struct tc_buf root_der, batch_der, root_crl, batch_crl, batch_crl_rev;
+    struct ota_fx_pki pki; /* root and batch CA (tests/ota/ota_fixture.h) */
+    struct tc_buf root_crl, batch_crl, batch_crl_rev;
     struct card c1, c2, bare; /* bare: no key pair, no certificate */
     struct card locked;       /* personalised, then CARD_LOCKED */
     EVP_PKEY *srv_key, *other_key, *misname_key;
@@ -83,15 +77,6 @@ static struct tc_buf new_buf(void)
     struct tc_buf b;
     tc_buf_init_heap(&b, 1u << 20);
     return b;
-}
-
-static bool tx(struct tc_transport *t, const uint8_t *cmd, size_t n, uint8_t *resp, size_t *rl,
-               uint16_t *sw)
-{
-    if (t->transmit(t->ctx, cmd, n, resp, TC_SE_MAX_RESPONSE, rl) != TC_OK || *rl < 2)
-        return false;
-    *sw = (uint16_t)(resp[*rl - 2] << 8 | resp[*rl - 1]);
-    return true;
 }
 
 /* An SCP03 session with the GP test keyset (KVN 30) of an emulated card;
@@ -136,18 +121,18 @@ static void gp_close(struct gp_session *g)
     tc_scp03_mem_provider_wipe(&g->mp);
 }
 
-/* The line's personalisation, in short: GENERATE KEY (PoP) inside an SCP03
- * session to the identity applet, the batch CA issues, STORE CERTIFICATE. */
+/* The line's identity (ota_fx_card_identity: GENERATE KEY with PoP in an
+ * SCP03 session to the identity applet, the batch CA issues, STORE
+ * CERTIFICATE, SECURED) on an in-memory card with the GP test keyset. */
 static bool card_make(struct card *c, const char *eid30, bool personalise)
 {
     struct tc_se_params p;
-    struct gp_session g;
-    static uint8_t resp[TC_SE_MAX_RESPONSE];
-    uint8_t cmd[64], nonce[TC_PKI_NONCE_LEN];
-    size_t rl = 0;
-    uint16_t sw = 0;
+    struct tc_scp03_mem_provider mp;
+    struct tc_scp03_key_provider kp;
+    struct tc_scp03_keyset ks;
+    struct ota_fx_identity id;
     bool ok = false;
-    memset(&g, 0, sizeof g);
+    tc_scp03_mem_provider_init(&mp, &kp);
     c->cert = new_buf();
     tc_se_params_default(&p);
     if (tc_pki_eid_complete(eid30, c->eid) != TC_OK || tc_pki_eid_to_bcd(c->eid, p.eid) != TC_OK ||
@@ -157,68 +142,27 @@ static bool card_make(struct card *c, const char *eid30, bool personalise)
         ok = true;
         goto out;
     }
-    cmd[0] = 0x00;
-    cmd[1] = 0xA4;
-    cmd[2] = 0x04;
-    cmd[3] = 0x0C;
-    cmd[4] = sizeof APPLET;
-    memcpy(cmd + 5, APPLET, sizeof APPLET);
-    if (!tx(&c->link, cmd, 5 + sizeof APPLET, resp, &rl, &sw) || sw != 0x9000 ||
-        tc_random(nonce, sizeof nonce) != TC_OK || !gp_open(&g, c, TC_SCP03_LEVEL_ENC, false))
+    if (tc_scp03_keyset_set(&ks, 0x30, GP_KEY, GP_KEY, GP_KEY, 16) != TC_OK ||
+        tc_scp03_mem_provider_add(&mp, &ks) != TC_OK ||
+        !ota_fx_card_identity(&c->link, &kp, 0x30, &F.pki, c->eid, &id))
         goto out;
-    struct tc_apdu gen = {.cla = 0x80,
-                          .ins = TC_SE_ID_INS_GENERATE,
-                          .data = nonce,
-                          .lc = sizeof nonce,
-                          .le = 256,
-                          .has_le = true};
-    if (!gp_send(&g, &gen, resp, &rl) || rl < 70 || resp[0] != TC_SE_ID_TAG_PUBLIC ||
-        resp[67] != TC_SE_ID_TAG_SIGNATURE)
-        goto out;
-    uint8_t spki[sizeof P256_SPKI_PREFIX + 65];
-    memcpy(spki, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX);
-    memcpy(spki + sizeof P256_SPKI_PREFIX, resp + 2, 65);
-    struct tc_pki_device_req r = {.eid = c->eid,
-                                  .spki = spki,
-                                  .spki_len = sizeof spki,
-                                  .nonce = nonce,
-                                  .pop = resp + 69,
-                                  .pop_len = resp[68],
-                                  .station_id = "station-agent",
-                                  .production_time = F.t0 + DAY};
-    if (tc_pki_device_issue(F.batch, &r, &c->cert, c->serial) != TC_OK)
-        goto out;
-    /* STORE CERTIFICATE in blocks (P1 80 on the last, P2 the block). */
-    uint8_t blk = 0;
-    for (size_t off = 0; off < c->cert.len; off += 200, blk++) {
-        size_t n = c->cert.len - off < 200 ? c->cert.len - off : 200;
-        struct tc_apdu st = {.cla = 0x80,
-                             .ins = TC_SE_ID_INS_STORE_CERT,
-                             .p1 = off + n == c->cert.len ? 0x80 : 0x00,
-                             .p2 = blk,
-                             .data = c->cert.data + off,
-                             .lc = n};
-        if (!gp_send(&g, &st, NULL, NULL))
-            goto out;
-    }
-    ok = true;
+    tc_buf_put(&c->cert, id.cert, id.cert_len);
+    memcpy(c->serial, id.serial, sizeof c->serial);
+    ok = tc_buf_status(&c->cert) == TC_OK;
 out:
-    gp_close(&g);
+    tc_scp03_keyset_wipe(&ks);
+    tc_scp03_mem_provider_wipe(&mp);
     tc_se_params_wipe(&p);
     return ok;
 }
 
-/* OP_READY -> INITIALIZED -> SECURED -> CARD_LOCKED: SET STATUS P1 80
- * (GP CS 2.3 §11.10) in an SCP03 session with the ISD. */
+/* SECURED -> CARD_LOCKED: SET STATUS P1 80 (GP CS 2.3 §11.10) in an
+ * SCP03 session with the ISD. */
 static bool card_lock(struct card *c)
 {
     struct gp_session g;
-    static const uint8_t states[] = {0x07, 0x0F, 0x7F};
-    bool ok = gp_open(&g, c, TC_SCP03_LEVEL_MAC, true);
-    for (size_t i = 0; ok && i < sizeof states; i++) {
-        struct tc_apdu st = {.cla = 0x80, .ins = 0xF0, .p1 = 0x80, .p2 = states[i]};
-        ok = gp_send(&g, &st, NULL, NULL);
-    }
+    struct tc_apdu st = {.cla = 0x80, .ins = 0xF0, .p1 = 0x80, .p2 = 0x7F};
+    bool ok = gp_open(&g, c, TC_SCP03_LEVEL_MAC, true) && gp_send(&g, &st, NULL, NULL);
     gp_close(&g);
     return ok;
 }
@@ -260,35 +204,17 @@ static bool fixture(void)
 {
     if (F.ready)
         return true;
-    F.t0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
     (void)signal(SIGPIPE, SIG_IGN);
     EXPECT(evthread_use_pthreads() == 0);
-    F.root_der = new_buf();
-    F.batch_der = new_buf();
     F.root_crl = new_buf();
     F.batch_crl = new_buf();
     F.batch_crl_rev = new_buf();
-    struct tc_pki_root_params rp = {.common_name = "Agent Test Root",
-                                    .organization = "Acme Devices",
-                                    .not_before = F.t0,
-                                    .not_after = F.t0 + 7300 * DAY};
-    uint8_t spki[TC_SPKI_MAX];
-    size_t sl = 0;
-    struct tc_pki_batch_params bp = {.batch_id = "B-AGENT",
-                                     .eid_prefix = PREFIX,
-                                     .manufacturer = "Acme Devices",
-                                     .not_before = F.t0,
-                                     .not_after = F.t0 + 3650 * DAY};
-    bool ok =
-        tc_signer_soft_generate(TC_SIG_ECDSA_P384_SHA384, &F.root_key) == TC_OK &&
-        tc_pki_root_create(&F.root_key, &rp, &F.root_der) == TC_OK &&
-        tc_pki_issuer_new(&F.root_key, F.root_der.data, F.root_der.len, &F.root) == TC_OK &&
-        tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &F.batch_key) == TC_OK &&
-        F.batch_key.public_key(F.batch_key.ctx, spki, sizeof spki, &sl) == TC_OK &&
-        tc_pki_batch_ca_create(F.root, spki, sl, &bp, &F.batch_der) == TC_OK &&
-        tc_pki_issuer_new(&F.batch_key, F.batch_der.data, F.batch_der.len, &F.batch) == TC_OK &&
-        tc_pki_crl_create(F.root, 1, F.t0 + DAY, F.t0 + 400 * DAY, NULL, 0, &F.root_crl) == TC_OK &&
-        tc_pki_crl_create(F.batch, 1, F.t0 + DAY, F.t0 + 400 * DAY, NULL, 0, &F.batch_crl) == TC_OK;
+    int64_t t0 = F.pki.t0;
+    bool ok = ota_fx_pki_setup(&F.pki, "B-AGENT", PREFIX) &&
+              (t0 = F.pki.t0, tc_pki_crl_create(F.pki.root_iss, 1, t0 + DAY, t0 + 400 * DAY, NULL,
+                                                0, &F.root_crl) == TC_OK) &&
+              tc_pki_crl_create(F.pki.batch_iss, 1, t0 + DAY, t0 + 400 * DAY, NULL, 0,
+                                &F.batch_crl) == TC_OK;
     EXPECT(ok);
     ok = ok && card_make(&F.c1, "890490321234000000000000000001", true) &&
          card_make(&F.c2, "890490321234000000000000000002", true) &&
@@ -297,10 +223,10 @@ static bool fixture(void)
     EXPECT(ok);
     /* A batch CRL that revokes card 2. */
     struct tc_pki_revoked rv = {
-        .serial_len = TC_PKI_SERIAL_LEN, .revoked_at = F.t0 + 5 * DAY, .reason = 1};
+        .serial_len = TC_PKI_SERIAL_LEN, .revoked_at = t0 + 5 * DAY, .reason = 1};
     memcpy(rv.serial, F.c2.serial, TC_PKI_SERIAL_LEN);
     ok = ok &&
-         tc_pki_crl_create(F.batch, 2, F.t0 + 5 * DAY, F.t0 + 400 * DAY, &rv, 1,
+         tc_pki_crl_create(F.pki.batch_iss, 2, t0 + 5 * DAY, t0 + 400 * DAY, &rv, 1,
                            &F.batch_crl_rev) == TC_OK &&
          self_signed("DNS:localhost,IP:127.0.0.1", &F.srv_key, &F.srv_cert) &&
          self_signed("DNS:localhost,IP:127.0.0.1", &F.other_key, &F.other_cert) &&
@@ -538,7 +464,10 @@ static void test_provider_has_no_private_key(void)
     /* The public half does encode: it is the certificate's key. */
     unsigned char *spki = NULL;
     int sl = i2d_PUBKEY(k, &spki);
-    EXPECT(sl == 91 && memcmp(spki, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX) == 0);
+    uint8_t want_spki[91], pt[65];
+    EXPECT(pub_point(k, pt));
+    ota_fx_spki_of(pt, want_spki);
+    EXPECT_MEM(spki, (size_t)(sl > 0 ? sl : 0), want_spki, sizeof want_spki);
     OPENSSL_free(spki);
     /* The card keymgmt takes no private key in, not even a made-up one. */
     uint8_t point[65], priv[32];
@@ -933,10 +862,10 @@ static bool srv_start(struct srv *v, const struct tc_buf *batch_crl, const struc
         app = &v->app;
     }
     EXPECT_OK(
-        tc_ota_trust_new(F.root_der.data, F.root_der.len, F.root_crl.data, F.root_crl.len, &v->t));
+        tc_ota_trust_new(F.pki.root.data, F.pki.root.len, F.root_crl.data, F.root_crl.len, &v->t));
     if (v->t == NULL)
         return false;
-    EXPECT_OK(tc_ota_trust_add_batch(v->t, F.batch_der.data, F.batch_der.len, batch_crl->data,
+    EXPECT_OK(tc_ota_trust_add_batch(v->t, F.pki.batch.data, F.pki.batch.len, batch_crl->data,
                                      batch_crl->len));
     v->base = event_base_new();
     struct tc_ota_server_config cfg = {.host = "127.0.0.1",
@@ -1458,12 +1387,8 @@ static void test_zz_cleanup(void)
     card_free(&F.c2);
     card_free(&F.bare);
     card_free(&F.locked);
-    tc_pki_issuer_free(F.root);
-    tc_pki_issuer_free(F.batch);
-    tc_signer_soft_free(&F.root_key);
-    tc_signer_soft_free(&F.batch_key);
-    struct tc_buf *bufs[] = {&F.root_der, &F.batch_der, &F.root_crl, &F.batch_crl,
-                             &F.batch_crl_rev};
+    ota_fx_pki_free(&F.pki);
+    struct tc_buf *bufs[] = {&F.root_crl, &F.batch_crl, &F.batch_crl_rev};
     for (size_t i = 0; i < TC_ARRAY_LEN(bufs); i++)
         tc_buf_free(bufs[i]);
     EVP_PKEY_free(F.srv_key);
