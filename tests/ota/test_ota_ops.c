@@ -29,15 +29,11 @@
 #include <event2/event.h>
 
 #include "harness.h"
+#include "ota_fixture.h"
 
-#define TOKEN    "tc-ota-ops-test"
-#define SO_PIN   "so-pin-ops-1234"
-#define USER_PIN "user-pin-ops-5678"
-#define EID1     "89049032123451234512345678901235"
+#define TOKEN "tc-ota-ops-test"
+#define EID1  "89049032123451234512345678901235"
 
-static char tmpdir[256];
-static struct tc_hsm *H;
-static struct tc_hsm_workspace ws;
 static unsigned db_seq;
 static const uint8_t M_LINE[16] = {0x1F, 0x2E, 0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x88,
                                    0x97, 0xA6, 0xB5, 0xC4, 0xD3, 0xE2, 0xF1, 0x00};
@@ -48,56 +44,29 @@ static const uint8_t SERIAL[] = {0x12, 0x34, 0x56};
 
 static struct tc_hsm *hsm(void)
 {
-    if (H != NULL)
-        return H;
-    (void)snprintf(tmpdir, sizeof tmpdir, "/tmp/tc-ota-ops-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        tmpdir[0] = '\0';
-        EXPECT(false);
-        return NULL;
+    struct tc_hsm *h = ota_fx_hsm("tc-ota-ops", TOKEN);
+    if (h != NULL) {
+        ota_fx_master("line", M_LINE);
+        ota_fx_master("fleet-2", M_FLEET2);
     }
-    char wsdir[300];
-    (void)snprintf(wsdir, sizeof wsdir, "%s/ws", tmpdir);
-    EXPECT_OK(tc_hsm_workspace_create(wsdir, NULL, TOKEN, &ws));
-    EXPECT_OK(tc_hsm_init_token(ws.module_path, ws.softhsm_conf, TOKEN, SO_PIN, strlen(SO_PIN),
-                                USER_PIN, strlen(USER_PIN)));
-    struct tc_hsm_config c = {.module_path = ws.module_path,
-                              .softhsm_conf = ws.softhsm_conf,
-                              .token_label = TOKEN,
-                              .pin = USER_PIN,
-                              .pin_len = strlen(USER_PIN),
-                              .pool_size = 2};
-    EXPECT_OK(tc_hsm_open(&c, &H));
-    tc_hsm_obj o = 0;
-    EXPECT_OK(tc_hsm_master_import(H, "line", M_LINE, sizeof M_LINE, &o));
-    EXPECT_OK(tc_hsm_master_import(H, "fleet-2", M_FLEET2, sizeof M_FLEET2, &o));
-    return H;
+    return h;
 }
 
-/* Software reference of docs/hsm.md: key t = AES-ECB(master, D(t, 1)). */
 static bool ref_keys(const uint8_t master[16], uint8_t enc[16], uint8_t mac[16], uint8_t dek[16])
 {
-    uint8_t bcd[TC_PKI_EID_BCD_LEN], d[16];
-    uint8_t *keys[3] = {enc, mac, dek};
-    if (tc_pki_eid_to_bcd(EID1, bcd) != TC_OK)
+    uint8_t k[3][16];
+    if (!ota_fx_ref_keys(master, EID1, k))
         return false;
-    for (uint8_t t = 1; t <= 3; t++)
-        if (tc_hsm_diversify_block(bcd, t, 16, 1, d) != TC_OK ||
-            tc_aes_ecb_encrypt(master, 16, d, 16, keys[t - 1]) != TC_OK)
-            return false;
+    memcpy(enc, k[0], 16);
+    memcpy(mac, k[1], 16);
+    memcpy(dek, k[2], 16);
+    tc_memzero(k, sizeof k);
     return true;
 }
 
-/* Amendment D §7.2: KCV = AES(key, 16 x '01')[0..2]. */
 static void ref_kcvs(const uint8_t master[16], uint8_t kcv[3][3])
 {
-    uint8_t k[3][16], ones[16], out[16];
-    memset(ones, 0x01, sizeof ones);
-    EXPECT(ref_keys(master, k[0], k[1], k[2]));
-    for (int i = 0; i < 3; i++) {
-        EXPECT_OK(tc_aes_ecb_encrypt(k[i], 16, ones, 16, out));
-        memcpy(kcv[i], out, 3);
-    }
+    EXPECT(ota_fx_ref_kcvs(master, EID1, kcv));
 }
 
 struct fx {
@@ -195,9 +164,9 @@ static bool setup(struct fx *f)
     struct tc_hsm *h = hsm();
     if (h == NULL)
         return false;
-    (void)snprintf(f->wsdir, sizeof f->wsdir, "%s/ws", tmpdir);
+    (void)snprintf(f->wsdir, sizeof f->wsdir, "%s", ota_fx_wsdir());
     char path[400];
-    (void)snprintf(path, sizeof path, "%s/reg-%u.db", tmpdir, ++db_seq);
+    (void)snprintf(path, sizeof path, "%s/reg-%u.db", ota_fx_dir(), ++db_seq);
     EXPECT_OK(tc_registry_open(path, NULL, &f->reg));
     if (f->reg == NULL)
         return false;
@@ -267,7 +236,9 @@ static void teardown(struct fx *f)
     tc_registry_close(f->reg);
 }
 
-enum dialog_end { D_DONE = 1, D_DROPPED, D_ABORTED };
+#define D_DONE    OTA_FX_DONE
+#define D_DROPPED OTA_FX_DROPPED
+#define D_ABORTED OTA_FX_ABORTED
 
 struct held {
     bool got;
@@ -310,52 +281,23 @@ static tc_err step_once(struct fx *f, const struct tc_ota_admin_in *in, struct t
     return rc;
 }
 
-/*
- * One Amendment B dialog. drop_after > 0: after that many scripts ran on
- * the card the connection drops (the response never reaches the server).
- * tamper > 0: flip the last byte of the response to that script.
- */
-static enum dialog_end dialog(struct fx *f, unsigned drop_after, unsigned tamper, unsigned *scripts)
+static tc_err step_fx(void *arg, const struct tc_ota_admin_in *in, struct tc_buf *script)
 {
-    struct tc_buf script, resp;
-    tc_buf_init_heap(&script, 1u << 16);
-    tc_buf_init_heap(&resp, 1u << 16);
-    enum dialog_end end = D_ABORTED;
-    unsigned n = 0;
-    struct tc_ota_admin_in in = {.eid = EID1, .step = 0, .status = TC_OTA_STATUS_NONE};
-    for (;;) {
-        tc_buf_reset(&script);
-        tc_err rc = step_once(f, &in, &script);
-        if (rc != TC_OK) {
-            f->app.end(f->app.ctx, EID1, false); /* 500: the server closes */
-            end = D_ABORTED;
-            break;
-        }
-        if (script.len == 0) {
-            f->app.end(f->app.ctx, EID1, true); /* 204 */
-            end = D_DONE;
-            break;
-        }
-        tc_buf_reset(&resp);
-        EXPECT_OK(tc_ota_agent_run_script(&f->t, script.data, script.len, &resp));
-        n++;
-        if (drop_after != 0 && n == drop_after) {
-            f->app.end(f->app.ctx, EID1, false);
-            end = D_DROPPED;
-            break;
-        }
-        if (tamper != 0 && n == tamper && resp.len > 4)
-            resp.data[resp.len - 3] ^= 0x01; /* inside the last R-APDU, before 00 00 */
-        in.step++;
-        in.status = TC_OTA_STATUS_OK;
-        in.response = resp.data;
-        in.response_len = resp.len;
-    }
-    if (scripts != NULL)
-        *scripts = n;
-    tc_buf_free(&script);
-    tc_buf_free(&resp);
-    return end;
+    return step_once(arg, in, script);
+}
+
+/* One Amendment B dialog (tests/ota/ota_fixture.h), through the engine's
+ * next or, in asynchronous mode, next_async with the loop run. */
+static enum ota_fx_end dialog(struct fx *f, unsigned drop_after, unsigned tamper, unsigned *scripts)
+{
+    struct ota_fx_dialog d = {.app = &f->app,
+                              .t = &f->t,
+                              .eid = EID1,
+                              .drop_after = drop_after,
+                              .tamper = tamper,
+                              .step = f->base != NULL ? step_fx : NULL,
+                              .step_arg = f};
+    return ota_fx_dialog(&d, scripts);
 }
 
 static void queue(struct fx *f, uint8_t code, uint8_t kvn, const char *master, const uint8_t *data,
@@ -372,28 +314,9 @@ static void queue(struct fx *f, uint8_t code, uint8_t kvn, const char *master, c
     EXPECT_OK(tc_ota_queue_add(f->reg, &rq, id));
 }
 
-struct counts {
-    unsigned by_type[0x30];
-};
-
-static tc_err count_one(void *arg, uint64_t index, const struct tc_audit_event *ev,
-                        const uint8_t *event, size_t len)
+static struct ota_fx_counts count(struct fx *f)
 {
-    struct counts *c = arg;
-    (void)index;
-    (void)event;
-    (void)len;
-    if ((unsigned)ev->type < 0x30)
-        c->by_type[ev->type]++;
-    return TC_OK;
-}
-
-static struct counts count(struct fx *f)
-{
-    struct counts c;
-    memset(&c, 0, sizeof c);
-    EXPECT_OK(tc_registry_device_history(f->reg, f->eid, 16, count_one, &c));
-    return c;
+    return ota_fx_count(f->reg, f->eid, 16);
 }
 
 static void card_info(struct fx *f, struct tc_se_info *info)
@@ -435,11 +358,11 @@ static void interrupted(struct fx *f, uint8_t code, uint8_t kvn, const char *mas
     queue(f, code, kvn, master, NULL, 0, &id);
     fault_point = point;
     fault_n = nth;
-    enum dialog_end first = dialog(f, drop, 0, &n);
+    enum ota_fx_end first = dialog(f, drop, 0, &n);
     EXPECT(first != D_DONE || (drop == 0 && fault_seen < nth));
     fault_n = 0;
     EXPECT_EQ_U(dialog(f, 0, 0, &n), D_DONE);
-    struct counts c = count(f);
+    struct ota_fx_counts c = count(f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 0);
     EXPECT_OK(tc_registry_check(f->reg, NULL, NULL));
@@ -473,7 +396,7 @@ static void test_rotate(void)
     EXPECT_EQ_U(n, 6);
     expect_keyset(&f, 0x31, M_FLEET2);
     expect_queue(&f, 0, "fleet-2");
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 2);
@@ -516,7 +439,7 @@ static void test_rotate_refusals(void)
     queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x01, "fleet-2", NULL, 0, &id);
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     EXPECT_EQ_U(n, 0);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 2);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 0);
     expect_keyset(&f, 0x01, M_LINE);
@@ -554,7 +477,7 @@ static void test_rotate_tamper(void)
     expect_queue(&f, 1, "");
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     expect_keyset(&f, 0x31, M_FLEET2);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
     teardown(&f);
 }
@@ -572,15 +495,24 @@ static void rotate_interrupted(unsigned drop, enum tc_ota_fault_point point, uns
     teardown(&f);
 }
 
+/* An operation of `scripts` scripts and `appends` durable appends,
+ * interrupted after each script, after each append and before each reply. */
+static void every_interrupt(void (*one)(unsigned drop, enum tc_ota_fault_point point, unsigned nth),
+                            unsigned scripts, unsigned appends)
+{
+    for (unsigned k = 1; k <= scripts; k++)
+        one(k, TC_OTA_FAULT_APPENDED, 0);
+    for (unsigned k = 1; k <= appends; k++)
+        one(0, TC_OTA_FAULT_APPENDED, k);
+    for (unsigned k = 1; k <= scripts; k++)
+        one(0, TC_OTA_FAULT_REPLY, k);
+}
+
 static void test_rotate_interrupts(void)
 {
-    for (unsigned k = 1; k <= 6; k++)
-        rotate_interrupted(k, TC_OTA_FAULT_APPENDED, 0);
-    /* Appends: intent PUT KEY, intent DELETE KEY, keys-rotated + op-done. */
-    for (unsigned k = 1; k <= 3; k++)
-        rotate_interrupted(0, TC_OTA_FAULT_APPENDED, k);
-    for (unsigned k = 1; k <= 6; k++)
-        rotate_interrupted(0, TC_OTA_FAULT_REPLY, k);
+    /* Six scripts; appends: intent PUT KEY, intent DELETE KEY,
+     * keys-rotated + op-done. */
+    every_interrupt(rotate_interrupted, 6, 3);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -613,7 +545,7 @@ static void test_lock_unlock(void)
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     EXPECT_EQ_U(card_lc(&f), 0x0F);
     expect_state(&f, TC_REG_PROVISIONED);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 2);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 1);
     teardown(&f);
@@ -634,12 +566,7 @@ static void lock_interrupted(unsigned drop, enum tc_ota_fault_point point, unsig
 
 static void test_lock_interrupts(void)
 {
-    for (unsigned k = 1; k <= 5; k++)
-        lock_interrupted(k, TC_OTA_FAULT_APPENDED, 0);
-    for (unsigned k = 1; k <= 2; k++)
-        lock_interrupted(0, TC_OTA_FAULT_APPENDED, k);
-    for (unsigned k = 1; k <= 5; k++)
-        lock_interrupted(0, TC_OTA_FAULT_REPLY, k);
+    every_interrupt(lock_interrupted, 5, 2);
 }
 
 static void test_decommission(void)
@@ -656,7 +583,7 @@ static void test_decommission(void)
     EXPECT_EQ_U(card_lc(&f), 0xFF);
     EXPECT_EQ_U(revoked_calls, 1);
     expect_state(&f, TC_REG_DECOMMISSIONED);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_CERT_REVOKED], 1);
     /* Nothing can be queued for it any more. */
     struct tc_ota_queue_request rq = {.eid = EID1, .code = TC_OTA_OP_LOCK, .actor = "op"};
@@ -744,7 +671,7 @@ static void test_decommission_interrupted(void)
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     EXPECT_EQ_U(card_lc(&f), 0xFF);
     EXPECT_EQ_U(revoked_calls, 1);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
     teardown(&f);
@@ -767,7 +694,7 @@ static void test_store_data(void)
     struct tc_se_info info;
     card_info(&f, &info);
     EXPECT_EQ_U(info.profile_len, sizeof cfg);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_CONFIG_STORED], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
     /* Interrupted after each script, then resumed: same profile, one record. */
@@ -918,12 +845,7 @@ static void test_async(void)
     test_store_data();
     test_queue_order();
     test_decommission_interrupted();
-    for (unsigned k = 1; k <= 6; k++)
-        rotate_interrupted(k, TC_OTA_FAULT_APPENDED, 0);
-    for (unsigned k = 1; k <= 3; k++)
-        rotate_interrupted(0, TC_OTA_FAULT_APPENDED, k);
-    for (unsigned k = 1; k <= 6; k++)
-        rotate_interrupted(0, TC_OTA_FAULT_REPLY, k);
+    test_rotate_interrupts();
     async_mode = false;
 }
 
@@ -984,7 +906,7 @@ static void test_async_reconnect(void)
         (void)event_base_loop(f.base, EVLOOP_NONBLOCK);
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     expect_keyset(&f, 0x31, M_FLEET2);
-    struct counts c = count(&f);
+    struct ota_fx_counts c = count(&f);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
     free(h);
@@ -996,13 +918,7 @@ static void test_async_reconnect(void)
 
 static void test_zz_teardown(void)
 {
-    tc_hsm_close(H);
-    H = NULL;
-    if (tmpdir[0] != '\0') {
-        char cmd[300];
-        (void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        EXPECT(system(cmd) == 0);
-    }
+    ota_fx_hsm_cleanup();
 }
 
 static const struct tc_test_case cases[] = {
