@@ -126,11 +126,8 @@ expect_fail 3 "card without identity" "$TC" ota agent --server "$url" --se "$scr
   --workspace "$ws"
 expect_contains "says what the card lacks" "$err" "6A88"
 
-# The line records its certificates in the registry, not in the pki
-# workspace's issued.txt that `pki revoke` looks up (docs/pki.md layout).
-printf '%s %s station-1 %s\n' "$serial1" "$eid1" "$(date +%s)" >>"$ws/pki/batches/$B/issued.txt"
-expect_ok "revoke device 1" "$TC" pki revoke --workspace "$ws" --batch $B --serial "$serial1" \
-  --pin-file "$pin"
+expect_ok "revoke device 1" "$TC" device revoke "$eid1" --reason keyCompromise \
+  --workspace "$ws" --pin-file "$pin"
 sleep 2.2 # the server checks the CRLs every second
 expect_fail 6 "revoked device refused" "$TC" ota agent --server "$url" --se "$card1" \
   --workspace "$ws"
