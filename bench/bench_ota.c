@@ -1681,8 +1681,12 @@ int main(int argc, char **argv)
         if (O.inflight > O.devices)
             O.inflight = O.devices;
     }
-    (void)printf("bench_ota: %zu devices, %u samples of %.0f s, fd limit %llu\n", O.devices,
-                 O.samples, O.seconds, (unsigned long long)rl.rlim_cur);
+    double la[3] = {0};
+    (void)getloadavg(la, 3);
+    (void)printf("bench_ota: %zu devices, %u samples of %.0f s, fd limit %llu, load average "
+                 "%.2f %.2f %.2f\n",
+                 O.devices, O.samples, O.seconds, (unsigned long long)rl.rlim_cur, la[0], la[1],
+                 la[2]);
     (void)printf("  concurrency and SCP03 phases: device TLS key in software (not the card); "
                  "rotation phase: the card's key\n");
     (void)fflush(stdout);
@@ -1728,6 +1732,9 @@ int main(int argc, char **argv)
     server_stop(&ops);
     floor_stop();
     (void)nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    (void)getloadavg(la, 3);
+    (void)printf("bench_ota: done in %.0f s, load average %.2f %.2f %.2f\n", bench_now() - t0,
+                 la[0], la[1], la[2]);
 
     for (size_t i = 0; i < F.n; i++) {
         X509_free(F.dev[i].x509);
