@@ -246,45 +246,44 @@ static const OSSL_PARAM *km_gettable_params(void *provctx)
     return km_gettable_list;
 }
 
+/* Answer `key` if the caller asked for it (OSSL_PARAM get contract). */
+static int put_int(OSSL_PARAM params[], const char *key, int v)
+{
+    OSSL_PARAM *p = OSSL_PARAM_locate(params, key);
+    return p == NULL || OSSL_PARAM_set_int(p, v);
+}
+
+static int put_str(OSSL_PARAM params[], const char *key, const char *v)
+{
+    OSSL_PARAM *p = OSSL_PARAM_locate(params, key);
+    return p == NULL || OSSL_PARAM_set_utf8_string(p, v);
+}
+
+static int put_octets(OSSL_PARAM params[], const char *key, const void *v, size_t n)
+{
+    OSSL_PARAM *p = OSSL_PARAM_locate(params, key);
+    return p == NULL || (v != NULL && OSSL_PARAM_set_octet_string(p, v, n));
+}
+
 static int km_get_params(void *kd, OSSL_PARAM params[])
 {
     struct card_key *k = kd;
-    OSSL_PARAM *p;
     if (k == NULL)
         return 0;
+    const uint8_t *pub = k->have_pub ? k->point : NULL;
     /* P-256: 256-bit group, 128-bit security (NIST SP 800-57 Part 1
-     * Table 2); the largest DER signature is 72 bytes. */
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_BITS)) != NULL &&
-        !OSSL_PARAM_set_int(p, 256))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_SECURITY_BITS)) != NULL &&
-        !OSSL_PARAM_set_int(p, 128))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_MAX_SIZE)) != NULL &&
-        !OSSL_PARAM_set_int(p, (int)SIG_MAX))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_GROUP_NAME)) != NULL &&
-        !OSSL_PARAM_set_utf8_string(p, GROUP_NAME))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST)) != NULL &&
-        !OSSL_PARAM_set_utf8_string(p, "SHA256"))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_EC_ENCODING)) != NULL &&
-        !OSSL_PARAM_set_utf8_string(p, OSSL_PKEY_EC_ENCODING_GROUP))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT)) != NULL &&
-        !OSSL_PARAM_set_utf8_string(p, OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED))
-        return 0;
-    const char *pub_names[] = {OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, OSSL_PKEY_PARAM_PUB_KEY};
-    for (size_t i = 0; i < TC_ARRAY_LEN(pub_names); i++) {
-        if ((p = OSSL_PARAM_locate(params, pub_names[i])) == NULL)
-            continue;
-        if (!k->have_pub || !OSSL_PARAM_set_octet_string(p, k->point, POINT_LEN))
-            return 0;
-    }
-    /* Anything about a private key is absent: a locate of "priv" finds no
-     * answer and the caller sees the parameter unset. */
-    return 1;
+     * Table 2); the largest DER signature is 72 bytes. Nothing answers a
+     * private key parameter: the caller sees it unset. */
+    return put_int(params, OSSL_PKEY_PARAM_BITS, 256) &&
+           put_int(params, OSSL_PKEY_PARAM_SECURITY_BITS, 128) &&
+           put_int(params, OSSL_PKEY_PARAM_MAX_SIZE, (int)SIG_MAX) &&
+           put_str(params, OSSL_PKEY_PARAM_GROUP_NAME, GROUP_NAME) &&
+           put_str(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST, "SHA256") &&
+           put_str(params, OSSL_PKEY_PARAM_EC_ENCODING, OSSL_PKEY_EC_ENCODING_GROUP) &&
+           put_str(params, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                   OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED) &&
+           put_octets(params, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub, POINT_LEN) &&
+           put_octets(params, OSSL_PKEY_PARAM_PUB_KEY, pub, POINT_LEN);
 }
 
 static int km_match(const void *a, const void *b, int selection)
@@ -461,15 +460,9 @@ static const uint8_t ALG_ID[] = {0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86,
 
 static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
 {
-    OSSL_PARAM *p;
     (void)vctx;
-    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID)) != NULL &&
-        !OSSL_PARAM_set_octet_string(p, ALG_ID, sizeof ALG_ID))
-        return 0;
-    if ((p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL &&
-        !OSSL_PARAM_set_utf8_string(p, "SHA256"))
-        return 0;
-    return 1;
+    return put_octets(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID, ALG_ID, sizeof ALG_ID) &&
+           put_str(params, OSSL_SIGNATURE_PARAM_DIGEST, "SHA256");
 }
 
 static const OSSL_PARAM sig_gettable_list[] = {
