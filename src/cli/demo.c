@@ -364,6 +364,7 @@ struct fleet {
 struct dev_run {
     struct fleet *f;
     size_t index;
+    bool ok;
     struct tc_transport t;
     struct tc_ota_card card;
     struct tc_ota_agent_session *sess;
@@ -376,10 +377,12 @@ static void dev_done(void *arg, const struct tc_ota_agent_result *res)
 {
     struct dev_run *r = arg;
     struct fleet *f = r->f;
-    if (res->outcome == TC_OTA_AGENT_DONE)
+    if (res->outcome == TC_OTA_AGENT_DONE) {
         f->ok++;
-    else
-        (void)fprintf(stderr, "  card %zu: %s\n", r->index, res->detail);
+        r->ok = true;
+    } else {
+        (void)fprintf(stderr, "  card %zu: %s (retried below)\n", r->index, res->detail);
+    }
     tc_ota_agent_session_free(r->sess);
     r->sess = NULL;
     tc_ota_card_close(&r->card);
@@ -427,6 +430,23 @@ static void start_more(struct fleet *f)
     }
     if (f->done == f->n)
         (void)event_base_loopexit(f->base, NULL);
+}
+
+/* Connect until the server refuses the card at TLS (it reloads the CRLs
+ * every second; a loaded machine may need a few): the last outcome. */
+static enum tc_ota_agent_outcome connect_one(struct tc_ota_agent *a, const char *cards, size_t i,
+                                             char *detail, size_t detail_size);
+static enum tc_ota_agent_outcome until_refused(struct tc_ota_agent *a, const char *cards, size_t i,
+                                               char *detail, size_t detail_size)
+{
+    enum tc_ota_agent_outcome o = TC_OTA_AGENT_INTERNAL;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        (void)usleep(1000000);
+        o = connect_one(a, cards, i, detail, detail_size);
+        if (o == TC_OTA_AGENT_REFUSED)
+            break;
+    }
+    return o;
 }
 
 /* One card's dialog, blocking: the outcome (refused at TLS is the point). */
@@ -522,6 +542,18 @@ static int ota_steps(const char *ws, const char *up, const char *rp, const char 
     start_more(&f);
     if (f.done < f.n)
         (void)event_base_dispatch(f.base);
+    /* A dialog that failed (a timeout on a loaded machine) is simply run
+     * again: the device's operations resume from what the log holds. */
+    for (size_t i = 0; i < f.n && f.ok < f.n; i++) {
+        if (f.runs[i].ok)
+            continue;
+        if (connect_one(f.agent, cards, i, detail, sizeof detail) == TC_OTA_AGENT_DONE) {
+            f.runs[i].ok = true;
+            f.ok++;
+        } else {
+            (void)fprintf(stderr, "  card %zu: %s\n", i, detail);
+        }
+    }
     (void)clock_gettime(CLOCK_MONOTONIC, &a1);
     say("     %zu of %zu devices completed their dialog in %.1f s (keys rotated, one\n"
         "     certificate renewed).",
@@ -552,8 +584,7 @@ static int ota_steps(const char *ws, const char *up, const char *rp, const char 
     if (rc != TC_EXIT_OK)
         goto out;
     rc = TC_EXIT_FAIL;
-    (void)usleep(1500000); /* the server checks the CRLs every second */
-    enum tc_ota_agent_outcome o = connect_one(f.agent, cards, one, detail, sizeof detail);
+    enum tc_ota_agent_outcome o = until_refused(f.agent, cards, one, detail, sizeof detail);
     say("      device %s: %s (%s)", f.card_eid[one], tc_ota_agent_outcome_name(o), detail);
     if (o != TC_OTA_AGENT_REFUSED)
         goto out;
@@ -566,8 +597,7 @@ static int ota_steps(const char *ws, const char *up, const char *rp, const char 
     if (rc != TC_EXIT_OK)
         goto out;
     rc = TC_EXIT_FAIL;
-    (void)usleep(1500000);
-    o = connect_one(f.agent, cards, other, detail, sizeof detail);
+    o = until_refused(f.agent, cards, other, detail, sizeof detail);
     say("      device %s: %s (%s)", f.card_eid[other], tc_ota_agent_outcome_name(o), detail);
     if (o != TC_OTA_AGENT_REFUSED)
         goto out;
