@@ -12,8 +12,10 @@
  * attached to an engine with tc_ota_renew_attach.
  *
  * Must never: revoke the old certificate before the card has proved it
- * holds the new one, or leave an issued certificate unrevoked when the
- * operation ends without storing it.
+ * holds the new one, revoke the new one once the card has proved (GET
+ * PUBLIC KEY) that the new key is its active key, or leave an issued
+ * certificate unrevoked when the operation ends with the old key still
+ * active on the card.
  */
 #ifndef TRUSTCHAIN_OTA_RENEW_H
 #define TRUSTCHAIN_OTA_RENEW_H

@@ -374,21 +374,29 @@ out:
     return ret;
 }
 
+/* The old certificate is revoked (superseded) and logged so: the card has
+ * proved its active key is the new one. */
+static tc_err revoke_old(struct tc_ota_op_run *run, struct renew_state *st, struct tc_ota_act *a)
+{
+    if (!st->have_old)
+        return TC_OK;
+    if (!(st->old_serial_len == st->new_serial_len &&
+          memcmp(st->old_serial, st->new_serial, st->old_serial_len) == 0))
+        TC_GUARD(st->svc->revoke(st->svc->arg, run->dev->batch, st->old_serial, st->old_serial_len,
+                                 TC_OTA_CRL_SUPERSEDED));
+    revoked_event(a, st->old_serial, st->old_serial_len, st->old_cert_sha, TC_OTA_CRL_SUPERSEDED);
+    return TC_OK;
+}
+
 /* The read-back matched: revoke the old certificate, then op-done. */
 static tc_err confirmed(struct tc_ota_op_run *run, struct renew_state *st, struct tc_ota_act *a)
 {
-    if (st->have_old && !(st->old_serial_len == st->new_serial_len &&
-                          memcmp(st->old_serial, st->new_serial, st->old_serial_len) == 0))
-        TC_GUARD(st->svc->revoke(st->svc->arg, run->dev->batch, st->old_serial, st->old_serial_len,
-                                 TC_OTA_CRL_SUPERSEDED));
     struct tc_audit_event *ev =
         add_event(a, TC_AUDIT_CERT_STORED, TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256);
     memcpy(ev->cert_serial, st->new_serial, st->new_serial_len);
     ev->cert_serial_len = st->new_serial_len;
     memcpy(ev->cert_sha256, st->new_cert_sha, TC_AUDIT_HASH_LEN);
-    if (st->have_old)
-        revoked_event(a, st->old_serial, st->old_serial_len, st->old_cert_sha,
-                      TC_OTA_CRL_SUPERSEDED);
+    TC_GUARD(revoke_old(run, st, a));
     a->kind = TC_OTA_ACT_DONE;
     return TC_OK;
 }
@@ -413,13 +421,7 @@ static tc_err abandon(struct tc_ota_op_run *run, struct renew_state *st, struct 
  * the operation fails for an operator to look at. */
 static tc_err kept(struct tc_ota_op_run *run, struct renew_state *st, struct tc_ota_act *a)
 {
-    if (st->have_old && !(st->old_serial_len == st->new_serial_len &&
-                          memcmp(st->old_serial, st->new_serial, st->old_serial_len) == 0)) {
-        TC_GUARD(st->svc->revoke(st->svc->arg, run->dev->batch, st->old_serial, st->old_serial_len,
-                                 TC_OTA_CRL_SUPERSEDED));
-        revoked_event(a, st->old_serial, st->old_serial_len, st->old_cert_sha,
-                      TC_OTA_CRL_SUPERSEDED);
-    }
+    TC_GUARD(revoke_old(run, st, a));
     fail(a, TC_OTA_FAIL_READBACK);
     return TC_OK;
 }

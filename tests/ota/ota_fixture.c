@@ -385,6 +385,14 @@ bool ota_fx_card_identity(struct tc_transport *t, const struct tc_scp03_key_prov
     return ok;
 }
 
+static void cert_fields(struct tc_audit_event *ev, const struct ota_fx_identity *id)
+{
+    ev->fields |= TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+    memcpy(ev->cert_serial, id->serial, sizeof id->serial);
+    ev->cert_serial_len = sizeof id->serial;
+    memcpy(ev->cert_sha256, id->cert_sha, 32);
+}
+
 void ota_fx_log_line(struct tc_registry *reg, const char *eid, const char *batch,
                      const struct ota_fx_identity *id, uint8_t kvn, const uint8_t (*kcv)[3])
 {
@@ -405,18 +413,11 @@ void ota_fx_log_line(struct tc_registry *reg, const char *eid, const char *batch
     memcpy(ev[n].pubkey_sha256, id->pub_sha, 32);
     n++;
     ev[n].type = TC_AUDIT_CERT_ISSUED;
-    ev[n].fields = TC_AUDIT_HAS_PUBKEY_SHA256 | TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
+    ev[n].fields = TC_AUDIT_HAS_PUBKEY_SHA256;
     memcpy(ev[n].pubkey_sha256, id->pub_sha, 32);
-    memcpy(ev[n].cert_serial, id->serial, sizeof id->serial);
-    ev[n].cert_serial_len = sizeof id->serial;
-    memcpy(ev[n].cert_sha256, id->cert_sha, 32);
-    n++;
+    cert_fields(&ev[n++], id);
     ev[n].type = TC_AUDIT_CERT_STORED;
-    ev[n].fields = TC_AUDIT_HAS_CERT_SERIAL | TC_AUDIT_HAS_CERT_SHA256;
-    memcpy(ev[n].cert_serial, id->serial, sizeof id->serial);
-    ev[n].cert_serial_len = sizeof id->serial;
-    memcpy(ev[n].cert_sha256, id->cert_sha, 32);
-    n++;
+    cert_fields(&ev[n++], id);
     ev[n].type = TC_AUDIT_LIFECYCLE_CHANGED;
     ev[n].fields = TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
     ev[n].lifecycle = TC_SE_LC_SECURED;
