@@ -18,7 +18,9 @@
  * that refuses, a card whose pending key changed under an issued
  * certificate (the certificate is revoked), a read-back that differs (once:
  * stored again; always: the new certificate kept, as the card proves its
- * key active; with another active key: the new certificate revoked).
+ * key active; with another active key: the new certificate revoked), a
+ * STORE CERTIFICATE refused before the promotion (the new certificate
+ * revoked) and after it (stored again; or kept valid when it never is).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -259,13 +261,15 @@ static const struct tc_ota_ops *const FAKE_ENGINE = (const struct tc_ota_ops *)(
 enum outcome { OUT_DONE = 1, OUT_FAILED, OUT_CUT, OUT_ERROR };
 
 struct plan {
-    long cut_appended;    /* action index: the server dies after its intent is on the log */
-    long cut_answered;    /* action index: the card ran it, the answer is lost */
-    bool tamper_pop;      /* the GENERATE KEY answer's signature is damaged */
-    unsigned tamper_read; /* this many GET CERTIFICATE answers are damaged */
-    bool tamper_pub;      /* GET PUBLIC KEY P1 00 answers another key */
-    uint16_t reason;      /* op-failed reason */
-    long actions;         /* actions asked for */
+    long cut_appended;     /* action index: the server dies after its intent is on the log */
+    long cut_answered;     /* action index: the card ran it, the answer is lost */
+    bool tamper_pop;       /* the GENERATE KEY answer's signature is damaged */
+    unsigned tamper_read;  /* this many GET CERTIFICATE answers are damaged */
+    bool tamper_pub;       /* GET PUBLIC KEY P1 00 answers another key */
+    unsigned tamper_store; /* bit n: round n of STORE CERTIFICATE carries a broken DER length */
+    unsigned store_round;  /* rounds started (first blocks sent) */
+    uint16_t reason;       /* op-failed reason */
+    long actions;          /* actions asked for */
 };
 
 static enum outcome run_op(struct dev *d, struct plan *pl)
@@ -335,6 +339,9 @@ static enum outcome run_op(struct dev *d, struct plan *pl)
         } else {
             struct tc_apdu c = a.cmd;
             c.data = c.lc > 0 ? a.data : NULL;
+            if (a.cmd.ins == TC_SE_ID_INS_STORE_CERT && a.cmd.p2 == 0 &&
+                (pl->tamper_store >> pl->store_round++ & 1u) && c.lc > 4)
+                a.data[3] ^= 0x01; /* the certificate SEQUENCE's length: the card refuses it */
             EXPECT(c.lc <= TC_OTA_CMD_DATA_MAX);
             res.sw = link_send(&d->l, &c);
             res.rc = TC_OK;
@@ -816,6 +823,73 @@ static void test_readback(void)
     device_free(&d);
 }
 
+/* A STORE CERTIFICATE the card refuses is decided the same way. */
+static void test_store_refused(void)
+{
+    struct dev d;
+    struct plan pl;
+    struct seen s;
+
+    /* Refused before the promotion: the old key is still active, so the new
+     * certificate is revoked and the device keeps its old one. */
+    reset_pki_lists();
+    if (!device_new(&d, "store-refused"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_store = 1;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_CARD);
+    EXPECT_EQ_U(pl.store_round, 1);
+    EXPECT(!ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
+    bool old_valid = false;
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, d.cert, d.cert_len, &old_valid), 1);
+    EXPECT(old_valid);
+    s = seen_of(&d);
+    EXPECT_EQ_U(s.revoked, 1);
+    EXPECT_EQ_U(s.stored, 0);
+    check_registry_after(&d, d.serial);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* After the promotion (a read-back that differed), the first re-store is
+     * refused, the second succeeds: the renewal completes. */
+    reset_pki_lists();
+    if (!device_new(&d, "restore-once"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = 1;
+    pl.tamper_store = 2;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
+    EXPECT_EQ_U(pl.store_round, 3);
+    check_renewed(&d);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* After the promotion every re-store is refused: the new certificate is
+     * kept valid, the old one revoked, the operation failed. */
+    reset_pki_lists();
+    if (!device_new(&d, "restore-never"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = 1;
+    pl.tamper_store = 6;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
+    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
+    EXPECT_EQ_U(pl.store_round, 3);
+    EXPECT(ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
+    bool new_valid = false;
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[1], P.issued_len[1], &new_valid), 1);
+    EXPECT(new_valid);
+    struct tc_pki_device_info info;
+    EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &info));
+    check_registry_after(&d, info.serial);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+}
+
 /* A revoked device (its certificate on the batch CRL before the renewal
  * was queued) is not renewed; nothing reaches the card. */
 static void test_revoked_device(void)
@@ -914,6 +988,7 @@ static const struct tc_test_case cases[] = {
     {"interrupted_twice", test_interrupted_twice},
     {"rejections", test_rejections},
     {"readback", test_readback},
+    {"store_refused", test_store_refused},
     {"nothing_to_renew", test_nothing_to_renew},
     {"revoked_device", test_revoked_device},
     {"attach", test_attach},
