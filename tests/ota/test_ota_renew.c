@@ -266,6 +266,7 @@ struct plan {
     bool tamper_pop;       /* the GENERATE KEY answer's signature is damaged */
     unsigned tamper_read;  /* this many GET CERTIFICATE answers are damaged */
     bool tamper_pub;       /* GET PUBLIC KEY P1 00 answers another key */
+    bool cut_pub;          /* GET PUBLIC KEY P1 00 answers a truncated key */
     unsigned tamper_store; /* bit n: round n of STORE CERTIFICATE carries a broken DER length */
     unsigned store_round;  /* rounds started (first blocks sent) */
     uint16_t reason;       /* op-failed reason */
@@ -357,6 +358,8 @@ static enum outcome run_op(struct dev *d, struct plan *pl)
             if (pl->tamper_pub && a.cmd.ins == TC_SE_ID_INS_GET_PUBLIC && a.cmd.p1 == 0x00 &&
                 res.len == 67)
                 res.data[40] ^= 0x01;
+            if (pl->cut_pub && a.cmd.ins == TC_SE_ID_INS_GET_PUBLIC && a.cmd.p1 == 0x00)
+                res.len = res.len > 10 ? 10 : res.len;
         }
         if (idx == pl->cut_answered)
             return OUT_CUT;
@@ -793,6 +796,28 @@ static void test_readback(void)
     EXPECT(!rd.cert_stored);
     EXPECT(rd.state != TC_REG_REVOKED);
     check_registry_after(&d, info.serial);
+    tc_ota_renew_detach(FAKE_ENGINE);
+    device_free(&d);
+
+    /* Differs, and the answer proves nothing (a truncated key): no
+     * decision, the dialog is aborted with the operation pending; the next
+     * run resumes from the log (intent 2), finds the new key active, reads
+     * the certificate back and completes. */
+    reset_pki_lists();
+    if (!device_new(&d, "read-unproved"))
+        return;
+    attach(&d);
+    pl = plan_none();
+    pl.tamper_read = 1;
+    pl.cut_pub = true;
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_ERROR);
+    EXPECT_EQ_U(d.op.status, TC_OTA_OP_PENDING);
+    EXPECT_EQ_U(P.nrevoked, 0);
+    link_reconnect(&d.l);
+    pl = plan_none();
+    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
+    check_renewed(&d);
+    EXPECT_EQ_U(P.nissued, 2);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 
