@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -34,6 +35,26 @@ struct ota_counters {
         closed_no_request, paused, admin_refused, sessions_done;
 };
 
+/*
+ * A refused peer's socket kept open after its connection is freed: the
+ * TLS alert that says why (e.g. certificate_revoked, RFC 8446 §6.2) is
+ * already in the send queue, but a TLS 1.3 client sends its first request
+ * right after its Finished, so closing with those bytes unread would make
+ * the kernel answer RST and the client could lose the alert. The socket is
+ * shut for writing (FIN after the alert) and drained until the peer closes
+ * or the linger time passes.
+ */
+#define OTA_LINGER_MAX 256u
+#define OTA_LINGER_MS  1000u
+
+struct ota_linger {
+    struct tc_ota_server *s;
+    struct ota_linger *prev, *next;
+    struct event *ev;
+    struct timeval until; /* the peer gets this long, however it drips */
+    int fd;
+};
+
 struct tc_ota_server {
     struct event_base *base;
     struct evhttp *http;
@@ -46,6 +67,8 @@ struct tc_ota_server {
     uint16_t port;
     struct ota_counters c;
     struct ota_conn *conns; /* live connections, detached on free */
+    struct ota_linger *lingers;
+    unsigned nlingers;
 };
 
 struct ota_conn;
@@ -65,6 +88,7 @@ struct ota_conn {
     bool handshake_done;
     bool cert_rejected;
     bool requested;
+    int linger_fd; /* a dup of the socket of a refused peer, or -1 */
     char eid[TC_PKI_EID_DIGITS + 1];
     struct ota_pending *pending; /* a request the application answers later */
     /* The Amendment B session on this connection. */
@@ -72,6 +96,65 @@ struct ota_conn {
     uint32_t step;
     char token[33]; /* 128 random bits, hex */
 };
+
+static void linger_end(struct ota_linger *l)
+{
+    struct tc_ota_server *s = l->s;
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        s->lingers = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+    s->nlingers--;
+    event_free(l->ev);
+    (void)close(l->fd);
+    free(l);
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ota_linger *l = arg;
+    struct timeval now;
+    if ((what & EV_READ) != 0 && event_base_gettimeofday_cached(l->s->base, &now) == 0 &&
+        evutil_timercmp(&now, &l->until, <)) {
+        uint8_t sink[4096];
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n > 0)
+            return; /* discarded; wait for the peer's FIN */
+    }
+    linger_end(l); /* EOF, error or the linger time is over */
+}
+
+/* Takes fd (always: it is closed on every path). */
+static void linger_start(struct tc_ota_server *s, int fd)
+{
+    struct ota_linger *l = NULL;
+    if (s->nlingers >= OTA_LINGER_MAX || shutdown(fd, SHUT_WR) != 0 ||
+        (l = calloc(1, sizeof *l)) == NULL)
+        goto fail;
+    l->ev = event_new(s->base, fd, EV_READ | EV_PERSIST, linger_cb, l);
+    const struct timeval tv = {.tv_sec = OTA_LINGER_MS / 1000u,
+                               .tv_usec = (OTA_LINGER_MS % 1000u) * 1000};
+    struct timeval now;
+    if (l->ev == NULL || event_base_gettimeofday_cached(s->base, &now) != 0 ||
+        event_add(l->ev, &tv) != 0)
+        goto fail;
+    evutil_timeradd(&now, &tv, &l->until);
+    l->s = s;
+    l->fd = fd;
+    l->next = s->lingers;
+    if (s->lingers != NULL)
+        s->lingers->prev = l;
+    s->lingers = l;
+    s->nlingers++;
+    return;
+fail:
+    if (l != NULL && l->ev != NULL)
+        event_free(l->ev);
+    free(l);
+    (void)close(fd);
+}
 
 static int conn_idx = -1;
 static pthread_once_t conn_idx_once = PTHREAD_ONCE_INIT;
@@ -91,9 +174,13 @@ static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     if (c->pending != NULL)
         c->pending->c = NULL; /* its request was detached by evhttp */
     if (s == NULL) {          /* libevent finalised it after tc_ota_server_free */
+        if (c->linger_fd >= 0)
+            (void)close(c->linger_fd);
         free(c);
         return;
     }
+    if (c->linger_fd >= 0)
+        linger_start(s, c->linger_fd);
     if (c->session && s->app != NULL && s->app->end != NULL)
         s->app->end(s->app->ctx, c->eid, false);
     if (c->prev != NULL)
@@ -181,8 +268,12 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
     ok = 1;
 out:
     if (!ok) {
-        if (c != NULL)
+        if (c != NULL) {
             c->cert_rejected = true;
+            int fd = ssl != NULL ? SSL_get_fd(ssl) : -1;
+            if (fd >= 0 && c->linger_fd < 0)
+                c->linger_fd = dup(fd); /* -1 on failure: a plain close then */
+        }
         X509_STORE_CTX_set_error(xs, strstr(reason, "revoked") != NULL ? X509_V_ERR_CERT_REVOKED
                                                                        : X509_V_ERR_CERT_REJECTED);
         TC_LOG_WARNING("ota: %s: client certificate refused: %s", peer, reason);
@@ -228,6 +319,7 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
         return NULL;
     }
     c->srv = s;
+    c->linger_fd = -1;
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
@@ -662,6 +754,8 @@ void tc_ota_server_free(struct tc_ota_server *s)
     /* Bufferevents libevent has not finalised yet outlive the server. */
     for (struct ota_conn *c = s->conns; c != NULL; c = c->next)
         c->srv = NULL;
+    while (s->lingers != NULL)
+        linger_end(s->lingers);
     SSL_CTX_free(s->ctx);
     free(s);
 }

@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -669,6 +670,40 @@ out:
 static void test_revoked_device(void)
 {
     refused(&F.root.crl, &F.revoked);
+}
+
+static bool rejected_20(const struct tc_ota_stats *s)
+{
+    return s->cert_rejected >= 20 && s->open == 0;
+}
+
+/* A TLS 1.3 client sends its request right after its Finished, before the
+ * server's verdict: the certificate_revoked alert must still reach it every
+ * time (the server drains instead of closing on unread bytes, which would
+ * make the kernel answer RST). */
+static void test_refusal_alert_arrives(void)
+{
+    struct srv v;
+    if (!srv_start(&v, &F.root.crl, 2000, 0))
+        goto out;
+    for (int i = 0; i < 20; i++) {
+        struct cli c;
+        char resp[256];
+        ERR_clear_error();
+        EXPECT(cli_open(&c, v.port, &F.revoked, TLS1_3_VERSION, 5));
+        /* Half the time the request leaves after the server's verdict. */
+        if (i % 2 == 1)
+            (void)usleep(50 * 1000);
+        EXPECT(c.ssl != NULL &&
+               cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) == 0);
+        EXPECT_EQ_U(ERR_GET_REASON(ERR_peek_last_error()), SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED);
+        cli_close(&c);
+    }
+    struct tc_ota_stats st = stats_wait(&v, rejected_20);
+    EXPECT_EQ_U(st.cert_rejected, 20);
+    EXPECT_EQ_U(st.requests, 0);
+out:
+    srv_stop(&v);
 }
 
 static void test_revoked_batch(void)
@@ -1543,6 +1578,7 @@ static const struct tc_test_case cases[] = {
     {"good_device", test_good_device},
     {"revoked_device", test_revoked_device},
     {"revoked_batch", test_revoked_batch},
+    {"refusal_alert_arrives", test_refusal_alert_arrives},
     {"expired_batch", test_expired_batch},
     {"foreign_root", test_foreign_root},
     {"no_client_cert", test_no_client_cert},
