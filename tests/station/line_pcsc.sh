@@ -75,10 +75,20 @@ insert() {
   done
   return 1
 }
-# Take the card out (the server stops; vpcd reports the card removed).
+# Take the card out (the server stops; vpcd reports the card removed) and
+# wait until pcscd has seen it go, so that the next insertion is not
+# mistaken for the card still there.
 remove() {
   stop_pid "$serve_pid"
   serve_pid=""
+  for _ in $(seq 80); do
+    if o=$(timeout 10 "$TC" gp readers 2>&1) && [[ $o == *"$reader"* ]] &&
+      [[ $o != *"$reader (card present)"* ]]; then
+      return 0
+    fi
+    sleep 0.25
+  done
+  fail "card removed" "pcscd still reports a card: $o"
 }
 
 insert 0 && pass "card present in the vpcd reader" || { fail "card present" "$o"; exit 1; }
