@@ -215,6 +215,53 @@ struct tc_pki_chain {
  */
 TC_MUST_CHECK tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, size_t reason_size);
 
+/* ------------------------------------------------------ prepared verifier */
+
+/*
+ * tc_pki_verify prepared once for a trust that verifies many device
+ * certificates (the OTA server, one per handshake). Built from the root and
+ * its CRL, then each batch CA and its CRL: every one parsed, profile-checked
+ * and signature-checked when added (CRLs by their issuer), so a bad root,
+ * batch CA or CRL is refused here, not at each verification. Per
+ * verification the device certificate is profile-checked, its batch CA
+ * found by issuer name and key identifier, and the path validated by
+ * OpenSSL exactly as tc_pki_verify does (strict, policy checking, both CRLs
+ * with their validity window against the time given), then the batch fence.
+ * Immutable once the batches are added: verifications may run concurrently.
+ */
+struct tc_pki_verifier;
+
+/* Which check refused a device certificate. */
+enum tc_pki_refusal {
+    TC_PKI_REFUSED_NONE = 0,
+    TC_PKI_REFUSED_PROFILE, /* not a device certificate of docs/cert-profile.md */
+    TC_PKI_REFUSED_BATCH,   /* no trusted batch CA issued it */
+    TC_PKI_REFUSED_CHAIN,   /* RFC 5280 path validation (incl. revocation, time) */
+    TC_PKI_REFUSED_FENCE    /* EID prefix, manufacturer or batch ID of its batch */
+};
+
+TC_MUST_CHECK tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len,
+                                         const uint8_t *root_crl, size_t root_crl_len,
+                                         struct tc_pki_verifier **out);
+/* TC_ERR_STATE if the batch ID is already present; TC_ERR_VERIFY for a
+ * batch CA the root did not issue or a CRL that its CA did not sign. info
+ * (optional) receives the batch's profile fields. */
+TC_MUST_CHECK tc_err tc_pki_verifier_add_batch(struct tc_pki_verifier *v, const uint8_t *ca,
+                                               size_t ca_len, const uint8_t *crl, size_t crl_len,
+                                               struct tc_pki_batch_info *info);
+size_t tc_pki_verifier_batches(const struct tc_pki_verifier *v);
+void tc_pki_verifier_free(struct tc_pki_verifier *v);
+/* TC_OK with the device's info (optional), or TC_ERR_VERIFY with one reason
+ * (the same text tc_pki_verify gives for the same chain when only one check
+ * fails; a certificate failing the device profile is refused for that
+ * before its path is tried) and *refusal (optional) naming the check. at:
+ * verification time, 0 = now. */
+TC_MUST_CHECK tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *device,
+                                            size_t device_len, int64_t at,
+                                            struct tc_pki_device_info *info,
+                                            enum tc_pki_refusal *refusal, char *reason,
+                                            size_t reason_size);
+
 /* ------------------------------------------------------------------ helpers */
 
 /* PEM <-> DER for "CERTIFICATE" and "X509 CRL"; der_from_pem accepts DER

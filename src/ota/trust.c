@@ -1,8 +1,9 @@
 /*
  * The server's trust store: the fleet root and its CRL, each batch CA with
- * its CRL, all DER. Verification is the pki module's tc_pki_verify (RFC 5280
- * path validation with CRLs for every certificate, then the profile), with
- * the batch chosen by the device certificate's batch ID.
+ * its CRL. It is a prepared pki verifier (tc_pki_verifier): root, batch CAs
+ * and CRLs are parsed, profile-checked and signature-checked once, when the
+ * trust is built; each handshake only checks the device certificate (its
+ * profile, RFC 5280 path validation with both CRLs, the batch fence).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -12,24 +13,9 @@
 
 #include <trustchain/ota.h>
 
-struct ota_batch {
-    char id[TC_PKI_ID_MAX + 1];
-    struct tc_buf ca, crl;
-};
-
 struct tc_ota_trust {
-    struct tc_buf root, root_crl;
-    struct ota_batch *batches;
-    size_t nbatches;
+    struct tc_pki_verifier *v;
 };
-
-static tc_err copy_into(struct tc_buf *b, const uint8_t *p, size_t n, size_t max)
-{
-    TC_ENSURE(p != NULL && n > 0, TC_ERR_ARG);
-    tc_buf_init_heap(b, max);
-    tc_buf_put(b, p, n);
-    return tc_buf_status(b);
-}
 
 tc_err tc_ota_trust_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
                         size_t root_crl_len, struct tc_ota_trust **out)
@@ -39,11 +25,7 @@ tc_err tc_ota_trust_new(const uint8_t *root, size_t root_len, const uint8_t *roo
     *out = NULL;
     struct tc_ota_trust *t = calloc(1, sizeof *t);
     TC_ENSURE(t != NULL, TC_ERR_NOMEM);
-    TC_TRY(tc_pki_check_root(root, root_len));
-    TC_TRY(copy_into(&t->root, root, root_len, TC_PKI_CERT_MAX));
-    TC_TRY(copy_into(&t->root_crl, root_crl, root_crl_len, TC_PKI_CRL_MAX));
-    t->batches = calloc(TC_OTA_BATCHES_MAX, sizeof *t->batches);
-    TC_CHECK(t->batches != NULL, TC_ERR_NOMEM);
+    TC_TRY(tc_pki_verifier_new(root, root_len, root_crl, root_crl_len, &t->v));
     *out = t;
     t = NULL;
     ret = TC_OK;
@@ -55,40 +37,17 @@ out:
 tc_err tc_ota_trust_add_batch(struct tc_ota_trust *t, const uint8_t *ca, size_t ca_len,
                               const uint8_t *crl, size_t crl_len)
 {
-    struct tc_pki_batch_info info;
     TC_ENSURE(t != NULL, TC_ERR_ARG);
-    TC_GUARD(tc_pki_check_batch(ca, ca_len, &info));
-    for (size_t i = 0; i < t->nbatches; i++)
-        TC_ENSURE_MSG(strcmp(t->batches[i].id, info.batch_id) != 0, TC_ERR_STATE,
-                      "batch %s is already trusted", info.batch_id);
-    TC_ENSURE_MSG(t->nbatches < TC_OTA_BATCHES_MAX, TC_ERR_NOMEM, "more than %u batches",
-                  TC_OTA_BATCHES_MAX);
-    struct ota_batch *b = &t->batches[t->nbatches];
-    memcpy(b->id, info.batch_id, sizeof b->id);
-    tc_err rc = copy_into(&b->ca, ca, ca_len, TC_PKI_CERT_MAX);
-    if (rc == TC_OK)
-        rc = copy_into(&b->crl, crl, crl_len, TC_PKI_CRL_MAX);
-    if (rc != TC_OK) {
-        tc_buf_free(&b->ca);
-        tc_buf_free(&b->crl);
-        memset(b, 0, sizeof *b);
-        return rc;
-    }
-    t->nbatches++;
-    return TC_OK;
+    TC_ENSURE_MSG(tc_pki_verifier_batches(t->v) < TC_OTA_BATCHES_MAX, TC_ERR_NOMEM,
+                  "more than %u batches", TC_OTA_BATCHES_MAX);
+    return tc_pki_verifier_add_batch(t->v, ca, ca_len, crl, crl_len, NULL);
 }
 
 void tc_ota_trust_free(struct tc_ota_trust *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nbatches; i++) {
-        tc_buf_free(&t->batches[i].ca);
-        tc_buf_free(&t->batches[i].crl);
-    }
-    free(t->batches);
-    tc_buf_free(&t->root);
-    tc_buf_free(&t->root_crl);
+    tc_pki_verifier_free(t->v);
     free(t);
 }
 
@@ -96,39 +55,21 @@ tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uint8_t *device, 
                            int64_t at, struct tc_pki_device_info *info, char *reason,
                            size_t reason_size)
 {
-    struct tc_pki_device_info di;
+    char why[TC_OTA_REASON_MAX];
+    enum tc_pki_refusal refusal = TC_PKI_REFUSED_NONE;
     TC_ENSURE(t != NULL && device != NULL && reason != NULL && reason_size > 0, TC_ERR_ARG);
     reason[0] = '\0';
-    tc_err rc = tc_pki_check_device(device, device_len, &di);
-    if (rc != TC_OK) {
-        char msg[TC_OTA_REASON_MAX];
-        tc_error_format(msg, sizeof msg);
-        (void)snprintf(reason, reason_size, "not a device certificate: %s", msg);
-        return TC_FAIL(TC_ERR_VERIFY, "%s", reason);
-    }
-    const struct ota_batch *b = NULL;
-    for (size_t i = 0; i < t->nbatches && b == NULL; i++)
-        if (strcmp(t->batches[i].id, di.batch_id) == 0)
-            b = &t->batches[i];
-    if (b == NULL) {
-        (void)snprintf(reason, reason_size, "unknown batch %s", di.batch_id);
-        return TC_FAIL(TC_ERR_VERIFY, "%s", reason);
-    }
-    struct tc_pki_chain c = {.root = t->root.data,
-                             .root_len = t->root.len,
-                             .batch = b->ca.data,
-                             .batch_len = b->ca.len,
-                             .device = device,
-                             .device_len = device_len,
-                             .root_crl = t->root_crl.data,
-                             .root_crl_len = t->root_crl.len,
-                             .batch_crl = b->crl.data,
-                             .batch_crl_len = b->crl.len,
-                             .at = at};
-    TC_GUARD(tc_pki_verify(&c, reason, reason_size));
-    if (info != NULL)
-        *info = di;
-    return TC_OK;
+    tc_err rc =
+        tc_pki_verifier_verify(t->v, device, device_len, at, info, &refusal, why, sizeof why);
+    if (rc == TC_OK)
+        return TC_OK;
+    if (rc != TC_ERR_VERIFY)
+        return rc;
+    /* The verifier says "device certificate: <rule>" for a profile failure;
+     * the server's log says what the peer presented. */
+    (void)snprintf(reason, reason_size, "%s%s", refusal == TC_PKI_REFUSED_PROFILE ? "not a " : "",
+                   why);
+    return TC_FAIL(TC_ERR_VERIFY, "%s", reason);
 }
 
 /* ------------------------------------------------------------------ load */

@@ -113,4 +113,21 @@ TC_MUST_CHECK tc_err tc_pki_device_build(struct tc_pki_issuer *batch,
                                          size_t spki_len, struct tc_buf *der,
                                          uint8_t serial[TC_PKI_SERIAL_LEN]);
 
+/* Shared by tc_pki_verify and the prepared verifier (verify.c). */
+/* Record a TC_ERR_VERIFY with the message, copied to reason too. */
+TC_MUST_CHECK tc_err tc_pki_reject(char *reason, size_t size, const char *fmt, ...) TC_PRINTF(3, 4);
+/* Exactly one DER certificate / CRL within the size caps, or NULL. */
+X509 *tc_pki_parse_cert(const uint8_t *der, size_t len);
+X509_CRL *tc_pki_parse_crl(const uint8_t *der, size_t len);
+/* RFC 5280 §5: v2, nextUpdate, CRL number, AKI; *why names the missing one. */
+bool tc_pki_crl_profile_ok(const X509_CRL *crl, const char **why);
+/* "device certificate", "batch CA certificate", "root certificate" for an
+ * OpenSSL error depth. */
+const char *tc_pki_depth_name(int depth, bool with_device);
+/* The batch fence: device EID within the batch's EID prefix, O and batch ID
+ * equal to the batch CA's. TC_OK or a rejection with its reason. */
+TC_MUST_CHECK tc_err tc_pki_batch_fence(const struct tc_pki_device_info *di,
+                                        const struct tc_pki_batch_info *bi, char *reason,
+                                        size_t reason_size);
+
 #endif

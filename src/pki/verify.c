@@ -15,9 +15,7 @@
 
 #include "pki_int.h"
 
-static tc_err reject(char *reason, size_t size, const char *fmt, ...) TC_PRINTF(3, 4);
-
-static tc_err reject(char *reason, size_t size, const char *fmt, ...)
+tc_err tc_pki_reject(char *reason, size_t size, const char *fmt, ...)
 {
     char msg[sizeof(((struct tc_error *)0)->msg)];
     va_list ap;
@@ -29,7 +27,7 @@ static tc_err reject(char *reason, size_t size, const char *fmt, ...)
     return TC_FAIL(TC_ERR_VERIFY, "%s", msg);
 }
 
-static X509_CRL *parse_crl(const uint8_t *der, size_t len)
+X509_CRL *tc_pki_parse_crl(const uint8_t *der, size_t len)
 {
     if (der == NULL || len == 0 || len > TC_PKI_CRL_MAX)
         return NULL;
@@ -42,7 +40,7 @@ static X509_CRL *parse_crl(const uint8_t *der, size_t len)
     return crl;
 }
 
-static X509 *parse_cert(const uint8_t *der, size_t len)
+X509 *tc_pki_parse_cert(const uint8_t *der, size_t len)
 {
     if (der == NULL || len == 0 || len > TC_PKI_CERT_MAX)
         return NULL;
@@ -56,7 +54,7 @@ static X509 *parse_cert(const uint8_t *der, size_t len)
 }
 
 /* RFC 5280 §5: v2, AKI and CRL number present, nextUpdate present. */
-static bool crl_profile_ok(const X509_CRL *crl, const char **why)
+bool tc_pki_crl_profile_ok(const X509_CRL *crl, const char **why)
 {
     if (X509_CRL_get_version(crl) != X509_CRL_VERSION_2) {
         *why = "is not a v2 CRL";
@@ -77,7 +75,7 @@ static bool crl_profile_ok(const X509_CRL *crl, const char **why)
     return true;
 }
 
-static const char *depth_name(int depth, bool with_device)
+const char *tc_pki_depth_name(int depth, bool with_device)
 {
     if (!with_device)
         depth++;
@@ -91,6 +89,22 @@ static const char *depth_name(int depth, bool with_device)
     default:
         return "certificate";
     }
+}
+
+tc_err tc_pki_batch_fence(const struct tc_pki_device_info *di, const struct tc_pki_batch_info *bi,
+                          char *reason, size_t reason_size)
+{
+    /* The batch fence that X.509 name constraints cannot express: the
+     * EID prefix of the batch (docs/pki.md). */
+    if (strncmp(di->eid, bi->eid_prefix, strlen(bi->eid_prefix)) != 0)
+        return tc_pki_reject(reason, reason_size,
+                             "device certificate: EID %s is outside batch %s (EID prefix %s)",
+                             di->eid, bi->batch_id, bi->eid_prefix);
+    if (strcmp(di->manufacturer, bi->manufacturer) != 0 || strcmp(di->batch_id, bi->batch_id))
+        return tc_pki_reject(
+            reason, reason_size,
+            "device certificate: manufacturer or batch ID differs from its batch CA");
+    return TC_OK;
 }
 
 tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, size_t reason_size)
@@ -110,18 +124,18 @@ tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, size_t reason_s
     TC_CHECK(c != NULL, TC_ERR_ARG);
     bool with_device = c->device != NULL;
 
-    root = parse_cert(c->root, c->root_len);
-    batch = parse_cert(c->batch, c->batch_len);
+    root = tc_pki_parse_cert(c->root, c->root_len);
+    batch = tc_pki_parse_cert(c->batch, c->batch_len);
     TC_CHECK_MSG(root != NULL, TC_ERR_FORMAT, "root certificate does not parse");
     TC_CHECK_MSG(batch != NULL, TC_ERR_FORMAT, "batch CA certificate does not parse");
     if (with_device) {
-        dev = parse_cert(c->device, c->device_len);
+        dev = tc_pki_parse_cert(c->device, c->device_len);
         TC_CHECK_MSG(dev != NULL, TC_ERR_FORMAT, "device certificate does not parse");
     }
-    rcrl = parse_crl(c->root_crl, c->root_crl_len);
+    rcrl = tc_pki_parse_crl(c->root_crl, c->root_crl_len);
     TC_CHECK_MSG(rcrl != NULL, TC_ERR_FORMAT, "root CRL missing or does not parse");
     if (with_device) {
-        bcrl = parse_crl(c->batch_crl, c->batch_crl_len);
+        bcrl = tc_pki_parse_crl(c->batch_crl, c->batch_crl_len);
         TC_CHECK_MSG(bcrl != NULL, TC_ERR_FORMAT, "batch CRL missing or does not parse");
     }
 
@@ -149,47 +163,38 @@ tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, size_t reason_s
     if (X509_verify_cert(ctx) != 1) {
         int err = X509_STORE_CTX_get_error(ctx);
         int depth = X509_STORE_CTX_get_error_depth(ctx);
-        ret = reject(reason, reason_size, "%s: %s", depth_name(depth, with_device),
-                     X509_verify_cert_error_string(err));
+        ret = tc_pki_reject(reason, reason_size, "%s: %s", tc_pki_depth_name(depth, with_device),
+                            X509_verify_cert_error_string(err));
         goto out;
     }
 
-    if (!crl_profile_ok(rcrl, &why)) {
-        ret = reject(reason, reason_size, "root CRL %s", why);
+    if (!tc_pki_crl_profile_ok(rcrl, &why)) {
+        ret = tc_pki_reject(reason, reason_size, "root CRL %s", why);
         goto out;
     }
-    if (bcrl != NULL && !crl_profile_ok(bcrl, &why)) {
-        ret = reject(reason, reason_size, "batch CRL %s", why);
+    if (bcrl != NULL && !tc_pki_crl_profile_ok(bcrl, &why)) {
+        ret = tc_pki_reject(reason, reason_size, "batch CRL %s", why);
         goto out;
     }
 
     /* The profiles, certificate by certificate. */
     if (tc_pki_check_root(c->root, c->root_len) != TC_OK) {
-        ret = reject(reason, reason_size, "root certificate: %s", tc_error_last()->msg);
+        ret = tc_pki_reject(reason, reason_size, "root certificate: %s", tc_error_last()->msg);
         goto out;
     }
     if (tc_pki_check_batch(c->batch, c->batch_len, &bi) != TC_OK) {
-        ret = reject(reason, reason_size, "batch CA certificate: %s", tc_error_last()->msg);
+        ret = tc_pki_reject(reason, reason_size, "batch CA certificate: %s", tc_error_last()->msg);
         goto out;
     }
     if (with_device) {
         if (tc_pki_check_device(c->device, c->device_len, &di) != TC_OK) {
-            ret = reject(reason, reason_size, "device certificate: %s", tc_error_last()->msg);
+            ret =
+                tc_pki_reject(reason, reason_size, "device certificate: %s", tc_error_last()->msg);
             goto out;
         }
-        /* The batch fence that X.509 name constraints cannot express: the
-         * EID prefix of the batch (docs/pki.md). */
-        if (strncmp(di.eid, bi.eid_prefix, strlen(bi.eid_prefix)) != 0) {
-            ret = reject(reason, reason_size,
-                         "device certificate: EID %s is outside batch %s (EID prefix %s)", di.eid,
-                         bi.batch_id, bi.eid_prefix);
+        ret = tc_pki_batch_fence(&di, &bi, reason, reason_size);
+        if (ret != TC_OK)
             goto out;
-        }
-        if (strcmp(di.manufacturer, bi.manufacturer) != 0 || strcmp(di.batch_id, bi.batch_id)) {
-            ret = reject(reason, reason_size,
-                         "device certificate: manufacturer or batch ID differs from its batch CA");
-            goto out;
-        }
     }
     ret = TC_OK;
 out:

@@ -1,0 +1,241 @@
+/*
+ * The prepared verifier: tc_pki_verify's checks split into the part that
+ * depends only on the trust (root, batch CAs, CRLs: parsed, profile-checked
+ * and signature-checked once, when the verifier is built) and the part that
+ * depends on the device certificate (parsed and profile-checked once per
+ * call, its path validated by OpenSSL against the prepared store with the
+ * prepared CRLs, the batch fence). Immutable once built: verifications may
+ * run concurrently from many threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include "pki_int.h"
+
+struct pv_batch {
+    struct tc_pki_batch_info info;
+    X509 *ca;
+    X509_CRL *crl;
+    STACK_OF(X509) * untrusted; /* the batch CA */
+    STACK_OF(X509_CRL) * crls;  /* root CRL, batch CRL */
+};
+
+struct tc_pki_verifier {
+    X509 *root;
+    X509_CRL *root_crl;
+    X509_STORE *store;              /* the root, the only trust anchor */
+    STACK_OF(X509_CRL) * root_only; /* for a device no trusted batch CA issued */
+    struct pv_batch *batches;
+    size_t nbatches, cap;
+};
+
+/* RFC 5280 §6.3.3 (f), (g): the CRL is issued by the certificate's issuer
+ * and its signature verifies with that issuer's key. Done once here;
+ * X509_verify_cert repeats it per verification as part of its own CRL
+ * processing. The validity window (§6.3.3 (a)) is not checked here: the
+ * CRL may go stale while the verifier lives, so it is checked at every
+ * verification against the time given. */
+static tc_err crl_prepare(const uint8_t *der, size_t len, X509 *issuer, const char *what,
+                          X509_CRL **out)
+{
+    const char *why = NULL;
+    X509_CRL *crl = tc_pki_parse_crl(der, len);
+    TC_ENSURE_MSG(crl != NULL, TC_ERR_FORMAT, "%s missing or does not parse", what);
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_CHECK_MSG(tc_pki_crl_profile_ok(crl, &why), TC_ERR_VERIFY, "%s %s", what, why);
+    TC_CHECK_MSG(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) == 0,
+                 TC_ERR_VERIFY, "%s is not issued by its CA", what);
+    EVP_PKEY *k = X509_get0_pubkey(issuer);
+    TC_CHECK_MSG(k != NULL && X509_CRL_verify(crl, k) == 1, TC_ERR_VERIFY,
+                 "%s: CRL signature failure", what);
+    *out = crl;
+    crl = NULL;
+    ret = TC_OK;
+out:
+    X509_CRL_free(crl);
+    return ret;
+}
+
+tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
+                           size_t root_crl_len, struct tc_pki_verifier **out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(out != NULL, TC_ERR_ARG);
+    *out = NULL;
+    struct tc_pki_verifier *v = calloc(1, sizeof *v);
+    TC_ENSURE(v != NULL, TC_ERR_NOMEM);
+    TC_TRY(tc_pki_check_root(root, root_len));
+    v->root = tc_pki_parse_cert(root, root_len);
+    TC_CHECK_MSG(v->root != NULL, TC_ERR_FORMAT, "root certificate does not parse");
+    /* RFC 5280 §6.1: the trust anchor's own signature is not part of the
+     * path, but a root that does not verify under its own key is no root. */
+    EVP_PKEY *rk = X509_get0_pubkey(v->root);
+    TC_CHECK_MSG(rk != NULL && X509_verify(v->root, rk) == 1, TC_ERR_VERIFY,
+                 "root certificate: self-signature does not verify");
+    TC_TRY(crl_prepare(root_crl, root_crl_len, v->root, "root CRL", &v->root_crl));
+    v->store = X509_STORE_new();
+    v->root_only = sk_X509_CRL_new_null();
+    TC_CHECK_MSG(v->store != NULL && v->root_only != NULL, TC_ERR_NOMEM, "X509_STORE");
+    TC_TRY_OSSL(X509_STORE_add_cert(v->store, v->root));
+    TC_CHECK_MSG(sk_X509_CRL_push(v->root_only, v->root_crl) > 0, TC_ERR_NOMEM, "stack");
+    *out = v;
+    v = NULL;
+    ret = TC_OK;
+out:
+    tc_pki_verifier_free(v);
+    return ret;
+}
+
+static void batch_clear(struct pv_batch *b)
+{
+    sk_X509_free(b->untrusted);
+    sk_X509_CRL_free(b->crls);
+    X509_free(b->ca);
+    X509_CRL_free(b->crl);
+    memset(b, 0, sizeof *b);
+}
+
+tc_err tc_pki_verifier_add_batch(struct tc_pki_verifier *v, const uint8_t *ca, size_t ca_len,
+                                 const uint8_t *crl, size_t crl_len, struct tc_pki_batch_info *info)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    struct pv_batch b;
+    memset(&b, 0, sizeof b);
+    TC_ENSURE(v != NULL, TC_ERR_ARG);
+    TC_GUARD(tc_pki_check_batch(ca, ca_len, &b.info));
+    for (size_t i = 0; i < v->nbatches; i++)
+        TC_ENSURE_MSG(strcmp(v->batches[i].info.batch_id, b.info.batch_id) != 0, TC_ERR_STATE,
+                      "batch %s is already trusted", b.info.batch_id);
+    b.ca = tc_pki_parse_cert(ca, ca_len);
+    TC_CHECK_MSG(b.ca != NULL, TC_ERR_FORMAT, "batch CA certificate does not parse");
+    /* RFC 5280 §6.1.3 (a)(1): the batch CA's signature by the root, once
+     * here so a batch of another root is refused when it is added. */
+    TC_CHECK_MSG(X509_check_issued(v->root, b.ca) == X509_V_OK &&
+                     X509_verify(b.ca, X509_get0_pubkey(v->root)) == 1,
+                 TC_ERR_VERIFY, "batch CA certificate %s is not issued by the root",
+                 b.info.batch_id);
+    TC_TRY(crl_prepare(crl, crl_len, b.ca, "batch CRL", &b.crl));
+    b.untrusted = sk_X509_new_null();
+    b.crls = sk_X509_CRL_new_null();
+    TC_CHECK_MSG(b.untrusted != NULL && b.crls != NULL, TC_ERR_NOMEM, "stack");
+    TC_CHECK_MSG(sk_X509_push(b.untrusted, b.ca) > 0 && sk_X509_CRL_push(b.crls, v->root_crl) > 0 &&
+                     sk_X509_CRL_push(b.crls, b.crl) > 0,
+                 TC_ERR_NOMEM, "stack");
+    if (v->nbatches == v->cap) {
+        size_t cap = v->cap == 0 ? 8 : v->cap * 2;
+        struct pv_batch *nb = realloc(v->batches, cap * sizeof *nb);
+        TC_CHECK(nb != NULL, TC_ERR_NOMEM);
+        v->batches = nb;
+        v->cap = cap;
+    }
+    if (info != NULL)
+        *info = b.info;
+    v->batches[v->nbatches++] = b;
+    memset(&b, 0, sizeof b);
+    ret = TC_OK;
+out:
+    batch_clear(&b);
+    return ret;
+}
+
+void tc_pki_verifier_free(struct tc_pki_verifier *v)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < v->nbatches; i++)
+        batch_clear(&v->batches[i]);
+    free(v->batches);
+    sk_X509_CRL_free(v->root_only);
+    X509_STORE_free(v->store);
+    X509_CRL_free(v->root_crl);
+    X509_free(v->root);
+    free(v);
+}
+
+size_t tc_pki_verifier_batches(const struct tc_pki_verifier *v)
+{
+    return v == NULL ? 0 : v->nbatches;
+}
+
+/* The batch CA that issued dev: by issuer name and key identifier
+ * (RFC 5280 §4.2.1.1), else by issuer name alone (the path then fails with
+ * OpenSSL's reason, as tc_pki_verify's would for that batch CA), else none. */
+static const struct pv_batch *issuing_batch(const struct tc_pki_verifier *v, X509 *dev)
+{
+    for (size_t i = 0; i < v->nbatches; i++)
+        if (X509_check_issued(v->batches[i].ca, dev) == X509_V_OK)
+            return &v->batches[i];
+    for (size_t i = 0; i < v->nbatches; i++)
+        if (X509_NAME_cmp(X509_get_issuer_name(dev), X509_get_subject_name(v->batches[i].ca)) == 0)
+            return &v->batches[i];
+    return NULL;
+}
+
+tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *device,
+                              size_t device_len, int64_t at, struct tc_pki_device_info *info,
+                              enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    X509 *dev = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    struct tc_pki_device_info di;
+    enum tc_pki_refusal why = TC_PKI_REFUSED_CHAIN;
+    if (reason != NULL && reason_size > 0)
+        reason[0] = '\0';
+    TC_CHECK(v != NULL && device != NULL, TC_ERR_ARG);
+
+    /* The device profile (docs/cert-profile.md), the only parse of the
+     * profile's rules; OpenSSL's own parse below feeds the path check. */
+    if (tc_pki_check_device(device, device_len, &di) != TC_OK) {
+        why = TC_PKI_REFUSED_PROFILE;
+        ret = tc_pki_reject(reason, reason_size, "device certificate: %s", tc_error_last()->msg);
+        goto out;
+    }
+    dev = tc_pki_parse_cert(device, device_len);
+    TC_CHECK_MSG(dev != NULL, TC_ERR_FORMAT, "device certificate does not parse");
+    const struct pv_batch *b = issuing_batch(v, dev);
+    if (b == NULL) {
+        why = TC_PKI_REFUSED_BATCH;
+        ret = tc_pki_reject(reason, reason_size,
+                            "unknown batch %s: no trusted batch CA issued the device certificate",
+                            di.batch_id);
+        goto out;
+    }
+
+    /* RFC 5280 §6.1 path validation against the prepared store, revocation
+     * checked for every certificate with the prepared CRLs (§6.3, CRL
+     * validity window against `at`), the policy tree built (§6.1.3 (d)). */
+    ctx = X509_STORE_CTX_new();
+    TC_CHECK_MSG(ctx != NULL, TC_ERR_NOMEM, "X509_STORE_CTX");
+    TC_TRY_OSSL(X509_STORE_CTX_init(ctx, v->store, dev, b->untrusted));
+    X509_STORE_CTX_set0_crls(ctx, b->crls);
+    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
+    TC_TRY_OSSL(X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_X509_STRICT | X509_V_FLAG_POLICY_CHECK |
+                                                    X509_V_FLAG_CRL_CHECK |
+                                                    X509_V_FLAG_CRL_CHECK_ALL));
+    if (at != 0)
+        X509_VERIFY_PARAM_set_time(vp, (time_t)at);
+    if (X509_verify_cert(ctx) != 1) {
+        int err = X509_STORE_CTX_get_error(ctx);
+        int depth = X509_STORE_CTX_get_error_depth(ctx);
+        ret = tc_pki_reject(reason, reason_size, "%s: %s", tc_pki_depth_name(depth, true),
+                            X509_verify_cert_error_string(err));
+        goto out;
+    }
+    why = TC_PKI_REFUSED_FENCE;
+    TC_TRY(tc_pki_batch_fence(&di, &b->info, reason, reason_size));
+    if (info != NULL)
+        *info = di;
+    why = TC_PKI_REFUSED_NONE;
+    ret = TC_OK;
+out:
+    if (refusal != NULL)
+        *refusal = ret == TC_OK ? TC_PKI_REFUSED_NONE : why;
+    X509_STORE_CTX_free(ctx); /* the stacks belong to the verifier */
+    X509_free(dev);
+    return ret;
+}

@@ -1,0 +1,517 @@
+/*
+ * The prepared verifier (tc_pki_verifier) against tc_pki_verify: on every
+ * chain below both give the same verdict and the same reason, and the
+ * reason is the one RFC 5280 path validation (OpenSSL's text) or the
+ * profile gives. Also what the verifier refuses when it is built (a batch
+ * CA of another root, a CRL its CA did not sign, a duplicate batch) and
+ * concurrent verifications on one verifier.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <trustchain/pki.h>
+
+#include "harness.h"
+#include "pki/pki_int.h"
+
+#define DAY    INT64_C(86400)
+#define MFR    "Acme Devices"
+#define BATCH  "B-2026-11-A"
+#define BATCH2 "B-2026-11-B"
+#define PREFIX "890490321234"
+
+struct ca {
+    struct tc_signer key;
+    struct tc_buf cert;
+    struct tc_pki_issuer *iss;
+};
+
+/* Built once for all cases. */
+static struct {
+    bool ok;
+    int64_t t0, prod;
+    struct ca root, a, b, old, froot, fa;
+    struct tc_buf root_crl, root_crl_rev_a, a_crl, a_crl_rev, b_crl, old_crl, fa_crl;
+    struct tc_buf good, revoked, in_old, foreign, outside_nc, outside_o, bad_eid, outside_prefix,
+        tampered;
+} F;
+
+static struct tc_buf new_buf(void)
+{
+    struct tc_buf b;
+    tc_buf_init_heap(&b, 1u << 16);
+    return b;
+}
+
+static bool root_new(struct ca *r, const char *cn)
+{
+    struct tc_pki_root_params rp = {
+        .common_name = cn, .organization = MFR, .not_before = F.t0, .not_after = F.t0 + 7300 * DAY};
+    r->cert = new_buf();
+    return tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &r->key) == TC_OK &&
+           tc_pki_root_create(&r->key, &rp, &r->cert) == TC_OK &&
+           tc_pki_issuer_new(&r->key, r->cert.data, r->cert.len, &r->iss) == TC_OK;
+}
+
+static bool batch_new(struct ca *b, struct ca *root, const char *id, const char *prefix,
+                      int64_t not_after)
+{
+    uint8_t spki[TC_SPKI_MAX];
+    size_t sl = 0;
+    struct tc_pki_batch_params bp = {.batch_id = id,
+                                     .eid_prefix = prefix,
+                                     .manufacturer = MFR,
+                                     .not_before = F.t0,
+                                     .not_after = not_after};
+    b->cert = new_buf();
+    return tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &b->key) == TC_OK &&
+           b->key.public_key(b->key.ctx, spki, sizeof spki, &sl) == TC_OK &&
+           tc_pki_batch_ca_create(root->iss, spki, sl, &bp, &b->cert) == TC_OK &&
+           tc_pki_issuer_new(&b->key, b->cert.data, b->cert.len, &b->iss) == TC_OK;
+}
+
+static void ca_free(struct ca *c)
+{
+    tc_pki_issuer_free(c->iss);
+    tc_signer_soft_free(&c->key);
+    tc_buf_free(&c->cert);
+}
+
+/* The serial of a certificate (DER) as a CRL entry. */
+static bool entry_of(const struct tc_buf *cert, struct tc_pki_revoked *e)
+{
+    const uint8_t *p = cert->data;
+    X509 *x = d2i_X509(NULL, &p, (long)cert->len);
+    if (x == NULL)
+        return false;
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+    bool ok = ASN1_STRING_length(sn) > 0 && (size_t)ASN1_STRING_length(sn) <= sizeof e->serial;
+    if (ok) {
+        e->serial_len = (size_t)ASN1_STRING_length(sn);
+        memcpy(e->serial, ASN1_STRING_get0_data(sn), e->serial_len);
+        e->revoked_at = F.prod;
+        e->reason = 1; /* keyCompromise */
+    }
+    X509_free(x);
+    return ok;
+}
+
+static bool crl_new(struct ca *iss, const struct tc_buf *revoked, struct tc_buf *crl)
+{
+    struct tc_pki_revoked e;
+    *crl = new_buf();
+    if (revoked != NULL && !entry_of(revoked, &e))
+        return false;
+    /* nextUpdate 400 days after the fixture's start. */
+    return tc_pki_crl_create(iss->iss, 1, F.t0 + DAY, F.t0 + 400 * DAY, revoked ? &e : NULL,
+                             revoked ? 1 : 0, crl) == TC_OK;
+}
+
+/* A device certificate built with the given subject fields (the internal
+ * builder: it makes certificates the issuer refuses to make). */
+static bool dev_build(struct ca *b, const char *eid, const char *ou, const char *o,
+                      struct tc_buf *der)
+{
+    struct tc_signer k;
+    uint8_t spki[TC_SPKI_MAX];
+    size_t sl = 0;
+    struct tc_pki_device_fields fl = {.eid = eid,
+                                      .ou = ou,
+                                      .o = o,
+                                      .batch_id = ou,
+                                      .station_id = "station-07",
+                                      .production_time = F.prod};
+    *der = new_buf();
+    if (tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &k) != TC_OK)
+        return false;
+    bool ok = k.public_key(k.ctx, spki, sizeof spki, &sl) == TC_OK &&
+              tc_pki_device_build(b->iss, &fl, spki, sl, der, NULL) == TC_OK;
+    tc_signer_soft_free(&k);
+    return ok;
+}
+
+static bool eid(const char *first30, char out[33])
+{
+    return tc_pki_eid_complete(first30, out) == TC_OK;
+}
+
+static bool fixture(void)
+{
+    static bool tried;
+    if (tried)
+        return F.ok;
+    tried = true;
+    F.t0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
+    F.prod = F.t0 + 10 * DAY;
+    char e1[33], e2[33], e3[33], e_bad[33], e_out[33];
+    bool ok =
+        root_new(&F.root, "Acme Device Root CA") &&
+        batch_new(&F.a, &F.root, BATCH, PREFIX, F.t0 + 3650 * DAY) &&
+        batch_new(&F.b, &F.root, BATCH2, "8904903299", F.t0 + 3650 * DAY) &&
+        /* A batch CA that expires 100 days in. */
+        batch_new(&F.old, &F.root, "B-2026-01-OLD", PREFIX, F.t0 + 100 * DAY) &&
+        /* A foreign root with a batch of the same ID, prefix and name. */
+        root_new(&F.froot, "Acme Device Root CA") &&
+        batch_new(&F.fa, &F.froot, BATCH, PREFIX, F.t0 + 3650 * DAY) &&
+        eid("890490321234000000000000000001", e1) && eid("890490321234000000000000000002", e2) &&
+        eid("890490321234000000000000000003", e3) && eid("890860302022000000220000230229", e_out);
+    if (ok) {
+        memcpy(e_bad, e3, sizeof e_bad);
+        e_bad[31] = e_bad[31] == '0' ? '1' : '0'; /* SGP.29 check digits broken */
+    }
+    ok = ok && dev_build(&F.a, e1, BATCH, MFR, &F.good) &&
+         dev_build(&F.a, e2, BATCH, MFR, &F.revoked) &&
+         dev_build(&F.old, e3, "B-2026-01-OLD", MFR, &F.in_old) &&
+         dev_build(&F.fa, e1, BATCH, MFR, &F.foreign) &&
+         dev_build(&F.a, e3, BATCH2, MFR, &F.outside_nc) &&
+         dev_build(&F.a, e3, BATCH, "Other Corp", &F.outside_o) &&
+         dev_build(&F.a, e_bad, BATCH, MFR, &F.bad_eid) &&
+         dev_build(&F.a, e_out, BATCH, MFR, &F.outside_prefix);
+    ok = ok && crl_new(&F.root, NULL, &F.root_crl) &&
+         crl_new(&F.root, &F.a.cert, &F.root_crl_rev_a) && crl_new(&F.a, NULL, &F.a_crl) &&
+         crl_new(&F.a, &F.revoked, &F.a_crl_rev) && crl_new(&F.b, NULL, &F.b_crl) &&
+         crl_new(&F.old, NULL, &F.old_crl) && crl_new(&F.fa, NULL, &F.fa_crl);
+    if (ok) {
+        F.tampered = new_buf();
+        tc_buf_put(&F.tampered, F.good.data, F.good.len);
+        F.tampered.data[F.tampered.len - 1] ^= 0x01; /* inside the ECDSA s value */
+    }
+    EXPECT(ok);
+    F.ok = ok;
+    return ok;
+}
+
+static struct tc_pki_verifier *verifier(const struct tc_buf *root_crl, const struct tc_buf *a_crl)
+{
+    struct tc_pki_verifier *v = NULL;
+    EXPECT_OK(
+        tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, root_crl->data, root_crl->len, &v));
+    if (v == NULL)
+        return NULL;
+    struct tc_pki_batch_info bi;
+    EXPECT_OK(
+        tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, a_crl->data, a_crl->len, &bi));
+    EXPECT_STR(bi.batch_id, BATCH);
+    EXPECT_OK(
+        tc_pki_verifier_add_batch(v, F.b.cert.data, F.b.cert.len, F.b_crl.data, F.b_crl.len, NULL));
+    EXPECT_OK(tc_pki_verifier_add_batch(v, F.old.cert.data, F.old.cert.len, F.old_crl.data,
+                                        F.old_crl.len, NULL));
+    EXPECT_EQ_U(tc_pki_verifier_batches(v), 3);
+    return v;
+}
+
+/*
+ * tc_pki_verify on (root, batch, dev, root_crl, batch_crl, at) and the
+ * verifier on dev at `at`: both give `want`; on refusal both give
+ * want_reason (NULL: the same text, starting "device certificate: ") and
+ * the verifier names want_refusal.
+ */
+static void same_verdict(const struct tc_pki_verifier *v, const struct tc_buf *dev,
+                         const struct tc_buf *batch, const struct tc_buf *root_crl,
+                         const struct tc_buf *batch_crl, int64_t at, tc_err want,
+                         const char *want_reason, enum tc_pki_refusal want_refusal)
+{
+    char ref[256], got[256];
+    struct tc_pki_chain c = {.root = F.root.cert.data,
+                             .root_len = F.root.cert.len,
+                             .batch = batch->data,
+                             .batch_len = batch->len,
+                             .device = dev->data,
+                             .device_len = dev->len,
+                             .root_crl = root_crl->data,
+                             .root_crl_len = root_crl->len,
+                             .batch_crl = batch_crl->data,
+                             .batch_crl_len = batch_crl->len,
+                             .at = at};
+    struct tc_pki_device_info di;
+    enum tc_pki_refusal refusal = TC_PKI_REFUSED_CHAIN;
+    memset(&di, 0, sizeof di);
+    tc_err r1 = tc_pki_verify(&c, ref, sizeof ref);
+    tc_err r2 = tc_pki_verifier_verify(v, dev->data, dev->len, at, &di, &refusal, got, sizeof got);
+    EXPECT_EQ_U(r1, want);
+    EXPECT_EQ_U(r2, want);
+    EXPECT_STR(got, ref);
+    EXPECT_EQ_U(refusal, want_refusal);
+    if (want == TC_OK) {
+        EXPECT_STR(got, "");
+        EXPECT_EQ_U(strlen(di.eid), TC_PKI_EID_DIGITS);
+        EXPECT(strncmp(di.eid, PREFIX, strlen(PREFIX)) == 0);
+    } else if (want_reason != NULL) {
+        EXPECT_STR(got, want_reason);
+    } else {
+        EXPECT(strncmp(got, "device certificate: ", 20) == 0 && strlen(got) > 20);
+    }
+}
+
+static void test_good(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl);
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_OK, NULL,
+                 TC_PKI_REFUSED_NONE);
+    /* at = 0 is now (the fixture's CRLs are valid now). */
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl, 0, TC_OK, NULL, TC_PKI_REFUSED_NONE);
+    tc_pki_verifier_free(v);
+}
+
+static void test_revoked_device(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl_rev);
+    same_verdict(v, &F.revoked, &F.a.cert, &F.root_crl, &F.a_crl_rev, F.prod + DAY, TC_ERR_VERIFY,
+                 "device certificate: certificate revoked", TC_PKI_REFUSED_CHAIN);
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl_rev, F.prod + DAY, TC_OK, NULL,
+                 TC_PKI_REFUSED_NONE);
+    tc_pki_verifier_free(v);
+}
+
+static void test_revoked_batch(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl_rev_a, &F.a_crl);
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl_rev_a, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY,
+                 "batch CA certificate: certificate revoked", TC_PKI_REFUSED_CHAIN);
+    tc_pki_verifier_free(v);
+}
+
+static void test_times(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl);
+    /* The batch CA expired (notAfter t0 + 100 days), CRLs still current. */
+    same_verdict(v, &F.in_old, &F.old.cert, &F.root_crl, &F.old_crl, F.t0 + 200 * DAY,
+                 TC_ERR_VERIFY, "batch CA certificate: certificate has expired",
+                 TC_PKI_REFUSED_CHAIN);
+    /* The same device while its batch CA was valid. */
+    same_verdict(v, &F.in_old, &F.old.cert, &F.root_crl, &F.old_crl, F.t0 + 50 * DAY, TC_OK, NULL,
+                 TC_PKI_REFUSED_NONE);
+    /* A device's notAfter is 99991231235959Z (the profile), so a device
+     * never expires; before its notBefore (production) it is not valid. */
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl, F.prod - DAY, TC_ERR_VERIFY,
+                 "device certificate: certificate is not yet valid", TC_PKI_REFUSED_CHAIN);
+    /* Past the CRLs' nextUpdate: the CRL went stale while the verifier
+     * lived, so it is refused at verification time, not when built. */
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl, F.t0 + 401 * DAY, TC_ERR_VERIFY,
+                 "device certificate: CRL has expired", TC_PKI_REFUSED_CHAIN);
+    tc_pki_verifier_free(v);
+}
+
+static void test_foreign_root(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl);
+    /* Same batch ID, prefix and batch CA name, another key. */
+    same_verdict(v, &F.foreign, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY,
+                 "device certificate: unable to get local issuer certificate",
+                 TC_PKI_REFUSED_CHAIN);
+    tc_pki_verifier_free(v);
+    /* Its batch CA is refused when added to a verifier of our root. */
+    v = NULL;
+    EXPECT_OK(tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, F.root_crl.data,
+                                  F.root_crl.len, &v));
+    EXPECT_ERR(tc_pki_verifier_add_batch(v, F.fa.cert.data, F.fa.cert.len, F.fa_crl.data,
+                                         F.fa_crl.len, NULL),
+               TC_ERR_VERIFY);
+    EXPECT_STR(tc_error_last()->msg, "batch CA certificate " BATCH " is not issued by the root");
+    EXPECT_EQ_U(tc_pki_verifier_batches(v), 0);
+    tc_pki_verifier_free(v);
+}
+
+static void test_ca_as_device(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl);
+    same_verdict(v, &F.a.cert, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY, NULL,
+                 TC_PKI_REFUSED_PROFILE);
+    tc_pki_verifier_free(v);
+}
+
+static void test_name_constraints_and_fence(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl);
+    /* Issued by batch A with batch B's OU: the verifier has batch B too and
+     * must still judge it under its issuer, batch A. */
+    same_verdict(v, &F.outside_nc, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY,
+                 "device certificate: permitted subtree violation", TC_PKI_REFUSED_CHAIN);
+    same_verdict(v, &F.outside_o, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY,
+                 "device certificate: permitted subtree violation", TC_PKI_REFUSED_CHAIN);
+    same_verdict(v, &F.outside_prefix, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY,
+                 TC_ERR_VERIFY,
+                 "device certificate: EID 89086030202200000022000023022943 is outside batch "
+                 "B-2026-11-A (EID prefix 890490321234)",
+                 TC_PKI_REFUSED_FENCE);
+    tc_pki_verifier_free(v);
+}
+
+static void test_tampered_and_profile(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl);
+    same_verdict(v, &F.tampered, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY,
+                 "device certificate: certificate signature failure", TC_PKI_REFUSED_CHAIN);
+    /* Wrong profile: SGP.29 check digits broken in the subject EID. */
+    same_verdict(v, &F.bad_eid, &F.a.cert, &F.root_crl, &F.a_crl, F.prod + DAY, TC_ERR_VERIFY, NULL,
+                 TC_PKI_REFUSED_PROFILE);
+    tc_pki_verifier_free(v);
+}
+
+static void test_unknown_batch(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = NULL;
+    char why[256];
+    enum tc_pki_refusal r = TC_PKI_REFUSED_NONE;
+    EXPECT_OK(tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, F.root_crl.data,
+                                  F.root_crl.len, &v));
+    EXPECT_ERR(
+        tc_pki_verifier_verify(v, F.good.data, F.good.len, F.prod + DAY, NULL, &r, why, sizeof why),
+        TC_ERR_VERIFY);
+    EXPECT_EQ_U(r, TC_PKI_REFUSED_BATCH);
+    EXPECT_STR(why, "unknown batch " BATCH ": no trusted batch CA issued the device certificate");
+    tc_pki_verifier_free(v);
+}
+
+static void test_build_refusals(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = NULL;
+    /* A batch CA is not a root. */
+    EXPECT_ERR(
+        tc_pki_verifier_new(F.a.cert.data, F.a.cert.len, F.root_crl.data, F.root_crl.len, &v),
+        TC_ERR_VERIFY);
+    EXPECT(v == NULL);
+    /* A root CRL signed by someone else (batch A's CRL), or tampered. */
+    EXPECT_ERR(
+        tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, F.a_crl.data, F.a_crl.len, &v),
+        TC_ERR_VERIFY);
+    struct tc_buf bad = new_buf();
+    tc_buf_put(&bad, F.root_crl.data, F.root_crl.len);
+    bad.data[bad.len - 1] ^= 0x01;
+    EXPECT_ERR(tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, bad.data, bad.len, &v),
+               TC_ERR_VERIFY);
+    EXPECT_STR(tc_error_last()->msg, "root CRL: CRL signature failure");
+    EXPECT_ERR(tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, bad.data, 0, &v),
+               TC_ERR_FORMAT);
+    EXPECT(v == NULL);
+    EXPECT_OK(tc_pki_verifier_new(F.root.cert.data, F.root.cert.len, F.root_crl.data,
+                                  F.root_crl.len, &v));
+    /* Batch A with batch B's CRL, with a tampered CRL, without one. */
+    EXPECT_ERR(
+        tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, F.b_crl.data, F.b_crl.len, NULL),
+        TC_ERR_VERIFY);
+    EXPECT_STR(tc_error_last()->msg, "batch CRL is not issued by its CA");
+    tc_buf_free(&bad);
+    bad = new_buf();
+    tc_buf_put(&bad, F.a_crl.data, F.a_crl.len);
+    bad.data[bad.len - 1] ^= 0x01;
+    EXPECT_ERR(tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, bad.data, bad.len, NULL),
+               TC_ERR_VERIFY);
+    EXPECT_ERR(tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, NULL, 0, NULL),
+               TC_ERR_FORMAT);
+    /* A device certificate is not a batch CA. */
+    EXPECT(tc_pki_verifier_add_batch(v, F.good.data, F.good.len, F.a_crl.data, F.a_crl.len, NULL) !=
+           TC_OK);
+    EXPECT_EQ_U(tc_pki_verifier_batches(v), 0);
+    EXPECT_OK(
+        tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, F.a_crl.data, F.a_crl.len, NULL));
+    EXPECT_ERR(
+        tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, F.a_crl.data, F.a_crl.len, NULL),
+        TC_ERR_STATE);
+    EXPECT_EQ_U(tc_pki_verifier_batches(v), 1);
+    tc_buf_free(&bad);
+    tc_pki_verifier_free(v);
+}
+
+/* Many threads on one verifier: every verdict right. */
+struct worker {
+    const struct tc_pki_verifier *v;
+    int bad;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    char why[256];
+    for (int i = 0; i < 40; i++) {
+        if (tc_pki_verifier_verify(w->v, F.good.data, F.good.len, F.prod + DAY, NULL, NULL, why,
+                                   sizeof why) != TC_OK)
+            w->bad++;
+        if (tc_pki_verifier_verify(w->v, F.revoked.data, F.revoked.len, F.prod + DAY, NULL, NULL,
+                                   why, sizeof why) != TC_ERR_VERIFY ||
+            strcmp(why, "device certificate: certificate revoked") != 0)
+            w->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl_rev);
+    struct worker w[4];
+    pthread_t th[4];
+    for (size_t i = 0; i < 4; i++) {
+        w[i] = (struct worker){.v = v, .bad = 0};
+        EXPECT(pthread_create(&th[i], NULL, work, &w[i]) == 0);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        EXPECT(pthread_join(th[i], NULL) == 0);
+        EXPECT_EQ_U(w[i].bad, 0);
+    }
+    tc_pki_verifier_free(v);
+}
+
+static void fixture_free(void)
+{
+    ca_free(&F.root);
+    ca_free(&F.a);
+    ca_free(&F.b);
+    ca_free(&F.old);
+    ca_free(&F.froot);
+    ca_free(&F.fa);
+    struct tc_buf *bufs[] = {&F.root_crl,  &F.root_crl_rev_a, &F.a_crl,          &F.a_crl_rev,
+                             &F.b_crl,     &F.old_crl,        &F.fa_crl,         &F.good,
+                             &F.revoked,   &F.in_old,         &F.foreign,        &F.outside_nc,
+                             &F.outside_o, &F.bad_eid,        &F.outside_prefix, &F.tampered};
+    for (size_t i = 0; i < TC_ARRAY_LEN(bufs); i++)
+        tc_buf_free(bufs[i]);
+}
+
+static void test_last_free(void)
+{
+    fixture_free();
+}
+
+static const struct tc_test_case cases[] = {
+    {"good device: same verdict as tc_pki_verify", test_good},
+    {"revoked device", test_revoked_device},
+    {"revoked batch", test_revoked_batch},
+    {"expired batch CA, not yet valid device, CRL past nextUpdate", test_times},
+    {"foreign root with the same batch ID", test_foreign_root},
+    {"CA certificate presented as a device", test_ca_as_device},
+    {"name constraints and the EID prefix fence", test_name_constraints_and_fence},
+    {"tampered signature and wrong profile", test_tampered_and_profile},
+    {"device of a batch the verifier lacks", test_unknown_batch},
+    {"refused when built", test_build_refusals},
+    {"concurrent verifications", test_threads},
+    {"fixture freed", test_last_free},
+};
+
+TC_TEST_MAIN("pki_prepared", cases)
