@@ -364,6 +364,7 @@ tc_err tc_scp03_host_begin_rmac(struct tc_scp03_host *h, bool renc)
     size_t rlen = 0;
     uint16_t sw = 0;
     TC_ENSURE(h != NULL, TC_ERR_ARG);
+    h->outcome = TC_SCP03_HOST_OTHER;
     TC_ENSURE_MSG(h->s.state == TC_SCP03_STATE_AUTHENTICATED, TC_ERR_STATE,
                   "no open secure channel");
     const uint8_t p1 = renc ? (uint8_t)(TC_SCP03_SL_RMAC | TC_SCP03_SL_RENC) : TC_SCP03_SL_RMAC;
@@ -391,6 +392,7 @@ tc_err tc_scp03_host_end_rmac(struct tc_scp03_host *h)
     size_t rlen = 0;
     uint16_t sw = 0;
     TC_ENSURE(h != NULL, TC_ERR_ARG);
+    h->outcome = TC_SCP03_HOST_OTHER;
     TC_ENSURE_MSG(h->s.state == TC_SCP03_STATE_AUTHENTICATED &&
                       (h->s.level & TC_SCP03_SL_RMAC) != 0 &&
                       (h->s.auth_level & TC_SCP03_SL_RMAC) == 0,
@@ -458,6 +460,7 @@ tc_err tc_scp03_host_delete_key(struct tc_scp03_host *h, uint8_t kvn, uint8_t ke
     uint16_t sw = 0;
     uint8_t cla = 0;
     TC_ENSURE(h != NULL, TC_ERR_ARG);
+    h->outcome = TC_SCP03_HOST_OTHER;
     TC_ENSURE_MSG(kvn >= 0x01u && kvn <= 0x7Fu, TC_ERR_RANGE, "KVN %02X is outside 01..7F", kvn);
     TC_ENSURE_MSG(key_id <= 0x7Fu, TC_ERR_RANGE, "key identifier %02X is outside 00..7F", key_id);
     /* GP CS 2.3 §11.2: delete key by key identifier (D0) and key
