@@ -1077,42 +1077,6 @@ static int run_pki(const char *sub, const char *ws, const char *pin_file, const 
     return rc;
 }
 
-/*
- * `pki revoke` revokes serials of the batch's issued list
- * (pki/batches/<B>/issued.txt, docs/pki.md); certificates the line issued
- * are in the registry (cert-issued) rather than that list, so the device's
- * current serial is recorded there first (same line format:
- * "<serial> <EID> <station> <time>").
- */
-static tc_err issued_record(const char *ws, const struct tc_registry_device *d, const char *eid,
-                            const char *serial)
-{
-    char path[4200], line[256];
-    int w = snprintf(path, sizeof path, "%s/pki/batches/%s/issued.txt", ws, d->batch);
-    TC_ENSURE_MSG(w > 0 && (size_t)w < sizeof path, TC_ERR_RANGE, "workspace path too long");
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        bool found = false;
-        while (!found && fgets(line, sizeof line, f) != NULL) {
-            size_t n = strlen(serial);
-            found = strncasecmp(line, serial, n) == 0 && line[n] == ' ';
-        }
-        (void)fclose(f);
-        if (found)
-            return TC_OK;
-    }
-    w = snprintf(line, sizeof line, "%s %s %s %llu\n", serial, eid,
-                 d->station[0] != '\0' ? d->station : "line",
-                 (unsigned long long)(wall_ms() / 1000u));
-    TC_ENSURE(w > 0 && (size_t)w < sizeof line, TC_ERR_RANGE);
-    f = fopen(path, "a");
-    TC_ENSURE_MSG(f != NULL, TC_ERR_IO, "cannot open %s", path);
-    bool ok = fputs(line, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    TC_ENSURE_MSG(ok, TC_ERR_IO, "cannot write %s", path);
-    return TC_OK;
-}
-
 /* The serial is in the batch's revoked list already (revoked.txt,
  * "<serial> <time> <reason> <label>"). */
 static bool revoked_listed(const char *ws, const char *batch, const char *serial)
@@ -1189,11 +1153,11 @@ static int cmd_revoke(int argc, char **argv)
         return fail(rc, "revoke");
     char rs[8];
     (void)snprintf(rs, sizeof rs, "%u", reason);
+    /* `pki revoke --serial` finds a line-issued certificate in the
+     * registry when the batch's issued.txt does not list it. */
     for (size_t i = 0; i < n; i++) {
         char sn[2 * TC_AUDIT_SERIAL_MAX + 1];
         rc = tc_hex_encode(certs[i].serial, certs[i].serial_len, sn, sizeof sn);
-        if (rc == TC_OK)
-            rc = issued_record(o.workspace, &d, o.pos[0], sn);
         if (rc != TC_OK)
             return fail(rc, "revoke");
         if (!revoked_listed(o.workspace, d.batch, sn) &&

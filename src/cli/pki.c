@@ -17,9 +17,12 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include <trustchain/audit.h>
 #include <trustchain/hsm.h>
 #include <trustchain/pki.h>
+#include <trustchain/registry.h>
 
 #include "cli.h"
 
@@ -912,6 +915,132 @@ static tc_err find_issued(const char *issued, const char *eid, const char *seria
     return TC_OK;
 }
 
+/*
+ * A certificate the line issued: the line records it in the workspace
+ * registry (a cert-issued event, its DER in the certificate side table,
+ * docs/registry.md), not in issued.txt. For --eid the device's current
+ * certificate, for --serial any certificate-issued event of a device of
+ * the batch with that serial. The DER is accepted only as a device
+ * certificate of this batch (profile, batch ID, EID/serial) whose issuer
+ * and signature are the batch CA's (RFC 5280 §6.1.3 (a)(1)), so a registry
+ * entry cannot put a foreign serial on this batch's CRL.
+ */
+struct reg_find {
+    struct tc_registry *r;
+    const uint8_t *serial;
+    size_t serial_len;
+    uint8_t (*eids)[TC_AUDIT_EID_MAX];
+    size_t *eid_lens, n, cap;
+    uint8_t sha[TC_AUDIT_HASH_LEN];
+    bool found;
+};
+
+static tc_err reg_collect(void *arg, const struct tc_registry_device *d)
+{
+    struct reg_find *f = arg;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        uint8_t(*e)[TC_AUDIT_EID_MAX] = realloc(f->eids, cap * sizeof *e);
+        if (e != NULL)
+            f->eids = e;
+        size_t *l = e != NULL ? realloc(f->eid_lens, cap * sizeof *l) : NULL;
+        TC_ENSURE(l != NULL, TC_ERR_NOMEM);
+        f->eid_lens = l;
+        f->cap = cap;
+    }
+    memcpy(f->eids[f->n], d->eid, d->eid_len);
+    f->eid_lens[f->n++] = d->eid_len;
+    return TC_OK;
+}
+
+static tc_err reg_issued(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                         const uint8_t *event, size_t len)
+{
+    struct reg_find *f = arg;
+    (void)index;
+    (void)event;
+    (void)len;
+    if (ev->type == TC_AUDIT_CERT_ISSUED && (ev->fields & TC_AUDIT_HAS_CERT_SHA256) &&
+        ev->cert_serial_len == f->serial_len &&
+        memcmp(ev->cert_serial, f->serial, f->serial_len) == 0) {
+        memcpy(f->sha, ev->cert_sha256, sizeof f->sha);
+        f->found = true;
+    }
+    return TC_OK;
+}
+
+static tc_err find_registered(const char *ws, const struct paths *p, const char *batch,
+                              const char *eid, const char *serial, char *out, size_t out_size,
+                              char *out_eid)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    char path[PATH_MAX_TC];
+    struct reg_find f = {0};
+    struct tc_registry_device d;
+    uint8_t sb[TC_PKI_SERIAL_MAX], eb[TC_AUDIT_EID_MAX];
+    size_t sbl = 0, ebl = 0, dl = 0;
+    uint8_t *der = NULL;
+    X509 *x = NULL, *ca = NULL;
+    struct tc_buf cader;
+    struct tc_pki_device_info di;
+    tc_buf_init_heap(&cader, TC_PKI_CERT_MAX);
+    TC_CHECK_MSG(join(path, ws, "registry.db") && exists(path), TC_ERR_NOT_FOUND,
+                 "%s %s was not issued by this batch (not in issued.txt, no registry)",
+                 eid != NULL ? "EID" : "serial", eid != NULL ? eid : serial);
+    TC_TRY(tc_registry_open_reader(path, &f.r));
+    if (eid != NULL) {
+        /* The registry's EID is the 32 digits as 16 BCD bytes. */
+        TC_TRY(tc_hex_decode(eid, strlen(eid), 0, eb, sizeof eb, &ebl));
+        tc_err rc = tc_registry_device_get(f.r, eb, ebl, &d);
+        TC_CHECK_MSG(rc == TC_OK && d.has_cert && strcmp(d.batch, batch) == 0, TC_ERR_NOT_FOUND,
+                     "EID %s was not issued a certificate by this batch", eid);
+        memcpy(f.sha, d.cert_sha256, sizeof f.sha);
+        memcpy(sb, d.cert_serial, d.cert_serial_len);
+        sbl = d.cert_serial_len;
+    } else {
+        TC_CHECK_MSG(tc_hex_decode(serial, strlen(serial), 0, sb, sizeof sb, &sbl) == TC_OK &&
+                         sbl > 0,
+                     TC_ERR_ARG, "serial %s is not hex", serial);
+        f.serial = sb;
+        f.serial_len = sbl;
+        TC_TRY(tc_registry_device_list(f.r, batch, 0, reg_collect, &f));
+        for (size_t i = 0; i < f.n && !f.found; i++)
+            TC_TRY(tc_registry_device_history(f.r, f.eids[i], f.eid_lens[i], reg_issued, &f));
+        TC_CHECK_MSG(f.found, TC_ERR_NOT_FOUND, "serial %s was not issued by this batch", serial);
+    }
+    der = malloc(TC_PKI_CERT_MAX);
+    TC_CHECK(der != NULL, TC_ERR_NOMEM);
+    TC_TRY(tc_registry_cert_get(f.r, f.sha, der, TC_PKI_CERT_MAX, &dl));
+    TC_CHECK_MSG(tc_pki_check_device(der, dl, &di) == TC_OK && strcmp(di.batch_id, batch) == 0 &&
+                     di.serial_len == sbl && memcmp(di.serial, sb, sbl) == 0 &&
+                     (eid == NULL || strcmp(di.eid, eid) == 0),
+                 TC_ERR_VERIFY,
+                 "the registry's certificate for %s is not a device certificate of "
+                 "batch %s",
+                 eid != NULL ? eid : serial, batch);
+    TC_TRY(load_der(p->ca, &cader));
+    const uint8_t *q = der;
+    x = d2i_X509(NULL, &q, (long)dl);
+    q = cader.data;
+    ca = d2i_X509(NULL, &q, (long)cader.len);
+    TC_CHECK_MSG(x != NULL && ca != NULL && X509_check_issued(ca, x) == X509_V_OK &&
+                     X509_verify(x, X509_get0_pubkey(ca)) == 1,
+                 TC_ERR_VERIFY, "the registry's certificate for %s is not signed by batch %s",
+                 eid != NULL ? eid : serial, batch);
+    TC_TRY(tc_hex_encode(sb, sbl, out, out_size));
+    (void)snprintf(out_eid, 33, "%s", di.eid);
+    ret = TC_OK;
+out:
+    X509_free(x);
+    X509_free(ca);
+    free(der);
+    free(f.eids);
+    free(f.eid_lens);
+    tc_buf_free(&cader);
+    tc_registry_close(f.r);
+    return ret;
+}
+
 static int print_crl_result(const struct pki_opts *o, const char *what, const char *serial,
                             const char *crl, uint64_t number)
 {
@@ -968,6 +1097,8 @@ static int cmd_revoke(int argc, char **argv)
     size_t sbl = 0;
     uint64_t number_out = 0;
     e = find_issued(p.issued, o.eid, o.serial, serial, sizeof serial, eid);
+    if (e == TC_ERR_NOT_FOUND)
+        e = find_registered(o.workspace, &p, o.batch, o.eid, o.serial, serial, sizeof serial, eid);
     if (e == TC_OK)
         e = tc_hex_decode(serial, strlen(serial), 0, sb, sizeof sb, &sbl);
     if (e == TC_OK)

@@ -151,4 +151,53 @@ rc=0; ossl "$scratch/d2.pem" >/dev/null 2>&1 || rc=$?
 [ $rc -ne 0 ] && pass "openssl rejects the revoked batch" || fail "openssl rejects the revoked batch" "exit 0"
 expect_fail 1 "revoke batch twice" "$TC" pki revoke-batch --workspace "$ws" --batch B1
 expect_ok "the other batch is unaffected" "$TC" pki verify --workspace "$ws" "$ws/pki/batches/B2/ca.pem"
+# --- a certificate the line issued: in the registry, not in issued.txt
+wsl="$scratch/wsl"
+L=LINE-P1
+unset TRUSTCHAIN_HSM_PIN TRUSTCHAIN_HSM_SO_PIN TRUSTCHAIN_ROOT_PIN # init writes PIN files
+expect_ok "line: init" "$TC" init --workspace "$wsl"
+lpin="$wsl/secrets/user.pin"
+expect_ok "line: root ceremony" "$TC" pki root-ceremony --workspace "$wsl" --cn "Line Root" \
+  --org "Line Test" --root-pin-file "$wsl/secrets/root.pin" --so-pin-file "$wsl/secrets/so.pin"
+expect_ok "line: batch CA" "$TC" pki batch-ca --workspace "$wsl" --batch $L --eid-prefix 89049032 \
+  --manufacturer "Line Test" --pin-file "$lpin" --root-pin-file "$wsl/secrets/root.pin"
+hexkey() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$(hexkey)" "$(hexkey)" "$(hexkey)" >"$scratch/vendor.keys"
+expect_ok "line: transport keys" "$TC" hsm import-transport --workspace "$wsl" --batch $L \
+  --kvn 0x30 --key-file "$scratch/vendor.keys" --pin-file "$lpin"
+expect_ok "line: provision 2 cards" "$TC" line run --workspace "$wsl" --batch $L --count 2 \
+  --emulate "$scratch/cards" --vendor-keys "$scratch/vendor.keys" --pin-file "$lpin"
+expect_ok "line: device list" "$TC" device list --workspace "$wsl" --batch $L --json
+leids=$(printf '%s' "$out" | grep -o '"eid":"[0-9]*"' | sed 's/"eid":"\([0-9]*\)"/\1/')
+leid=$(printf '%s\n' "$leids" | sed -n 1p)
+leid2=$(printf '%s\n' "$leids" | sed -n 2p)
+[ ${#leid} -eq 32 ] && [ ${#leid2} -eq 32 ] && pass "line: two EIDs" || fail "line: two EIDs" "'$leids'"
+rc=0; grep -q "$leid" "$wsl/pki/batches/$L/issued.txt" 2>/dev/null || rc=1
+[ $rc -eq 1 ] && pass "line: issued.txt does not list it" || fail "line: issued.txt does not list it" "listed"
+expect_ok "line: device cert" "$TC" device cert "$leid" --workspace "$wsl"
+printf '%s\n' "$out" >"$scratch/line1.pem"
+expect_ok "line: cert 2" "$TC" device cert "$leid2" --workspace "$wsl"
+printf '%s\n' "$out" >"$scratch/line2.pem"
+expect_ok "line: verifies before" "$TC" pki verify --workspace "$wsl" "$scratch/line1.pem"
+expect_fail 1 "line: EID of another batch" "$TC" pki revoke --workspace "$wsl" --batch B9 --eid "$leid" \
+  --pin-file "$lpin"
+expect_fail 1 "line: unknown EID" "$TC" pki revoke --workspace "$wsl" --batch $L \
+  --eid 89049032000000000000000000000000 --pin-file "$lpin"
+expect_contains "line: unknown EID says why" "$err" "was not issued a certificate by this batch"
+expect_ok "line: pki revoke --eid" "$TC" pki revoke --workspace "$wsl" --batch $L --eid "$leid" \
+  --reason keyCompromise --pin-file "$lpin"
+expect_contains "line: revoked serial" "$out" "revoked device "
+expect_fail 1 "line: revoked per pki verify" "$TC" pki verify --workspace "$wsl" "$scratch/line1.pem"
+expect_contains "line: revoked says why" "$err" "device certificate: certificate revoked"
+expect_fail 1 "line: revoke twice" "$TC" pki revoke --workspace "$wsl" --batch $L --eid "$leid" \
+  --pin-file "$lpin"
+expect_contains "line: twice says why" "$err" "already revoked"
+# By serial (the form `device revoke` uses).
+lser=$(openssl x509 -in "$scratch/line2.pem" -noout -serial | sed 's/serial=//')
+expect_fail 1 "line: unknown serial" "$TC" pki revoke --workspace "$wsl" --batch $L --serial 7F0102 \
+  --pin-file "$lpin"
+expect_ok "line: pki revoke --serial" "$TC" pki revoke --workspace "$wsl" --batch $L --serial "$lser" \
+  --pin-file "$lpin"
+expect_fail 1 "line: 2 revoked per pki verify" "$TC" pki verify --workspace "$wsl" "$scratch/line2.pem"
+expect_contains "line: 2 revoked says why" "$err" "device certificate: certificate revoked"
 finish
