@@ -7,6 +7,7 @@
 #define TC_PKI_INT_H
 
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include <trustchain/pki.h>
 
@@ -124,6 +125,14 @@ bool tc_pki_crl_profile_ok(const X509_CRL *crl, const char **why);
 /* "device certificate", "batch CA certificate", "root certificate" for an
  * OpenSSL error depth. */
 const char *tc_pki_depth_name(int depth, bool with_device);
+/* RFC 5280 §6.1 path validation of leaf to the store's root with `crls`
+ * for every certificate (§6.3), strict, policy tree built (§6.1.3 (d)), at
+ * `at` (0 = now): TC_OK or a rejection naming the certificate and
+ * OpenSSL's reason. ctx is initialised here; the caller frees it. */
+TC_MUST_CHECK tc_err tc_pki_path_verify(X509_STORE_CTX *ctx, X509_STORE *store, X509 *leaf,
+                                        STACK_OF(X509) * untrusted, STACK_OF(X509_CRL) * crls,
+                                        int64_t at, bool with_device, char *reason,
+                                        size_t reason_size);
 /* The batch fence: device EID within the batch's EID prefix, O and batch ID
  * equal to the batch CA's. TC_OK or a rejection with its reason. */
 TC_MUST_CHECK tc_err tc_pki_batch_fence(const struct tc_pki_device_info *di,

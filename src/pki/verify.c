@@ -91,6 +91,28 @@ const char *tc_pki_depth_name(int depth, bool with_device)
     }
 }
 
+tc_err tc_pki_path_verify(X509_STORE_CTX *ctx, X509_STORE *store, X509 *leaf,
+                          STACK_OF(X509) * untrusted, STACK_OF(X509_CRL) * crls, int64_t at,
+                          bool with_device, char *reason, size_t reason_size)
+{
+    if (X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "X509_STORE_CTX_init");
+    X509_STORE_CTX_set0_crls(ctx, crls);
+    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
+    if (X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_X509_STRICT | X509_V_FLAG_POLICY_CHECK |
+                                            X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) != 1)
+        return tc_fail_ossl(__FILE__, __LINE__, "X509_VERIFY_PARAM_set_flags");
+    if (at != 0)
+        X509_VERIFY_PARAM_set_time(vp, (time_t)at);
+    if (X509_verify_cert(ctx) != 1) {
+        int err = X509_STORE_CTX_get_error(ctx);
+        int depth = X509_STORE_CTX_get_error_depth(ctx);
+        return tc_pki_reject(reason, reason_size, "%s: %s", tc_pki_depth_name(depth, with_device),
+                             X509_verify_cert_error_string(err));
+    }
+    return TC_OK;
+}
+
 tc_err tc_pki_batch_fence(const struct tc_pki_device_info *di, const struct tc_pki_batch_info *bi,
                           char *reason, size_t reason_size)
 {
@@ -152,21 +174,8 @@ tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, size_t reason_s
     TC_CHECK_MSG(sk_X509_CRL_push(crls, rcrl) > 0, TC_ERR_NOMEM, "stack");
     if (bcrl != NULL)
         TC_CHECK_MSG(sk_X509_CRL_push(crls, bcrl) > 0, TC_ERR_NOMEM, "stack");
-    TC_TRY_OSSL(X509_STORE_CTX_init(ctx, store, with_device ? dev : batch, untrusted));
-    X509_STORE_CTX_set0_crls(ctx, crls);
-    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
-    TC_TRY_OSSL(X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_X509_STRICT | X509_V_FLAG_POLICY_CHECK |
-                                                    X509_V_FLAG_CRL_CHECK |
-                                                    X509_V_FLAG_CRL_CHECK_ALL));
-    if (c->at != 0)
-        X509_VERIFY_PARAM_set_time(vp, (time_t)c->at);
-    if (X509_verify_cert(ctx) != 1) {
-        int err = X509_STORE_CTX_get_error(ctx);
-        int depth = X509_STORE_CTX_get_error_depth(ctx);
-        ret = tc_pki_reject(reason, reason_size, "%s: %s", tc_pki_depth_name(depth, with_device),
-                            X509_verify_cert_error_string(err));
-        goto out;
-    }
+    TC_TRY(tc_pki_path_verify(ctx, store, with_device ? dev : batch, untrusted, crls, c->at,
+                              with_device, reason, reason_size));
 
     if (!tc_pki_crl_profile_ok(rcrl, &why)) {
         ret = tc_pki_reject(reason, reason_size, "root CRL %s", why);

@@ -27,8 +27,7 @@ struct pv_batch {
 struct tc_pki_verifier {
     X509 *root;
     X509_CRL *root_crl;
-    X509_STORE *store;              /* the root, the only trust anchor */
-    STACK_OF(X509_CRL) * root_only; /* for a device no trusted batch CA issued */
+    X509_STORE *store; /* the root, the only trust anchor */
     struct pv_batch *batches;
     size_t nbatches, cap;
 };
@@ -78,10 +77,8 @@ tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *
                  "root certificate: self-signature does not verify");
     TC_TRY(crl_prepare(root_crl, root_crl_len, v->root, "root CRL", &v->root_crl));
     v->store = X509_STORE_new();
-    v->root_only = sk_X509_CRL_new_null();
-    TC_CHECK_MSG(v->store != NULL && v->root_only != NULL, TC_ERR_NOMEM, "X509_STORE");
+    TC_CHECK_MSG(v->store != NULL, TC_ERR_NOMEM, "X509_STORE");
     TC_TRY_OSSL(X509_STORE_add_cert(v->store, v->root));
-    TC_CHECK_MSG(sk_X509_CRL_push(v->root_only, v->root_crl) > 0, TC_ERR_NOMEM, "stack");
     *out = v;
     v = NULL;
     ret = TC_OK;
@@ -149,7 +146,6 @@ void tc_pki_verifier_free(struct tc_pki_verifier *v)
     for (size_t i = 0; i < v->nbatches; i++)
         batch_clear(&v->batches[i]);
     free(v->batches);
-    sk_X509_CRL_free(v->root_only);
     X509_STORE_free(v->store);
     X509_CRL_free(v->root_crl);
     X509_free(v->root);
@@ -211,21 +207,8 @@ tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *de
      * validity window against `at`), the policy tree built (§6.1.3 (d)). */
     ctx = X509_STORE_CTX_new();
     TC_CHECK_MSG(ctx != NULL, TC_ERR_NOMEM, "X509_STORE_CTX");
-    TC_TRY_OSSL(X509_STORE_CTX_init(ctx, v->store, dev, b->untrusted));
-    X509_STORE_CTX_set0_crls(ctx, b->crls);
-    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
-    TC_TRY_OSSL(X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_X509_STRICT | X509_V_FLAG_POLICY_CHECK |
-                                                    X509_V_FLAG_CRL_CHECK |
-                                                    X509_V_FLAG_CRL_CHECK_ALL));
-    if (at != 0)
-        X509_VERIFY_PARAM_set_time(vp, (time_t)at);
-    if (X509_verify_cert(ctx) != 1) {
-        int err = X509_STORE_CTX_get_error(ctx);
-        int depth = X509_STORE_CTX_get_error_depth(ctx);
-        ret = tc_pki_reject(reason, reason_size, "%s: %s", tc_pki_depth_name(depth, true),
-                            X509_verify_cert_error_string(err));
-        goto out;
-    }
+    TC_TRY(tc_pki_path_verify(ctx, v->store, dev, b->untrusted, b->crls, at, true, reason,
+                              reason_size));
     why = TC_PKI_REFUSED_FENCE;
     TC_TRY(tc_pki_batch_fence(&di, &b->info, reason, reason_size));
     if (info != NULL)
