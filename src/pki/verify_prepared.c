@@ -33,10 +33,9 @@ struct tc_pki_verifier {
 };
 
 /* RFC 5280 §6.3.3 (f), (g): the CRL is issued by the certificate's issuer
- * and its signature verifies with that issuer's key. Done once here;
- * X509_verify_cert repeats it per verification as part of its own CRL
- * processing. The validity window (§6.3.3 (a)) is not checked here: the
- * CRL may go stale while the verifier lives, so it is checked at every
+ * and its signature verifies with that issuer's key, once, here. The
+ * validity window (§6.3.3 (a)) is not checked here: the CRL may go stale
+ * while the verifier lives, so prepared_check_crl checks it at every
  * verification against the time given. */
 static tc_err crl_prepare(const uint8_t *der, size_t len, X509 *issuer, const char *what,
                           X509_CRL **out)
@@ -46,6 +45,12 @@ static tc_err crl_prepare(const uint8_t *der, size_t len, X509 *issuer, const ch
     TC_ENSURE_MSG(crl != NULL, TC_ERR_FORMAT, "%s missing or does not parse", what);
     tc_err ret = TC_ERR_INTERNAL;
     TC_CHECK_MSG(tc_pki_crl_profile_ok(crl, &why), TC_ERR_VERIFY, "%s %s", what, why);
+    /* Full CRLs for the whole scope of their issuer only (the project
+     * writes no other kind): no issuingDistributionPoint (§5.2.5), no
+     * deltaCRLIndicator (§5.2.4), so check_crl below has no scope to judge. */
+    TC_CHECK_MSG(X509_CRL_get_ext_by_NID(crl, NID_issuing_distribution_point, -1) < 0 &&
+                     X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) < 0,
+                 TC_ERR_VERIFY, "%s is a partial or delta CRL", what);
     TC_CHECK_MSG(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) == 0,
                  TC_ERR_VERIFY, "%s is not issued by its CA", what);
     EVP_PKEY *k = X509_get0_pubkey(issuer);
@@ -57,6 +62,41 @@ static tc_err crl_prepare(const uint8_t *der, size_t len, X509 *issuer, const ch
 out:
     X509_CRL_free(crl);
     return ret;
+}
+
+/*
+ * OpenSSL's CRL check for the verifier's store. The only CRLs a
+ * verification sees are the verifier's own (the store has no CRL lookup;
+ * each call passes its batch's prepared pair), whose issuer, signature and
+ * profile were checked once by crl_prepare against the very CA objects the
+ * path is built from, and whose issuers' keyUsage (cRLSign) the CA profile
+ * requires. What can change between calls is the time: RFC 5280 §6.3.3 (a)
+ * (thisUpdate not in the future, nextUpdate not passed), with OpenSSL's
+ * error codes so the reasons are tc_pki_verify's.
+ */
+static int prepared_check_crl(X509_STORE_CTX *ctx, X509_CRL *crl)
+{
+    const X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
+    time_t at = X509_VERIFY_PARAM_get_time(vp);
+    time_t *pt = (X509_VERIFY_PARAM_get_flags(vp) & X509_V_FLAG_USE_CHECK_TIME) ? &at : NULL;
+    int err = X509_V_OK;
+    int c = X509_cmp_time(X509_CRL_get0_lastUpdate(crl), pt);
+    if (c == 0)
+        err = X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD;
+    else if (c > 0)
+        err = X509_V_ERR_CRL_NOT_YET_VALID;
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    if (err == X509_V_OK && next != NULL) {
+        c = X509_cmp_time(next, pt);
+        if (c == 0)
+            err = X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD;
+        else if (c < 0)
+            err = X509_V_ERR_CRL_HAS_EXPIRED;
+    }
+    if (err == X509_V_OK)
+        return 1;
+    X509_STORE_CTX_set_error(ctx, err);
+    return X509_STORE_CTX_get_verify_cb(ctx)(0, ctx);
 }
 
 tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
@@ -79,6 +119,7 @@ tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *
     v->store = X509_STORE_new();
     TC_CHECK_MSG(v->store != NULL, TC_ERR_NOMEM, "X509_STORE");
     TC_TRY_OSSL(X509_STORE_add_cert(v->store, v->root));
+    X509_STORE_set_check_crl(v->store, prepared_check_crl);
     *out = v;
     v = NULL;
     ret = TC_OK;

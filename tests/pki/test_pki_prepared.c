@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <trustchain/pki.h>
 
@@ -27,6 +28,7 @@
 
 struct ca {
     struct tc_signer key;
+    EVP_PKEY *pkey; /* batch CAs only */
     struct tc_buf cert;
     struct tc_pki_issuer *iss;
 };
@@ -69,7 +71,8 @@ static bool batch_new(struct ca *b, struct ca *root, const char *id, const char 
                                      .not_before = F.t0,
                                      .not_after = not_after};
     b->cert = new_buf();
-    return tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &b->key) == TC_OK &&
+    b->pkey = EVP_EC_gen("P-256"); /* kept to forge CRLs */
+    return b->pkey != NULL && tc_signer_soft_new(b->pkey, &b->key) == TC_OK &&
            b->key.public_key(b->key.ctx, spki, sizeof spki, &sl) == TC_OK &&
            tc_pki_batch_ca_create(root->iss, spki, sl, &bp, &b->cert) == TC_OK &&
            tc_pki_issuer_new(&b->key, b->cert.data, b->cert.len, &b->iss) == TC_OK;
@@ -79,6 +82,7 @@ static void ca_free(struct ca *c)
 {
     tc_pki_issuer_free(c->iss);
     tc_signer_soft_free(&c->key);
+    EVP_PKEY_free(c->pkey);
     tc_buf_free(&c->cert);
 }
 
@@ -302,6 +306,10 @@ static void test_times(void)
      * lived, so it is refused at verification time, not when built. */
     same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl, F.t0 + 401 * DAY, TC_ERR_VERIFY,
                  "device certificate: CRL has expired", TC_PKI_REFUSED_CHAIN);
+    /* Before the CRLs' thisUpdate (t0 + 1 day): OpenSSL checks revocation
+     * before certificate times, so the CRL is named. */
+    same_verdict(v, &F.good, &F.a.cert, &F.root_crl, &F.a_crl, F.t0 + DAY / 2, TC_ERR_VERIFY,
+                 "device certificate: CRL is not yet valid", TC_PKI_REFUSED_CHAIN);
     tc_pki_verifier_free(v);
 }
 
@@ -424,6 +432,29 @@ static void test_build_refusals(void)
                TC_ERR_VERIFY);
     EXPECT_ERR(tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, NULL, 0, NULL),
                TC_ERR_FORMAT);
+    /* A delta CRL (RFC 5280 §5.2.4), correctly signed by batch A. */
+    tc_buf_free(&bad);
+    bad = new_buf();
+    const uint8_t *q = F.a_crl.data;
+    X509_CRL *delta = d2i_X509_CRL(NULL, &q, (long)F.a_crl.len);
+    ASN1_INTEGER *base = ASN1_INTEGER_new();
+    uint8_t *enc = NULL;
+    int el = -1;
+    if (delta != NULL && base != NULL && ASN1_INTEGER_set(base, 1) == 1 &&
+        X509_CRL_add1_ext_i2d(delta, NID_delta_crl, base, 1, 0) == 1 &&
+        X509_CRL_sign(delta, F.a.pkey, EVP_sha256()) > 0)
+        el = i2d_X509_CRL(delta, &enc);
+    EXPECT(el > 0);
+    if (el > 0) {
+        tc_buf_put(&bad, enc, (size_t)el);
+        EXPECT_ERR(
+            tc_pki_verifier_add_batch(v, F.a.cert.data, F.a.cert.len, bad.data, bad.len, NULL),
+            TC_ERR_VERIFY);
+        EXPECT_STR(tc_error_last()->msg, "batch CRL is a partial or delta CRL");
+    }
+    OPENSSL_free(enc);
+    ASN1_INTEGER_free(base);
+    X509_CRL_free(delta);
     /* A device certificate is not a batch CA. */
     EXPECT(tc_pki_verifier_add_batch(v, F.good.data, F.good.len, F.a_crl.data, F.a_crl.len, NULL) !=
            TC_OK);
@@ -503,7 +534,7 @@ static const struct tc_test_case cases[] = {
     {"good device: same verdict as tc_pki_verify", test_good},
     {"revoked device", test_revoked_device},
     {"revoked batch", test_revoked_batch},
-    {"expired batch CA, not yet valid device, CRL past nextUpdate", test_times},
+    {"expired batch CA, not yet valid device, CRLs stale or not yet valid", test_times},
     {"foreign root with the same batch ID", test_foreign_root},
     {"CA certificate presented as a device", test_ca_as_device},
     {"name constraints and the EID prefix fence", test_name_constraints_and_fence},
