@@ -225,8 +225,9 @@ TC_MUST_CHECK tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, s
  * batch CA or CRL is refused here, not at each verification. Per
  * verification the device certificate is profile-checked, its batch CA
  * found by issuer name and key identifier, and the path validated by
- * OpenSSL exactly as tc_pki_verify does (strict, policy checking, both CRLs
- * with their validity window against the time given), then the batch fence.
+ * OpenSSL with tc_pki_verify's flags (strict, policy checking, both CRLs:
+ * their signatures verified when added, their validity window against the
+ * time given at every call), then the batch fence.
  * Immutable once the batches are added: verifications may run concurrently.
  */
 struct tc_pki_verifier;
@@ -244,7 +245,8 @@ TC_MUST_CHECK tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len,
                                          const uint8_t *root_crl, size_t root_crl_len,
                                          struct tc_pki_verifier **out);
 /* TC_ERR_STATE if the batch ID is already present; TC_ERR_VERIFY for a
- * batch CA the root did not issue or a CRL that its CA did not sign. info
+ * batch CA the root did not issue, a CRL that its CA did not sign or a
+ * partial or delta CRL (tc_pki_verifier_new likewise for the root CRL). info
  * (optional) receives the batch's profile fields. */
 TC_MUST_CHECK tc_err tc_pki_verifier_add_batch(struct tc_pki_verifier *v, const uint8_t *ca,
                                                size_t ca_len, const uint8_t *crl, size_t crl_len,
