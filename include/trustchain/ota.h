@@ -175,8 +175,10 @@ struct tc_ota_trust;
 
 TC_MUST_CHECK tc_err tc_ota_trust_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
                                       size_t root_crl_len, struct tc_ota_trust **out);
-/* Adds a batch CA (profile-checked) and its CRL. TC_ERR_STATE if the batch ID
- * is already present, TC_ERR_NOMEM past TC_OTA_BATCHES_MAX. */
+/* Adds a batch CA and its CRL, both prepared once (tc_pki_verifier_add_batch:
+ * profile-checked, the CA issued and signed by the root, the CRL a full CRL
+ * signed by the CA). TC_ERR_VERIFY when one of those fails, TC_ERR_STATE if
+ * the batch ID is already present, TC_ERR_NOMEM past TC_OTA_BATCHES_MAX. */
 TC_MUST_CHECK tc_err tc_ota_trust_add_batch(struct tc_ota_trust *t, const uint8_t *ca,
                                             size_t ca_len, const uint8_t *crl, size_t crl_len);
 /* Loads <ws>/pki/root.pem, root-crl.pem and every batches/<b>/{ca,crl}.pem
@@ -185,9 +187,12 @@ TC_MUST_CHECK tc_err tc_ota_trust_load(const char *workspace, struct tc_ota_trus
 void tc_ota_trust_free(struct tc_ota_trust *t);
 
 /*
- * Verifies a device certificate (DER) now: its batch is found by the subject
- * OU, then tc_pki_verify runs with the root, the batch CA and both CRLs.
- * TC_OK with the device's info, or TC_ERR_VERIFY with one reason.
+ * Verifies a device certificate (DER) at `at` (0: now) with the prepared
+ * verifier: the device profile, its batch CA found by issuer name and key
+ * identifier, RFC 5280 path validation to the root with the root CRL and
+ * the batch CRL (validity windows checked at that time), and the batch
+ * fence. The same verdicts as tc_pki_verify (docs/pki.md, "Prepared
+ * verifier"). TC_OK with the device's info, or TC_ERR_VERIFY with one reason.
  */
 TC_MUST_CHECK tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uint8_t *device,
                                          size_t device_len, int64_t at,
