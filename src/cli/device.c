@@ -631,20 +631,6 @@ static int cmd_list(int argc, char **argv)
 
 /* ------------------------------------------------------------ cert */
 
-static tc_err read_file(const char *path, struct tc_buf *b)
-{
-    FILE *f = fopen(path, "rb");
-    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND, "cannot read %s", path);
-    uint8_t chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tc_buf_put(b, chunk, n);
-    bool err = ferror(f) != 0;
-    (void)fclose(f);
-    TC_ENSURE_MSG(!err, TC_ERR_IO, "cannot read %s", path);
-    return tc_buf_status(b);
-}
-
 /* DER of a PEM or DER file under the workspace's PKI directory. */
 static tc_err load_der(const char *ws, const char *rel, struct tc_buf *der)
 {
@@ -653,7 +639,7 @@ static tc_err load_der(const char *ws, const char *rel, struct tc_buf *der)
     TC_ENSURE_MSG(n > 0 && (size_t)n < sizeof path, TC_ERR_ARG, "workspace path too long");
     struct tc_buf raw;
     tc_buf_init_heap(&raw, 1u << 20);
-    tc_err rc = read_file(path, &raw);
+    tc_err rc = tc_cli_read_file(path, &raw);
     if (rc == TC_OK)
         rc = tc_pki_der_from_pem(raw.data, raw.len, der);
     tc_buf_free(&raw);

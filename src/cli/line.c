@@ -505,14 +505,12 @@ static tc_err reconcile_device(void *arg, const struct tc_registry_device *d)
     return TC_OK;
 }
 
-static tc_err read_file(const char *path, struct tc_buf *b);
-
 static tc_err reconcile_revoked(struct line_ctx *c, struct tc_registry *reg, const char *batch,
                                 unsigned *added)
 {
     struct tc_buf known;
     tc_buf_init_heap(&known, 64u * 1024u * 1024u);
-    tc_err rc = read_file(c->rev_path, &known);
+    tc_err rc = tc_cli_read_file(c->rev_path, &known);
     if (rc == TC_ERR_NOT_FOUND) {
         tc_error_clear();
         rc = TC_OK;
@@ -530,20 +528,6 @@ static tc_err reconcile_revoked(struct line_ctx *c, struct tc_registry *reg, con
     *added = r.added;
     tc_buf_free(&known);
     return rc;
-}
-
-static tc_err read_file(const char *path, struct tc_buf *b)
-{
-    FILE *f = fopen(path, "rb");
-    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND, "cannot read %s: %s", path, strerror(errno));
-    uint8_t chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tc_buf_put(b, chunk, n);
-    bool err = ferror(f) != 0;
-    (void)fclose(f);
-    TC_ENSURE_MSG(!err, TC_ERR_IO, "cannot read %s", path);
-    return tc_buf_status(b);
 }
 
 static tc_err write_replace(const char *path, const void *p, size_t n)
@@ -848,7 +832,7 @@ static int cmd_run(int argc, char **argv)
     char hsm_error[TC_STATION_DETAIL_MAX] = "";
     rc = TC_EXIT_FAIL;
 
-    e = read_file(ca_path, &raw);
+    e = tc_cli_read_file(ca_path, &raw);
     if (e == TC_ERR_NOT_FOUND)
         e = TC_FAIL(TC_ERR_NOT_FOUND,
                     "batch %s has no CA in this workspace (run 'trustchain pki "

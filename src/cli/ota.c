@@ -255,14 +255,12 @@ static tc_err renew_issue(void *arg, const struct tc_ota_cert_request *rq, struc
     tc_buf_init_heap(&ca, TC_PKI_CERT_MAX);
     int w = snprintf(path, sizeof path, "%s/pki/batches/%s/ca.pem", k->ws, rq->batch);
     TC_CHECK(w > 0 && (size_t)w < sizeof path, TC_ERR_RANGE);
-    FILE *f = fopen(path, "rb");
-    TC_CHECK_MSG(f != NULL, TC_ERR_NOT_FOUND, "batch %s has no CA in this workspace", rq->batch);
-    uint8_t chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tc_buf_put(&pem, chunk, n);
-    (void)fclose(f);
-    TC_TRY(tc_buf_status(&pem));
+    tc_err rc = tc_cli_read_file(path, &pem);
+    if (rc == TC_ERR_NOT_FOUND) {
+        tc_error_clear();
+        rc = TC_FAIL(TC_ERR_NOT_FOUND, "batch %s has no CA in this workspace", rq->batch);
+    }
+    TC_TRY(rc);
     TC_TRY(tc_pki_der_from_pem(pem.data, pem.len, &ca));
     w = snprintf(label, sizeof label, "%s%s", TC_HSM_LABEL_BATCH_CA, rq->batch);
     TC_CHECK(w > 0 && (size_t)w < sizeof label, TC_ERR_RANGE);

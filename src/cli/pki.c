@@ -231,20 +231,6 @@ static tc_err mkdirs(const char *path)
     return TC_OK;
 }
 
-static tc_err read_all(const char *path, struct tc_buf *b)
-{
-    FILE *f = fopen(path, "rb");
-    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND, "cannot read %s: %s", path, strerror(errno));
-    uint8_t chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tc_buf_put(b, chunk, n);
-    bool err = ferror(f) != 0;
-    (void)fclose(f);
-    TC_ENSURE_MSG(!err, TC_ERR_IO, "cannot read %s", path);
-    return tc_buf_status(b);
-}
-
 /* Write via a temporary file and rename, so a reader never sees half. */
 static tc_err write_all(const char *path, const void *p, size_t n, bool append)
 {
@@ -283,7 +269,7 @@ static tc_err load_der(const char *path, struct tc_buf *der)
 {
     struct tc_buf raw;
     tc_buf_init_heap(&raw, TC_PKI_CRL_MAX * 2);
-    tc_err rc = read_all(path, &raw);
+    tc_err rc = tc_cli_read_file(path, &raw);
     if (rc == TC_OK)
         rc = tc_pki_der_from_pem(raw.data, raw.len, der);
     tc_buf_free(&raw);

@@ -1,4 +1,6 @@
+#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -309,4 +311,18 @@ void tc_json_finish(struct tc_json *j)
 {
     (void)fputc('\n', j->f);
     (void)fflush(j->f);
+}
+
+tc_err tc_cli_read_file(const char *path, struct tc_buf *b)
+{
+    FILE *f = fopen(path, "rb");
+    TC_ENSURE_MSG(f != NULL, TC_ERR_NOT_FOUND, "cannot read %s: %s", path, strerror(errno));
+    uint8_t chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        tc_buf_put(b, chunk, n);
+    bool err = ferror(f) != 0;
+    (void)fclose(f);
+    TC_ENSURE_MSG(!err, TC_ERR_IO, "cannot read %s", path);
+    return tc_buf_status(b);
 }
