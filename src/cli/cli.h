@@ -74,17 +74,18 @@ struct tc_cli_args {
 /* Parse argv[1..argc) (argv[0] is the command) into `opts` by the table.
  * Anything else that starts with '-' (except "-" alone) is an unknown
  * option; other words are positional arguments when `args` takes them.
- * Returns TC_EXIT_OK, or TC_EXIT_USAGE after one line on stderr:
+ * Returns TC_EXIT_OK, or TC_EXIT_USAGE after one line on stderr
+ * (cmd NULL for a group without commands: "<group>: ..."):
  * "<group> <cmd>: unknown option 'X' (see 'trustchain <group> --help')",
  * "... --x needs a value", "... too many arguments" or "... <why>". */
 int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_opt *table, size_t n,
                       int argc, char **argv, void *opts, struct tc_cli_args *args);
 
-/* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
 /* Appends the whole file at path to b (its cap bounds the size).
  * TC_ERR_NOT_FOUND when it cannot be opened, TC_ERR_IO on a read error,
  * the buffer's sticky error when it does not fit. */
 TC_MUST_CHECK tc_err tc_cli_read_file(const char *path, struct tc_buf *b);
+/* "trustchain: <message>" on stderr; returns TC_EXIT_USAGE. */
 int tc_cli_usage_error(const char *fmt, ...) TC_PRINTF(1, 2);
 /* "trustchain: <what>: <recorded cause>" on stderr; returns TC_EXIT_USAGE
  * for input errors (format, truncated, range, arg) else TC_EXIT_FAIL. */

@@ -112,46 +112,33 @@ static tc_err pin_get(const char *env, const char *file, const char *demo_path, 
     return tc_hsm_pin_read(NULL, demo_path, pin, size, len);
 }
 
+static const struct tc_cli_opt init_opts_table[] = {
+    TC_CLI_OPT_FLAG_AT("--json", struct init_opts, json),
+    TC_CLI_OPT_VALUE_AT("--workspace", struct init_opts, workspace),
+    TC_CLI_OPT_VALUE_AT("--module", struct init_opts, module),
+    TC_CLI_OPT_VALUE_AT("--token", struct init_opts, token),
+    TC_CLI_OPT_VALUE_AT("--station", struct init_opts, station),
+    TC_CLI_OPT_VALUE_AT("--master", struct init_opts, master),
+    TC_CLI_OPT_VALUE_AT("--pin-file", struct init_opts, pin_file),
+    TC_CLI_OPT_VALUE_AT("--so-pin-file", struct init_opts, so_pin_file),
+    TC_CLI_OPT_VALUE_AT("--root-pin-file", struct init_opts, root_pin_file),
+    TC_CLI_OPT_REFUSE("--pin", "PINs are not accepted on the command line; use $" TC_HSM_ENV_PIN
+                               " or --pin-file"),
+    TC_CLI_OPT_REFUSE("--so-pin", "PINs are not accepted on the command line; use $" TC_HSM_ENV_PIN
+                                  " or --pin-file"),
+};
+
 static int parse(int argc, char **argv, struct init_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->workspace = tc_cli_default_workspace();
     o->station = "ST-01";
     o->master = "line";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--pin") == 0 || strcmp(a, "--so-pin") == 0)
-            return tc_cli_usage_error("init: PINs are not accepted on the command line; use $%s "
-                                      "or --pin-file",
-                                      TC_HSM_ENV_PIN);
-        if (strcmp(a, "--workspace") == 0)
-            slot = &o->workspace;
-        else if (strcmp(a, "--module") == 0)
-            slot = &o->module;
-        else if (strcmp(a, "--token") == 0)
-            slot = &o->token;
-        else if (strcmp(a, "--station") == 0)
-            slot = &o->station;
-        else if (strcmp(a, "--master") == 0)
-            slot = &o->master;
-        else if (strcmp(a, "--pin-file") == 0)
-            slot = &o->pin_file;
-        else if (strcmp(a, "--so-pin-file") == 0)
-            slot = &o->so_pin_file;
-        else if (strcmp(a, "--root-pin-file") == 0)
-            slot = &o->root_pin_file;
-        else
-            return tc_cli_usage_error("init: unknown option '%s' (see 'trustchain init --help')",
-                                      a);
-        if (i + 1 >= argc)
-            return tc_cli_usage_error("init: %s needs a value", a);
-        *slot = argv[++i];
-    }
+    int rc =
+        tc_cli_parse_opts("init", NULL, init_opts_table,
+                          sizeof init_opts_table / sizeof init_opts_table[0], argc, argv, o, NULL);
+    if (rc != TC_EXIT_OK)
+        return rc;
     for (const char *p = o->station; *p != '\0'; p++)
         if (*p <= 0x20 || *p > 0x7E)
             return tc_cli_usage_error("init: --station must be printable without spaces");

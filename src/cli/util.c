@@ -92,6 +92,9 @@ int tc_cli_error(tc_err rc, const char *what)
 int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_opt *table, size_t n,
                       int argc, char **argv, void *opts, struct tc_cli_args *args)
 {
+    char who[96];
+    (void)snprintf(who, sizeof who, "%s%s%s", group, cmd != NULL ? " " : "",
+                   cmd != NULL ? cmd : "");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const struct tc_cli_opt *o = NULL;
@@ -101,10 +104,10 @@ int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_op
         if (o == NULL) {
             bool option = a[0] == '-' && a[1] != '\0';
             if (option || args == NULL || args->max == 0)
-                return tc_cli_usage_error("%s %s: unknown option '%s' (see 'trustchain %s --help')",
-                                          group, cmd, a, group);
+                return tc_cli_usage_error("%s: unknown option '%s' (see 'trustchain %s --help')",
+                                          who, a, group);
             if (args->n >= args->max)
-                return tc_cli_usage_error("%s %s: too many arguments", group, cmd);
+                return tc_cli_usage_error("%s: too many arguments", who);
             args->pos[args->n++] = a;
             continue;
         }
@@ -115,13 +118,13 @@ int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_op
             break;
         case TC_CLI_OPT_VALUE:
             if (i + 1 >= argc || argv[i + 1][0] == '\0')
-                return tc_cli_usage_error("%s %s: %s needs a value", group, cmd, a);
+                return tc_cli_usage_error("%s: %s needs a value", who, a);
             *(const char **)member = argv[++i];
             break;
         case TC_CLI_OPT_REFUSED:
-            return tc_cli_usage_error("%s %s: %s", group, cmd, o->why);
+            return tc_cli_usage_error("%s: %s", who, o->why);
         default:
-            return tc_cli_usage_error("%s %s: bad option table", group, cmd);
+            return tc_cli_usage_error("%s: bad option table", who);
         }
     }
     return TC_EXIT_OK;
