@@ -7,6 +7,7 @@
  * listener (excess connections wait in the kernel backlog).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -122,6 +123,10 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
         ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
         if (n > 0)
             return; /* discarded; wait for the peer's FIN */
+        /* A readiness report with nothing to read (EAGAIN) or a signal is
+         * not the end of the linger: only EOF, a real error or the time. */
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
     }
     linger_end(l); /* EOF, error or the linger time is over */
 }

@@ -1,0 +1,217 @@
+/*
+ * The lingering close of a refused client (src/ota/server.c): after the
+ * server refuses a client certificate it shuts the socket for writing and
+ * drains what the client still sends until the client's EOF or the linger
+ * time, so the TLS alert is not lost to a TCP reset. A readiness report
+ * whose recv finds nothing (EAGAIN, e.g. a spurious wake-up) must not end
+ * the linger. This test runs the real server and a real OpenSSL client;
+ * recv is interposed (the server's drain is its only MSG_DONTWAIT caller) to
+ * answer EAGAIN once to the drain, then to watch it reach the client's EOF.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <trustchain/ota.h>
+
+#include "harness.h"
+#include "ota_fixture.h"
+
+#define DAY INT64_C(86400)
+
+/* What the server's drain saw: calls, the injected EAGAIN, EOF. */
+static atomic_int drain_calls, drain_injected, drain_eof;
+static atomic_bool inject_once;
+
+/* Interposes the C library's recv for this program (the server library is
+ * linked in statically); recvfrom with no address is the same call. */
+ssize_t recv(int fd, void *buf, size_t len, int flags);
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    if ((flags & MSG_DONTWAIT) != 0) {
+        atomic_fetch_add(&drain_calls, 1);
+        bool want = true;
+        if (atomic_compare_exchange_strong(&inject_once, &want, false)) {
+            atomic_fetch_add(&drain_injected, 1);
+            errno = EAGAIN; /* readable, but this call finds nothing */
+            return -1;
+        }
+    }
+    ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
+    if ((flags & MSG_DONTWAIT) != 0 && n == 0)
+        atomic_fetch_add(&drain_eof, 1);
+    return n;
+}
+
+struct srv {
+    struct event_base *base;
+    struct tc_ota_server *s;
+    struct tc_ota_trust *t;
+    struct event *stop;
+    pthread_t th;
+    bool running;
+};
+
+static EVP_PKEY *key;
+static X509 *cert; /* self-signed: the server's, and the refused client's */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(arg);
+}
+
+static void *loop(void *arg)
+{
+    struct srv *v = arg;
+    (void)event_base_dispatch(v->base);
+    return NULL;
+}
+
+static bool self_signed(void)
+{
+    key = EVP_EC_gen("P-256");
+    cert = X509_new();
+    if (key == NULL || cert == NULL)
+        return false;
+    X509_NAME *n = X509_get_subject_name(cert);
+    return X509_set_version(cert, 2) == 1 &&
+           ASN1_INTEGER_set(X509_get_serialNumber(cert), 7) == 1 &&
+           X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+                                      -1, 0) == 1 &&
+           X509_set_issuer_name(cert, n) == 1 && X509_gmtime_adj(X509_getm_notBefore(cert), 0) &&
+           X509_gmtime_adj(X509_getm_notAfter(cert), 86400) && X509_set_pubkey(cert, key) == 1 &&
+           X509_sign(cert, key, EVP_sha256()) > 0;
+}
+
+static bool srv_start(struct srv *v, struct ota_fx_pki *p)
+{
+    memset(v, 0, sizeof *v);
+    struct tc_buf crl;
+    tc_buf_init_heap(&crl, 1u << 16);
+    EXPECT_OK(tc_pki_crl_create(p->root_iss, 1, p->t0 + DAY, p->t0 + 400 * DAY, NULL, 0, &crl));
+    EXPECT_OK(tc_ota_trust_new(p->root.data, p->root.len, crl.data, crl.len, &v->t));
+    tc_buf_free(&crl);
+    EXPECT(evthread_use_pthreads() == 0);
+    v->base = event_base_new();
+    EXPECT(v->t != NULL && v->base != NULL);
+    if (v->t == NULL || v->base == NULL)
+        return false;
+    struct tc_ota_server_config cfg = {
+        .host = "127.0.0.1", .cert = cert, .key = key, .trust = v->t, .timeout_ms = 5000};
+    EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
+    v->stop = event_new(v->base, -1, 0, stop_cb, v->base);
+    EXPECT(v->s != NULL && v->stop != NULL);
+    v->running = v->s != NULL && v->stop != NULL && pthread_create(&v->th, NULL, loop, v) == 0;
+    return v->running;
+}
+
+static void srv_stop(struct srv *v)
+{
+    if (v->running) {
+        event_active(v->stop, 0, 0);
+        EXPECT(pthread_join(v->th, NULL) == 0);
+    }
+    if (v->stop != NULL)
+        event_free(v->stop);
+    tc_ota_server_free(v->s);
+    if (v->base != NULL)
+        event_base_free(v->base);
+    tc_ota_trust_free(v->t);
+}
+
+static int tcp_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = 5};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Waits (bounded, 3 s) until *v >= want. */
+static int wait_for(atomic_int *v, int want)
+{
+    for (int i = 0; i < 300 && atomic_load(v) < want; i++)
+        (void)usleep(10000);
+    return atomic_load(v);
+}
+
+/*
+ * A client the server refuses sends its request after its Finished, as
+ * TLS 1.3 clients do, and closes only after reading the alert. The first
+ * drain call finds nothing (EAGAIN): the server must keep lingering, drain
+ * the request and see the client's EOF; the alert reaches the client.
+ */
+static void test_spurious_eagain_keeps_lingering(void)
+{
+    struct ota_fx_pki p;
+    struct srv v;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    int fd = -1;
+    memset(&v, 0, sizeof v);
+    EXPECT(ota_fx_pki_setup(&p, "B-LINGER", "8904903299"));
+    if (!self_signed() || !srv_start(&v, &p))
+        goto out;
+    atomic_store(&inject_once, true);
+    ctx = SSL_CTX_new(TLS_client_method());
+    EXPECT(ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 &&
+           SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1);
+    fd = tcp_connect(tc_ota_server_port(v.s));
+    EXPECT(fd >= 0);
+    if (ctx == NULL || fd < 0 || (ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
+        goto out;
+    /* TLS 1.3: the client's handshake is over before the server's verdict. */
+    EXPECT(SSL_connect(ssl) == 1);
+    static const char req[] = "GET /ota/v1/identity HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    EXPECT(SSL_write(ssl, req, sizeof req - 1) == (int)(sizeof req - 1));
+    /* The drain has run once and found "nothing". */
+    EXPECT_EQ_U(wait_for(&drain_injected, 1), 1);
+    (void)usleep(100 * 1000);
+    char buf[64];
+    ERR_clear_error();
+    EXPECT(SSL_read(ssl, buf, sizeof buf) <= 0);
+    /* The server's alert for a certificate it does not accept. */
+    EXPECT_EQ_U(ERR_GET_REASON(ERR_peek_last_error()), SSL_R_SSLV3_ALERT_BAD_CERTIFICATE);
+    EXPECT_EQ_U(atomic_load(&drain_eof), 0);
+    (void)shutdown(fd, SHUT_WR);
+    /* Still lingering: the drain reads on to the client's EOF. */
+    EXPECT_EQ_U(wait_for(&drain_eof, 1), 1);
+    EXPECT(atomic_load(&drain_calls) >= 2);
+out:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        (void)close(fd);
+    srv_stop(&v);
+    ota_fx_pki_free(&p);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+}
+
+static const struct tc_test_case cases[] = {
+    {"spurious_eagain_keeps_lingering", test_spurious_eagain_keeps_lingering},
+};
+
+TC_TEST_MAIN("ota_linger", cases)
