@@ -44,26 +44,41 @@ int tc_cli_read_hex_args(const char *what, int argc, char **argv, const bool *he
 
 /* A command's options as a table: each --name either takes a value (a
  * `const char *` member of the command's options struct, at `off`), is a
- * flag (a `bool` member set true) or is refused with `why` (PINs on the
- * command line). */
-enum tc_cli_opt_kind { TC_CLI_OPT_VALUE, TC_CLI_OPT_FLAG, TC_CLI_OPT_REFUSED };
+ * flag (a `bool` member set true), is refused with `why` (PINs on the
+ * command line) or is a repeatable value kept in a bounded list. */
+enum tc_cli_opt_kind { TC_CLI_OPT_VALUE, TC_CLI_OPT_FLAG, TC_CLI_OPT_REFUSED, TC_CLI_OPT_LIST };
 struct tc_cli_opt {
     const char *name;
     enum tc_cli_opt_kind kind;
     size_t off;
-    const char *why; /* TC_CLI_OPT_REFUSED: printed after "<group> <cmd>: " */
+    /* TC_CLI_OPT_REFUSED: printed after "<group> <cmd>: ". TC_CLI_OPT_LIST:
+     * what the list holds, plural ("readers"), for the bound's message. */
+    const char *why;
+    /* TC_CLI_OPT_LIST (a repeatable value): `off` is a `const char *[max]`
+     * member, `count_off` its `size_t` count. */
+    size_t count_off;
+    size_t max;
 };
 #define TC_CLI_OPT_VALUE_AT(name, type, member)                                                    \
     {                                                                                              \
-        (name), TC_CLI_OPT_VALUE, offsetof(type, member), NULL                                     \
+        (name), TC_CLI_OPT_VALUE, offsetof(type, member), NULL, 0, 0                               \
     }
 #define TC_CLI_OPT_FLAG_AT(name, type, member)                                                     \
     {                                                                                              \
-        (name), TC_CLI_OPT_FLAG, offsetof(type, member), NULL                                      \
+        (name), TC_CLI_OPT_FLAG, offsetof(type, member), NULL, 0, 0                                \
     }
 #define TC_CLI_OPT_REFUSE(name, why)                                                               \
     {                                                                                              \
-        (name), TC_CLI_OPT_REFUSED, 0, (why)                                                       \
+        (name), TC_CLI_OPT_REFUSED, 0, (why), 0, 0                                                 \
+    }
+/* Each --name appends its value to the array `member` (bounded by its
+ * length), counted in `count`. One time too many:
+ * "<group> <cmd>: at most N <what>" ("at most N values of --name" when
+ * `what` is NULL). */
+#define TC_CLI_OPT_LIST_AT(name, type, member, count, what)                                        \
+    {                                                                                              \
+        (name), TC_CLI_OPT_LIST, offsetof(type, member), (what), offsetof(type, count),            \
+            TC_ARRAY_LEN(((type *)NULL)->member)                                                   \
     }
 /* Positional arguments: at most `max` go to pos[0..max), counted in `n`. */
 struct tc_cli_args {
@@ -77,9 +92,24 @@ struct tc_cli_args {
  * Returns TC_EXIT_OK, or TC_EXIT_USAGE after one line on stderr
  * (cmd NULL for a group without commands: "<group>: ..."):
  * "<group> <cmd>: unknown option 'X' (see 'trustchain <group> --help')",
- * "... --x needs a value", "... too many arguments" or "... <why>". */
+ * "... --x needs a value", "... too many arguments", "... <why>" or, for
+ * a list already full, "... at most N <what>". */
 int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_opt *table, size_t n,
                       int argc, char **argv, void *opts, struct tc_cli_args *args);
+
+/* The same, with two settings a command may need (NULL/false: as above):
+ * `help` names the command in the unknown-option hint ("line run": "(see
+ * 'trustchain line run --help')"; NULL: the group), and `empty_values`
+ * takes "" as a value (the command checks it) instead of "--x needs a
+ * value". tc_cli_parse_opts is this with both unset. */
+struct tc_cli_parser {
+    const char *group, *cmd, *help;
+    const struct tc_cli_opt *table;
+    size_t n;
+    bool empty_values;
+};
+int tc_cli_parse_opts_with(const struct tc_cli_parser *p, int argc, char **argv, void *opts,
+                           struct tc_cli_args *args);
 
 /* Appends the whole file at path to b (its cap bounds the size).
  * TC_ERR_NOT_FOUND when it cannot be opened, TC_ERR_IO on a read error,

@@ -69,6 +69,7 @@ static const char usage[] =
 
 struct line_opts {
     const char *workspace, *batch, *emulate, *vendor_keys, *pin_file, *station;
+    const char *count_arg, *jobs_arg, *wait_arg;
     const char *readers[LINE_READERS];
     size_t nreaders;
     uint64_t count;
@@ -147,57 +148,40 @@ static int number(const char *opt, const char *v, uint64_t max, uint64_t *out)
     return TC_EXIT_OK;
 }
 
+#define LINE_OPT(name, member) TC_CLI_OPT_VALUE_AT(name, struct line_opts, member)
+static const struct tc_cli_opt line_options[] = {
+    TC_CLI_OPT_FLAG_AT("--json", struct line_opts, json),
+    TC_CLI_OPT_FLAG_AT("--quiet", struct line_opts, quiet),
+    TC_CLI_OPT_REFUSE("--pin", "PINs are not accepted on the command line; use $" TC_HSM_ENV_PIN
+                               " or --pin-file"),
+    LINE_OPT("--workspace", workspace),
+    LINE_OPT("--batch", batch),
+    LINE_OPT("--count", count_arg),
+    LINE_OPT("--jobs", jobs_arg),
+    LINE_OPT("--card-wait", wait_arg),
+    LINE_OPT("--emulate", emulate),
+    LINE_OPT("--vendor-keys", vendor_keys),
+    LINE_OPT("--pin-file", pin_file),
+    LINE_OPT("--station", station),
+    TC_CLI_OPT_LIST_AT("--reader", struct line_opts, readers, nreaders, "readers"),
+};
+#undef LINE_OPT
+
 static int parse(int argc, char **argv, struct line_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->workspace = tc_cli_default_workspace();
-    const char *count = NULL, *jobs = NULL, *wait = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--quiet") == 0) {
-            o->quiet = true;
-            continue;
-        }
-        if (strcmp(a, "--pin") == 0)
-            return tc_cli_usage_error("line run: PINs are not accepted on the command line; use "
-                                      "$%s or --pin-file",
-                                      TC_HSM_ENV_PIN);
-        if (strcmp(a, "--workspace") == 0)
-            slot = &o->workspace;
-        else if (strcmp(a, "--batch") == 0)
-            slot = &o->batch;
-        else if (strcmp(a, "--count") == 0)
-            slot = &count;
-        else if (strcmp(a, "--jobs") == 0)
-            slot = &jobs;
-        else if (strcmp(a, "--card-wait") == 0)
-            slot = &wait;
-        else if (strcmp(a, "--emulate") == 0)
-            slot = &o->emulate;
-        else if (strcmp(a, "--vendor-keys") == 0)
-            slot = &o->vendor_keys;
-        else if (strcmp(a, "--pin-file") == 0)
-            slot = &o->pin_file;
-        else if (strcmp(a, "--station") == 0)
-            slot = &o->station;
-        else if (strcmp(a, "--reader") == 0) {
-            if (o->nreaders == LINE_READERS)
-                return tc_cli_usage_error("line run: at most %d readers", LINE_READERS);
-            slot = &o->readers[o->nreaders++];
-        } else {
-            return tc_cli_usage_error("line run: unknown option '%s' (see 'trustchain line run "
-                                      "--help')",
-                                      a);
-        }
-        if (i + 1 >= argc)
-            return tc_cli_usage_error("line run: %s needs a value", a);
-        *slot = argv[++i];
-    }
+    /* Empty values reach the checks below ("batch ID must be ..."). */
+    const struct tc_cli_parser parser = {.group = "line",
+                                         .cmd = "run",
+                                         .help = "line run",
+                                         .table = line_options,
+                                         .n = TC_ARRAY_LEN(line_options),
+                                         .empty_values = true};
+    int prc = tc_cli_parse_opts_with(&parser, argc, argv, o, NULL);
+    if (prc != TC_EXIT_OK)
+        return prc;
+    const char *count = o->count_arg, *jobs = o->jobs_arg, *wait = o->wait_arg;
     if (o->batch == NULL)
         return tc_cli_usage_error("line run: --batch is required");
     if (count == NULL)

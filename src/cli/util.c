@@ -92,34 +92,54 @@ int tc_cli_error(tc_err rc, const char *what)
 int tc_cli_parse_opts(const char *group, const char *cmd, const struct tc_cli_opt *table, size_t n,
                       int argc, char **argv, void *opts, struct tc_cli_args *args)
 {
+    const struct tc_cli_parser p = {.group = group, .cmd = cmd, .table = table, .n = n};
+    return tc_cli_parse_opts_with(&p, argc, argv, opts, args);
+}
+
+int tc_cli_parse_opts_with(const struct tc_cli_parser *p, int argc, char **argv, void *opts,
+                           struct tc_cli_args *args)
+{
     char who[96];
-    (void)snprintf(who, sizeof who, "%s%s%s", group, cmd != NULL ? " " : "",
-                   cmd != NULL ? cmd : "");
+    (void)snprintf(who, sizeof who, "%s%s%s", p->group, p->cmd != NULL ? " " : "",
+                   p->cmd != NULL ? p->cmd : "");
+    const char *help = p->help != NULL ? p->help : p->group;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const struct tc_cli_opt *o = NULL;
-        for (size_t k = 0; k < n && o == NULL; k++)
-            if (strcmp(a, table[k].name) == 0)
-                o = &table[k];
+        for (size_t k = 0; k < p->n && o == NULL; k++)
+            if (strcmp(a, p->table[k].name) == 0)
+                o = &p->table[k];
         if (o == NULL) {
             bool option = a[0] == '-' && a[1] != '\0';
             if (option || args == NULL || args->max == 0)
                 return tc_cli_usage_error("%s: unknown option '%s' (see 'trustchain %s --help')",
-                                          who, a, group);
+                                          who, a, help);
             if (args->n >= args->max)
                 return tc_cli_usage_error("%s: too many arguments", who);
             args->pos[args->n++] = a;
             continue;
         }
         void *member = (char *)opts + o->off;
+        size_t *count =
+            o->kind == TC_CLI_OPT_LIST ? (size_t *)(void *)((char *)opts + o->count_off) : NULL;
+        /* A full list is refused before its value is looked at. */
+        if (count != NULL && *count >= o->max) {
+            if (o->why != NULL)
+                return tc_cli_usage_error("%s: at most %zu %s", who, o->max, o->why);
+            return tc_cli_usage_error("%s: at most %zu values of %s", who, o->max, a);
+        }
+        bool value = o->kind == TC_CLI_OPT_VALUE || o->kind == TC_CLI_OPT_LIST;
+        if (value && (i + 1 >= argc || (argv[i + 1][0] == '\0' && !p->empty_values)))
+            return tc_cli_usage_error("%s: %s needs a value", who, a);
         switch (o->kind) {
         case TC_CLI_OPT_FLAG:
             *(bool *)member = true;
             break;
         case TC_CLI_OPT_VALUE:
-            if (i + 1 >= argc || argv[i + 1][0] == '\0')
-                return tc_cli_usage_error("%s: %s needs a value", who, a);
             *(const char **)member = argv[++i];
+            break;
+        case TC_CLI_OPT_LIST:
+            ((const char **)member)[(*count)++] = argv[++i];
             break;
         case TC_CLI_OPT_REFUSED:
             return tc_cli_usage_error("%s: %s", who, o->why);
