@@ -38,6 +38,29 @@ TC_MUST_CHECK tc_err tc_merkle_frontier_append(struct tc_merkle_frontier *f,
 TC_MUST_CHECK tc_err tc_merkle_frontier_root(const struct tc_merkle_frontier *f,
                                              uint8_t root[static TC_AUDIT_HASH_LEN]);
 
+/*
+ * Appending without hashing twice: the writer extends a frontier (to compute
+ * the new root before COMMIT), keeping the full subtrees each leaf completes
+ * (*n of them, level 1 upwards); after COMMIT the tree takes the leaf and
+ * those hashes as they are (tc_merkle_append_computed: TC_ERR_INTERNAL unless
+ * n is the number tc_merkle_append would compute), and the seal cache
+ * computed from the frontier together with the root (tc_merkle_frontier_seal,
+ * the fold of tc_merkle_seal) is installed with tc_merkle_set_border once the
+ * tree has the frontier's size.
+ */
+TC_MUST_CHECK tc_err tc_merkle_frontier_append_rec(
+    struct tc_merkle_frontier *f, const uint8_t leaf_hash[static TC_AUDIT_HASH_LEN],
+    uint8_t (*parents)[TC_AUDIT_HASH_LEN], size_t max, size_t *n);
+TC_MUST_CHECK tc_err tc_merkle_append_computed(struct tc_merkle_tree *t,
+                                               const uint8_t leaf_hash[static TC_AUDIT_HASH_LEN],
+                                               const uint8_t (*parents)[TC_AUDIT_HASH_LEN],
+                                               size_t n);
+TC_MUST_CHECK tc_err tc_merkle_frontier_seal(
+    const struct tc_merkle_frontier *f, uint8_t border[static TC_MERKLE_LEVELS][TC_AUDIT_HASH_LEN],
+    uint8_t root[static TC_AUDIT_HASH_LEN]);
+void tc_merkle_set_border(struct tc_merkle_tree *t,
+                          const uint8_t border[static TC_MERKLE_LEVELS][TC_AUDIT_HASH_LEN]);
+
 /* Ed25519 SubjectPublicKeyInfo <-> raw 32-byte key (RFC 8410 §4). */
 TC_MUST_CHECK tc_err tc_audit_ed25519_raw(const uint8_t *spki, size_t len, uint8_t pub[static 32]);
 void tc_audit_ed25519_spki(const uint8_t pub[static 32], uint8_t spki[static 44]);

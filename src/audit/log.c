@@ -41,6 +41,12 @@ struct tc_audit_log {
     void *hook_arg;
     tc_audit_batch_hook batch_hook;
     void *batch_arg;
+    /* The leader's scratch (under store_mu): the full subtrees a batch's
+     * leaves complete, hashed once before COMMIT and kept for the tree. */
+    uint8_t (*parents)[TC_AUDIT_HASH_LEN];
+    size_t parents_cap;
+    struct tc_audit_batch_event *evs;
+    size_t evs_cap;
 };
 
 static void fault(struct tc_audit_log *log, enum tc_audit_step step)
@@ -120,6 +126,8 @@ void tc_audit_log_close(struct tc_audit_log *log)
         return;
     tc_audit_store_close(&log->store);
     tc_merkle_free(&log->tree);
+    free(log->parents);
+    free(log->evs);
     pthread_mutex_destroy(&log->mu);
     pthread_mutex_destroy(&log->store_mu);
     pthread_rwlock_destroy(&log->tree_lock);
@@ -141,29 +149,49 @@ void tc_audit_log_set_batch_hook(struct tc_audit_log *log, tc_audit_batch_hook h
     pthread_mutex_unlock(&log->store_mu);
 }
 
+/* Grows one of the leader's scratch arrays to hold n elements. */
+static tc_err scratch(void **p, size_t *cap, size_t n, size_t elem)
+{
+    if (n <= *cap)
+        return TC_OK;
+    size_t want = n < 64 ? 64 : n;
+    TC_ENSURE(want <= SIZE_MAX / elem, TC_ERR_NOMEM);
+    void *q = realloc(*p, want * elem);
+    TC_ENSURE(q != NULL, TC_ERR_NOMEM);
+    *p = q;
+    *cap = want;
+    return TC_OK;
+}
+
 static tc_err run_batch_hook(struct tc_audit_log *log, struct pending *batch, uint64_t first,
                              uint64_t end)
 {
-    tc_err ret = TC_ERR_INTERNAL;
     TC_ENSURE(end - first <= SIZE_MAX / sizeof(struct tc_audit_batch_event), TC_ERR_NOMEM);
     size_t n = (size_t)(end - first), k = 0;
-    struct tc_audit_batch_event *evs = calloc(n ? n : 1, sizeof *evs);
-    TC_ENSURE(evs != NULL, TC_ERR_NOMEM);
+    void *evs = log->evs;
+    TC_GUARD(scratch(&evs, &log->evs_cap, n, sizeof *log->evs));
+    log->evs = evs;
     for (struct pending *p = batch; p; p = p->next)
         for (size_t i = 0; i < p->n && k < n; i++, k++) {
-            evs[k].index = first + k;
-            evs[k].event = p->events[i];
-            evs[k].len = p->lens[i];
+            log->evs[k].index = first + k;
+            log->evs[k].event = p->events[i];
+            log->evs[k].len = p->lens[i];
         }
-    TC_CHECK(k == n, TC_ERR_INTERNAL);
-    TC_TRY(log->batch_hook(log->batch_arg, &log->store, evs, n));
-    ret = TC_OK;
-out:
-    free(evs);
-    return ret;
+    TC_ENSURE(k == n, TC_ERR_INTERNAL);
+    return log->batch_hook(log->batch_arg, &log->store, log->evs, n);
 }
 
-/* One transaction for the whole batch; runs with no lock but store_mu. */
+/*
+ * One transaction for the whole batch; runs with no lock but store_mu.
+ *
+ * Every node hash is computed once: the frontier (a copy of the tree's
+ * right border) takes the batch's leaves before COMMIT, keeping the full
+ * subtrees they complete in log->parents, and its fold gives both the new
+ * root (stored as the tree head) and the seal cache; after COMMIT the tree
+ * takes the leaves with those hashes (tc_merkle_append_computed) and the
+ * cache (tc_merkle_set_border). A leaf's parents are a pure function of the
+ * hashes left of it, so they are the ones tc_merkle_append would compute.
+ */
 static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
 {
     tc_err ret = TC_ERR_INTERNAL;
@@ -171,6 +199,14 @@ static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
     void *ctx = log->store.ctx;
     bool open = false;
     struct tc_merkle_frontier f;
+    uint8_t border[TC_MERKLE_LEVELS][TC_AUDIT_HASH_LEN];
+    size_t leaves = 0, np = 0;
+    for (struct pending *p = batch; p; p = p->next)
+        leaves += p->n;
+    /* Leaves s..e-1 complete at most (e - s) + 63 full subtrees. */
+    void *parents = log->parents;
+    TC_TRY(scratch(&parents, &log->parents_cap, leaves + TC_MERKLE_LEVELS, TC_AUDIT_HASH_LEN));
+    log->parents = parents;
     /* Only the leader changes the tree, so reading it here needs no lock. */
     TC_TRY(tc_merkle_frontier_from_tree(&log->tree, &f));
     fault(log, TC_AUDIT_STEP_BEGIN);
@@ -179,15 +215,18 @@ static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
     for (struct pending *p = batch; p; p = p->next) {
         p->first = f.size;
         for (size_t i = 0; i < p->n; i++) {
+            size_t k = 0;
             TC_TRY(ops->put_event(ctx, f.size, p->events[i], p->lens[i], p->leaf[i]));
-            TC_TRY(tc_merkle_frontier_append(&f, p->leaf[i]));
+            TC_TRY(tc_merkle_frontier_append_rec(&f, p->leaf[i], log->parents + np,
+                                                 log->parents_cap - np, &k));
+            np += k;
             fault(log, TC_AUDIT_STEP_EVENT);
         }
     }
     if (log->batch_hook)
         TC_TRY(run_batch_hook(log, batch, log->tree.size, f.size));
     uint8_t root[TC_AUDIT_HASH_LEN];
-    TC_TRY(tc_merkle_frontier_root(&f, root));
+    TC_TRY(tc_merkle_frontier_seal(&f, border, root));
     TC_TRY(ops->put_tree(ctx, f.size, root));
     fault(log, TC_AUDIT_STEP_TREE);
     fault(log, TC_AUDIT_STEP_COMMIT);
@@ -198,11 +237,20 @@ static tc_err commit_batch(struct tc_audit_log *log, struct pending *batch)
     /* Durable: now the tree may show it. */
     pthread_rwlock_wrlock(&log->tree_lock);
     tc_err rc = TC_OK;
+    size_t used = 0;
     for (struct pending *p = batch; p && rc == TC_OK; p = p->next)
-        for (size_t i = 0; i < p->n && rc == TC_OK; i++)
-            rc = tc_merkle_append(&log->tree, p->leaf[i]);
+        for (size_t i = 0; i < p->n && rc == TC_OK; i++) {
+            size_t k = (size_t)__builtin_ctzll(~log->tree.size);
+            rc = used + k <= np ? tc_merkle_append_computed(
+                                      &log->tree, p->leaf[i],
+                                      (const uint8_t(*)[TC_AUDIT_HASH_LEN])(log->parents + used), k)
+                                : TC_FAIL(TC_ERR_INTERNAL, "frontier and tree disagree");
+            used += k;
+        }
+    if (rc == TC_OK && used != np)
+        rc = TC_FAIL(TC_ERR_INTERNAL, "frontier and tree disagree");
     if (rc == TC_OK)
-        rc = tc_merkle_seal(&log->tree);
+        tc_merkle_set_border(&log->tree, (const uint8_t(*)[TC_AUDIT_HASH_LEN])border);
     pthread_rwlock_unlock(&log->tree_lock);
     if (rc != TC_OK) {
         /* On disk but not in memory: refuse further work until reopened. */

@@ -362,6 +362,79 @@ tc_err tc_merkle_frontier_append(struct tc_merkle_frontier *f, const uint8_t lea
     return TC_OK;
 }
 
+tc_err tc_merkle_frontier_append_rec(struct tc_merkle_frontier *f,
+                                     const uint8_t leaf_hash[static H], uint8_t (*parents)[H],
+                                     size_t max, size_t *n)
+{
+    TC_ENSURE(f->size < (UINT64_C(1) << 62), TC_ERR_RANGE);
+    uint8_t h[H];
+    memcpy(h, leaf_hash, H);
+    unsigned l = 0;
+    *n = 0;
+    for (; (f->size >> l) & 1; l++) {
+        TC_GUARD(tc_merkle_node_hash(f->h[l], h, h));
+        TC_ENSURE(*n < max, TC_ERR_INTERNAL);
+        memcpy(parents[(*n)++], h, H);
+    }
+    memcpy(f->h[l], h, H);
+    f->size++;
+    return TC_OK;
+}
+
+tc_err tc_merkle_append_computed(struct tc_merkle_tree *t, const uint8_t leaf_hash[static H],
+                                 const uint8_t (*parents)[H], size_t n)
+{
+    TC_ENSURE(t->size < (UINT64_C(1) << 62), TC_ERR_RANGE);
+    uint64_t i = t->size;
+    /* Exactly the parents tc_merkle_append would hash: one per trailing
+     * one bit of the leaf's index. */
+    TC_ENSURE_MSG(n == (size_t)ctz64(~i), TC_ERR_INTERNAL, "%zu parents computed for leaf %llu", n,
+                  (unsigned long long)i);
+    TC_GUARD(level_push(t, 0, i, leaf_hash));
+    for (unsigned l = 0; l < n; l++, i >>= 1)
+        TC_GUARD(level_push(t, l + 1, i >> 1, parents[l]));
+    t->size++;
+    return TC_OK;
+}
+
+tc_err tc_merkle_frontier_seal(const struct tc_merkle_frontier *f,
+                               uint8_t border[static TC_MERKLE_LEVELS][H], uint8_t root[static H])
+{
+    uint64_t n = f->size;
+    if (n == 0)
+        return tc_audit_sha256(NULL, 0, NULL, 0, NULL, 0, root);
+    uint8_t acc[H];
+    bool have = false;
+    /* The fold of tc_merkle_seal, over the frontier's pieces (the same
+     * full subtrees the tree holds at these positions). */
+    for (unsigned k = 0; k < TC_MERKLE_LEVELS - 1; k++) {
+        if (have)
+            memcpy(border[k], acc, H);
+        if ((n >> k) & 1) {
+            if (have)
+                TC_GUARD(tc_merkle_node_hash(f->h[k], acc, acc));
+            else
+                memcpy(acc, f->h[k], H);
+            have = true;
+        }
+    }
+    memcpy(root, acc, H);
+    return TC_OK;
+}
+
+void tc_merkle_set_border(struct tc_merkle_tree *t,
+                          const uint8_t border[static TC_MERKLE_LEVELS][H])
+{
+    uint64_t n = t->size;
+    bool have = false;
+    for (unsigned k = 0; k < TC_MERKLE_LEVELS - 1; k++) {
+        if (have)
+            memcpy(t->border[k], border[k], H);
+        have = have || ((n >> k) & 1);
+    }
+    t->border_size = n;
+}
+
 tc_err tc_merkle_frontier_root(const struct tc_merkle_frontier *f, uint8_t root[static H])
 {
     if (f->size == 0)

@@ -17,6 +17,8 @@
 struct sq {
     sqlite3 *db;
     sqlite3_stmt *put_event, *put_tree, *put_cp, *get_tree, *get_event, *scan, *next_cp, *last_cp;
+    /* Prepared once: every append transaction would otherwise parse them. */
+    sqlite3_stmt *begin, *commit, *rollback;
 };
 
 static tc_err db_fail(sqlite3 *db, const char *what)
@@ -54,20 +56,24 @@ static tc_err step_done(struct sq *s, sqlite3_stmt *st, const char *what)
 
 static tc_err sq_begin(void *ctx)
 {
-    return exec(ctx, "BEGIN IMMEDIATE");
+    struct sq *s = ctx;
+    return step_done(s, s->begin, "BEGIN IMMEDIATE");
 }
 
 static tc_err sq_commit(void *ctx)
 {
     /* synchronous=FULL in WAL mode: the WAL is synced before COMMIT returns. */
-    return exec(ctx, "COMMIT");
+    struct sq *s = ctx;
+    return step_done(s, s->commit, "COMMIT");
 }
 
 static void sq_rollback(void *ctx)
 {
     struct sq *s = ctx;
-    if (!sqlite3_get_autocommit(s->db))
-        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!sqlite3_get_autocommit(s->db)) {
+        (void)sqlite3_step(s->rollback);
+        sqlite3_reset(s->rollback);
+    }
 }
 
 static tc_err sq_put_event(void *ctx, uint64_t index, const uint8_t *event, size_t len,
@@ -227,8 +233,8 @@ static void sq_close(void *ctx)
     struct sq *s = ctx;
     if (s == NULL)
         return;
-    sqlite3_stmt *all[] = {s->put_event, s->put_tree, s->put_cp,  s->get_tree,
-                           s->get_event, s->scan,     s->next_cp, s->last_cp};
+    sqlite3_stmt *all[] = {s->put_event, s->put_tree, s->put_cp, s->get_tree, s->get_event, s->scan,
+                           s->next_cp,   s->last_cp,  s->begin,  s->commit,   s->rollback};
     for (size_t i = 0; i < TC_ARRAY_LEN(all); i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->db);
@@ -282,6 +288,9 @@ tc_err tc_audit_store_sqlite_open(const char *path, struct tc_audit_store *out)
         sqlite3_finalize(st);
         TC_CHECK_MSG(wal, TC_ERR_DB, "%s: WAL journal mode not available", path);
     }
+    TC_TRY(prep(s, "BEGIN IMMEDIATE", &s->begin));
+    TC_TRY(prep(s, "COMMIT", &s->commit));
+    TC_TRY(prep(s, "ROLLBACK", &s->rollback));
     TC_TRY(prep(s, "INSERT INTO audit_events(idx, leaf_hash, event) VALUES(?1, ?2, ?3)",
                 &s->put_event));
     TC_TRY(prep(s,

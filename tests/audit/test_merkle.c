@@ -4,6 +4,8 @@
 
 #include <trustchain/audit.h>
 
+#include "audit/internal.h"
+
 #define H TC_AUDIT_HASH_LEN
 
 /* ------------------------------------------------ RFC 9162 by the letter */
@@ -334,12 +336,92 @@ static void test_proof_arguments(void)
     tc_merkle_free(&t);
 }
 
+/* The log's batch path (frontier before COMMIT, the tree takes the hashes
+ * after) leaves the tree exactly as tc_merkle_append + tc_merkle_seal do:
+ * same stored hashes at every level, same seal cache, same root. */
+static void test_batch_append_equals_append(void)
+{
+    enum { N = 300 };
+    static uint8_t lh[N][H];
+    static const size_t batches[] = {1, 1, 2, 3, 1, 8, 5, 16, 13, 64, 1, 7, 100, 32, 46};
+    struct tc_merkle_tree a, b;
+    tc_merkle_init(&a);
+    tc_merkle_init(&b);
+    for (size_t i = 0; i < N; i++) {
+        uint8_t d[4] = {(uint8_t)i, (uint8_t)(i >> 8), 'b', 'a'};
+        EXPECT_OK(tc_merkle_leaf_hash(d, sizeof d, lh[i]));
+    }
+    size_t pos = 0, checked = 0;
+    for (size_t bi = 0; bi < TC_ARRAY_LEN(batches) && pos < N; bi++) {
+        size_t n = batches[bi];
+        if (pos + n > N)
+            n = N - pos;
+        uint8_t parents[N + TC_MERKLE_LEVELS][H];
+        size_t np = 0;
+        struct tc_merkle_frontier f;
+        EXPECT_OK(tc_merkle_frontier_from_tree(&b, &f));
+        for (size_t i = pos; i < pos + n; i++) {
+            size_t k = 0;
+            EXPECT_OK(tc_merkle_frontier_append_rec(&f, lh[i], parents + np,
+                                                    TC_ARRAY_LEN(parents) - np, &k));
+            np += k;
+        }
+        uint8_t border[TC_MERKLE_LEVELS][H], root[H], want[H];
+        EXPECT_OK(tc_merkle_frontier_seal(&f, border, root));
+        size_t used = 0;
+        for (size_t i = pos; i < pos + n; i++) {
+            size_t k = (size_t)__builtin_ctzll(~(uint64_t)i);
+            if (k > 0) /* one parent too few is refused */
+                EXPECT_ERR(tc_merkle_append_computed(&b, lh[i],
+                                                     (const uint8_t(*)[H])(parents + used), k - 1),
+                           TC_ERR_INTERNAL);
+            EXPECT_ERR(
+                tc_merkle_append_computed(&b, lh[i], (const uint8_t(*)[H])(parents + used), k + 1),
+                TC_ERR_INTERNAL);
+            EXPECT_OK(
+                tc_merkle_append_computed(&b, lh[i], (const uint8_t(*)[H])(parents + used), k));
+            used += k;
+            EXPECT_OK(tc_merkle_append(&a, lh[i]));
+        }
+        EXPECT_EQ_U(used, np);
+        tc_merkle_set_border(&b, (const uint8_t(*)[H])border);
+        EXPECT_OK(tc_merkle_seal(&a));
+        pos += n;
+        EXPECT_EQ_U(b.size, pos);
+        ref_mth((const uint8_t(*)[H])lh, pos, want);
+        EXPECT_MEM(root, H, want, H);
+        EXPECT_OK(tc_merkle_root(&b, pos, root));
+        EXPECT_MEM(root, H, want, H);
+        for (unsigned l = 0; l < TC_MERKLE_LEVELS && (pos >> l) > 0; l++)
+            EXPECT_MEM(b.level[l], (size_t)(pos >> l) * H, a.level[l], (size_t)(pos >> l) * H);
+        EXPECT_EQ_U(b.border_size, a.border_size);
+        for (unsigned l = 0; l < TC_MERKLE_LEVELS - 1; l++)
+            if ((pos & ((UINT64_C(1) << l) - 1)) != 0) { /* the entries proofs use */
+                EXPECT_MEM(b.border[l], H, a.border[l], H);
+                checked++;
+            }
+        /* Proofs at the current size come from the installed cache. */
+        for (size_t m = 0; m < pos; m += 7) {
+            uint8_t pa[TC_MERKLE_PROOF_MAX][H], pb[TC_MERKLE_PROOF_MAX][H];
+            size_t na = 0, nb = 0;
+            EXPECT_OK(tc_merkle_inclusion_proof(&a, m, pos, pa, TC_MERKLE_PROOF_MAX, &na));
+            EXPECT_OK(tc_merkle_inclusion_proof(&b, m, pos, pb, TC_MERKLE_PROOF_MAX, &nb));
+            EXPECT_MEM(pb, nb * H, pa, na * H);
+        }
+    }
+    EXPECT_EQ_U(pos, N);
+    EXPECT(checked > 20);
+    tc_merkle_free(&a);
+    tc_merkle_free(&b);
+}
+
 static const struct tc_test_case cases[] = {
     {"RFC 6962 reference roots", test_rfc6962_roots},
     {"transparency-dev inclusion probes", test_inclusion_vectors},
     {"transparency-dev consistency probes", test_consistency_vectors},
     {"proofs equal the RFC 9162 definitions", test_against_rfc_definitions},
     {"proof arguments", test_proof_arguments},
+    {"batch append through the frontier equals append + seal", test_batch_append_equals_append},
 };
 
 TC_TEST_MAIN("audit-merkle", cases)
