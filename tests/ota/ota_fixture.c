@@ -507,3 +507,61 @@ enum ota_fx_end ota_fx_dialog(const struct ota_fx_dialog *d, unsigned *scripts)
     tc_buf_free(&resp);
     return end;
 }
+
+/* ------------------------------------------------------------------ server */
+
+static void fx_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)event_base_loopbreak(arg);
+}
+
+static void *fx_loop(void *arg)
+{
+    struct ota_fx_server *v = arg;
+    (void)event_base_dispatch(v->base);
+    return NULL;
+}
+
+bool ota_fx_server_start(struct ota_fx_server *v, const struct tc_ota_server_config *cfg)
+{
+    memset(v, 0, sizeof *v);
+    v->base = event_base_new();
+    EXPECT(v->base != NULL);
+    if (v->base == NULL)
+        return false;
+    EXPECT_OK(tc_ota_server_new(v->base, cfg, &v->s));
+    if (v->s == NULL)
+        return false;
+    v->port = tc_ota_server_port(v->s);
+    EXPECT(v->port != 0);
+    /* Stopping activates this event: unlike a loopbreak issued before the
+     * loop has started, an active event is not lost. */
+    v->stop = event_new(v->base, -1, 0, fx_stop_cb, v->base);
+    EXPECT(v->stop != NULL);
+    if (v->stop == NULL)
+        return false;
+    if (pthread_create(&v->th, NULL, fx_loop, v) != 0) {
+        EXPECT(false);
+        event_free(v->stop);
+        v->stop = NULL;
+        return false;
+    }
+    return true;
+}
+
+void ota_fx_server_stop(struct ota_fx_server *v)
+{
+    if (v->stop != NULL) {
+        event_active(v->stop, 0, 0);
+        EXPECT(pthread_join(v->th, NULL) == 0);
+        event_free(v->stop);
+        v->stop = NULL;
+    }
+    tc_ota_server_free(v->s);
+    v->s = NULL;
+    if (v->base != NULL)
+        event_base_free(v->base);
+    v->base = NULL;
+}

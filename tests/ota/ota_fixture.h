@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/event.h>
+#include <pthread.h>
+
 #include <trustchain/hsm.h>
 #include <trustchain/ota.h>
 #include <trustchain/ota_ops.h>
@@ -153,5 +156,26 @@ struct ota_fx_dialog {
  * engine has nothing more (DONE), the connection drops (DROPPED) or the
  * engine fails a step (ABORTED); `scripts` gets the number run. */
 enum ota_fx_end ota_fx_dialog(const struct ota_fx_dialog *d, unsigned *scripts);
+
+/* ------------------------------------------------------------------ server */
+
+/* A tc_ota_server on 127.0.0.1 (any free port), its event loop on its own
+ * thread. */
+struct ota_fx_server {
+    struct event_base *base;
+    struct event *stop;
+    struct tc_ota_server *s;
+    pthread_t th;
+    uint16_t port;
+};
+
+/* tc_ota_server_new(cfg) on a new event base, then the loop thread. False
+ * (and a failed expectation) when it cannot be; ota_fx_server_stop then
+ * frees what was made. */
+bool ota_fx_server_start(struct ota_fx_server *v, const struct tc_ota_server_config *cfg);
+/* Stops the loop (an active event: never lost, even before the loop has
+ * started), joins the thread, frees the server and the base. The trust and
+ * the application of the config stay the caller's. */
+void ota_fx_server_stop(struct ota_fx_server *v);
 
 #endif

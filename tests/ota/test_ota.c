@@ -31,6 +31,7 @@
 #include <trustchain/transport.h>
 
 #include "harness.h"
+#include "ota_fixture.h"
 
 #define DAY    INT64_C(86400)
 #define MFR    "Acme Devices"
@@ -439,27 +440,9 @@ static void test_trust_load(void)
 /* ------------------------------------------------------------ the server */
 
 struct srv {
-    struct event_base *base;
-    struct event *stop;
-    struct tc_ota_server *s;
+    struct ota_fx_server fx;
     struct tc_ota_trust *t;
-    pthread_t th;
-    uint16_t port;
 };
-
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)event_base_loopbreak(arg);
-}
-
-static void *loop(void *arg)
-{
-    struct srv *v = arg;
-    (void)event_base_dispatch(v->base);
-    return NULL;
-}
 
 static bool srv_start_app(struct srv *v, const struct tc_buf *root_crl, unsigned timeout_ms,
                           unsigned max_conns, const struct tc_ota_app *app)
@@ -470,7 +453,6 @@ static bool srv_start_app(struct srv *v, const struct tc_buf *root_crl, unsigned
     EXPECT(evthread_use_pthreads() == 0);
     (void)signal(SIGPIPE, SIG_IGN); /* peers close; writes must fail, not kill */
     v->t = trust_new(root_crl);
-    v->base = event_base_new();
     struct tc_ota_server_config cfg = {.host = "127.0.0.1",
                                        .cert = F.srv_cert,
                                        .key = F.srv_key,
@@ -480,16 +462,7 @@ static bool srv_start_app(struct srv *v, const struct tc_buf *root_crl, unsigned
                                        .timeout_ms = timeout_ms,
                                        .max_connections = max_conns,
                                        .app = app};
-    EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
-    if (v->s == NULL)
-        return false;
-    v->port = tc_ota_server_port(v->s);
-    EXPECT(v->port != 0);
-    /* Stopping activates this event: unlike a loopbreak issued before the
-     * loop has started, an active event is not lost. */
-    v->stop = event_new(v->base, -1, 0, stop_cb, v->base);
-    EXPECT(v->stop != NULL);
-    return v->stop != NULL && pthread_create(&v->th, NULL, loop, v) == 0;
+    return ota_fx_server_start(&v->fx, &cfg);
 }
 
 static bool srv_start(struct srv *v, const struct tc_buf *root_crl, unsigned timeout_ms,
@@ -500,14 +473,7 @@ static bool srv_start(struct srv *v, const struct tc_buf *root_crl, unsigned tim
 
 static void srv_stop(struct srv *v)
 {
-    if (v->stop != NULL) {
-        event_active(v->stop, 0, 0);
-        EXPECT(pthread_join(v->th, NULL) == 0);
-        event_free(v->stop);
-    }
-    tc_ota_server_free(v->s);
-    if (v->base != NULL)
-        event_base_free(v->base);
+    ota_fx_server_stop(&v->fx);
     tc_ota_trust_free(v->t);
 }
 
@@ -516,7 +482,7 @@ static struct tc_ota_stats stats_wait(struct srv *v, bool (*want)(const struct t
 {
     struct tc_ota_stats st;
     for (int i = 0; i < 300; i++) {
-        tc_ota_server_stats(v->s, &st);
+        tc_ota_server_stats(v->fx.s, &st);
         if (want(&st))
             return st;
         (void)usleep(10000);
@@ -621,7 +587,7 @@ static void test_good_device(void)
         goto out;
     struct cli c;
     char resp[1024];
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(SSL_version(c.ssl) == TLS1_3_VERSION);
     EXPECT(cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) > 0);
     EXPECT(strncmp(resp, "HTTP/1.1 200 OK\r\n", 17) == 0);
@@ -656,7 +622,7 @@ static void refused(const struct tc_buf *root_crl, const struct device *dev)
     char resp[1024];
     /* In TLS 1.3 the client finishes first; the refusal arrives as an alert
      * on its first read. */
-    (void)cli_open(&c, v.port, dev, TLS1_3_VERSION, 5);
+    (void)cli_open(&c, v.fx.port, dev, TLS1_3_VERSION, 5);
     EXPECT(c.ssl == NULL || cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) == 0);
     cli_close(&c);
     struct tc_ota_stats st = stats_wait(&v, one_rejected);
@@ -690,7 +656,7 @@ static void test_refusal_alert_arrives(void)
         struct cli c;
         char resp[256];
         ERR_clear_error();
-        EXPECT(cli_open(&c, v.port, &F.revoked, TLS1_3_VERSION, 5));
+        EXPECT(cli_open(&c, v.fx.port, &F.revoked, TLS1_3_VERSION, 5));
         /* Half the time the request leaves after the server's verdict. */
         if (i % 2 == 1)
             (void)usleep(50 * 1000);
@@ -744,7 +710,7 @@ static void test_no_client_cert(void)
         goto out;
     struct cli c;
     char resp[256];
-    (void)cli_open(&c, v.port, NULL, TLS1_3_VERSION, 5);
+    (void)cli_open(&c, v.fx.port, NULL, TLS1_3_VERSION, 5);
     EXPECT(c.ssl == NULL || cli_exchange(&c, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) == 0);
     cli_close(&c);
     failed_handshake_common(&v);
@@ -758,7 +724,7 @@ static void test_tls12_refused(void)
     if (!srv_start(&v, &F.root.crl, 2000, 0))
         goto out;
     struct cli c;
-    EXPECT(!cli_open(&c, v.port, &F.good, TLS1_2_VERSION, 5));
+    EXPECT(!cli_open(&c, v.fx.port, &F.good, TLS1_2_VERSION, 5));
     cli_close(&c);
     failed_handshake_common(&v);
 out:
@@ -792,7 +758,7 @@ static void test_garbage(void)
     struct srv v;
     if (!srv_start(&v, &F.root.crl, 2000, 0))
         goto out;
-    int fd = tcp_connect(v.port, 5);
+    int fd = tcp_connect(v.fx.port, 5);
     EXPECT(fd >= 0);
     static const char junk[] =
         "GET /ota/v1/identity HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03\x01garbage";
@@ -812,7 +778,7 @@ static void test_silent_peer_times_out(void)
     struct srv v;
     if (!srv_start(&v, &F.root.crl, 700, 0))
         goto out;
-    int fd = tcp_connect(v.port, 5);
+    int fd = tcp_connect(v.fx.port, 5);
     EXPECT(fd >= 0);
     double t = now_s();
     EXPECT(raw_drain(fd) == 0); /* closed by the server, not our 5 s timeout */
@@ -836,7 +802,7 @@ static void test_slow_sender(void)
         goto out;
     struct cli c;
     char resp[256];
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     static const char part[] = "POST /ota/v1/admin HTTP/1.1\r\nHost: local";
     double t = now_s();
     EXPECT(cli_exchange(&c, part, sizeof part - 1, resp, sizeof resp) == 0);
@@ -857,7 +823,7 @@ static void oversized(const char *req, size_t len, const char *status)
         goto out;
     struct cli c;
     char resp[512];
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     (void)cli_exchange(&c, req, len, resp, sizeof resp);
     if (strncmp(resp, status, strlen(status)) != 0) {
         (void)fprintf(stderr, "  response: %.60s\n", resp);
@@ -902,19 +868,19 @@ static void test_connection_cap(void)
         goto out;
     struct cli a, b, c, d;
     char resp[512];
-    EXPECT(cli_open(&a, v.port, &F.good, TLS1_3_VERSION, 5));
-    EXPECT(cli_open(&b, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&a, v.fx.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&b, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     struct tc_ota_stats st = stats_wait(&v, paused);
     EXPECT_EQ_U(st.paused, 1);
     EXPECT_EQ_U(st.open, 2);
     /* The third waits in the backlog: its handshake gets no answer. */
-    EXPECT(!cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 1));
+    EXPECT(!cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 1));
     cli_close(&c);
     st = stats_wait(&v, paused);
     EXPECT_EQ_U(st.accepted, 2);
     /* One leaves; accepting resumes. */
     cli_close(&a);
-    EXPECT(cli_open(&d, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&d, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(cli_exchange(&d, GET_ID, sizeof GET_ID - 1, resp, sizeof resp) > 0);
     EXPECT(strncmp(resp, "HTTP/1.1 200 OK\r\n", 17) == 0);
     cli_close(&d);
@@ -1050,7 +1016,7 @@ static void test_admin_session(void)
     uint8_t ans[64];
     if (!admin_start(&v))
         goto out;
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
     EXPECT_EQ_U(r.code, 200);
     EXPECT_STR(r.ctype, TC_OTA_CT_SCRIPT);
@@ -1097,7 +1063,7 @@ static void test_admin_replay(void)
     uint8_t ans[64];
     if (!admin_start(&v))
         goto out;
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
     char next1[128];
     memcpy(next1, r.next, sizeof next1);
@@ -1109,12 +1075,12 @@ static void test_admin_replay(void)
     EXPECT_EQ_U(r.code, 409);
     cli_close(&c);
     /* A step of that session on a new connection is not accepted either. */
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(admin_post(&c, next1, RESP_HEADERS, ans, al, &r));
     EXPECT_EQ_U(r.code, 409);
     cli_close(&c);
     struct tc_ota_stats st;
-    tc_ota_server_stats(v.s, &st);
+    tc_ota_server_stats(v.fx.s, &st);
     EXPECT_EQ_U(st.admin_refused, 2);
     EXPECT_EQ_U(st.sessions_done, 0);
 out:
@@ -1132,7 +1098,7 @@ static void admin_bad(struct srv *v, const char *method_path, const char *header
     struct cli c;
     struct reply r;
     int calls = REC.calls;
-    EXPECT(cli_open(&c, v->port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v->fx.port, &F.good, TLS1_3_VERSION, 5));
     bool ok = admin_post(&c, method_path, headers, body, blen, &r);
     EXPECT(ok);
     if (r.code != code) {
@@ -1187,13 +1153,13 @@ static void test_admin_refusals(void)
     admin_bad(&v, TC_OTA_ADMIN_PATH "/00112233445566778899aabbccddeeff/1", RESP_HEADERS, good,
               sizeof rsp, 409);
     struct tc_ota_stats st;
-    tc_ota_server_stats(v.s, &st);
+    tc_ota_server_stats(v.fx.s, &st);
     EXPECT_EQ_U(st.admin_refused, 11);
     /* GET on the administration resource. */
     struct cli c;
     char resp[512];
     static const char get[] = "GET " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(cli_exchange(&c, get, sizeof get - 1, resp, sizeof resp) > 0);
     EXPECT(strncmp(resp, "HTTP/1.1 405 ", 13) == 0);
     cli_close(&c);
@@ -1501,7 +1467,7 @@ static void e2e_run(int tamper_cmd, int expect_final)
     struct cli c;
     struct reply r;
     struct tc_buf script = new_buf(), resp = new_buf();
-    EXPECT(cli_open(&c, v.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
     int posts = 1;
     while (r.code == 200 && posts < 10) {

@@ -745,14 +745,10 @@ static void test_tls13_client_auth(void)
 /* ------------------------------------------------------------ the trustchain server */
 
 struct srv {
-    struct event_base *base;
-    struct event *stop;
-    struct tc_ota_server *s;
+    struct ota_fx_server fx;
     struct tc_ota_trust *t;
     struct tc_ota_scp03_app *a;
     struct tc_ota_app app;
-    pthread_t th;
-    uint16_t port;
     char url[64];
 };
 
@@ -818,20 +814,6 @@ static void app_done(void *ctx, const char *eid, const struct tc_ota_remote *r, 
     pthread_mutex_unlock(&R.mu);
 }
 
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)event_base_loopbreak(arg);
-}
-
-static void *loop(void *arg)
-{
-    struct srv *v = arg;
-    (void)event_base_dispatch(v->base);
-    return NULL;
-}
-
 /* app NULL: the SCP03 application (SELECT + INITIALIZE UPDATE, EXTERNAL
  * AUTHENTICATE, GET DATA 9F70 under C-MAC/C-DEC/R-MAC/R-ENC). */
 static bool srv_start(struct srv *v, const struct tc_buf *batch_crl, const struct tc_ota_app *app)
@@ -867,32 +849,21 @@ static bool srv_start(struct srv *v, const struct tc_buf *batch_crl, const struc
         return false;
     EXPECT_OK(tc_ota_trust_add_batch(v->t, F.pki.batch.data, F.pki.batch.len, batch_crl->data,
                                      batch_crl->len));
-    v->base = event_base_new();
     struct tc_ota_server_config cfg = {.host = "127.0.0.1",
                                        .cert = F.serve_misname ? F.misname_cert : F.srv_cert,
                                        .key = F.serve_misname ? F.misname_key : F.srv_key,
                                        .trust = v->t,
                                        .timeout_ms = 3000,
                                        .app = app};
-    EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
-    if (v->s == NULL)
+    if (!ota_fx_server_start(&v->fx, &cfg))
         return false;
-    v->port = tc_ota_server_port(v->s);
-    (void)snprintf(v->url, sizeof v->url, "https://127.0.0.1:%u", (unsigned)v->port);
-    v->stop = event_new(v->base, -1, 0, stop_cb, v->base);
-    return v->stop != NULL && pthread_create(&v->th, NULL, loop, v) == 0;
+    (void)snprintf(v->url, sizeof v->url, "https://127.0.0.1:%u", (unsigned)v->fx.port);
+    return true;
 }
 
 static void srv_stop(struct srv *v)
 {
-    if (v->stop != NULL) {
-        event_active(v->stop, 0, 0);
-        EXPECT(pthread_join(v->th, NULL) == 0);
-        event_free(v->stop);
-    }
-    tc_ota_server_free(v->s);
-    if (v->base != NULL)
-        event_base_free(v->base);
+    ota_fx_server_stop(&v->fx);
     tc_ota_trust_free(v->t);
     tc_ota_scp03_app_free(v->a);
 }
@@ -953,7 +924,7 @@ static void test_dialog_complete(void)
     EXPECT(R.data_len == 4 && R.data[0] == 0x9F && R.data[1] == 0x70 && R.data[2] == 1);
     /* A hostname works too (the certificate names localhost). */
     char url[64];
-    (void)snprintf(url, sizeof url, "https://localhost:%u/", (unsigned)v.port);
+    (void)snprintf(url, sizeof url, "https://localhost:%u/", (unsigned)v.fx.port);
     EXPECT_OK(agent_run(url, F.pin, 0, &F.c1.link, &res));
     EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_DONE);
 out:

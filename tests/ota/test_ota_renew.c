@@ -730,189 +730,242 @@ static void test_rejections(void)
     device_free(&d);
 }
 
-/* The card's active key after a read-back that differs (GET PUBLIC KEY in
- * the same R-MAC'd session) decides what happens to the new certificate. */
-static void test_readback(void)
+/* ------------------------------------------------------------------ read-back and STORE */
+
+/* Whose identity the device holds after the renewal. */
+enum keeps {
+    KEEPS_RENEWED = 1, /* the renewal completed (check_renewed) */
+    KEEPS_OLD,         /* the old key is active: the new certificate is revoked */
+    KEEPS_NEW,         /* the new key is active: the new certificate stays valid, the old
+                        * one is revoked as superseded */
+};
+
+/* A renewal whose read-back differs or whose STORE CERTIFICATE is refused:
+ * the damage done to the card's answers (struct plan), how the first run
+ * ends and the checks that apply to it (-1 / false: not checked). */
+struct scenario {
+    const char *name;
+    const char *why;
+    unsigned tamper_read, tamper_store;
+    bool tamper_pub, cut_pub;
+    /* OUT_ERROR: the dialog is aborted with the operation pending, nothing
+     * revoked; the next connection resumes it from the log. */
+    enum outcome first;
+    uint16_t reason; /* OUT_FAILED: op-failed's reason */
+    enum keeps keeps;
+    long reads_left;   /* damaged GET CERTIFICATE answers left over */
+    long store_rounds; /* STORE CERTIFICATE rounds started */
+    long nissued;      /* certificates the batch CA issued (the line's included) */
+    long nrevoked;     /* serials it revoked */
+    bool valid_by_old; /* KEEPS_OLD/NEW: count the valid ones with the old certificate */
+    bool log_revoked;  /* the log: one cert-revoked, no cert-stored */
+    bool reg_state;    /* the registry does not call the device revoked */
+    /* The card's active key is the new one (GET PUBLIC KEY), the log's
+     * op-failed and revoked serial, and the registry's current certificate
+     * (serial, key, not confirmed by the card) is the new one. */
+    bool new_in_detail;
+};
+
+static void run_scenario_checks(const struct scenario *c);
+
+/* A failed check names the scenario it belongs to. */
+static void run_scenario(const struct scenario *c)
+{
+    int before = tc_test_failures_in_case;
+    run_scenario_checks(c);
+    if (tc_test_failures_in_case != before)
+        printf("# scenario %s failed: %s\n", c->name, c->why);
+}
+
+static void run_scenario_checks(const struct scenario *c)
 {
     struct dev d;
-    struct plan pl;
-    struct seen s;
-    struct tc_registry_device rd;
-
-    /* Differs once; the card proves the new key active: the same
-     * certificate is stored again, read back, and the renewal completes. */
     reset_pki_lists();
-    if (!device_new(&d, "read-once"))
+    if (!device_new(&d, c->name))
         return;
     attach(&d);
-    pl = plan_none();
-    pl.tamper_read = 1;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
-    EXPECT_EQ_U(pl.tamper_read, 0);
-    check_renewed(&d);
-    EXPECT_EQ_U(P.nissued, 2); /* stored again, not re-issued */
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
-
-    /* Differs every time; the new key is active, so the old private key is
-     * gone: the operation fails with the NEW certificate valid (and the
-     * card's key), the old one revoked as superseded. */
-    reset_pki_lists();
-    if (!device_new(&d, "read-always"))
+    struct plan pl = plan_none();
+    pl.tamper_read = c->tamper_read;
+    pl.tamper_store = c->tamper_store;
+    pl.tamper_pub = c->tamper_pub;
+    pl.cut_pub = c->cut_pub;
+    EXPECT_EQ_U(run_op(&d, &pl), c->first);
+    if (c->first == OUT_FAILED)
+        EXPECT_EQ_U(pl.reason, c->reason);
+    if (c->reads_left >= 0)
+        EXPECT_EQ_U(pl.tamper_read, c->reads_left);
+    if (c->store_rounds >= 0)
+        EXPECT_EQ_U(pl.store_round, c->store_rounds);
+    if (c->nrevoked >= 0)
+        EXPECT_EQ_U(P.nrevoked, c->nrevoked);
+    if (c->first == OUT_ERROR) {
+        EXPECT_EQ_U(d.op.status, TC_OTA_OP_PENDING);
+        link_reconnect(&d.l);
+        pl = plan_none();
+        EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
+    }
+    if (c->keeps == KEEPS_RENEWED)
+        check_renewed(&d);
+    if (c->nissued >= 0)
+        EXPECT_EQ_U(P.nissued, c->nissued);
+    if (c->keeps == KEEPS_RENEWED) {
+        tc_ota_renew_detach(FAKE_ENGINE);
+        device_free(&d);
         return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_read = 1000;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
-    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
-    EXPECT_EQ_U(P.nissued, 2);
-    EXPECT(ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
-    EXPECT_EQ_U(P.nrevoked, 1);
-    bool new_valid = false;
-    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[1], P.issued_len[1], &new_valid), 1);
-    EXPECT(new_valid);
-    /* Three stores of the same certificate (the first and two retries). */
-    EXPECT_EQ_U(1000 - pl.tamper_read, 3);
-    link_reconnect(&d.l);
-    EXPECT_EQ_U(select_aid(&d.l, APPLET, sizeof APPLET), 0x9000);
-    const uint8_t get_pub[] = {0x80, 0x42, 0x00, 0x00, 0x00};
-    EXPECT_EQ_U(plain(&d.l, get_pub, sizeof get_pub), 0x9000);
-    EXPECT(memcmp(ota_fx_resp + 2, d.pub, 65) != 0);
-    uint8_t spki[91], h[32];
-    ota_fx_spki_of(ota_fx_resp + 2, spki);
-    ota_fx_sha256(spki, sizeof spki, h);
+    }
+    bool keeps_new = c->keeps == KEEPS_NEW;
+    EXPECT(ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial) == keeps_new);
+    /* Exactly one valid certificate: the kept one. */
+    const uint8_t *der = c->valid_by_old ? d.cert : P.issued[1];
+    size_t der_len = c->valid_by_old ? d.cert_len : P.issued_len[1];
+    bool der_valid = false;
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, der, der_len, &der_valid), 1);
+    EXPECT(der_valid == (c->valid_by_old != keeps_new));
     struct tc_pki_device_info info;
-    EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &info));
-    s = seen_of(&d);
-    EXPECT_EQ_U(s.revoked, 1);
-    EXPECT_MEM(s.revoked_serial, TC_PKI_SERIAL_LEN, d.serial, sizeof d.serial);
-    EXPECT_EQ_U(s.stored, 0);
-    EXPECT_EQ_U(s.failed, 1);
-    /* The registry: the new certificate (and key) is the current one, not
-     * confirmed by the card; the device is not revoked. */
-    EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
-    EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, info.serial, info.serial_len);
-    EXPECT_MEM(rd.pubkey_sha256, 32, h, 32);
-    EXPECT(!rd.cert_stored);
-    EXPECT(rd.state != TC_REG_REVOKED);
-    check_registry_after(&d, info.serial);
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
-
-    /* Differs, and the answer proves nothing (a truncated key): no
-     * decision, the dialog is aborted with the operation pending; the next
-     * run resumes from the log (intent 2), finds the new key active, reads
-     * the certificate back and completes. */
-    reset_pki_lists();
-    if (!device_new(&d, "read-unproved"))
-        return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_read = 1;
-    pl.cut_pub = true;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_ERROR);
-    EXPECT_EQ_U(d.op.status, TC_OTA_OP_PENDING);
-    EXPECT_EQ_U(P.nrevoked, 0);
-    link_reconnect(&d.l);
-    pl = plan_none();
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
-    check_renewed(&d);
-    EXPECT_EQ_U(P.nissued, 2);
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
-
-    /* Differs, and the card answers another active key: the new certificate
-     * is not the card's, so it is revoked and the old one is not. */
-    reset_pki_lists();
-    if (!device_new(&d, "read-other"))
-        return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_read = 1;
-    pl.tamper_pub = true;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
-    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
-    EXPECT_EQ_U(P.nissued, 2);
-    EXPECT_EQ_U(P.nrevoked, 1);
-    EXPECT(!ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
-    new_valid = false;
-    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[1], P.issued_len[1], &new_valid), 1);
-    EXPECT(!new_valid);
-    s = seen_of(&d);
-    EXPECT_EQ_U(s.revoked, 1);
-    EXPECT_EQ_U(s.stored, 0);
-    EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
-    EXPECT(rd.state != TC_REG_REVOKED);
-    check_registry_after(&d, d.serial);
+    memset(&info, 0, sizeof info);
+    if (keeps_new)
+        EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &info));
+    uint8_t h[32];
+    if (c->new_in_detail) {
+        link_reconnect(&d.l);
+        EXPECT_EQ_U(select_aid(&d.l, APPLET, sizeof APPLET), 0x9000);
+        const uint8_t get_pub[] = {0x80, 0x42, 0x00, 0x00, 0x00};
+        EXPECT_EQ_U(plain(&d.l, get_pub, sizeof get_pub), 0x9000);
+        EXPECT(memcmp(ota_fx_resp + 2, d.pub, 65) != 0);
+        uint8_t spki[91];
+        ota_fx_spki_of(ota_fx_resp + 2, spki);
+        ota_fx_sha256(spki, sizeof spki, h);
+    }
+    if (c->log_revoked) {
+        struct seen s = seen_of(&d);
+        EXPECT_EQ_U(s.revoked, 1);
+        EXPECT_EQ_U(s.stored, 0);
+        if (c->new_in_detail) {
+            EXPECT_MEM(s.revoked_serial, TC_PKI_SERIAL_LEN, d.serial, sizeof d.serial);
+            EXPECT_EQ_U(s.failed, 1);
+        }
+    }
+    if (c->reg_state) {
+        struct tc_registry_device rd;
+        EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
+        if (c->new_in_detail) {
+            EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, info.serial, info.serial_len);
+            EXPECT_MEM(rd.pubkey_sha256, 32, h, 32);
+            EXPECT(!rd.cert_stored);
+        }
+        EXPECT(rd.state != TC_REG_REVOKED);
+    }
+    check_registry_after(&d, keeps_new ? info.serial : d.serial);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 }
 
+/* The card's active key after a read-back that differs (GET PUBLIC KEY in
+ * the same R-MAC'd session) decides what happens to the new certificate. */
+static const struct scenario READBACK[] = {
+    {.name = "read-once",
+     .why = "differs once; the card proves the new key active: the same certificate is stored "
+            "again (not re-issued), read back, and the renewal completes",
+     .tamper_read = 1,
+     .first = OUT_DONE,
+     .keeps = KEEPS_RENEWED,
+     .reads_left = 0,
+     .store_rounds = -1,
+     .nissued = 2,
+     .nrevoked = -1},
+    {.name = "read-always",
+     .why = "differs every time; the new key is active, so the old private key is gone: the "
+            "operation fails with the NEW certificate valid (and the card's key), the old one "
+            "revoked as superseded, after three stores (the first and two retries)",
+     .tamper_read = 1000,
+     .first = OUT_FAILED,
+     .reason = TC_OTA_FAIL_READBACK,
+     .keeps = KEEPS_NEW,
+     .reads_left = 1000 - 3,
+     .store_rounds = -1,
+     .nissued = 2,
+     .nrevoked = 1,
+     .log_revoked = true,
+     .reg_state = true,
+     .new_in_detail = true},
+    {.name = "read-unproved",
+     .why = "differs, and the answer proves nothing (a truncated key): no decision, the "
+            "dialog is aborted with the operation pending; the next run resumes from the log "
+            "(intent 2), finds the new key active, reads the certificate back and completes",
+     .tamper_read = 1,
+     .cut_pub = true,
+     .first = OUT_ERROR,
+     .keeps = KEEPS_RENEWED,
+     .reads_left = -1,
+     .store_rounds = -1,
+     .nissued = 2,
+     .nrevoked = 0},
+    {.name = "read-other",
+     .why = "differs, and the card answers another active key: the new certificate is not the "
+            "card's, so it is revoked and the old one is not",
+     .tamper_read = 1,
+     .tamper_pub = true,
+     .first = OUT_FAILED,
+     .reason = TC_OTA_FAIL_READBACK,
+     .keeps = KEEPS_OLD,
+     .reads_left = -1,
+     .store_rounds = -1,
+     .nissued = 2,
+     .nrevoked = 1,
+     .log_revoked = true,
+     .reg_state = true},
+};
+
 /* A STORE CERTIFICATE the card refuses is decided the same way. */
+static const struct scenario STORE_REFUSED[] = {
+    {.name = "store-refused",
+     .why = "refused before the promotion: the old key is still active, so the new "
+            "certificate is revoked and the device keeps its old one",
+     .tamper_store = 1,
+     .first = OUT_FAILED,
+     .reason = TC_OTA_FAIL_CARD,
+     .keeps = KEEPS_OLD,
+     .reads_left = -1,
+     .store_rounds = 1,
+     .nissued = -1,
+     .nrevoked = -1,
+     .valid_by_old = true,
+     .log_revoked = true},
+    {.name = "restore-once",
+     .why = "after the promotion (a read-back that differed) the first re-store is refused, "
+            "the second succeeds: the renewal completes",
+     .tamper_read = 1,
+     .tamper_store = 2,
+     .first = OUT_DONE,
+     .keeps = KEEPS_RENEWED,
+     .reads_left = -1,
+     .store_rounds = 3,
+     .nissued = -1,
+     .nrevoked = -1},
+    {.name = "restore-never",
+     .why = "after the promotion every re-store is refused: the new certificate is kept "
+            "valid, the old one revoked, the operation failed",
+     .tamper_read = 1,
+     .tamper_store = 6,
+     .first = OUT_FAILED,
+     .reason = TC_OTA_FAIL_READBACK,
+     .keeps = KEEPS_NEW,
+     .reads_left = -1,
+     .store_rounds = 3,
+     .nissued = -1,
+     .nrevoked = -1},
+};
+
+static void test_readback(void)
+{
+    for (size_t i = 0; i < TC_ARRAY_LEN(READBACK); i++)
+        run_scenario(&READBACK[i]);
+}
+
 static void test_store_refused(void)
 {
-    struct dev d;
-    struct plan pl;
-    struct seen s;
-
-    /* Refused before the promotion: the old key is still active, so the new
-     * certificate is revoked and the device keeps its old one. */
-    reset_pki_lists();
-    if (!device_new(&d, "store-refused"))
-        return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_store = 1;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
-    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_CARD);
-    EXPECT_EQ_U(pl.store_round, 1);
-    EXPECT(!ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
-    bool old_valid = false;
-    EXPECT_EQ_U(ota_fx_pki_valid(&P, d.cert, d.cert_len, &old_valid), 1);
-    EXPECT(old_valid);
-    s = seen_of(&d);
-    EXPECT_EQ_U(s.revoked, 1);
-    EXPECT_EQ_U(s.stored, 0);
-    check_registry_after(&d, d.serial);
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
-
-    /* After the promotion (a read-back that differed), the first re-store is
-     * refused, the second succeeds: the renewal completes. */
-    reset_pki_lists();
-    if (!device_new(&d, "restore-once"))
-        return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_read = 1;
-    pl.tamper_store = 2;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_DONE);
-    EXPECT_EQ_U(pl.store_round, 3);
-    check_renewed(&d);
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
-
-    /* After the promotion every re-store is refused: the new certificate is
-     * kept valid, the old one revoked, the operation failed. */
-    reset_pki_lists();
-    if (!device_new(&d, "restore-never"))
-        return;
-    attach(&d);
-    pl = plan_none();
-    pl.tamper_read = 1;
-    pl.tamper_store = 6;
-    EXPECT_EQ_U(run_op(&d, &pl), OUT_FAILED);
-    EXPECT_EQ_U(pl.reason, TC_OTA_FAIL_READBACK);
-    EXPECT_EQ_U(pl.store_round, 3);
-    EXPECT(ota_fx_pki_is_revoked(&P, d.serial, sizeof d.serial));
-    bool new_valid = false;
-    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[1], P.issued_len[1], &new_valid), 1);
-    EXPECT(new_valid);
-    struct tc_pki_device_info info;
-    EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &info));
-    check_registry_after(&d, info.serial);
-    tc_ota_renew_detach(FAKE_ENGINE);
-    device_free(&d);
+    for (size_t i = 0; i < TC_ARRAY_LEN(STORE_REFUSED); i++)
+        run_scenario(&STORE_REFUSED[i]);
 }
 
 /* A revoked device (its certificate on the batch CRL before the renewal
