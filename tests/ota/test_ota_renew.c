@@ -740,12 +740,13 @@ enum keeps {
                         * one is revoked as superseded */
 };
 
+enum { CHECK_READS = 1, CHECK_ROUNDS = 2, CHECK_ISSUED = 4, CHECK_REVOKED = 8 };
+
 /* A renewal whose read-back differs or whose STORE CERTIFICATE is refused:
  * the damage done to the card's answers (struct plan), how the first run
- * ends and the checks that apply to it (-1 / false: not checked). */
+ * ends and the checks that apply to it. */
 struct scenario {
     const char *name;
-    const char *why;
     unsigned tamper_read, tamper_store;
     bool tamper_pub, cut_pub;
     /* OUT_ERROR: the dialog is aborted with the operation pending, nothing
@@ -753,13 +754,14 @@ struct scenario {
     enum outcome first;
     uint16_t reason; /* OUT_FAILED: op-failed's reason */
     enum keeps keeps;
-    long reads_left;   /* damaged GET CERTIFICATE answers left over */
-    long store_rounds; /* STORE CERTIFICATE rounds started */
-    long nissued;      /* certificates the batch CA issued (the line's included) */
-    long nrevoked;     /* serials it revoked */
-    bool valid_by_old; /* KEEPS_OLD/NEW: count the valid ones with the old certificate */
-    bool log_revoked;  /* the log: one cert-revoked, no cert-stored */
-    bool reg_state;    /* the registry does not call the device revoked */
+    unsigned checks;        /* which of the four counts below are checked (CHECK_*) */
+    unsigned reads_left;    /* damaged GET CERTIFICATE answers left over */
+    unsigned store_rounds;  /* STORE CERTIFICATE rounds started */
+    unsigned long nissued;  /* certificates the batch CA issued (the line's included) */
+    unsigned long nrevoked; /* serials it revoked */
+    bool valid_by_old;      /* KEEPS_OLD/NEW: count the valid ones with the old certificate */
+    bool log_revoked;       /* the log: one cert-revoked, no cert-stored */
+    bool reg_state;         /* the registry does not call the device revoked */
     /* The card's active key is the new one (GET PUBLIC KEY), the log's
      * op-failed and revoked serial, and the registry's current certificate
      * (serial, key, not confirmed by the card) is the new one. */
@@ -774,7 +776,7 @@ static void run_scenario(const struct scenario *c)
     int before = tc_test_failures_in_case;
     run_scenario_checks(c);
     if (tc_test_failures_in_case != before)
-        printf("# scenario %s failed: %s\n", c->name, c->why);
+        printf("# scenario %s failed\n", c->name);
 }
 
 static void run_scenario_checks(const struct scenario *c)
@@ -792,11 +794,11 @@ static void run_scenario_checks(const struct scenario *c)
     EXPECT_EQ_U(run_op(&d, &pl), c->first);
     if (c->first == OUT_FAILED)
         EXPECT_EQ_U(pl.reason, c->reason);
-    if (c->reads_left >= 0)
+    if (c->checks & CHECK_READS)
         EXPECT_EQ_U(pl.tamper_read, c->reads_left);
-    if (c->store_rounds >= 0)
+    if (c->checks & CHECK_ROUNDS)
         EXPECT_EQ_U(pl.store_round, c->store_rounds);
-    if (c->nrevoked >= 0)
+    if (c->checks & CHECK_REVOKED)
         EXPECT_EQ_U(P.nrevoked, c->nrevoked);
     if (c->first == OUT_ERROR) {
         EXPECT_EQ_U(d.op.status, TC_OTA_OP_PENDING);
@@ -806,7 +808,7 @@ static void run_scenario_checks(const struct scenario *c)
     }
     if (c->keeps == KEEPS_RENEWED)
         check_renewed(&d);
-    if (c->nissued >= 0)
+    if (c->checks & CHECK_ISSUED)
         EXPECT_EQ_U(P.nissued, c->nissued);
     if (c->keeps == KEEPS_RENEWED) {
         tc_ota_renew_detach(FAKE_ENGINE);
@@ -863,53 +865,50 @@ static void run_scenario_checks(const struct scenario *c)
 /* The card's active key after a read-back that differs (GET PUBLIC KEY in
  * the same R-MAC'd session) decides what happens to the new certificate. */
 static const struct scenario READBACK[] = {
+    /* Differs once; the card proves the new key active: the same certificate is stored again
+     * (not re-issued), read back, and the renewal completes. */
     {.name = "read-once",
-     .why = "differs once; the card proves the new key active: the same certificate is stored "
-            "again (not re-issued), read back, and the renewal completes",
      .tamper_read = 1,
      .first = OUT_DONE,
+     .checks = CHECK_READS | CHECK_ISSUED,
      .keeps = KEEPS_RENEWED,
      .reads_left = 0,
-     .store_rounds = -1,
-     .nissued = 2,
-     .nrevoked = -1},
+     .nissued = 2},
+    /* Differs every time; the new key is active, so the old private key is gone: the
+     * operation fails with the NEW certificate valid (and the card's key), the old one
+     * revoked as superseded, after three stores (the first and two retries). */
     {.name = "read-always",
-     .why = "differs every time; the new key is active, so the old private key is gone: the "
-            "operation fails with the NEW certificate valid (and the card's key), the old one "
-            "revoked as superseded, after three stores (the first and two retries)",
      .tamper_read = 1000,
      .first = OUT_FAILED,
      .reason = TC_OTA_FAIL_READBACK,
+     .checks = CHECK_READS | CHECK_ISSUED | CHECK_REVOKED,
      .keeps = KEEPS_NEW,
      .reads_left = 1000 - 3,
-     .store_rounds = -1,
      .nissued = 2,
      .nrevoked = 1,
      .log_revoked = true,
      .reg_state = true,
      .new_in_detail = true},
+    /* Differs, and the answer proves nothing (a truncated key): no decision, the dialog is
+     * aborted with the operation pending; the next run resumes from the log (intent 2), finds
+     * the new key active, reads the certificate back and completes. */
     {.name = "read-unproved",
-     .why = "differs, and the answer proves nothing (a truncated key): no decision, the "
-            "dialog is aborted with the operation pending; the next run resumes from the log "
-            "(intent 2), finds the new key active, reads the certificate back and completes",
      .tamper_read = 1,
      .cut_pub = true,
      .first = OUT_ERROR,
+     .checks = CHECK_ISSUED | CHECK_REVOKED,
      .keeps = KEEPS_RENEWED,
-     .reads_left = -1,
-     .store_rounds = -1,
      .nissued = 2,
      .nrevoked = 0},
+    /* Differs, and the card answers another active key: the new certificate is not the
+     * card's, so it is revoked and the old one is not. */
     {.name = "read-other",
-     .why = "differs, and the card answers another active key: the new certificate is not the "
-            "card's, so it is revoked and the old one is not",
      .tamper_read = 1,
      .tamper_pub = true,
      .first = OUT_FAILED,
      .reason = TC_OTA_FAIL_READBACK,
+     .checks = CHECK_ISSUED | CHECK_REVOKED,
      .keeps = KEEPS_OLD,
-     .reads_left = -1,
-     .store_rounds = -1,
      .nissued = 2,
      .nrevoked = 1,
      .log_revoked = true,
@@ -918,42 +917,36 @@ static const struct scenario READBACK[] = {
 
 /* A STORE CERTIFICATE the card refuses is decided the same way. */
 static const struct scenario STORE_REFUSED[] = {
+    /* Refused before the promotion: the old key is still active, so the new certificate is
+     * revoked and the device keeps its old one. */
     {.name = "store-refused",
-     .why = "refused before the promotion: the old key is still active, so the new "
-            "certificate is revoked and the device keeps its old one",
      .tamper_store = 1,
      .first = OUT_FAILED,
      .reason = TC_OTA_FAIL_CARD,
+     .checks = CHECK_ROUNDS,
      .keeps = KEEPS_OLD,
-     .reads_left = -1,
      .store_rounds = 1,
-     .nissued = -1,
-     .nrevoked = -1,
      .valid_by_old = true,
      .log_revoked = true},
+    /* After the promotion (a read-back that differed) the first re-store is refused, the
+     * second succeeds: the renewal completes. */
     {.name = "restore-once",
-     .why = "after the promotion (a read-back that differed) the first re-store is refused, "
-            "the second succeeds: the renewal completes",
      .tamper_read = 1,
      .tamper_store = 2,
      .first = OUT_DONE,
+     .checks = CHECK_ROUNDS,
      .keeps = KEEPS_RENEWED,
-     .reads_left = -1,
-     .store_rounds = 3,
-     .nissued = -1,
-     .nrevoked = -1},
+     .store_rounds = 3},
+    /* After the promotion every re-store is refused: the new certificate is kept valid, the
+     * old one revoked, the operation failed. */
     {.name = "restore-never",
-     .why = "after the promotion every re-store is refused: the new certificate is kept "
-            "valid, the old one revoked, the operation failed",
      .tamper_read = 1,
      .tamper_store = 6,
      .first = OUT_FAILED,
      .reason = TC_OTA_FAIL_READBACK,
+     .checks = CHECK_ROUNDS,
      .keeps = KEEPS_NEW,
-     .reads_left = -1,
-     .store_rounds = 3,
-     .nissued = -1,
-     .nrevoked = -1},
+     .store_rounds = 3},
 };
 
 static void test_readback(void)
