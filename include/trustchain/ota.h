@@ -198,6 +198,11 @@ TC_MUST_CHECK tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uin
                                          size_t device_len, int64_t at,
                                          struct tc_pki_device_info *info, char *reason,
                                          size_t reason_size);
+/* The same for a certificate OpenSSL has already parsed (the server's
+ * handshake: libssl's X509 of the peer), without parsing it again. */
+TC_MUST_CHECK tc_err tc_ota_trust_verify_x509(const struct tc_ota_trust *t, struct x509_st *device,
+                                              int64_t at, struct tc_pki_device_info *info,
+                                              char *reason, size_t reason_size);
 
 /* ------------------------------------------------------------------ server */
 

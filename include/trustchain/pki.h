@@ -263,6 +263,15 @@ TC_MUST_CHECK tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, con
                                             struct tc_pki_device_info *info,
                                             enum tc_pki_refusal *refusal, char *reason,
                                             size_t reason_size);
+/* The same for a certificate OpenSSL has already parsed (an X509, e.g.
+ * libssl's peer certificate): the profile is checked on its DER encoding
+ * (i2d_X509), the path on the object itself, so it is not parsed again. */
+struct x509_st;
+TC_MUST_CHECK tc_err tc_pki_verifier_verify_x509(const struct tc_pki_verifier *v,
+                                                 struct x509_st *device, int64_t at,
+                                                 struct tc_pki_device_info *info,
+                                                 enum tc_pki_refusal *refusal, char *reason,
+                                                 size_t reason_size);
 
 /* ------------------------------------------------------------------ helpers */
 

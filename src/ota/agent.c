@@ -34,31 +34,41 @@ tc_err tc_ota_agent_run_script(struct tc_transport *t, const uint8_t *script, si
 {
     tc_err ret = TC_ERR_INTERNAL;
     struct tc_ota_bytes cmds[TC_OTA_SCRIPT_MAX], rsp[TC_OTA_SCRIPT_MAX];
-    size_t n = 0, done = 0;
-    uint8_t *mem = NULL;
+    size_t n = 0, done = 0, off[TC_OTA_SCRIPT_MAX], wipe = 0;
+    uint8_t *r = NULL;
+    struct tc_buf answers;
+    tc_buf_init_heap(&answers, 0);
     TC_ENSURE(t != NULL && t->transmit != NULL && response != NULL, TC_ERR_ARG);
     TC_GUARD(tc_ota_script_decode(script, script_len, cmds, &n));
-    /* One buffer per R-APDU of a short/extended response; caps are the
-     * script's, freed (and wiped) below. */
-    mem = calloc(n, RAPDU_MAX);
-    TC_CHECK(mem != NULL, TC_ERR_NOMEM);
+    /* Each R-APDU (short or extended) lands in one scratch buffer and is
+     * kept at its own length; both are wiped below (they may carry
+     * card secrets under R-ENC). */
+    tc_buf_init_heap(&answers, n * RAPDU_MAX);
+    r = malloc(RAPDU_MAX);
+    TC_CHECK(r != NULL, TC_ERR_NOMEM);
     for (size_t i = 0; i < n; i++) {
         size_t rl = 0;
-        uint8_t *r = mem + i * RAPDU_MAX;
         TC_TRY(t->transmit(t->ctx, cmds[i].p, cmds[i].len, r, RAPDU_MAX, &rl));
         TC_CHECK_MSG(rl >= 2 && rl <= RAPDU_MAX, TC_ERR_FORMAT, "card answered %zu bytes", rl);
-        rsp[i] = (struct tc_ota_bytes){r, rl};
+        wipe = rl > wipe ? rl : wipe;
+        off[i] = answers.len;
+        tc_buf_put(&answers, r, rl);
+        TC_TRY(tc_buf_status(&answers));
+        rsp[i].len = rl;
         done++;
         if (is_error(r[rl - 2]))
             break;
     }
+    for (size_t i = 0; i < done; i++)
+        rsp[i].p = answers.data + off[i];
     TC_TRY(tc_ota_response_encode(rsp, done, response));
     ret = TC_OK;
 out:
-    if (mem != NULL) {
-        tc_memzero(mem, n * RAPDU_MAX);
-        free(mem);
+    if (r != NULL) {
+        tc_memzero(r, wipe);
+        free(r);
     }
+    tc_buf_free(&answers);
     return ret;
 }
 

@@ -240,11 +240,13 @@ static void peer_name(SSL *ssl, char *out, size_t out_size)
 }
 
 /*
- * Replaces OpenSSL's own chain building: the device certificate is verified
- * by tc_pki_verify against the trusted root, the batch CA named by the
- * device's batch ID and both current CRLs (RFC 5280 §6 with §6.3 CRL
- * processing for the batch CA and the device). Intermediates the client
- * sends are ignored; only the workspace's batch CAs are trusted.
+ * Replaces OpenSSL's own chain building: the device certificate libssl
+ * parsed is verified by the trust's prepared verifier (tc_ota_trust,
+ * tc_pki_verify's checks) against the trusted root, the batch CA that issued
+ * it and both current CRLs (RFC 5280 §6 with §6.3 CRL processing for the
+ * batch CA and the device), then the device profile and the batch fence.
+ * Intermediates the client sends are ignored; only the workspace's batch
+ * CAs are trusted.
  */
 static int verify_cb(X509_STORE_CTX *xs, void *arg)
 {
@@ -252,7 +254,6 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
     SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     struct ota_conn *c = ssl != NULL ? SSL_get_ex_data(ssl, conn_idx) : NULL;
     X509 *leaf = X509_STORE_CTX_get0_cert(xs);
-    uint8_t *der = NULL;
     char reason[TC_OTA_REASON_MAX] = "no certificate";
     char peer[64] = "?";
     struct tc_pki_device_info info;
@@ -261,12 +262,8 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
         peer_name(ssl, peer, sizeof peer);
     if (c == NULL || leaf == NULL)
         goto out;
-    int n = i2d_X509(leaf, &der);
-    if (n <= 0) {
-        (void)snprintf(reason, sizeof reason, "certificate does not encode");
-        goto out;
-    }
-    if (tc_ota_trust_verify(s->trust, der, (size_t)n, 0, &info, reason, sizeof reason) != TC_OK)
+    /* libssl's parse of the peer's certificate is the only one. */
+    if (tc_ota_trust_verify_x509(s->trust, leaf, 0, &info, reason, sizeof reason) != TC_OK)
         goto out;
     memcpy(c->eid, info.eid, sizeof c->eid);
     c->verified = true;
@@ -285,7 +282,6 @@ out:
     } else {
         TC_LOG_DBG("ota: %s: device %s verified", peer, c->eid);
     }
-    OPENSSL_free(der);
     return ok;
 }
 

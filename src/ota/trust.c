@@ -51,6 +51,21 @@ void tc_ota_trust_free(struct tc_ota_trust *t)
     free(t);
 }
 
+/* The verifier's verdict as the server logs it. */
+static tc_err verdict(tc_err rc, enum tc_pki_refusal refusal, const char *why, char *reason,
+                      size_t reason_size)
+{
+    if (rc == TC_OK)
+        return TC_OK;
+    if (rc != TC_ERR_VERIFY)
+        return rc;
+    /* The verifier says "device certificate: <rule>" for a profile failure;
+     * the server's log says what the peer presented. */
+    (void)snprintf(reason, reason_size, "%s%s", refusal == TC_PKI_REFUSED_PROFILE ? "not a " : "",
+                   why);
+    return TC_FAIL(TC_ERR_VERIFY, "%s", reason);
+}
+
 tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uint8_t *device, size_t device_len,
                            int64_t at, struct tc_pki_device_info *info, char *reason,
                            size_t reason_size)
@@ -61,15 +76,18 @@ tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uint8_t *device, 
     reason[0] = '\0';
     tc_err rc =
         tc_pki_verifier_verify(t->v, device, device_len, at, info, &refusal, why, sizeof why);
-    if (rc == TC_OK)
-        return TC_OK;
-    if (rc != TC_ERR_VERIFY)
-        return rc;
-    /* The verifier says "device certificate: <rule>" for a profile failure;
-     * the server's log says what the peer presented. */
-    (void)snprintf(reason, reason_size, "%s%s", refusal == TC_PKI_REFUSED_PROFILE ? "not a " : "",
-                   why);
-    return TC_FAIL(TC_ERR_VERIFY, "%s", reason);
+    return verdict(rc, refusal, why, reason, reason_size);
+}
+
+tc_err tc_ota_trust_verify_x509(const struct tc_ota_trust *t, struct x509_st *device, int64_t at,
+                                struct tc_pki_device_info *info, char *reason, size_t reason_size)
+{
+    char why[TC_OTA_REASON_MAX];
+    enum tc_pki_refusal refusal = TC_PKI_REFUSED_NONE;
+    TC_ENSURE(t != NULL && device != NULL && reason != NULL && reason_size > 0, TC_ERR_ARG);
+    reason[0] = '\0';
+    tc_err rc = tc_pki_verifier_verify_x509(t->v, device, at, info, &refusal, why, sizeof why);
+    return verdict(rc, refusal, why, reason, reason_size);
 }
 
 /* ------------------------------------------------------------------ load */

@@ -212,27 +212,23 @@ static const struct pv_batch *issuing_batch(const struct tc_pki_verifier *v, X50
     return NULL;
 }
 
-tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *device,
-                              size_t device_len, int64_t at, struct tc_pki_device_info *info,
-                              enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+/* Both entry points: dev is the parsed device certificate, der its DER. */
+static tc_err verify_parsed(const struct tc_pki_verifier *v, X509 *dev, const uint8_t *der,
+                            size_t der_len, int64_t at, struct tc_pki_device_info *info,
+                            enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    X509 *dev = NULL;
     X509_STORE_CTX *ctx = NULL;
     struct tc_pki_device_info di;
     enum tc_pki_refusal why = TC_PKI_REFUSED_CHAIN;
-    if (reason != NULL && reason_size > 0)
-        reason[0] = '\0';
-    TC_CHECK(v != NULL && device != NULL, TC_ERR_ARG);
 
     /* The device profile (docs/cert-profile.md), the only parse of the
-     * profile's rules; OpenSSL's own parse below feeds the path check. */
-    if (tc_pki_check_device(device, device_len, &di) != TC_OK) {
+     * profile's rules; OpenSSL's own parse (dev) feeds the path check. */
+    if (tc_pki_check_device(der, der_len, &di) != TC_OK) {
         why = TC_PKI_REFUSED_PROFILE;
         ret = tc_pki_reject(reason, reason_size, "device certificate: %s", tc_error_last()->msg);
         goto out;
     }
-    dev = tc_pki_parse_cert(device, device_len);
     TC_CHECK_MSG(dev != NULL, TC_ERR_FORMAT, "device certificate does not parse");
     const struct pv_batch *b = issuing_batch(v, dev);
     if (b == NULL) {
@@ -260,6 +256,41 @@ out:
     if (refusal != NULL)
         *refusal = ret == TC_OK ? TC_PKI_REFUSED_NONE : why;
     X509_STORE_CTX_free(ctx); /* the stacks belong to the verifier */
-    X509_free(dev);
     return ret;
+}
+
+tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *device,
+                              size_t device_len, int64_t at, struct tc_pki_device_info *info,
+                              enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+{
+    if (reason != NULL && reason_size > 0)
+        reason[0] = '\0';
+    if (refusal != NULL)
+        *refusal = TC_PKI_REFUSED_CHAIN;
+    TC_ENSURE(v != NULL && device != NULL, TC_ERR_ARG);
+    /* NULL when it does not parse: the profile check (first, and by the
+     * same DER parse) then refuses it for that. */
+    X509 *dev = tc_pki_parse_cert(device, device_len);
+    tc_err rc = verify_parsed(v, dev, device, device_len, at, info, refusal, reason, reason_size);
+    X509_free(dev);
+    return rc;
+}
+
+tc_err tc_pki_verifier_verify_x509(const struct tc_pki_verifier *v, struct x509_st *device,
+                                   int64_t at, struct tc_pki_device_info *info,
+                                   enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+{
+    uint8_t *der = NULL;
+    if (reason != NULL && reason_size > 0)
+        reason[0] = '\0';
+    if (refusal != NULL)
+        *refusal = TC_PKI_REFUSED_CHAIN;
+    TC_ENSURE(v != NULL && device != NULL, TC_ERR_ARG);
+    /* The DER the profile is checked on is the certificate's own encoding
+     * (what the peer sent, as OpenSSL kept it). */
+    int n = i2d_X509(device, &der);
+    TC_ENSURE_MSG(n > 0, TC_ERR_FORMAT, "device certificate does not encode");
+    tc_err rc = verify_parsed(v, device, der, (size_t)n, at, info, refusal, reason, reason_size);
+    OPENSSL_free(der);
+    return rc;
 }

@@ -1,0 +1,205 @@
+/*
+ * tc_ota_trust_verify_x509 (the server's handshake check on libssl's parsed
+ * peer certificate) against tc_ota_trust_verify on the DER: the same
+ * verdict, the same reason and the same device info for a good device, a
+ * revoked device, a revoked batch, a device of an unknown batch, a CA
+ * certificate presented as a device and a certificate outside the profile.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <trustchain/crypto.h>
+#include <trustchain/ota.h>
+#include <trustchain/pki.h>
+
+#include "harness.h"
+#include "ota_fixture.h"
+
+#define DAY    INT64_C(86400)
+#define PREFIX "8904903277"
+
+static struct ota_fx_pki P, Q; /* Q: a second root and batch, not trusted */
+
+/* A device certificate of `p` for EID number i (PoP by a fresh key). */
+static bool issue(struct ota_fx_pki *p, unsigned i, struct tc_buf *der, uint8_t serial[16])
+{
+    char eid[33], digits[31];
+    uint8_t nonce[TC_PKI_NONCE_LEN], spki[TC_SPKI_MAX], msg[TC_PKI_POP_MSG_LEN], pop[TC_SIG_MAX];
+    size_t sl = 0, pl = 0;
+    struct tc_signer s;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    bool ok = k != NULL && tc_signer_soft_new(k, &s) == TC_OK;
+    EVP_PKEY_free(k);
+    if (!ok)
+        return false;
+    struct tc_pki_device_req r = {
+        .eid = eid, .nonce = nonce, .station_id = "test-x509", .production_time = p->t0 + DAY};
+    (void)snprintf(digits, sizeof digits, "%s%020u", PREFIX, i);
+    ok = tc_pki_eid_complete(digits, eid) == TC_OK && tc_random(nonce, sizeof nonce) == TC_OK &&
+         s.public_key(s.ctx, spki, sizeof spki, &sl) == TC_OK &&
+         tc_pki_pop_message(eid, spki, sl, nonce, msg) == TC_OK &&
+         s.sign(s.ctx, msg, sizeof msg, pop, sizeof pop, &pl) == TC_OK;
+    r.spki = spki;
+    r.spki_len = sl;
+    r.pop = pop;
+    r.pop_len = pl;
+    tc_buf_init_heap(der, TC_PKI_CERT_MAX);
+    ok = ok && tc_pki_device_issue(p->batch_iss, &r, der, serial) == TC_OK;
+    tc_signer_soft_free(&s);
+    return ok;
+}
+
+/* The trust: P's root with root_crl, P's batch with a CRL of `revoked`. */
+static struct tc_ota_trust *trust(const uint8_t *revoked, bool batch_revoked)
+{
+    struct tc_ota_trust *t = NULL;
+    struct tc_buf rcrl, bcrl;
+    struct tc_pki_revoked rr = {.revoked_at = P.t0 + DAY, .reason = -1};
+    struct tc_pki_revoked br = {.revoked_at = P.t0 + DAY, .reason = -1};
+    int64_t now = (int64_t)time(NULL);
+    tc_buf_init_heap(&rcrl, 1u << 16);
+    tc_buf_init_heap(&bcrl, 1u << 16);
+    if (batch_revoked) {
+        /* The batch CA's serial, as its certificate carries it. */
+        X509 *ca = NULL;
+        const uint8_t *q = P.batch.data;
+        ca = d2i_X509(NULL, &q, (long)P.batch.len);
+        EXPECT(ca != NULL);
+        if (ca != NULL) {
+            const ASN1_INTEGER *sn = X509_get0_serialNumber(ca);
+            rr.serial_len = (size_t)ASN1_STRING_length(sn);
+            memcpy(rr.serial, ASN1_STRING_get0_data(sn), rr.serial_len);
+        }
+        X509_free(ca);
+    }
+    if (revoked != NULL) {
+        memcpy(br.serial, revoked, TC_PKI_SERIAL_LEN);
+        br.serial_len = TC_PKI_SERIAL_LEN;
+    }
+    EXPECT_OK(tc_pki_crl_create(P.root_iss, 1, now - DAY, now + 30 * DAY,
+                                batch_revoked ? &rr : NULL, batch_revoked ? 1 : 0, &rcrl));
+    EXPECT_OK(tc_pki_crl_create(P.batch_iss, 1, now - DAY, now + 30 * DAY,
+                                revoked != NULL ? &br : NULL, revoked != NULL ? 1 : 0, &bcrl));
+    EXPECT_OK(tc_ota_trust_new(P.root.data, P.root.len, rcrl.data, rcrl.len, &t));
+    if (t != NULL)
+        EXPECT_OK(tc_ota_trust_add_batch(t, P.batch.data, P.batch.len, bcrl.data, bcrl.len));
+    tc_buf_free(&rcrl);
+    tc_buf_free(&bcrl);
+    return t;
+}
+
+/* Both entry points on der: the same verdict, reason and info; `want`
+ * and (on refusal) a reason containing want_reason. */
+static void same(const struct tc_ota_trust *t, const struct tc_buf *der, tc_err want,
+                 const char *want_reason)
+{
+    char r1[TC_OTA_REASON_MAX], r2[TC_OTA_REASON_MAX];
+    struct tc_pki_device_info i1, i2;
+    memset(&i1, 0, sizeof i1);
+    memset(&i2, 0, sizeof i2);
+    const uint8_t *q = der->data;
+    X509 *x = d2i_X509(NULL, &q, (long)der->len);
+    EXPECT(x != NULL);
+    if (x == NULL)
+        return;
+    tc_err a = tc_ota_trust_verify(t, der->data, der->len, 0, &i1, r1, sizeof r1);
+    tc_err b = tc_ota_trust_verify_x509(t, x, 0, &i2, r2, sizeof r2);
+    EXPECT_EQ_U(a, want);
+    EXPECT_EQ_U(b, want);
+    EXPECT_STR(r2, r1);
+    if (want == TC_OK) {
+        EXPECT_STR(r2, "");
+        EXPECT_EQ_U(strlen(i2.eid), TC_PKI_EID_DIGITS);
+        EXPECT(memcmp(&i1, &i2, sizeof i1) == 0);
+    } else {
+        EXPECT(strstr(r2, want_reason) != NULL);
+    }
+    X509_free(x);
+}
+
+static bool fixture(void)
+{
+    static int state;
+    if (state == 0)
+        state = ota_fx_pki_setup(&P, "B-X509-P", PREFIX) && ota_fx_pki_setup(&Q, "B-X509-Q", PREFIX)
+                    ? 1
+                    : 2;
+    EXPECT(state == 1);
+    return state == 1;
+}
+
+static void test_good_revoked_unknown(void)
+{
+    struct tc_buf good, bad, foreign;
+    uint8_t sg[16], sb[16], sf[16];
+    if (!fixture())
+        return;
+    EXPECT(issue(&P, 1, &good, sg));
+    EXPECT(issue(&P, 2, &bad, sb));
+    EXPECT(issue(&Q, 3, &foreign, sf));
+    struct tc_ota_trust *t = trust(sb, false);
+    if (t != NULL) {
+        same(t, &good, TC_OK, NULL);
+        same(t, &bad, TC_ERR_VERIFY, "revoked");
+        same(t, &foreign, TC_ERR_VERIFY, "unknown batch");
+        /* A CA certificate is not a device certificate. */
+        same(t, &P.batch, TC_ERR_VERIFY, "not a device certificate");
+    }
+    tc_ota_trust_free(t);
+    /* The whole batch revoked in the root CRL. */
+    t = trust(NULL, true);
+    if (t != NULL)
+        same(t, &good, TC_ERR_VERIFY, "revoked");
+    tc_ota_trust_free(t);
+    tc_buf_free(&good);
+    tc_buf_free(&bad);
+    tc_buf_free(&foreign);
+}
+
+/* Outside the profile: a self-signed certificate without extensions. */
+static void test_not_a_device(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    uint8_t *der = NULL;
+    if (!fixture() || k == NULL || x == NULL)
+        goto out;
+    X509_NAME *n = X509_get_subject_name(x);
+    EXPECT(X509_set_version(x, 2) == 1 && ASN1_INTEGER_set(X509_get_serialNumber(x), 5) == 1 &&
+           X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"someone", -1,
+                                      -1, 0) == 1 &&
+           X509_set_issuer_name(x, n) == 1 && X509_gmtime_adj(X509_getm_notBefore(x), 0) &&
+           X509_gmtime_adj(X509_getm_notAfter(x), DAY) && X509_set_pubkey(x, k) == 1 &&
+           X509_sign(x, k, EVP_sha256()) > 0);
+    int len = i2d_X509(x, &der);
+    EXPECT(len > 0);
+    struct tc_buf b;
+    tc_buf_init_fixed(&b, der, (size_t)len);
+    b.len = (size_t)len;
+    struct tc_ota_trust *t = trust(NULL, false);
+    if (t != NULL)
+        same(t, &b, TC_ERR_VERIFY, "not a device certificate");
+    tc_ota_trust_free(t);
+out:
+    OPENSSL_free(der);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+static void test_zz_cleanup(void)
+{
+    ota_fx_pki_free(&P);
+    ota_fx_pki_free(&Q);
+}
+
+static const struct tc_test_case cases[] = {
+    {"good_revoked_unknown", test_good_revoked_unknown},
+    {"not_a_device", test_not_a_device},
+    {"zz_cleanup", test_zz_cleanup},
+};
+
+TC_TEST_MAIN("ota_trust_x509", cases)
