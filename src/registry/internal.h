@@ -3,6 +3,7 @@
 #define TC_REGISTRY_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <sqlite3.h>
 
@@ -13,6 +14,30 @@
 struct reg_proj {
     sqlite3 *db;
     sqlite3_stmt *get_dev, *put_dev, *put_dev_ev, *up_batch, *revoke_batch, *up_station;
+    /* reg_proj_apply_batch's working memory, grown as needed. */
+    struct reg_work *work; /* devices, batches, stations of the batch */
+    size_t work_cap;
+    uint32_t *tab; /* open-addressing index into work */
+    size_t tab_cap;
+};
+
+/*
+ * Device rows the live projection wrote, kept so the next batch need not
+ * read them back (direct-mapped on the EID). The entries are what the
+ * database holds only while nothing else changed it: they are used only if
+ * the next batch starts at `valid_at`, the log size after the batch that
+ * wrote them (a batch rolled back after its hook leaves the log shorter, so
+ * the next one starts earlier), and only in the same projection generation
+ * (tc_registry_rebuild starts a new one).
+ */
+#define REG_CACHE_SLOTS 1024u
+struct reg_dev_cache {
+    uint64_t valid_at;
+    unsigned gen;
+    struct {
+        bool used;
+        struct tc_registry_device d;
+    } slot[REG_CACHE_SLOTS];
 };
 
 /* Creates the projection tables in schema (IF NOT EXISTS). */
@@ -22,6 +47,17 @@ void reg_proj_free(struct reg_proj *p);
 /* Projects one stored event (decoded strictly here). */
 TC_MUST_CHECK tc_err reg_proj_apply(struct reg_proj *p, uint64_t index, const uint8_t *event,
                                     size_t len);
+/*
+ * Projects a batch of stored events with consecutive indices, with the same
+ * result as reg_proj_apply on each in order: each device named is read once
+ * (from the cache when it is valid), folded in memory and written once;
+ * batch and station counters get one upsert per identifier carrying the
+ * batch's count. dec (n entries) receives the decoded events. cache may be
+ * NULL; gen is the caller's projection generation.
+ */
+TC_MUST_CHECK tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache,
+                                          unsigned gen, const struct tc_audit_batch_event *evs,
+                                          size_t n, struct tc_audit_event *dec);
 /* Empties the schema's projection tables. */
 TC_MUST_CHECK tc_err reg_proj_clear(sqlite3 *db, const char *schema);
 /* Replays every event of main.audit_events into p. */
@@ -69,6 +105,12 @@ struct tc_registry {
     pthread_mutex_t pending_mu;
     struct reg_pending_cert *pending;
     sqlite3_stmt *live_cert_put;
+    /* The batch hook's state (the committing thread only): decoded events
+     * and the device rows it last wrote; gen counts rebuilds. */
+    struct tc_audit_event *dec;
+    size_t dec_cap;
+    struct reg_dev_cache *cache;
+    atomic_uint gen;
 };
 
 #endif

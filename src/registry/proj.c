@@ -5,6 +5,7 @@
  * from the log for comparison (tc_registry_check).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -121,6 +122,8 @@ void reg_proj_free(struct reg_proj *p)
     sqlite3_finalize(p->up_batch);
     sqlite3_finalize(p->revoke_batch);
     sqlite3_finalize(p->up_station);
+    free(p->work);
+    free(p->tab);
     memset(p, 0, sizeof *p);
 }
 
@@ -140,8 +143,8 @@ tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema)
                   schema, &p->put_dev_ev));
     TC_TRY(prep_s(db,
                   "INSERT INTO %s.reg_batches(id, revoked, reason, revoked_idx, first_idx,"
-                  " last_idx, events) VALUES(?1, 0, 0, NULL, ?2, ?2, 1) ON CONFLICT(id) DO"
-                  " UPDATE SET last_idx = excluded.last_idx, events = events + 1",
+                  " last_idx, events) VALUES(?1, 0, 0, NULL, ?2, ?3, ?4) ON CONFLICT(id) DO"
+                  " UPDATE SET last_idx = excluded.last_idx, events = events + excluded.events",
                   schema, &p->up_batch));
     TC_TRY(prep_s(db,
                   "UPDATE %s.reg_batches SET revoked = 1, reason = ?2, revoked_idx = ?3"
@@ -149,9 +152,9 @@ tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema)
                   schema, &p->revoke_batch));
     TC_TRY(prep_s(db,
                   "INSERT INTO %s.reg_stations(id, first_idx, last_idx, last_time, events)"
-                  " VALUES(?1, ?2, ?2, ?3, 1) ON CONFLICT(id) DO UPDATE SET"
+                  " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET"
                   " last_idx = excluded.last_idx, last_time = excluded.last_time,"
-                  " events = events + 1",
+                  " events = events + excluded.events",
                   schema, &p->up_station));
     ret = TC_OK;
 out:
@@ -294,6 +297,44 @@ out:
     return ret;
 }
 
+/* The batch's counters: count events, the first at first, the last at last. */
+static tc_err up_batch(struct reg_proj *p, const char *id, sqlite3_int64 first, sqlite3_int64 last,
+                       uint64_t count)
+{
+    sqlite3_bind_text(p->up_batch, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(p->up_batch, 2, first);
+    sqlite3_bind_int64(p->up_batch, 3, last);
+    sqlite3_bind_int64(p->up_batch, 4, reg_i64(count));
+    return done(p->db, p->up_batch, "store batch");
+}
+
+static tc_err revoke_batch(struct reg_proj *p, const struct tc_audit_event *ev, sqlite3_int64 idx)
+{
+    sqlite3_bind_text(p->revoke_batch, 1, ev->batch, -1, SQLITE_STATIC);
+    sqlite3_bind_int(p->revoke_batch, 2, ev->reason);
+    sqlite3_bind_int64(p->revoke_batch, 3, idx);
+    return done(p->db, p->revoke_batch, "revoke batch");
+}
+
+static tc_err up_station(struct reg_proj *p, const char *id, sqlite3_int64 first,
+                         sqlite3_int64 last, uint64_t last_time, uint64_t count)
+{
+    sqlite3_bind_text(p->up_station, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(p->up_station, 2, first);
+    sqlite3_bind_int64(p->up_station, 3, last);
+    sqlite3_bind_int64(p->up_station, 4, reg_i64(last_time));
+    sqlite3_bind_int64(p->up_station, 5, reg_i64(count));
+    return done(p->db, p->up_station, "store station");
+}
+
+static tc_err put_dev_ev(struct reg_proj *p, const struct tc_audit_event *ev, sqlite3_int64 idx)
+{
+    sqlite3_bind_blob(p->put_dev_ev, 1, ev->eid, (int)ev->eid_len, SQLITE_STATIC);
+    sqlite3_bind_int64(p->put_dev_ev, 2, idx);
+    sqlite3_bind_int64(p->put_dev_ev, 3, reg_i64(ev->time_ms));
+    return done(p->db, p->put_dev_ev, "store device event");
+}
+
 tc_err reg_proj_apply(struct reg_proj *p, uint64_t index, const uint8_t *event, size_t len)
 {
     struct tc_audit_event ev;
@@ -303,23 +344,12 @@ tc_err reg_proj_apply(struct reg_proj *p, uint64_t index, const uint8_t *event, 
         return TC_FAIL(rc, "event %llu: %s", (unsigned long long)index, tc_error_last()->msg);
     sqlite3_int64 idx = (sqlite3_int64)index;
 
-    if (ev.fields & TC_AUDIT_HAS_BATCH) {
-        sqlite3_bind_text(p->up_batch, 1, ev.batch, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(p->up_batch, 2, idx);
-        TC_GUARD(done(p->db, p->up_batch, "store batch"));
-    }
-    if (ev.type == TC_AUDIT_BATCH_REVOKED) {
-        sqlite3_bind_text(p->revoke_batch, 1, ev.batch, -1, SQLITE_STATIC);
-        sqlite3_bind_int(p->revoke_batch, 2, ev.reason);
-        sqlite3_bind_int64(p->revoke_batch, 3, idx);
-        TC_GUARD(done(p->db, p->revoke_batch, "revoke batch"));
-    }
-    if (ev.fields & TC_AUDIT_HAS_STATION) {
-        sqlite3_bind_text(p->up_station, 1, ev.station, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(p->up_station, 2, idx);
-        sqlite3_bind_int64(p->up_station, 3, reg_i64(ev.time_ms));
-        TC_GUARD(done(p->db, p->up_station, "store station"));
-    }
+    if (ev.fields & TC_AUDIT_HAS_BATCH)
+        TC_GUARD(up_batch(p, ev.batch, idx, idx, 1));
+    if (ev.type == TC_AUDIT_BATCH_REVOKED)
+        TC_GUARD(revoke_batch(p, &ev, idx));
+    if (ev.fields & TC_AUDIT_HAS_STATION)
+        TC_GUARD(up_station(p, ev.station, idx, idx, ev.time_ms, 1));
     if ((ev.fields & TC_AUDIT_HAS_EID) == 0)
         return TC_OK;
 
@@ -330,10 +360,221 @@ tc_err reg_proj_apply(struct reg_proj *p, uint64_t index, const uint8_t *event, 
         memset(&d, 0, sizeof d);
     TC_GUARD(tc_registry_fold(&d, index, &ev));
     TC_GUARD(put_device(p, &d));
-    sqlite3_bind_blob(p->put_dev_ev, 1, ev.eid, (int)ev.eid_len, SQLITE_STATIC);
-    sqlite3_bind_int64(p->put_dev_ev, 2, idx);
-    sqlite3_bind_int64(p->put_dev_ev, 3, reg_i64(ev.time_ms));
-    return done(p->db, p->put_dev_ev, "store device event");
+    return put_dev_ev(p, &ev, idx);
+}
+
+/* ------------------------------------------------------------ batches */
+
+enum { W_DEV, W_BATCH, W_STATION };
+
+/* One device, batch or station a batch of events names. */
+struct reg_work {
+    unsigned kind;
+    const void *key;
+    size_t key_len;
+    uint64_t first, last, time_ms, count; /* batches and stations */
+    struct tc_registry_device d;          /* devices */
+    bool folded;                          /* d has folded an event of this batch */
+};
+
+static uint32_t key_hash(unsigned kind, const void *key, size_t len)
+{
+    /* FNV-1a: the keys are the batch's own identifiers, not adversarial
+     * beyond what the log accepted; collisions only cost probes. */
+    uint32_t h = 2166136261u ^ kind;
+    const uint8_t *b = key;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+static struct reg_work *work_find(struct reg_proj *p, size_t *nw, unsigned kind, const void *key,
+                                  size_t len, bool *added)
+{
+    size_t mask = p->tab_cap - 1;
+    for (size_t i = key_hash(kind, key, len) & mask;; i = (i + 1) & mask) {
+        if (p->tab[i] == 0) {
+            struct reg_work *w = &p->work[*nw];
+            memset(w, 0, sizeof *w);
+            w->kind = kind;
+            w->key = key;
+            w->key_len = len;
+            p->tab[i] = (uint32_t)++ * nw;
+            *added = true;
+            return w;
+        }
+        struct reg_work *w = &p->work[p->tab[i] - 1];
+        if (w->kind == kind && w->key_len == len && memcmp(w->key, key, len) == 0) {
+            *added = false;
+            return w;
+        }
+    }
+}
+
+static tc_err work_reserve(struct reg_proj *p, size_t n)
+{
+    /* At most three keys per event (device, batch, station); the table is
+     * kept at most half full. */
+    TC_ENSURE(n <= UINT32_MAX / 8, TC_ERR_RANGE);
+    size_t want = 3 * n, tab = 16;
+    while (tab < 2 * want)
+        tab *= 2;
+    if (want > p->work_cap) {
+        struct reg_work *w = realloc(p->work, want * sizeof *w);
+        TC_ENSURE(w != NULL, TC_ERR_NOMEM);
+        p->work = w;
+        p->work_cap = want;
+    }
+    if (tab > p->tab_cap) {
+        uint32_t *t = realloc(p->tab, tab * sizeof *t);
+        TC_ENSURE(t != NULL, TC_ERR_NOMEM);
+        p->tab = t;
+        p->tab_cap = tab;
+    }
+    memset(p->tab, 0, p->tab_cap * sizeof *p->tab);
+    return TC_OK;
+}
+
+/* A device row as writing and reading it back gives it (reg_device_read):
+ * values the row does not hold are zero, integers clamped as stored. */
+static void normalize(struct tc_registry_device *d)
+{
+    if (!d->has_kcv)
+        memset(d->kcv, 0, sizeof d->kcv);
+    if (!d->has_pubkey)
+        memset(d->pubkey_sha256, 0, sizeof d->pubkey_sha256);
+    if (!d->has_cert) {
+        memset(d->cert_serial, 0, sizeof d->cert_serial);
+        memset(d->cert_sha256, 0, sizeof d->cert_sha256);
+        d->cert_serial_len = 0;
+    }
+    d->first_index = (uint64_t)reg_i64(d->first_index);
+    d->last_index = (uint64_t)reg_i64(d->last_index);
+    d->last_time_ms = (uint64_t)reg_i64(d->last_time_ms);
+    d->events = (uint64_t)reg_i64(d->events);
+}
+
+/* reg_device_read refuses a stored row of state 0 (a device whose events
+ * never set one), so folding onto it fails as reading it back would. */
+static bool state_ok(const struct tc_registry_device *d)
+{
+    return d->state >= 1 && (unsigned)d->state <= TC_REG_STATE_MAX_;
+}
+
+static tc_err readable(const struct tc_registry_device *d)
+{
+    TC_ENSURE_MSG(state_ok(d), TC_ERR_FORMAT, "stored device state %u", (unsigned)d->state);
+    return TC_OK;
+}
+
+static size_t cache_slot(const uint8_t *eid, size_t len)
+{
+    return key_hash(W_DEV, eid, len) & (REG_CACHE_SLOTS - 1);
+}
+
+static tc_err load_device(struct reg_proj *p, const struct reg_dev_cache *cache, bool use_cache,
+                          const struct tc_audit_event *ev, struct tc_registry_device *d)
+{
+    if (use_cache) {
+        size_t s = cache_slot(ev->eid, ev->eid_len);
+        if (cache->slot[s].used && cache->slot[s].d.eid_len == ev->eid_len &&
+            memcmp(cache->slot[s].d.eid, ev->eid, ev->eid_len) == 0) {
+            *d = cache->slot[s].d;
+            return TC_OK;
+        }
+    }
+    bool found = false;
+    TC_GUARD(get_device(p, ev->eid, ev->eid_len, d, &found));
+    if (!found)
+        memset(d, 0, sizeof *d);
+    return TC_OK;
+}
+
+tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache, unsigned gen,
+                            const struct tc_audit_batch_event *evs, size_t n,
+                            struct tc_audit_event *dec)
+{
+    TC_ENSURE(p != NULL && (evs != NULL || n == 0) && (dec != NULL || n == 0), TC_ERR_ARG);
+    if (n == 0)
+        return TC_OK;
+    TC_ENSURE(evs[0].index <= INT64_MAX && n <= INT64_MAX - evs[0].index, TC_ERR_ARG);
+    TC_GUARD(work_reserve(p, n));
+    bool use_cache = cache != NULL && cache->gen == gen && cache->valid_at == evs[0].index;
+    if (cache != NULL && !use_cache)
+        for (size_t s = 0; s < REG_CACHE_SLOTS; s++)
+            cache->slot[s].used = false;
+
+    /* Read and fold: the same order of events as one reg_proj_apply each. */
+    size_t nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        TC_ENSURE(evs[i].index == evs[0].index + i, TC_ERR_ARG);
+        uint64_t index = evs[i].index;
+        struct tc_audit_event *ev = &dec[i];
+        tc_err rc = tc_audit_event_decode(evs[i].event, evs[i].len, ev);
+        if (rc != TC_OK)
+            return TC_FAIL(rc, "event %llu: %s", (unsigned long long)index, tc_error_last()->msg);
+        bool added = false;
+        struct reg_work *w;
+        if (ev->fields & TC_AUDIT_HAS_BATCH) {
+            w = work_find(p, &nw, W_BATCH, ev->batch, strlen(ev->batch), &added);
+            if (added)
+                w->first = index;
+            w->last = index;
+            w->count++;
+        }
+        if (ev->fields & TC_AUDIT_HAS_STATION) {
+            w = work_find(p, &nw, W_STATION, ev->station, strlen(ev->station), &added);
+            if (added)
+                w->first = index;
+            w->last = index;
+            w->time_ms = ev->time_ms;
+            w->count++;
+        }
+        if ((ev->fields & TC_AUDIT_HAS_EID) == 0)
+            continue;
+        w = work_find(p, &nw, W_DEV, ev->eid, ev->eid_len, &added);
+        if (added)
+            TC_GUARD(load_device(p, cache, use_cache, ev, &w->d));
+        else if (w->folded)
+            TC_GUARD(readable(&w->d));
+        TC_GUARD(tc_registry_fold(&w->d, index, ev));
+        normalize(&w->d);
+        w->folded = true;
+        TC_GUARD(put_dev_ev(p, ev, (sqlite3_int64)index));
+    }
+
+    /* Write: each batch's counters once, then the revocations in log order
+     * (they touch only the revocation columns, which the counters do not),
+     * each station once, each device once. */
+    for (size_t k = 0; k < nw; k++)
+        if (p->work[k].kind == W_BATCH)
+            TC_GUARD(up_batch(p, p->work[k].key, (sqlite3_int64)p->work[k].first,
+                              (sqlite3_int64)p->work[k].last, p->work[k].count));
+    for (size_t i = 0; i < n; i++)
+        if (dec[i].type == TC_AUDIT_BATCH_REVOKED)
+            TC_GUARD(revoke_batch(p, &dec[i], (sqlite3_int64)evs[i].index));
+    for (size_t k = 0; k < nw; k++)
+        if (p->work[k].kind == W_STATION)
+            TC_GUARD(up_station(p, p->work[k].key, (sqlite3_int64)p->work[k].first,
+                                (sqlite3_int64)p->work[k].last, p->work[k].time_ms,
+                                p->work[k].count));
+    for (size_t k = 0; k < nw; k++)
+        if (p->work[k].kind == W_DEV)
+            TC_GUARD(put_device(p, &p->work[k].d));
+
+    if (cache != NULL) {
+        for (size_t k = 0; k < nw; k++) {
+            const struct tc_registry_device *d = &p->work[k].d;
+            if (p->work[k].kind != W_DEV || !state_ok(d))
+                continue;
+            size_t s = cache_slot(d->eid, d->eid_len);
+            cache->slot[s].used = true;
+            cache->slot[s].d = *d;
+        }
+        cache->valid_at = evs[n - 1].index + 1;
+        cache->gen = gen;
+    }
+    return TC_OK;
 }
 
 tc_err reg_proj_replay(struct reg_proj *p, sqlite3 *db)

@@ -16,16 +16,14 @@
 
 /* The certificate a certificate-issued event names, if an append in flight
  * carries it: stored on the log's connection, inside the batch transaction. */
-static tc_err store_pending_cert(struct tc_registry *r, const uint8_t *event, size_t len)
+static tc_err store_pending_cert(struct tc_registry *r, const struct tc_audit_event *ev)
 {
-    struct tc_audit_event ev;
-    TC_GUARD(tc_audit_event_decode(event, len, &ev));
-    if (ev.type != TC_AUDIT_CERT_ISSUED || (ev.fields & TC_AUDIT_HAS_CERT_SHA256) == 0)
+    if (ev->type != TC_AUDIT_CERT_ISSUED || (ev->fields & TC_AUDIT_HAS_CERT_SHA256) == 0)
         return TC_OK;
     tc_err ret = TC_OK;
     pthread_mutex_lock(&r->pending_mu);
     for (const struct reg_pending_cert *p = r->pending; p != NULL; p = p->next) {
-        if (memcmp(p->sha256, ev.cert_sha256, sizeof p->sha256) != 0)
+        if (memcmp(p->sha256, ev->cert_sha256, sizeof p->sha256) != 0)
             continue;
         sqlite3_stmt *st = r->live_cert_put;
         sqlite3_bind_blob(st, 1, p->sha256, sizeof p->sha256, SQLITE_STATIC);
@@ -41,19 +39,26 @@ static tc_err store_pending_cert(struct tc_registry *r, const uint8_t *event, si
     return ret;
 }
 
+/* Runs inside each group-commit transaction, on the committing thread. */
 static tc_err hook(void *arg, struct tc_audit_store *store,
                    const struct tc_audit_batch_event *events, size_t n)
 {
     struct tc_registry *r = arg;
     (void)store;
+    if (n > r->dec_cap) {
+        size_t want = n < 64 ? 64 : n;
+        TC_ENSURE(want <= SIZE_MAX / sizeof *r->dec, TC_ERR_NOMEM);
+        struct tc_audit_event *d = realloc(r->dec, want * sizeof *d);
+        TC_ENSURE(d != NULL, TC_ERR_NOMEM);
+        r->dec = d;
+        r->dec_cap = want;
+    }
+    TC_GUARD(reg_proj_apply_batch(&r->live, r->cache, atomic_load(&r->gen), events, n, r->dec));
     pthread_mutex_lock(&r->pending_mu);
     bool pending = r->pending != NULL;
     pthread_mutex_unlock(&r->pending_mu);
-    for (size_t i = 0; i < n; i++) {
-        TC_GUARD(reg_proj_apply(&r->live, events[i].index, events[i].event, events[i].len));
-        if (pending)
-            TC_GUARD(store_pending_cert(r, events[i].event, events[i].len));
-    }
+    for (size_t i = 0; pending && i < n; i++)
+        TC_GUARD(store_pending_cert(r, &r->dec[i]));
     return TC_OK;
 }
 
@@ -127,6 +132,8 @@ void tc_registry_close(struct tc_registry *r)
     for (size_t i = 0; i < TC_ARRAY_LEN(all); i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(r->rdb);
+    free(r->dec);
+    free(r->cache);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->pending_mu);
     free(r);
@@ -207,6 +214,9 @@ tc_err tc_registry_open(const char *path, const char *origin, struct tc_registry
     TC_TRY(reg_proj_init(&r->live, db, "main"));
     TC_TRY(reg_prep(db, "INSERT OR IGNORE INTO main.reg_certs(sha256, der) VALUES(?1, ?2)",
                     &r->live_cert_put));
+    r->cache = calloc(1, sizeof *r->cache);
+    TC_CHECK(r->cache != NULL, TC_ERR_NOMEM);
+    r->cache->valid_at = UINT64_MAX;
     tc_audit_log_set_batch_hook(r->log, hook, r);
     TC_TRY(reader_open(r, false));
     TC_TRY(reader_prepare(r));
@@ -685,6 +695,9 @@ tc_err tc_registry_rebuild(struct tc_registry *r)
     TC_ENSURE(r != NULL, TC_ERR_ARG);
     pthread_mutex_lock(&r->mu);
     sqlite3 *db = r->rdb;
+    /* The rows the batch hook remembers are not read again after this
+     * (before and after: a hook that ran in between read the old rows). */
+    atomic_fetch_add(&r->gen, 1u);
     /* Holds the write lock: no append commits until the rebuild has. */
     TC_TRY(reg_exec(db, "BEGIN IMMEDIATE"));
     open = true;
@@ -694,6 +707,7 @@ tc_err tc_registry_rebuild(struct tc_registry *r)
     reg_proj_free(&p);
     TC_TRY(reg_exec(db, "COMMIT"));
     open = false;
+    atomic_fetch_add(&r->gen, 1u);
     ret = TC_OK;
 out:
     reg_proj_free(&p);
