@@ -83,7 +83,10 @@ static int card_error(tc_err rc, const char *where)
 {
     char m[300];
     tc_error_format(m, sizeof m);
-    (void)fprintf(stderr, "trustchain: ota agent: card (%s): %s\n", where, m);
+    /* A transport's message may already start with the link's name. */
+    size_t wl = strlen(where);
+    const char *msg = strncmp(m, where, wl) == 0 && strncmp(m + wl, ": ", 2) == 0 ? m + wl + 2 : m;
+    (void)fprintf(stderr, "trustchain: ota agent: card (%s): %s\n", where, msg);
     return rc == TC_ERR_ARG ? TC_EXIT_USAGE : EXIT_CARD;
 }
 
@@ -233,6 +236,11 @@ int tc_cli_ota_agent(int argc, char **argv)
         rc = tc_transport_pcsc_open(&t, reader);
     else
         rc = tc_transport_tcp_open(&t, tcp, (int)(timeout != 0 ? timeout : 10000));
+    if (rc != TC_OK && tcp != NULL && (rc == TC_ERR_FORMAT || rc == TC_ERR_RANGE)) {
+        /* Not HOST:PORT, or a port outside 1..65535: bad arguments. */
+        code = tc_cli_error(rc, "ota agent: --tcp");
+        goto out;
+    }
     if (rc != TC_OK) {
         code = card_error(rc, se != NULL ? se : reader != NULL ? reader : tcp);
         goto out;
