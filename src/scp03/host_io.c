@@ -75,7 +75,7 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
     struct tc_apdu a;
     uint8_t *r = malloc(RESP_CAP);
     uint8_t seg[5 + 255 + 1];
-    size_t rlen = 0;
+    size_t rlen = 0, used = 0;
     uint16_t sw = 0;
     TC_CHECK(r != NULL, TC_ERR_NOMEM);
     TC_TRY(tc_apdu_decode(cmd, len, &a));
@@ -105,6 +105,7 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
             if (last && a.has_le)
                 seg[p++] = (uint8_t)(a.le == 256u ? 0u : a.le);
             TC_TRY(raw_exchange(h, seg, p, r, RESP_CAP, &rlen));
+            used = rlen > used ? rlen : used;
             off += n;
             if (!last) {
                 sw = (uint16_t)((r[rlen - 2] << 8) | r[rlen - 1]);
@@ -118,6 +119,7 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
         } while (off < a.lc);
     } else {
         TC_TRY(raw_exchange(h, cmd, len, r, RESP_CAP, &rlen));
+        used = rlen;
     }
     /* ISO/IEC 7816-4 §5.3.4 / 7816-3 §10.3.4: 61xx means xx more bytes wait
      * for GET RESPONSE; the data pieces join into one response. */
@@ -135,12 +137,15 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
         gr[3] = 0x00;
         gr[4] = (uint8_t)sw;
         TC_TRY(raw_exchange(h, gr, sizeof gr, r, RESP_CAP, &rlen));
+        used = rlen > used ? rlen : used;
     }
     tc_buf_put_u16be(acc, sw);
     ret = tc_buf_status(acc);
 out:
     if (r != NULL) {
-        tc_memzero(r, RESP_CAP);
+        /* The answers filled at most `used` bytes; after a failed exchange
+         * the transport may have written any part of the buffer. */
+        tc_memzero(r, ret == TC_OK ? used : RESP_CAP);
         free(r);
     }
     return ret;
@@ -160,7 +165,7 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
     tc_buf_init_heap(&acc, RESP_CAP);
     tc_buf_init_heap(&plain, TC_APDU_MAX_ENCODED);
     uint8_t *out = NULL;
-    size_t out_len = 0;
+    size_t out_len = 0, out_used = 0;
     bool in_flight = false; /* wrapped, answer not yet verified */
     TC_CHECK(h != NULL && cmd_in != NULL && resp_len != NULL && sw != NULL, TC_ERR_ARG);
     TC_CHECK(resp != NULL || resp_size == 0, TC_ERR_ARG);
@@ -203,6 +208,8 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
         in_flight = true;
         h->s.level = (uint8_t)(h->s.level | raise);
         TC_TRY(send_apdu(h, w.data, w.len, &acc));
+        /* Unwrapping writes no more than the response it is given. */
+        out_used = acc.len > out_used ? acc.len : out_used;
         TC_TRY(tc_scp03_host_unwrap(h, acc.data, acc.len, out, RESP_CAP, &out_len, sw));
         in_flight = false;
         /* ISO/IEC 7816-4 §5.1: 6Cxx = wrong Le, xx is right; send again,
@@ -241,7 +248,7 @@ out:
     tc_buf_free(&acc);
     tc_buf_free(&plain);
     if (out != NULL) {
-        tc_memzero(out, RESP_CAP);
+        tc_memzero(out, out_used < RESP_CAP ? out_used : RESP_CAP);
         free(out);
     }
     return ret;
