@@ -273,7 +273,9 @@ static void run_with(const char *label, struct tc_pki_issuer *root, const struct
         tc_buf_init_heap(&s->der, TC_PKI_CERT_MAX);
         memset(s->tbs, 0x5A, sizeof s->tbs);
         s->h = h;
-        s->raw_key = raw_key;
+        /* The object the signer computes with: the key's session working
+         * copy (hsm_int.h), made when tc_hsm_signer found it. */
+        s->raw_key = h != NULL ? tc_hsm_work_obj(h, raw_key) : raw_key;
         if (h != NULL && h->f->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
                                              NULL, &s->raw_session) != CKR_OK)
             die("C_OpenSession for the raw floor");

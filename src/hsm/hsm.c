@@ -336,6 +336,7 @@ tc_err tc_hsm_open(const struct tc_hsm_config *cfg, struct tc_hsm **out)
     (void)pthread_mutex_init(&h->mu, NULL);
     (void)pthread_cond_init(&h->cv, NULL);
     (void)pthread_mutex_init(&h->mech_mu, NULL);
+    (void)pthread_mutex_init(&h->work_mu, NULL);
     TC_TRY(tc_hsm_module_acquire(path, cfg->softhsm_conf, &h->mod, &h->f));
     TC_TRY(tc_hsm_slot_by_label(h->f, label, &h->slot));
 
@@ -385,6 +386,12 @@ void tc_hsm_close(struct tc_hsm *h)
     if (h == NULL)
         return;
     if (h->f != NULL) {
+        /* Working copies are session objects: closing the sessions below
+         * destroys them too (PKCS#11 2.40 §4.4); destroyed first anyway,
+         * while the login that made them still holds. */
+        for (unsigned i = 0; i < h->n_work && h->n > 0; i++)
+            if (h->work[i].copy != h->work[i].token)
+                (void)h->f->C_DestroyObject(h->sessions[0], h->work[i].copy);
         if (h->logged_in && h->n > 0)
             (void)h->f->C_Logout(h->sessions[0]);
         for (unsigned i = 0; i < h->n; i++)
@@ -396,6 +403,7 @@ void tc_hsm_close(struct tc_hsm *h)
     (void)pthread_mutex_destroy(&h->mu);
     (void)pthread_cond_destroy(&h->cv);
     (void)pthread_mutex_destroy(&h->mech_mu);
+    (void)pthread_mutex_destroy(&h->work_mu);
     free(h);
 }
 
@@ -648,6 +656,68 @@ static CK_OBJECT_CLASS kind_class(enum tc_hsm_kind kind)
     }
 }
 
+/* ------------------------------------------------------------ working copies */
+
+CK_OBJECT_HANDLE tc_hsm_work_obj(struct tc_hsm *h, CK_OBJECT_HANDLE o)
+{
+    CK_OBJECT_HANDLE use = o;
+    (void)pthread_mutex_lock(&h->work_mu);
+    for (unsigned i = 0; i < h->n_work; i++) {
+        if (h->work[i].token == o) {
+            use = h->work[i].copy;
+            break;
+        }
+    }
+    (void)pthread_mutex_unlock(&h->work_mu);
+    return use;
+}
+
+/* Give token key `o` a working copy, once. PKCS#11 2.40 §5.7 C_CopyObject:
+ * the copy keeps every attribute the template does not name, and it cannot
+ * be less protected than its source (§4.10 Table 31: CKA_SENSITIVE cannot
+ * go back to FALSE, nor CKA_EXTRACTABLE to TRUE), so the copy is exactly as
+ * unreadable and unwrappable as the key. The template
+ * names only CKA_TOKEN FALSE (a session object: gone when this handle's
+ * sessions close, never written to the token) and an empty CKA_LABEL, so no
+ * lookup by label ever finds the copy. A token that refuses (CKA_COPYABLE
+ * FALSE, no C_CopyObject) is remembered and its key used as it is. */
+static void work_copy(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
+{
+    static char empty[] = "";
+    CK_ATTRIBUTE t[] = {
+        {CKA_TOKEN, &(CK_BBOOL){CK_FALSE}, sizeof(CK_BBOOL)},
+        {CKA_LABEL, empty, 0},
+    };
+    (void)pthread_mutex_lock(&h->work_mu);
+    bool known = false;
+    for (unsigned i = 0; i < h->n_work && !known; i++)
+        known = h->work[i].token == o;
+    if (!known && h->n_work < TC_HSM_WORK_MAX) {
+        CK_OBJECT_HANDLE c = CK_INVALID_HANDLE;
+        if (h->f->C_CopyObject(s, o, t, TC_ARRAY_LEN(t), &c) != CKR_OK)
+            c = o;
+        h->work[h->n_work].token = o;
+        h->work[h->n_work].copy = c;
+        h->n_work++;
+    }
+    (void)pthread_mutex_unlock(&h->work_mu);
+}
+
+/* Drop the working copy of `o` (it is being destroyed). */
+static void work_forget(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
+{
+    (void)pthread_mutex_lock(&h->work_mu);
+    for (unsigned i = 0; i < h->n_work; i++) {
+        if (h->work[i].token != o)
+            continue;
+        if (h->work[i].copy != o)
+            (void)h->f->C_DestroyObject(s, h->work[i].copy);
+        h->work[i] = h->work[--h->n_work];
+        break;
+    }
+    (void)pthread_mutex_unlock(&h->work_mu);
+}
+
 tc_err tc_hsm_find(struct tc_hsm *h, enum tc_hsm_kind kind, const char *label, tc_hsm_obj *obj)
 {
     TC_ENSURE(h != NULL && obj != NULL, TC_ERR_ARG);
@@ -656,6 +726,8 @@ tc_err tc_hsm_find(struct tc_hsm *h, enum tc_hsm_kind kind, const char *label, t
     CK_ULONG n = 0;
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
     tc_err rc = tc_hsm_find_all(h, s, kind_class(kind), label, found, 2, &n);
+    if (rc == TC_OK && n == 1 && (kind == TC_HSM_KIND_SECRET || kind == TC_HSM_KIND_PRIVATE))
+        work_copy(h, s, found[0]);
     tc_hsm_session_release(h, s);
     TC_GUARD(rc);
     TC_ENSURE_MSG(n > 0, TC_ERR_NOT_FOUND, "key '%s' not found in the HSM token", label);
@@ -668,6 +740,7 @@ tc_err tc_hsm_destroy(struct tc_hsm *h, tc_hsm_obj obj)
 {
     TC_ENSURE(h != NULL, TC_ERR_ARG);
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    work_forget(h, s, obj);
     CK_RV rv = h->f->C_DestroyObject(s, obj);
     tc_hsm_session_release(h, s);
     if (rv != CKR_OK)

@@ -12,6 +12,8 @@
 
 struct tc_hsm_module; /* one per loaded module path, shared and refcounted */
 
+#define TC_HSM_WORK_MAX 32u /* token keys with a working copy per handle */
+
 struct tc_hsm {
     struct tc_hsm_module *mod;
     CK_FUNCTION_LIST_PTR f;
@@ -34,6 +36,16 @@ struct tc_hsm {
     } mech_cache[16];
     size_t n_mech_cache;
     pthread_mutex_t mech_mu;
+    /* Working copies: a session copy of each token key this handle has
+     * found (tc_hsm_find), made once and computed with instead of the token
+     * object, so that a module which reloads token objects from storage on
+     * every use (SoftHSM2's file store) does not do it per operation. */
+    struct {
+        CK_OBJECT_HANDLE token;
+        CK_OBJECT_HANDLE copy;
+    } work[TC_HSM_WORK_MAX];
+    unsigned n_work;
+    pthread_mutex_t work_mu;
 };
 
 /* The process-wide module list (PKCS#11 2.40 §5.4: one C_Initialize per
@@ -44,6 +56,10 @@ void tc_hsm_module_release(struct tc_hsm_module *m);
 /* The slot of the initialised token with this label; TC_ERR_NOT_FOUND. */
 TC_MUST_CHECK tc_err tc_hsm_slot_by_label(CK_FUNCTION_LIST_PTR f, const char *label,
                                           CK_SLOT_ID *slot);
+
+/* The object to compute with for `o`: its working copy if it has one,
+ * else `o` itself. */
+CK_OBJECT_HANDLE tc_hsm_work_obj(struct tc_hsm *h, CK_OBJECT_HANDLE o);
 
 CK_SESSION_HANDLE tc_hsm_session_acquire(struct tc_hsm *h);
 void tc_hsm_session_release(struct tc_hsm *h, CK_SESSION_HANDLE s);

@@ -286,7 +286,7 @@ static tc_err derive_key(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj maste
         {CKA_ID, id, sizeof id},
     };
     CK_ULONG nt = wrap_copy ? TC_ARRAY_LEN(t) - 2 : TC_ARRAY_LEN(t);
-    CK_RV rv = h->f->C_DeriveKey(s, &m, master, t, nt, out);
+    CK_RV rv = h->f->C_DeriveKey(s, &m, tc_hsm_work_obj(h, master), t, nt, out);
     if (rv != CKR_OK) {
         *out = CK_INVALID_HANDLE;
         ret = TC_HSM_FAIL_RV(rv, "C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA)");
@@ -372,7 +372,7 @@ tc_err tc_hsm_kcv(struct tc_hsm *h, tc_hsm_obj key, uint8_t kcv[static TC_KCV_LE
     CK_ULONG enc_len = sizeof enc;
     CK_MECHANISM m = {CKM_AES_ECB, NULL, 0};
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
-    CK_RV rv = h->f->C_EncryptInit(s, &m, key);
+    CK_RV rv = h->f->C_EncryptInit(s, &m, tc_hsm_work_obj(h, key));
     if (rv != CKR_OK) {
         ret = TC_HSM_FAIL_RV(rv, "C_EncryptInit(CKM_AES_ECB)");
         goto out;
@@ -399,7 +399,7 @@ tc_err tc_hsm_cmac(struct tc_hsm *h, tc_hsm_obj key, const struct tc_iov *parts,
     CK_MECHANISM m = {CKM_AES_CMAC, NULL, 0};
     CK_ULONG mac_len = TC_CMAC_LEN;
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
-    CK_RV rv = h->f->C_SignInit(s, &m, key);
+    CK_RV rv = h->f->C_SignInit(s, &m, tc_hsm_work_obj(h, key));
     if (rv != CKR_OK) {
         ret = TC_HSM_FAIL_RV(rv, "C_SignInit(CKM_AES_CMAC)");
         goto out;
@@ -472,7 +472,7 @@ static tc_err wrap_on(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj dek, tc_
     uint8_t iv[TC_AES_BLOCK] = {0};
     CK_MECHANISM m = {CKM_AES_CBC, iv, sizeof iv};
     CK_ULONG len = (CK_ULONG)out_size;
-    CK_RV rv = h->f->C_WrapKey(s, &m, dek, key, out, &len);
+    CK_RV rv = h->f->C_WrapKey(s, &m, tc_hsm_work_obj(h, dek), key, out, &len);
     if (rv == CKR_KEY_UNEXTRACTABLE || rv == CKR_KEY_NOT_WRAPPABLE)
         return TC_FAIL(TC_ERR_STATE, "the HSM refuses to wrap this key: it is not extractable (%s)",
                        tc_hsm_rv_name(rv));

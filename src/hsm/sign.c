@@ -259,7 +259,7 @@ static tc_err hsm_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t *sig, 
     CK_MECHANISM m = {hs->d->sign, NULL, 0};
     CK_ULONG raw_len = sizeof raw;
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(hs->h);
-    CK_RV rv = hs->h->f->C_SignInit(s, &m, hs->priv);
+    CK_RV rv = hs->h->f->C_SignInit(s, &m, tc_hsm_work_obj(hs->h, hs->priv));
     if (rv != CKR_OK) {
         ret = TC_HSM_FAIL_RV(rv, "C_SignInit");
         goto out;

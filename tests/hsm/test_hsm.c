@@ -668,6 +668,77 @@ static void test_derived_keys_never_leave(void)
 
 /* ------------------------------------------------------------ diversify */
 
+/* Token keys that tc_hsm_find returns are computed with through a session
+ * copy of their own (hsm_int.h "working copies"): as protected as the key,
+ * invisible to lookups and listings, gone with the key. */
+static void test_working_copies(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    /* RFC 4493 §4 example 1: AES-128 key, empty message. */
+    uint8_t k[16], want[16], mac[16];
+    hex("2b7e151628aed2a6abf7158809cf4f3c", k, sizeof k);
+    hex("bb1d6929e95937287fa37d129b756746", want, sizeof want);
+    struct tc_hsm_keyset made, tr;
+    EXPECT_OK(tc_hsm_transport_import(h, "working", 0x31, k, k, k, 16, &made));
+    /* Made, not yet found: no copy. */
+    EXPECT_EQ_U(tc_hsm_work_obj(h, made.mac), made.mac);
+    EXPECT_OK(tc_hsm_transport_find(h, "working", 0x31, &tr));
+    EXPECT_EQ_U(tr.mac, made.mac);
+    const tc_hsm_obj keys[3] = {tr.enc, tr.mac, tr.dek};
+    for (size_t i = 0; i < 3; i++) {
+        tc_hsm_obj c = tc_hsm_work_obj(h, keys[i]);
+        EXPECT(c != keys[i]);
+        EXPECT(!attr_true(h, c, CKA_TOKEN));
+        EXPECT(attr_true(h, c, CKA_SENSITIVE));
+        EXPECT(!attr_true(h, c, CKA_EXTRACTABLE));
+        EXPECT(attr_true(h, c, CKA_PRIVATE));
+        EXPECT_EQ_U(raw_read_value(h, c), CKR_ATTRIBUTE_SENSITIVE);
+        EXPECT(raw_wrap(h, tr.dek, c, CKM_AES_CBC) != CKR_OK);
+        EXPECT(attr_true(h, c, CKA_WRAP) == attr_true(h, keys[i], CKA_WRAP));
+        EXPECT(attr_true(h, c, CKA_SIGN) == attr_true(h, keys[i], CKA_SIGN));
+        CK_BBOOL t = CK_TRUE;
+        CK_ATTRIBUTE a = {CKA_EXTRACTABLE, &t, sizeof t};
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+        EXPECT(h->f->C_SetAttributeValue(s, c, &a, 1) != CKR_OK);
+        char label[8];
+        CK_ATTRIBUTE la = {CKA_LABEL, label, sizeof label};
+        EXPECT_EQ_U(h->f->C_GetAttributeValue(s, c, &la, 1), CKR_OK);
+        EXPECT_EQ_U(la.ulValueLen, 0);
+        tc_hsm_session_release(h, s);
+    }
+    /* Found again: the same token object, one copy, no second match. */
+    tc_hsm_obj again = 0;
+    EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:transport:working:31:mac", &again));
+    EXPECT_EQ_U(again, tr.mac);
+    tc_hsm_obj copy = tc_hsm_work_obj(h, tr.mac);
+    struct tc_hsm_obj_info *all = calloc(256, sizeof *all);
+    size_t n = 0;
+    EXPECT(all != NULL);
+    if (all != NULL) {
+        EXPECT_OK(tc_hsm_list(h, all, 256, &n));
+        size_t labelled = 0;
+        for (size_t i = 0; i < n; i++) {
+            EXPECT(all[i].handle != copy);
+            labelled += strcmp(all[i].label, "tc:transport:working:31:mac") == 0;
+        }
+        EXPECT_EQ_U(labelled, 1);
+        free(all);
+    }
+    /* The copy computes what the key computes. */
+    struct tc_iov none = {NULL, 0};
+    EXPECT_OK(tc_hsm_cmac(h, tr.mac, &none, 1, mac));
+    EXPECT_MEM(mac, 16, want, 16);
+    /* Destroying the key destroys its copy: nothing computes with it after. */
+    EXPECT_OK(tc_hsm_destroy(h, tr.mac));
+    EXPECT_EQ_U(tc_hsm_work_obj(h, tr.mac), tr.mac);
+    EXPECT_EQ_U(raw_read_value(h, copy), CKR_OBJECT_HANDLE_INVALID);
+    EXPECT(tc_hsm_cmac(h, tr.mac, &none, 1, mac) != TC_OK);
+    EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:transport:working:31:mac", &again),
+               TC_ERR_NOT_FOUND);
+}
+
 static void test_diversify_vectors(void)
 {
     struct tc_hsm *h = hsm();
@@ -1090,6 +1161,7 @@ static const struct tc_test_case cases[] = {
     {"error_mechanism_unsupported", test_error_mechanism_unsupported},
     {"error_key_not_found", test_error_key_not_found},
     {"master_and_ca_keys_never_leave", test_master_and_ca_keys_never_leave},
+    {"working_copies", test_working_copies},
     {"diversify_vectors", test_diversify_vectors},
     {"derived_keys_never_leave", test_derived_keys_never_leave},
     {"diversify_rejects", test_diversify_rejects},
