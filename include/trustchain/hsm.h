@@ -340,6 +340,10 @@ struct tc_hsm_scp03_provider {
     struct {
         uint8_t kvn;
         struct tc_hsm_keyset ks;
+        /* KCVs the provider's kcv() has computed (bit id-1 set): a key's
+         * KCV is asked for once per keyset, however often it is used. */
+        uint8_t kcv[3][TC_KCV_LEN];
+        unsigned kcv_known;
     } sets[TC_HSM_SCP03_KEYSETS];
     size_t n;
 };

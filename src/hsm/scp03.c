@@ -10,17 +10,25 @@
 
 #include "hsm/hsm_int.h"
 
-static tc_err find_set(const struct tc_hsm_scp03_provider *m, uint8_t kvn,
-                       const struct tc_hsm_keyset **ks)
+static tc_err find_index(const struct tc_hsm_scp03_provider *m, uint8_t kvn, size_t *index)
 {
     TC_ENSURE(m != NULL && m->h != NULL, TC_ERR_ARG);
     for (size_t i = 0; i < m->n; i++) {
         if (m->sets[i].kvn == kvn) {
-            *ks = &m->sets[i].ks;
+            *index = i;
             return TC_OK;
         }
     }
     return TC_FAIL(TC_ERR_NOT_FOUND, "the HSM holds no SCP03 keyset with KVN %02X", kvn);
+}
+
+static tc_err find_set(const struct tc_hsm_scp03_provider *m, uint8_t kvn,
+                       const struct tc_hsm_keyset **ks)
+{
+    size_t i = 0;
+    TC_GUARD(find_index(m, kvn, &i));
+    *ks = &m->sets[i].ks;
+    return TC_OK;
 }
 
 static tc_err key_of(const struct tc_hsm_keyset *ks, enum tc_scp03_key_id id, tc_hsm_obj *o)
@@ -95,12 +103,20 @@ static tc_err p_card_challenge(void *ctx, uint8_t kvn, const uint8_t seq[TC_SCP0
 static tc_err p_kcv(void *ctx, uint8_t kvn, enum tc_scp03_key_id id, uint8_t kcv[TC_KCV_LEN])
 {
     struct tc_hsm_scp03_provider *m = ctx;
-    const struct tc_hsm_keyset *ks = NULL;
+    size_t i = 0;
     tc_hsm_obj o = 0;
     TC_ENSURE(kcv != NULL, TC_ERR_ARG);
-    TC_GUARD(find_set(m, kvn, &ks));
-    TC_GUARD(key_of(ks, id, &o));
-    return tc_hsm_kcv(m->h, o, kcv);
+    TC_GUARD(find_index(m, kvn, &i));
+    TC_GUARD(key_of(&m->sets[i].ks, id, &o));
+    /* A KCV names a key without revealing it, so it is kept once computed
+     * and the keyset's KCVs cost three HSM operations in all. */
+    unsigned k = (unsigned)id - 1u;
+    if ((m->sets[i].kcv_known & (1u << k)) == 0) {
+        TC_GUARD(tc_hsm_kcv(m->h, o, m->sets[i].kcv[k]));
+        m->sets[i].kcv_known |= 1u << k;
+    }
+    memcpy(kcv, m->sets[i].kcv[k], TC_KCV_LEN);
+    return TC_OK;
 }
 
 static tc_err p_wrap_key(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key_provider *src,
@@ -159,6 +175,7 @@ tc_err tc_hsm_scp03_provider_add(struct tc_hsm_scp03_provider *m, uint8_t kvn,
     for (size_t i = 0; i < m->n; i++) {
         if (m->sets[i].kvn == kvn) {
             m->sets[i].ks = *ks;
+            m->sets[i].kcv_known = 0;
             return TC_OK;
         }
     }
@@ -166,6 +183,7 @@ tc_err tc_hsm_scp03_provider_add(struct tc_hsm_scp03_provider *m, uint8_t kvn,
                   "the HSM key provider holds %u keysets", TC_HSM_SCP03_KEYSETS);
     m->sets[m->n].kvn = kvn;
     m->sets[m->n].ks = *ks;
+    m->sets[m->n].kcv_known = 0;
     m->n++;
     return TC_OK;
 }

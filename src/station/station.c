@@ -647,16 +647,13 @@ static tc_err step_inject(struct dev *d)
     rc = tc_hsm_diversify(h, st->master, d->id.eid, st->key_len, &d->devks);
     if (rc == TC_OK) {
         d->devks_ok = true;
-        rc = tc_hsm_kcv(h, d->devks.enc, d->kcv[0]);
-    }
-    if (rc == TC_OK)
-        rc = tc_hsm_kcv(h, d->devks.mac, d->kcv[1]);
-    if (rc == TC_OK)
-        rc = tc_hsm_kcv(h, d->devks.dek, d->kcv[2]);
-    if (rc == TC_OK) {
         tc_hsm_scp03_provider_init(&d->dm, h, &d->dprov);
         rc = tc_hsm_scp03_provider_add(&d->dm, st->device_kvn, &d->devks);
     }
+    /* The provider keeps the KCVs: PUT KEY compares the card's with these
+     * same values without asking the HSM again. */
+    for (unsigned k = 0; k < 3 && rc == TC_OK; k++)
+        rc = d->dprov.kcv(d->dprov.ctx, st->device_kvn, (enum tc_scp03_key_id)(k + 1), d->kcv[k]);
     if (rc != TC_OK)
         return reject(d, TC_STATION_STEP_INJECT, TC_STATION_R_HSM, "deriving the device keys: %s",
                       tc_error_last()->msg);
