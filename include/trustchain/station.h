@@ -84,7 +84,7 @@ enum tc_station_point {
     TC_STATION_PT_DERIVED,        /* keys-derived recorded */
     TC_STATION_PT_PUT_KEY,        /* card answered PUT KEY, not yet recorded */
     TC_STATION_PT_INJECTED,       /* keys-injected recorded */
-    TC_STATION_PT_CONFIRMED,      /* injection-confirmed recorded */
+    TC_STATION_PT_CONFIRMED,      /* injection-confirmed queued, durable with the issuance */
     TC_STATION_PT_GENERATED,      /* key pair generated on the card, not recorded */
     TC_STATION_PT_KEYPAIR,        /* key-pair-generated recorded */
     TC_STATION_PT_ISSUED,         /* certificate-issued recorded, not on the card */

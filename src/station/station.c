@@ -741,9 +741,12 @@ static tc_err step_confirm(struct dev *d)
     struct tc_audit_event ev;
     st_event_init(st, &d->id, TC_AUDIT_INJECTION_CONFIRMED, &ev);
     ev_kcv(d, &ev, st->device_kvn);
+    /* keys injected + injection confirmed: queued, made durable with the
+     * issuance (step 5) or the rejection. Nothing is lost to a crash before
+     * then: the keys-derived record went to disk before PUT KEY, and a
+     * resumed run reads the card (which keyset opens, whether the applet
+     * holds a key pair) and confirms the injection again. */
     TC_GUARD(queue(d, &ev));
-    /* keys injected + injection confirmed */
-    TC_GUARD(flush(d));
     point(d, TC_STATION_PT_CONFIRMED);
     return TC_OK;
 }
