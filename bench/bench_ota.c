@@ -39,8 +39,9 @@
  * Options: --devices N held at once (default 10000), --seconds S per
  * sample (default 3), --inflight K concurrent dialogs (default 64), --pool
  * P rotations per round (default 256), --samples R (default 3),
- * --skip-hold. TC_BENCH_DIR names the directory for the HSM tokens and the
- * registry (default: the current one, a real disk; removed at the end).
+ * --skip-hold, --skip-scp03 (the phases left out). TC_BENCH_DIR names
+ * the directory for the HSM tokens and the registry (default: the current
+ * one, a real disk; removed at the end).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -139,7 +140,7 @@ static struct opts {
     size_t devices, inflight, pool;
     double seconds;
     unsigned samples;
-    bool skip_hold;
+    bool skip_hold, skip_scp03;
 } O = {.devices = 10000, .inflight = 64, .pool = 256, .seconds = 3.0, .samples = 3};
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
@@ -1569,12 +1570,10 @@ static void phase_rotate(struct srv_child *s, const char *dir)
 /* ------------------------------------------------------------ verification */
 
 /* What the server adds to each handshake: the device certificate checked
- * by tc_ota_trust_verify (RFC 5280 path with both CRLs, the profile),
+ * by tc_ota_trust_verify_x509 (RFC 5280 path with both CRLs, the profile),
  * beside OpenSSL's default verification of the same chain (root and batch
  * CA in the store, no CRLs) that the floor's server runs. */
 struct verify_arg {
-    uint8_t *der;
-    size_t len;
     X509_STORE *store;
     X509 *leaf;
 };
@@ -1584,7 +1583,8 @@ static int verify_ours(void *arg)
     struct verify_arg *v = arg;
     struct tc_pki_device_info info;
     char reason[TC_OTA_REASON_MAX];
-    return tc_ota_trust_verify(F.trust, v->der, v->len, 0, &info, reason, sizeof reason) != TC_OK;
+    /* As in the server's handshake: on libssl's parsed certificate. */
+    return tc_ota_trust_verify_x509(F.trust, v->leaf, 0, &info, reason, sizeof reason) != TC_OK;
 }
 
 static int verify_floor(void *arg)
@@ -1600,14 +1600,11 @@ static int verify_floor(void *arg)
 static void phase_verify(void)
 {
     struct verify_arg v = {.leaf = F.dev[0].x509, .store = X509_STORE_new()};
-    int n = i2d_X509(v.leaf, &v.der);
-    if (n <= 0 || v.store == NULL || X509_STORE_add_cert(v.store, F.root_x) != 1 ||
+    if (v.store == NULL || X509_STORE_add_cert(v.store, F.root_x) != 1 ||
         X509_STORE_add_cert(v.store, F.batch_x) != 1)
         die("verify setup");
-    v.len = (size_t)n;
     bench_compare("device cert verify (server)", verify_ours, &v, "X509_verify_cert (no CRLs)",
                   verify_floor, &v);
-    OPENSSL_free(v.der);
     X509_STORE_free(v.store);
 }
 
@@ -1624,7 +1621,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static void usage(void)
 {
     (void)fprintf(stderr, "usage: bench_ota [--devices N] [--seconds S] [--inflight K] "
-                          "[--pool P] [--samples R] [--skip-hold]\n");
+                          "[--pool P] [--samples R] [--skip-hold] [--skip-scp03]\n");
     exit(2);
 }
 
@@ -1635,6 +1632,10 @@ static void parse(int argc, char **argv)
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--skip-hold") == 0) {
             O.skip_hold = true;
+            continue;
+        }
+        if (strcmp(a, "--skip-scp03") == 0) {
+            O.skip_scp03 = true;
             continue;
         }
         if (val == NULL)
@@ -1726,7 +1727,8 @@ int main(int argc, char **argv)
         phase_hold(&hold);
         server_stop(&hold);
     }
-    phase_scp03(&scp);
+    if (!O.skip_scp03)
+        phase_scp03(&scp);
     server_stop(&scp);
     phase_rotate(&ops, dir);
     server_stop(&ops);

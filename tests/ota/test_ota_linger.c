@@ -10,14 +10,12 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <event2/thread.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -55,31 +53,8 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     return n;
 }
 
-struct srv {
-    struct event_base *base;
-    struct tc_ota_server *s;
-    struct tc_ota_trust *t;
-    struct event *stop;
-    pthread_t th;
-    bool running;
-};
-
 static EVP_PKEY *key;
 static X509 *cert; /* self-signed: the server's, and the refused client's */
-
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)event_base_loopbreak(arg);
-}
-
-static void *loop(void *arg)
-{
-    struct srv *v = arg;
-    (void)event_base_dispatch(v->base);
-    return NULL;
-}
 
 static bool self_signed(void)
 {
@@ -97,40 +72,21 @@ static bool self_signed(void)
            X509_sign(cert, key, EVP_sha256()) > 0;
 }
 
-static bool srv_start(struct srv *v, struct ota_fx_pki *p)
+/* The server trusts p's root (and no batch): every client is refused. */
+static bool srv_start(struct ota_fx_server *v, struct tc_ota_trust **t, struct ota_fx_pki *p)
 {
-    memset(v, 0, sizeof *v);
     struct tc_buf crl;
     tc_buf_init_heap(&crl, 1u << 16);
     EXPECT_OK(tc_pki_crl_create(p->root_iss, 1, p->t0 + DAY, p->t0 + 400 * DAY, NULL, 0, &crl));
-    EXPECT_OK(tc_ota_trust_new(p->root.data, p->root.len, crl.data, crl.len, &v->t));
+    EXPECT_OK(tc_ota_trust_new(p->root.data, p->root.len, crl.data, crl.len, t));
     tc_buf_free(&crl);
-    EXPECT(evthread_use_pthreads() == 0);
-    v->base = event_base_new();
-    EXPECT(v->t != NULL && v->base != NULL);
-    if (v->t == NULL || v->base == NULL)
+    if (*t == NULL)
         return false;
+    /* The fixture stops the loop from this thread. */
+    EXPECT(evthread_use_pthreads() == 0);
     struct tc_ota_server_config cfg = {
-        .host = "127.0.0.1", .cert = cert, .key = key, .trust = v->t, .timeout_ms = 5000};
-    EXPECT_OK(tc_ota_server_new(v->base, &cfg, &v->s));
-    v->stop = event_new(v->base, -1, 0, stop_cb, v->base);
-    EXPECT(v->s != NULL && v->stop != NULL);
-    v->running = v->s != NULL && v->stop != NULL && pthread_create(&v->th, NULL, loop, v) == 0;
-    return v->running;
-}
-
-static void srv_stop(struct srv *v)
-{
-    if (v->running) {
-        event_active(v->stop, 0, 0);
-        EXPECT(pthread_join(v->th, NULL) == 0);
-    }
-    if (v->stop != NULL)
-        event_free(v->stop);
-    tc_ota_server_free(v->s);
-    if (v->base != NULL)
-        event_base_free(v->base);
-    tc_ota_trust_free(v->t);
+        .host = "127.0.0.1", .cert = cert, .key = key, .trust = *t, .timeout_ms = 5000};
+    return ota_fx_server_start(v, &cfg);
 }
 
 static int tcp_connect(uint16_t port)
@@ -166,19 +122,20 @@ static int wait_for(atomic_int *v, int want)
 static void test_spurious_eagain_keeps_lingering(void)
 {
     struct ota_fx_pki p;
-    struct srv v;
+    struct ota_fx_server v;
+    struct tc_ota_trust *t = NULL;
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
     int fd = -1;
     memset(&v, 0, sizeof v);
     EXPECT(ota_fx_pki_setup(&p, "B-LINGER", "8904903299"));
-    if (!self_signed() || !srv_start(&v, &p))
+    if (!self_signed() || !srv_start(&v, &t, &p))
         goto out;
     atomic_store(&inject_once, true);
     ctx = SSL_CTX_new(TLS_client_method());
     EXPECT(ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 &&
            SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1);
-    fd = tcp_connect(tc_ota_server_port(v.s));
+    fd = tcp_connect(v.port);
     EXPECT(fd >= 0);
     if (ctx == NULL || fd < 0 || (ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
         goto out;
@@ -204,7 +161,8 @@ out:
     SSL_CTX_free(ctx);
     if (fd >= 0)
         (void)close(fd);
-    srv_stop(&v);
+    ota_fx_server_stop(&v);
+    tc_ota_trust_free(t);
     ota_fx_pki_free(&p);
     X509_free(cert);
     EVP_PKEY_free(key);
