@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/thread.h>
+
 #include <trustchain/crypto.h>
 
 #include "harness.h"
@@ -527,6 +529,9 @@ static void *fx_loop(void *arg)
 bool ota_fx_server_start(struct ota_fx_server *v, const struct tc_ota_server_config *cfg)
 {
     memset(v, 0, sizeof *v);
+    /* Before the base exists: only then does event_active from the test's
+     * thread wake the loop (libevent locking and notification). */
+    EXPECT(evthread_use_pthreads() == 0);
     v->base = event_base_new();
     EXPECT(v->base != NULL);
     if (v->base == NULL)

@@ -169,9 +169,10 @@ struct ota_fx_server {
     uint16_t port;
 };
 
-/* tc_ota_server_new(cfg) on a new event base, then the loop thread. False
- * (and a failed expectation) when it cannot be; ota_fx_server_stop then
- * frees what was made. */
+/* libevent's pthread locking on (so that the stop wakes the loop from
+ * another thread), tc_ota_server_new(cfg) on a new event base, then the
+ * loop thread. False (and a failed expectation) when it cannot be;
+ * ota_fx_server_stop then frees what was made. */
 bool ota_fx_server_start(struct ota_fx_server *v, const struct tc_ota_server_config *cfg);
 /* Stops the loop (an active event: never lost, even before the loop has
  * started), joins the thread, frees the server and the base. The trust and
