@@ -123,43 +123,43 @@ static uint64_t append(struct tc_registry *r, const struct tc_audit_event *ev)
 static const uint8_t cert_der[] = {0x30, 0x03, 0x02, 0x01, 0x07}; /* stands for a DER cert */
 
 /* The whole line for device n from time t: 8 events, ending provisioned. */
+static void line_events(unsigned n, const char *batch, uint64_t t, const uint8_t cert_sha[32],
+                        struct tc_audit_event ev[8])
+{
+    line_event(&ev[0], TC_AUDIT_CARD_RECEIVED, n, batch, t + 0);
+    ev[0].fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_KVN;
+    ev[0].lifecycle = 0x07;
+    ev[0].kvn = 0x01;
+    line_event(&ev[1], TC_AUDIT_KEYS_DERIVED, n, batch, t + 10);
+    keys(&ev[1], 0x30, 0xA0);
+    line_event(&ev[2], TC_AUDIT_KEYS_INJECTED, n, batch, t + 20);
+    keys(&ev[2], 0x30, 0xA0);
+    ev[2].fields |= TC_AUDIT_HAS_PREV_KVN;
+    ev[2].prev_kvn = 0x01;
+    line_event(&ev[3], TC_AUDIT_INJECTION_CONFIRMED, n, batch, t + 30);
+    keys(&ev[3], 0x30, 0xA0);
+    line_event(&ev[4], TC_AUDIT_KEYPAIR_GENERATED, n, batch, t + 40);
+    ev[4].fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+    memset(ev[4].pubkey_sha256, 0x5A, 32);
+    line_event(&ev[5], TC_AUDIT_CERT_ISSUED, n, batch, t + 50);
+    ev[5].fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+    memset(ev[5].pubkey_sha256, 0x5A, 32);
+    cert(&ev[5], (uint8_t)(n % 100 + 1), cert_sha);
+    line_event(&ev[6], TC_AUDIT_CERT_STORED, n, batch, t + 60);
+    cert(&ev[6], (uint8_t)(n % 100 + 1), cert_sha);
+    line_event(&ev[7], TC_AUDIT_LIFECYCLE_CHANGED, n, batch, t + 70);
+    ev[7].fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev[7].lifecycle = 0x0F;
+    ev[7].prev_lifecycle = 0x07;
+}
+
 static void provision(struct tc_registry *r, unsigned n, const char *batch, uint64_t t,
                       const uint8_t cert_sha[32])
 {
-    struct tc_audit_event ev;
-    line_event(&ev, TC_AUDIT_CARD_RECEIVED, n, batch, t + 0);
-    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_KVN;
-    ev.lifecycle = 0x07;
-    ev.kvn = 0x01;
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_KEYS_DERIVED, n, batch, t + 10);
-    keys(&ev, 0x30, 0xA0);
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_KEYS_INJECTED, n, batch, t + 20);
-    keys(&ev, 0x30, 0xA0);
-    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
-    ev.prev_kvn = 0x01;
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_INJECTION_CONFIRMED, n, batch, t + 30);
-    keys(&ev, 0x30, 0xA0);
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_KEYPAIR_GENERATED, n, batch, t + 40);
-    ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
-    memset(ev.pubkey_sha256, 0x5A, 32);
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_CERT_ISSUED, n, batch, t + 50);
-    ev.fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
-    memset(ev.pubkey_sha256, 0x5A, 32);
-    cert(&ev, (uint8_t)(n % 100 + 1), cert_sha);
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_CERT_STORED, n, batch, t + 60);
-    cert(&ev, (uint8_t)(n % 100 + 1), cert_sha);
-    (void)append(r, &ev);
-    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, n, batch, t + 70);
-    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-    ev.lifecycle = 0x0F;
-    ev.prev_lifecycle = 0x07;
-    (void)append(r, &ev);
+    struct tc_audit_event ev[8];
+    line_events(n, batch, t, cert_sha, ev);
+    for (unsigned i = 0; i < 8; i++)
+        (void)append(r, &ev[i]);
 }
 
 static void checkpoint(struct tc_registry *r)
@@ -620,6 +620,169 @@ static void test_concurrent_appends(void)
     rmtree(w.dir);
 }
 
+/* ------------------------------------------------------------ batched projection */
+
+enum { BP_DEVS = 12, BP_MAX = BP_DEVS * 8 + 8 };
+
+/* A log with several devices, batches and stations interleaved (so one
+ * append carries several events of several devices), a batch revocation
+ * in the middle, a revocation, a rotation, a lock and a rejection. */
+static size_t batch_log(uint8_t (*enc)[TC_AUDIT_EVENT_MAX], size_t *lens)
+{
+    static struct tc_audit_event line[BP_DEVS][8];
+    uint8_t sha[32];
+    memset(sha, 0xC5, sizeof sha);
+    for (unsigned d = 0; d < BP_DEVS; d++)
+        line_events(d, d % 3 == 0 ? "BP-1" : "BP-2", 1000 * d, sha, line[d]);
+    size_t n = 0;
+    for (unsigned step = 0; step < 8; step++) {
+        for (unsigned d = 0; d < BP_DEVS; d++) {
+            struct tc_audit_event ev = line[d][step];
+            if (d == 5 && step == 7) { /* rejected at the last step */
+                line_event(&ev, TC_AUDIT_DEVICE_REJECTED, d, "BP-2", 1000 * d + 75);
+                ev.fields |= TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP;
+                ev.reason = 7;
+                ev.step = 7;
+            }
+            EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
+            n++;
+        }
+        if (step == 4) {
+            struct tc_audit_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.type = TC_AUDIT_BATCH_REVOKED;
+            ev.time_ms = T0 + 50000;
+            ev.fields = TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON;
+            (void)snprintf(ev.batch, sizeof ev.batch, "BP-1");
+            (void)snprintf(ev.actor, sizeof ev.actor, "op:ca");
+            ev.reason = 2;
+            EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
+            n++;
+        }
+    }
+    struct tc_audit_event ev;
+    line_event(&ev, TC_AUDIT_KEYS_ROTATED, 1, "BP-2", 90000);
+    keys(&ev, 0x31, 0x10);
+    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
+    ev.prev_kvn = 0x30;
+    EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
+    n++;
+    line_event(&ev, TC_AUDIT_CERT_REVOKED, 2, "BP-2", 90010);
+    cert(&ev, 3, sha);
+    ev.fields |= TC_AUDIT_HAS_REASON;
+    ev.fields &= ~(uint32_t)TC_AUDIT_HAS_CERT_SHA256;
+    ev.reason = 1;
+    EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
+    n++;
+    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 4, "BP-2", 90020);
+    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev.lifecycle = 0x7F;
+    ev.prev_lifecycle = 0x0F;
+    EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
+    n++;
+    EXPECT(n <= BP_MAX);
+    return n;
+}
+
+/* Each append is projected as one batch (devices folded in memory and
+ * written once, counters once per batch and station): the result equals
+ * one event per append and the per-event replay of tc_registry_check, for
+ * appends of every size from 1 to the whole log. */
+static void test_batched_projection(void)
+{
+    static uint8_t enc[BP_MAX][TC_AUDIT_EVENT_MAX];
+    size_t lens[BP_MAX];
+    const uint8_t *ptr[BP_MAX];
+    size_t n = batch_log(enc, lens);
+    for (size_t i = 0; i < n; i++)
+        ptr[i] = enc[i];
+    uint8_t want[32], got[32];
+    static const size_t chunks[] = {1, 2, 3, 5, 7, 13, 40, BP_MAX};
+    for (size_t c = 0; c < TC_ARRAY_LEN(chunks); c++) {
+        struct ws w;
+        if (!ws_new(&w))
+            return;
+        struct tc_registry *r = reg_open(w.db);
+        if (r == NULL)
+            return;
+        for (size_t i = 0; i < n; i += chunks[c]) {
+            size_t k = n - i < chunks[c] ? n - i : chunks[c];
+            uint64_t first = UINT64_MAX;
+            EXPECT_OK(tc_registry_append_encoded(r, ptr + i, lens + i, k, &first));
+            EXPECT_EQ_U(first, i);
+        }
+        EXPECT_OK(tc_registry_check(r, NULL, NULL));
+        EXPECT_OK(tc_registry_dump_hash(r, got));
+        if (c == 0)
+            memcpy(want, got, sizeof want);
+        else
+            EXPECT_MEM(got, sizeof got, want, sizeof want);
+        struct tc_registry_device d;
+        uint8_t eid[16];
+        eid_of(5, eid);
+        EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+        EXPECT_EQ_U(d.state, TC_REG_REJECTED);
+        eid_of(4, eid);
+        EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+        EXPECT_EQ_U(d.state, TC_REG_LOCKED);
+        struct tc_registry_batch b;
+        EXPECT_OK(tc_registry_batch_get(r, "BP-1", &b));
+        EXPECT(b.revoked);
+        EXPECT_EQ_U(b.events, 4 * 8 + 1);
+        tc_registry_close(r);
+        rmtree(w.dir);
+    }
+}
+
+/* A batch whose projection ran but whose transaction then failed (the tree
+ * head refused by a trigger) leaves nothing behind: the device rows the
+ * hook wrote for it are not used by the next batch, which starts at the
+ * same index. */
+static void test_batch_rolled_back_after_projection(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    uint8_t sha[32];
+    memset(sha, 0x11, sizeof sha);
+    provision(r, 3, "B-rb", 0, sha);
+    sqlite3 *db = NULL;
+    EXPECT(sqlite3_open(w.db, &db) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db,
+                        "CREATE TRIGGER refuse BEFORE UPDATE ON audit_tree WHEN new.size = 9"
+                        " BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                        NULL, NULL, NULL) == SQLITE_OK);
+    struct tc_audit_event ev;
+    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 3, "B-rb", 500);
+    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev.lifecycle = 0xFF; /* terminated: would decommission the device */
+    ev.prev_lifecycle = 0x0F;
+    uint64_t idx = 0;
+    EXPECT_ERR(tc_registry_append(r, &ev, &idx), TC_ERR_DB);
+    EXPECT(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 8);
+    line_event(&ev, TC_AUDIT_KEYS_ROTATED, 3, "B-rb", 600);
+    keys(&ev, 0x31, 0x40);
+    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
+    ev.prev_kvn = 0x30;
+    EXPECT_EQ_U(append(r, &ev), 8);
+    struct tc_registry_device d;
+    uint8_t eid[16];
+    eid_of(3, eid);
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
+    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    EXPECT_EQ_U(d.lifecycle, 0x0F);
+    EXPECT_EQ_U(d.kvn, 0x31);
+    EXPECT_EQ_U(d.events, 9);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
 /* ------------------------------------------------------------ certificates in the append */
 
 /* Encodes a certificate-issued event for device n naming SHA-256(der). */
@@ -1006,6 +1169,8 @@ static const struct tc_test_case cases[] = {
     {"reject, revoke, lock, rotate, batch revoke, lists", test_reject_revoke_lock_list},
     {"rebuild byte for byte", test_rebuild_byte_for_byte},
     {"concurrent appends", test_concurrent_appends},
+    {"each append projected as one batch", test_batched_projection},
+    {"a batch rolled back after its projection", test_batch_rolled_back_after_projection},
     {"certificates stored by the append that names them", test_append_certs},
     {"tampering in the database is detected", test_tampering},
     {"reader refuses appends; bad origins", test_reader_refuses_appends},
