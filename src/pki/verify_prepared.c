@@ -7,6 +7,7 @@
  * prepared CRLs, the batch fence). Immutable once built: verifications may
  * run concurrently from many threads.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,119 @@ static int prepared_check_crl(X509_STORE_CTX *ctx, X509_CRL *crl)
     return X509_STORE_CTX_get_verify_cb(ctx)(0, ctx);
 }
 
+/* The verifier behind a store (for prepared_verify). */
+static int store_idx = -1;
+static pthread_once_t store_idx_once = PTHREAD_ONCE_INIT;
+
+static void store_idx_init(void)
+{
+    store_idx = X509_STORE_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* OpenSSL's verify_cb_cert: the error at (cert, depth), the callback's say. */
+static int verify_fail(X509_STORE_CTX *ctx, X509 *x, int depth, int err)
+{
+    X509_STORE_CTX_set_error_depth(ctx, depth);
+    X509_STORE_CTX_set_current_cert(ctx, x);
+    X509_STORE_CTX_set_error(ctx, err);
+    return X509_STORE_CTX_get_verify_cb(ctx)(0, ctx);
+}
+
+/* RFC 5280 §6.1.3 (a)(2): notBefore <= time <= notAfter, with OpenSSL's
+ * error codes (ossl_x509_check_cert_time). */
+static int cert_time_ok(X509_STORE_CTX *ctx, X509 *x, int depth)
+{
+    const X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
+    unsigned long flags = X509_VERIFY_PARAM_get_flags(vp);
+    time_t at = X509_VERIFY_PARAM_get_time(vp);
+    time_t *pt = (flags & X509_V_FLAG_USE_CHECK_TIME) != 0 ? &at : NULL;
+    if (pt == NULL && (flags & X509_V_FLAG_NO_CHECK_TIME) != 0)
+        return 1;
+    int c = X509_cmp_time(X509_get0_notBefore(x), pt);
+    if (c == 0 && !verify_fail(ctx, x, depth, X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD))
+        return 0;
+    if (c > 0 && !verify_fail(ctx, x, depth, X509_V_ERR_CERT_NOT_YET_VALID))
+        return 0;
+    c = X509_cmp_time(X509_get0_notAfter(x), pt);
+    if (c == 0 && !verify_fail(ctx, x, depth, X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD))
+        return 0;
+    if (c < 0 && !verify_fail(ctx, x, depth, X509_V_ERR_CERT_HAS_EXPIRED))
+        return 0;
+    return 1;
+}
+
+/* A batch CA of the verifier issued by its root, whose signature
+ * tc_pki_verifier_add_batch verified on these very objects. */
+static bool prepared_pair(const struct tc_pki_verifier *v, const X509 *xs, const X509 *xi)
+{
+    if (v == NULL || xi != v->root)
+        return false;
+    for (size_t i = 0; i < v->nbatches; i++)
+        if (v->batches[i].ca == xs)
+            return true;
+    return false;
+}
+
+/*
+ * OpenSSL's signature-and-time step of path validation (internal_verify;
+ * RFC 5280 §6.1.3 (a)(1), (a)(2)) for the verifier's store, from the trust
+ * anchor down: each certificate's signature verified with its issuer's key
+ * (whose keyUsage must allow keyCertSign, §4.2.1.3), each one's validity
+ * period checked against the verification time. The one signature not
+ * verified again is a prepared batch CA's by the root: checked once, when
+ * the batch was added, on the same immutable objects the chain holds. The
+ * device's signature is verified at every call. Building the chain,
+ * revocation, name constraints and policy stay OpenSSL's, in its order.
+ */
+static int prepared_verify(X509_STORE_CTX *ctx)
+{
+    STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+    const struct tc_pki_verifier *v =
+        X509_STORE_get_ex_data(X509_STORE_CTX_get0_store(ctx), store_idx);
+    int n = sk_X509_num(chain) - 1;
+    if (n < 0)
+        return 0;
+    X509 *xi = sk_X509_value(chain, n), *xs = xi;
+    X509_STORE_CTX_set_error_depth(ctx, n);
+    /* The top is the trust anchor: self-issued (no signature check, as
+     * OpenSSL without X509_V_FLAG_CHECK_SS_SIGNATURE) or, with a partial
+     * chain, taken as it is; otherwise its issuer is missing. */
+    unsigned long flags = X509_VERIFY_PARAM_get_flags(X509_STORE_CTX_get0_param(ctx));
+    if (X509_NAME_cmp(X509_get_subject_name(xi), X509_get_issuer_name(xi)) != 0 &&
+        (flags & X509_V_FLAG_PARTIAL_CHAIN) == 0) {
+        if (n == 0)
+            return verify_fail(ctx, xi, 0, X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE);
+        n--;
+        xs = sk_X509_value(chain, n);
+    }
+    while (n >= 0) {
+        if (xs != xi && !prepared_pair(v, xs, xi)) {
+            EVP_PKEY *k = X509_get0_pubkey(xi);
+            if ((X509_get_key_usage(xi) & KU_KEY_CERT_SIGN) == 0 &&
+                !verify_fail(ctx, xi, n + 1, X509_V_ERR_KEYUSAGE_NO_CERTSIGN))
+                return 0;
+            if (k == NULL) {
+                if (!verify_fail(ctx, xi, n + 1, X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY))
+                    return 0;
+            } else if (X509_verify(xs, k) <= 0 &&
+                       !verify_fail(ctx, xs, n, X509_V_ERR_CERT_SIGNATURE_FAILURE)) {
+                return 0;
+            }
+        }
+        if (!cert_time_ok(ctx, xs, n))
+            return 0;
+        X509_STORE_CTX_set_current_cert(ctx, xs);
+        X509_STORE_CTX_set_error_depth(ctx, n);
+        if (!X509_STORE_CTX_get_verify_cb(ctx)(1, ctx))
+            return 0;
+        if (--n >= 0) {
+            xi = xs;
+            xs = sk_X509_value(chain, n);
+        }
+    }
+    return 1;
+}
+
 tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
                            size_t root_crl_len, struct tc_pki_verifier **out)
 {
@@ -120,6 +234,10 @@ tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *
     TC_CHECK_MSG(v->store != NULL, TC_ERR_NOMEM, "X509_STORE");
     TC_TRY_OSSL(X509_STORE_add_cert(v->store, v->root));
     X509_STORE_set_check_crl(v->store, prepared_check_crl);
+    TC_CHECK_MSG(pthread_once(&store_idx_once, store_idx_init) == 0 && store_idx >= 0,
+                 TC_ERR_CRYPTO, "X509_STORE ex_data index");
+    TC_TRY_OSSL(X509_STORE_set_ex_data(v->store, store_idx, v));
+    X509_STORE_set_verify(v->store, prepared_verify);
     *out = v;
     v = NULL;
     ret = TC_OK;

@@ -2,8 +2,9 @@
  * tc_ota_trust_verify_x509 (the server's handshake check on libssl's parsed
  * peer certificate) against tc_ota_trust_verify on the DER: the same
  * verdict, the same reason and the same device info for a good device, a
- * revoked device, a revoked batch, a device of an unknown batch, a CA
- * certificate presented as a device and a certificate outside the profile.
+ * revoked device, a revoked batch, a device of an unknown batch, a device
+ * certificate whose signature does not verify, a CA certificate presented
+ * as a device and a certificate outside the profile.
  */
 #include <stdio.h>
 #include <string.h>
@@ -146,6 +147,12 @@ static void test_good_revoked_unknown(void)
         same(t, &good, TC_OK, NULL);
         same(t, &bad, TC_ERR_VERIFY, "revoked");
         same(t, &foreign, TC_ERR_VERIFY, "unknown batch");
+        /* The device's signature is checked at every verification: the
+         * last byte of its ECDSA s flipped (still DER) is refused. */
+        good.data[good.len - 1] ^= 0x01;
+        same(t, &good, TC_ERR_VERIFY, "device certificate: certificate signature failure");
+        good.data[good.len - 1] ^= 0x01;
+        same(t, &good, TC_OK, NULL);
         /* A CA certificate is not a device certificate. */
         same(t, &P.batch, TC_ERR_VERIFY, "not a device certificate");
     }
