@@ -68,11 +68,50 @@ static tc_err mkdirs(char *path)
     return TC_OK;
 }
 
-static tc_err write_file(const char *dir, const char *rel, const uint8_t *data, size_t len)
+/* Whether the file at path holds exactly data (false on any doubt). */
+static bool same_file(const char *path, const uint8_t *data, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool same = false;
+    uint8_t *buf = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+        (uint64_t)st.st_size != len || (buf = malloc(len ? len : 1)) == NULL)
+        goto out;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t r = read(fd, buf + off, len - off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            goto out;
+        off += (size_t)r;
+    }
+    same = memcmp(buf, data, len) == 0;
+out:
+    free(buf);
+    close(fd);
+    return same;
+}
+
+/*
+ * tlog-tiles: a full tile (and a full entry bundle) never changes once the
+ * tree has its leaves, so a re-export leaves one that already holds exactly
+ * these bytes alone (no write, same modification time for caches and
+ * mirrors) and writes only new, partial or differing files. The bytes are
+ * always recomputed and compared: a directory exported from another log is
+ * overwritten, not trusted.
+ */
+static tc_err write_file(const char *dir, const char *rel, const uint8_t *data, size_t len,
+                         bool immutable)
 {
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/%s", dir, rel);
     TC_ENSURE(n > 0 && (size_t)n < sizeof path, TC_ERR_ARG);
+    if (immutable && same_file(path, data, len))
+        return TC_OK;
     TC_GUARD(mkdirs(path));
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     TC_ENSURE_MSG(fd >= 0, TC_ERR_IO, "cannot create %s", path);
@@ -108,7 +147,8 @@ static tc_err export_hash_tiles(const struct tc_merkle_tree *t, uint64_t size, c
                 TC_GUARD(tc_merkle_node(t, level, n * TILE_WIDTH + i,
                                         tile + (size_t)i * TC_AUDIT_HASH_LEN));
             TC_GUARD(tc_audit_tile_path(L, n, width, rel, sizeof rel));
-            TC_GUARD(write_file(dir, rel, tile, (size_t)width * TC_AUDIT_HASH_LEN));
+            TC_GUARD(
+                write_file(dir, rel, tile, (size_t)width * TC_AUDIT_HASH_LEN, width == TILE_WIDTH));
         }
     }
     return TC_OK;
@@ -136,7 +176,7 @@ static tc_err export_entries(struct tc_audit_store *s, uint64_t size, const char
             len += 2 + el;
         }
         TC_TRY(tc_audit_tile_path(TC_TILE_ENTRIES, n, width, rel, sizeof rel));
-        TC_TRY(write_file(dir, rel, bundle, len));
+        TC_TRY(write_file(dir, rel, bundle, len, width == TILE_WIDTH));
     }
     ret = TC_OK;
 out:
@@ -170,7 +210,7 @@ tc_err tc_audit_export_tiles(struct tc_audit_log *log, const char *dir)
     TC_TRY(export_hash_tiles(t, cp.size, dir));
     TC_TRY(export_entries(s, cp.size, dir));
     /* The checkpoint last: a reader that sees it finds every tile. */
-    TC_TRY(write_file(dir, "checkpoint", note, note_len));
+    TC_TRY(write_file(dir, "checkpoint", note, note_len, false));
     ret = TC_OK;
 out:
     if (t)

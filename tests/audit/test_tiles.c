@@ -1,5 +1,8 @@
 #include "audit_testutil.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #define H     TC_AUDIT_HASH_LEN
 #define N     66000u
 #define WIDTH 256u
@@ -188,9 +191,97 @@ static void test_export(void)
     test_rmtree(dir);
 }
 
+static void set_mtime_zero(const char *dir, const char *rel)
+{
+    char p[512];
+    (void)snprintf(p, sizeof p, "%s/%s", dir, rel);
+    const struct timespec ts[2] = {{0, 0}, {0, 0}};
+    EXPECT(utimensat(AT_FDCWD, p, ts, 0) == 0);
+}
+
+static bool mtime_zero(const char *dir, const char *rel)
+{
+    char p[512];
+    struct stat st;
+    (void)snprintf(p, sizeof p, "%s/%s", dir, rel);
+    return stat(p, &st) == 0 && st.st_mtim.tv_sec == 0;
+}
+
+/* A re-export writes only new, partial or differing files: full tiles and
+ * bundles already holding the right bytes are left alone; a full tile with
+ * other bytes (a directory from another log, damage) is rewritten. */
+static void test_reexport(void)
+{
+    char dir[64], db[128], out[128];
+    if (!test_tmpdir(dir))
+        return;
+    (void)snprintf(db, sizeof db, "%s/log.db", dir);
+    (void)snprintf(out, sizeof out, "%s/tiles", dir);
+    struct tc_audit_log *log = test_open_log(db);
+    if (!log)
+        return;
+    struct tc_signer signer;
+    EXPECT_OK(tc_signer_soft_generate(TC_SIG_ED25519, &signer));
+    static uint8_t evs[600][TC_AUDIT_EVENT_MAX];
+    static size_t lens[600];
+    static const uint8_t *ptrs[600];
+    for (unsigned j = 0; j < 600; j++) {
+        lens[j] = test_event(evs[j], 4, j, j);
+        ptrs[j] = evs[j];
+    }
+    uint8_t note[TC_NOTE_MAX];
+    size_t nl = 0;
+    EXPECT_OK(tc_audit_log_append(log, ptrs, lens, 520, NULL));
+    EXPECT_OK(tc_audit_log_checkpoint(log, &signer, note, sizeof note, &nl));
+    EXPECT_OK(tc_audit_export_tiles(log, out));
+    const char *full[] = {"tile/0/000", "tile/0/001", "tile/entries/000", "tile/entries/001"};
+    for (size_t i = 0; i < TC_ARRAY_LEN(full); i++)
+        set_mtime_zero(out, full[i]);
+    set_mtime_zero(out, "tile/0/002.p/8");
+    set_mtime_zero(out, "checkpoint");
+    /* Damage one full tile (same size). */
+    size_t len = 0;
+    uint8_t *good = read_all(out, "tile/0/001", &len);
+    EXPECT_EQ_U(len, WIDTH * H);
+    if (good != NULL) {
+        char p[512];
+        (void)snprintf(p, sizeof p, "%s/tile/0/001", out);
+        FILE *f = fopen(p, "r+b");
+        EXPECT(f != NULL);
+        if (f != NULL) {
+            EXPECT(fseek(f, 100, SEEK_SET) == 0);
+            EXPECT(fputc(good[100] ^ 0x01, f) != EOF);
+            fclose(f);
+        }
+        set_mtime_zero(out, "tile/0/001");
+    }
+    EXPECT_OK(tc_audit_log_append(log, ptrs + 520, lens + 520, 80, NULL));
+    EXPECT_OK(tc_audit_log_checkpoint(log, &signer, note, sizeof note, &nl));
+    EXPECT_OK(tc_audit_export_tiles(log, out));
+    tc_audit_log_close(log);
+    EXPECT(mtime_zero(out, "tile/0/000"));
+    EXPECT(mtime_zero(out, "tile/entries/000"));
+    EXPECT(mtime_zero(out, "tile/entries/001"));
+    EXPECT(!mtime_zero(out, "tile/0/001")); /* rewritten: it was damaged */
+    uint8_t *back = read_all(out, "tile/0/001", &len);
+    if (good != NULL && back != NULL)
+        EXPECT_MEM(back, len, good, (size_t)WIDTH * H);
+    EXPECT(!mtime_zero(out, "checkpoint"));
+    EXPECT(exists(out, "tile/0/002.p/88"));
+    EXPECT(!exists(out, "tile/0/003"));
+    uint8_t *cpf = read_all(out, "checkpoint", &len);
+    EXPECT_MEM(cpf, len, note, nl);
+    free(cpf);
+    free(good);
+    free(back);
+    tc_signer_soft_free(&signer);
+    test_rmtree(dir);
+}
+
 static const struct tc_test_case cases[] = {
     {"tile paths", test_tile_paths},
     {"export reproduces the signed root", test_export},
+    {"re-export writes only what changed", test_reexport},
 };
 
 TC_TEST_MAIN("audit-tiles", cases)
