@@ -9,14 +9,16 @@
  * answer EAGAIN once to the drain, then to watch it reach the client's EOF.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/thread.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -89,22 +91,6 @@ static bool srv_start(struct ota_fx_server *v, struct tc_ota_trust **t, struct o
     return ota_fx_server_start(v, &cfg);
 }
 
-static int tcp_connect(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {.tv_sec = 5};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        (void)close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Waits (bounded, 3 s) until *v >= want. */
 static int wait_for(atomic_int *v, int want)
 {
@@ -135,10 +121,18 @@ static void test_spurious_eagain_keeps_lingering(void)
     ctx = SSL_CTX_new(TLS_client_method());
     EXPECT(ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 &&
            SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1);
-    fd = tcp_connect(v.port);
-    EXPECT(fd >= 0);
-    if (ctx == NULL || fd < 0 || (ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
+    char host[32];
+    (void)snprintf(host, sizeof host, "127.0.0.1:%u", (unsigned)v.port);
+    BIO *b = BIO_new_connect(host);
+    EXPECT(b != NULL && BIO_do_connect(b) == 1);
+    fd = b != NULL ? (int)BIO_get_fd(b, NULL) : -1;
+    if (ctx == NULL || fd < 0 || (ssl = SSL_new(ctx)) == NULL) {
+        BIO_free(b);
         goto out;
+    }
+    SSL_set_bio(ssl, b, b);            /* the SSL owns the connection now */
+    struct timeval tv = {.tv_sec = 5}; /* a failing server cannot hang the test */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     /* TLS 1.3: the client's handshake is over before the server's verdict. */
     EXPECT(SSL_connect(ssl) == 1);
     static const char req[] = "GET /ota/v1/identity HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -157,10 +151,8 @@ static void test_spurious_eagain_keeps_lingering(void)
     EXPECT_EQ_U(wait_for(&drain_eof, 1), 1);
     EXPECT(atomic_load(&drain_calls) >= 2);
 out:
-    SSL_free(ssl);
+    SSL_free(ssl); /* closes the socket */
     SSL_CTX_free(ctx);
-    if (fd >= 0)
-        (void)close(fd);
     ota_fx_server_stop(&v);
     tc_ota_trust_free(t);
     ota_fx_pki_free(&p);
