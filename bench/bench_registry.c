@@ -9,6 +9,13 @@
  *     event by index;
  *   - bytes per event on disk (events, leaf hashes, tree head and the whole
  *     projection), beside the canonical event size.
+ *   - CPU per durable append as the station makes them (a device's 8 line
+ *     events in 4 appends of 2, one thread, registry.db on disk): events,
+ *     leaf hashes, tree head and projection in one fsynced transaction,
+ *     beside the floor of the same transactions in raw SQLite (the events
+ *     inserted into a bare table, BEGIN/COMMIT, synchronous=FULL WAL). CPU
+ *     time, not wall time: the fsync waits are the disk's, the CPU is what
+ *     bounds a station on 2 cores. TC_BENCH_APPEND_DEVICES (default 200).
  * The log is generated straight into the database in one transaction (events,
  * leaf hashes, projection rows through the registry's own projection code,
  * tree head), not through group-committed appends (bench_audit measures
@@ -19,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -240,6 +248,128 @@ static int op_point(void *arg)
     return rc == SQLITE_ROW ? 0 : 1;
 }
 
+/* ------------------------------------------------------------ append CPU */
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The station's appends for devices [first, first + count): 4 x 2 events. */
+static double append_registry(const char *path, uint64_t first, uint64_t count)
+{
+    struct tc_registry *r = NULL;
+    if (tc_registry_open(path, NULL, &r) != TC_OK)
+        die("open registry");
+    double c0 = cpu_now();
+    for (uint64_t dev = first; dev < first + count; dev++)
+        for (unsigned k = 0; k < 8; k += 2) {
+            uint8_t enc[2][TC_AUDIT_EVENT_MAX];
+            size_t lens[2];
+            const uint8_t *ptr[2] = {enc[0], enc[1]};
+            for (unsigned j = 0; j < 2; j++)
+                lens[j] = make_event(enc[j], dev, k + j, T0 + dev * 100 + k + j);
+            if (tc_registry_append_encoded(r, ptr, lens, 2, NULL) != TC_OK)
+                die("append");
+        }
+    double cpu = cpu_now() - c0;
+    tc_registry_close(r);
+    return cpu / (double)(count * 4);
+}
+
+/* The floor: the same transactions with only the events, in raw SQLite. */
+static double append_floor(const char *path, uint64_t first, uint64_t count)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        reg_exec(db,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                 "CREATE TABLE IF NOT EXISTS ev(idx INTEGER PRIMARY KEY, event BLOB)") != TC_OK ||
+        reg_prep(db, "INSERT INTO ev(idx, event) VALUES(?1, ?2)", &ins) != TC_OK ||
+        reg_prep(db, "BEGIN IMMEDIATE", &begin) != TC_OK ||
+        reg_prep(db, "COMMIT", &commit) != TC_OK)
+        die("floor database");
+    double c0 = cpu_now();
+    for (uint64_t dev = first; dev < first + count; dev++)
+        for (unsigned k = 0; k < 8; k += 2) {
+            bool ok = sqlite3_step(begin) == SQLITE_DONE;
+            sqlite3_reset(begin);
+            for (unsigned j = 0; j < 2; j++) {
+                uint8_t enc[TC_AUDIT_EVENT_MAX];
+                size_t len = make_event(enc, dev, k + j, T0 + dev * 100 + k + j);
+                sqlite3_bind_int64(ins, 1, (sqlite3_int64)(dev * 8 + k + j));
+                sqlite3_bind_blob(ins, 2, enc, (int)len, SQLITE_STATIC);
+                ok = ok && sqlite3_step(ins) == SQLITE_DONE;
+                sqlite3_reset(ins);
+            }
+            ok = ok && sqlite3_step(commit) == SQLITE_DONE;
+            sqlite3_reset(commit);
+            if (!ok)
+                die("floor append");
+        }
+    double cpu = cpu_now() - c0;
+    sqlite3_finalize(ins);
+    sqlite3_finalize(begin);
+    sqlite3_finalize(commit);
+    sqlite3_close(db);
+    return cpu / (double)(count * 4);
+}
+
+static void remove_db(const char *path)
+{
+    char p[4200];
+    (void)unlink(path);
+    (void)snprintf(p, sizeof p, "%s-wal", path);
+    (void)unlink(p);
+    (void)snprintf(p, sizeof p, "%s-shm", path);
+    (void)unlink(p);
+}
+
+static void sort_d(double *v, unsigned n)
+{
+    for (unsigned a = 0; a < n; a++)
+        for (unsigned b = a + 1; b < n; b++)
+            if (v[b] < v[a]) {
+                double t = v[a];
+                v[a] = v[b];
+                v[b] = t;
+            }
+}
+
+static void bench_appends(const char *dir)
+{
+    uint64_t count = 200;
+    const char *env = getenv("TC_BENCH_APPEND_DEVICES");
+    if (env != NULL && (tc_parse_uint(env, 1000000, &count) != TC_OK || count == 0)) {
+        fprintf(stderr, "bench_registry: TC_BENCH_APPEND_DEVICES must be 1..1000000\n");
+        exit(1);
+    }
+    char reg[4096], raw[4096];
+    (void)snprintf(reg, sizeof reg, "%s/bench-registry-appends.db", dir);
+    (void)snprintf(raw, sizeof raw, "%s/bench-registry-floor.db", dir);
+    remove_db(reg);
+    remove_db(raw);
+    enum { RUNS = 3 };
+    double ours[RUNS], floor[RUNS];
+    /* Interleaved, each run continuing the same databases. */
+    for (unsigned i = 0; i < RUNS; i++) {
+        ours[i] = append_registry(reg, i * count, count);
+        floor[i] = append_floor(raw, i * count, count);
+    }
+    sort_d(ours, RUNS);
+    sort_d(floor, RUNS);
+    printf("%-44s %7.1f us CPU | floor raw SQLite, same txns %7.1f us CPU | %5.2fx floor\n",
+           "durable append, 2 events (station-like)", ours[RUNS / 2] * 1e6, floor[RUNS / 2] * 1e6,
+           ours[RUNS / 2] / floor[RUNS / 2]);
+    printf("    (%llu devices x 4 appends per run, median of %d runs; per device: %.0f us CPU)\n",
+           (unsigned long long)count, RUNS, ours[RUNS / 2] * 4e6);
+    remove_db(reg);
+    remove_db(raw);
+}
+
 int main(void)
 {
     bench_init("bench_registry");
@@ -260,6 +390,8 @@ int main(void)
     (void)unlink(path);
     (void)unlink(wal);
     (void)unlink(shm);
+
+    bench_appends(dir);
 
     uint64_t event_bytes = 0;
     generate(path, n, &event_bytes);
