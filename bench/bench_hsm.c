@@ -86,7 +86,7 @@ static int floor_diversify(void *arg)
     CK_ATTRIBUTE tmpl[] = {
         {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
         {CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &f, sizeof f},
-        {CKA_SENSITIVE, &t, sizeof t},
+        {CKA_PRIVATE, &f, sizeof f},       {CKA_SENSITIVE, &t, sizeof t},
     };
     uint8_t data[16] = {1};
     CK_KEY_DERIVATION_STRING_DATA p = {data, sizeof data};
@@ -96,7 +96,8 @@ static int floor_diversify(void *arg)
     for (int i = 0; i < 3; i++) {
         CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
         data[0] = (uint8_t)(i + 1);
-        if (H->f->C_DeriveKey(s, &m, master, tmpl, TC_ARRAY_LEN(tmpl), &o) != CKR_OK ||
+        if (H->f->C_DeriveKey(s, &m, tc_hsm_work_obj(H, master), tmpl, TC_ARRAY_LEN(tmpl), &o) !=
+                CKR_OK ||
             H->f->C_DestroyObject(s, o) != CKR_OK)
             rc = 1;
     }
@@ -128,7 +129,8 @@ static CK_RV raw_block(CK_SESSION_HANDLE s, uint8_t type, uint8_t out[32], CK_UL
     CK_ATTRIBUTE tmpl[] = {
         {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &kt, sizeof kt},
         {CKA_VALUE_LEN, &len, sizeof len}, {CKA_TOKEN, &f, sizeof f},
-        {CKA_SENSITIVE, &t, sizeof t},     {CKA_EXTRACTABLE, &t, sizeof t},
+        {CKA_PRIVATE, &f, sizeof f},       {CKA_SENSITIVE, &t, sizeof t},
+        {CKA_EXTRACTABLE, &t, sizeof t},
     };
     uint8_t data[16] = {type};
     CK_KEY_DERIVATION_STRING_DATA p = {data, sizeof data};
@@ -136,10 +138,10 @@ static CK_RV raw_block(CK_SESSION_HANDLE s, uint8_t type, uint8_t out[32], CK_UL
     uint8_t iv[16] = {0};
     CK_MECHANISM wm = {CKM_AES_CBC, iv, sizeof iv};
     CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
-    CK_RV rv = H->f->C_DeriveKey(s, &dm, master, tmpl, TC_ARRAY_LEN(tmpl), &o);
+    CK_RV rv = H->f->C_DeriveKey(s, &dm, tc_hsm_work_obj(H, master), tmpl, TC_ARRAY_LEN(tmpl), &o);
     if (rv != CKR_OK)
         return rv;
-    rv = H->f->C_WrapKey(s, &wm, transport.dek, o, out, n);
+    rv = H->f->C_WrapKey(s, &wm, tc_hsm_work_obj(H, transport.dek), o, out, n);
     CK_RV dv = H->f->C_DestroyObject(s, o);
     return rv != CKR_OK ? rv : dv;
 }
@@ -164,7 +166,7 @@ static int floor_wrap_only(void *arg)
     CK_ULONG n = sizeof out;
     CK_MECHANISM m = {CKM_AES_CBC, iv, sizeof iv};
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(H);
-    CK_RV rv = H->f->C_WrapKey(s, &m, transport.dek, extractable_key, out, &n);
+    CK_RV rv = H->f->C_WrapKey(s, &m, tc_hsm_work_obj(H, transport.dek), extractable_key, out, &n);
     tc_hsm_session_release(H, s);
     bench_consume(out, n);
     return rv == CKR_OK ? 0 : 1;
@@ -237,7 +239,7 @@ static int raw_sign(CK_SESSION_HANDLE s)
     uint8_t sig[64];
     CK_ULONG n = sizeof sig;
     CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
-    if (H->f->C_SignInit(s, &m, sign_priv) != CKR_OK ||
+    if (H->f->C_SignInit(s, &m, tc_hsm_work_obj(H, sign_priv)) != CKR_OK ||
         H->f->C_Sign(s, md, sizeof md, sig, &n) != CKR_OK)
         return 1;
     bench_consume(sig, n);
@@ -396,8 +398,12 @@ int main(void)
         die("open");
     uint8_t k[16];
     memset(k, 0x40, sizeof k);
+    /* Found by label, as the line finds them: the keys get their working
+     * copies (docs/hsm.md), which the floors below compute with too. */
     if (tc_hsm_master_generate(H, "bench", 16, &master) != TC_OK ||
         tc_hsm_transport_import(H, "bench", 0x30, k, k, k, 16, &transport) != TC_OK ||
+        tc_hsm_find(H, TC_HSM_KIND_SECRET, TC_HSM_LABEL_MASTER "bench", &master) != TC_OK ||
+        tc_hsm_transport_find(H, "bench", 0x30, &transport) != TC_OK ||
         tc_hsm_diversify(H, master, eid, 16, &device) != TC_OK)
         die("keys");
     tc_hsm_obj pub = 0;
@@ -430,7 +436,8 @@ int main(void)
         uint8_t data[16] = {9};
         CK_KEY_DERIVATION_STRING_DATA p = {data, sizeof data};
         CK_MECHANISM dm = {CKM_AES_ECB_ENCRYPT_DATA, &p, sizeof p};
-        if (H->f->C_DeriveKey(s, &dm, master, tmpl, TC_ARRAY_LEN(tmpl), &o) != CKR_OK)
+        if (H->f->C_DeriveKey(s, &dm, tc_hsm_work_obj(H, master), tmpl, TC_ARRAY_LEN(tmpl), &o) !=
+            CKR_OK)
             die("extractable reference key");
         extractable_key = o;
         tc_hsm_session_release(H, s);

@@ -238,7 +238,15 @@ tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_LEN], uint8_t 
  * - the copy PUT KEY wraps: sensitive, extractable (C_WrapKey needs the
  *   wrapped key extractable, §5.14) and without any usage: it can only be
  *   wrapped, and the caller destroys it at once.
- * Both are session objects. */
+ * Both are session objects, and public ones (CKA_PRIVATE FALSE): PKCS#11
+ * 2.40 §4.4, CKA_PRIVATE only decides whether a session that has not logged
+ * in may see the object; a session object belongs to the application that
+ * made it and goes with its session, and every session of a tc_hsm handle
+ * is logged in. It spares SoftHSM2 encrypting the value under the token
+ * key at every store and use (that key is in the same process's memory, so
+ * it guards nothing here): each derivation and CMAC is about a third
+ * cheaper. CKA_SENSITIVE and CKA_EXTRACTABLE, which keep the value inside
+ * the HSM, are as above. */
 static tc_err derive_key(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj master,
                          const uint8_t eid[static TC_HSM_EID_LEN], size_t role, size_t key_len,
                          bool wrap_copy, CK_OBJECT_HANDLE *out)
@@ -271,7 +279,7 @@ static tc_err derive_key(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj maste
         {CKA_KEY_TYPE, &kt, sizeof kt},
         {CKA_VALUE_LEN, &vlen, sizeof vlen},
         {CKA_TOKEN, &ck_false, sizeof(CK_BBOOL)},
-        {CKA_PRIVATE, &ck_true, sizeof(CK_BBOOL)},
+        {CKA_PRIVATE, &ck_false, sizeof(CK_BBOOL)},
         {CKA_SENSITIVE, &ck_true, sizeof(CK_BBOOL)},
         {CKA_EXTRACTABLE, wrap_copy ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
         {CKA_ENCRYPT, use ? &ck_true : &ck_false, sizeof(CK_BBOOL)},

@@ -617,6 +617,7 @@ static void test_derived_keys_never_leave(void)
         EXPECT(attr_true(h, keys[i], CKA_SENSITIVE));
         EXPECT(!attr_true(h, keys[i], CKA_EXTRACTABLE));
         EXPECT(!attr_true(h, keys[i], CKA_TOKEN));
+        EXPECT(!attr_true(h, keys[i], CKA_PRIVATE)); /* session objects (keys.c) */
         EXPECT(attr_true(h, keys[i], CKA_NEVER_EXTRACTABLE) == from_generated);
         EXPECT(attr_true(h, keys[i], CKA_ALWAYS_SENSITIVE) == from_generated);
         CK_ATTRIBUTE back = {CKA_EXTRACTABLE, &tru, sizeof tru};
