@@ -672,6 +672,30 @@ CK_OBJECT_HANDLE tc_hsm_work_obj(struct tc_hsm *h, CK_OBJECT_HANDLE o)
     return use;
 }
 
+CK_RV tc_hsm_value_len(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ULONG *len)
+{
+    (void)pthread_mutex_lock(&h->work_mu);
+    unsigned i = 0;
+    while (i < h->n_work && h->work[i].token != o)
+        i++;
+    CK_ULONG known = i < h->n_work ? h->work[i].value_len : 0;
+    (void)pthread_mutex_unlock(&h->work_mu);
+    if (known != 0) {
+        *len = known;
+        return CKR_OK;
+    }
+    CK_ATTRIBUTE a = {CKA_VALUE_LEN, len, sizeof *len};
+    CK_RV rv = h->f->C_GetAttributeValue(s, o, &a, 1);
+    if (rv != CKR_OK)
+        return rv;
+    (void)pthread_mutex_lock(&h->work_mu);
+    for (i = 0; i < h->n_work; i++)
+        if (h->work[i].token == o)
+            h->work[i].value_len = *len;
+    (void)pthread_mutex_unlock(&h->work_mu);
+    return CKR_OK;
+}
+
 /* Give token key `o` a working copy, once. PKCS#11 2.40 §5.7 C_CopyObject:
  * the copy keeps every attribute the template does not name, and it cannot
  * be less protected than its source (§4.10 Table 31: CKA_SENSITIVE cannot
@@ -698,6 +722,7 @@ static void work_copy(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
             c = o;
         h->work[h->n_work].token = o;
         h->work[h->n_work].copy = c;
+        h->work[h->n_work].value_len = 0;
         h->n_work++;
     }
     (void)pthread_mutex_unlock(&h->work_mu);

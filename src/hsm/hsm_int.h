@@ -43,6 +43,7 @@ struct tc_hsm {
     struct {
         CK_OBJECT_HANDLE token;
         CK_OBJECT_HANDLE copy;
+        CK_ULONG value_len; /* secret keys: CKA_VALUE_LEN once read, else 0 */
     } work[TC_HSM_WORK_MAX];
     unsigned n_work;
     pthread_mutex_t work_mu;
@@ -60,6 +61,9 @@ TC_MUST_CHECK tc_err tc_hsm_slot_by_label(CK_FUNCTION_LIST_PTR f, const char *la
 /* The object to compute with for `o`: its working copy if it has one,
  * else `o` itself. */
 CK_OBJECT_HANDLE tc_hsm_work_obj(struct tc_hsm *h, CK_OBJECT_HANDLE o);
+/* CKA_VALUE_LEN of secret key `o`: read from the token once for a key with
+ * a working copy (a key's length never changes), every time otherwise. */
+CK_RV tc_hsm_value_len(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ULONG *len);
 
 CK_SESSION_HANDLE tc_hsm_session_acquire(struct tc_hsm *h);
 void tc_hsm_session_release(struct tc_hsm *h, CK_SESSION_HANDLE s);

@@ -324,8 +324,7 @@ tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
     /* A keyset is never stronger than its master: AES-256 keysets need a
      * 256-bit master key. */
     CK_ULONG master_len = 0;
-    CK_ATTRIBUTE ml = {CKA_VALUE_LEN, &master_len, sizeof master_len};
-    CK_RV mrv = h->f->C_GetAttributeValue(s, master, &ml, 1);
+    CK_RV mrv = tc_hsm_value_len(h, s, master, &master_len);
     if (mrv != CKR_OK) {
         ret = TC_HSM_FAIL_RV(mrv, "C_GetAttributeValue(master, CKA_VALUE_LEN)");
         goto out;

@@ -738,6 +738,22 @@ static void test_working_copies(void)
     EXPECT(tc_hsm_cmac(h, tr.mac, &none, 1, mac) != TC_OK);
     EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:transport:working:31:mac", &again),
                TC_ERR_NOT_FOUND);
+    /* A found master's length is read once and still bounds its keysets. */
+    const uint8_t eid[16] = {0x89, 0x04, 0x90, 0x32, 0x12, 0x34, 0x51, 0x23,
+                             0x45, 0x67, 0x89, 0x01, 0x23, 0x45, 0x67, 0x89};
+    tc_hsm_obj m = 0, found = 0;
+    struct tc_hsm_keyset ks;
+    EXPECT_OK(tc_hsm_master_generate(h, "working", 16, &m));
+    EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:master:working", &found));
+    EXPECT_EQ_U(found, m);
+    for (int round = 0; round < 2; round++) {
+        EXPECT_ERR(tc_hsm_diversify(h, m, eid, 32, &ks), TC_ERR_RANGE);
+        EXPECT_STR(tc_error_last()->msg,
+                   "a 32-byte keyset needs a master key of at least 32 bytes");
+        EXPECT_OK(tc_hsm_diversify(h, m, eid, 16, &ks));
+        EXPECT_EQ_U(ks.key_len, 16);
+        tc_hsm_keyset_destroy(h, &ks);
+    }
 }
 
 static void test_diversify_vectors(void)
