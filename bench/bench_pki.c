@@ -7,8 +7,8 @@
  * signer; for the key in SoftHSM2, bare C_SignInit + C_Sign(CKM_ECDSA) of
  * a 32-byte digest on a session of the thread's own, outside trustchain's
  * pool and signer, with the key's working copy (the object trustchain signs
- * with, docs/hsm.md); with two threads also on the token object itself. Measured single-threaded through bench_compare, per
- * second of CPU time (which other load distorts less), and with two
+ * with, docs/hsm.md); with two threads also on the token object itself. Measured single-threaded
+ * through bench_compare, per second of CPU time (which other load distorts less), and with two
  * threads sharing the signer.
  */
 #include <pthread.h>
@@ -92,35 +92,33 @@ static int sign_one(void *arg)
     return 0;
 }
 
-/* The bare PKCS#11 signature of a digest with the batch key. */
-static int raw_sign_one(void *arg)
+/* The bare PKCS#11 signature of a digest with the batch key object `key`. */
+static int raw_sign_with(struct state *s, tc_hsm_obj key)
 {
-    struct state *s = arg;
     uint8_t md[32] = {0}, sig[72];
     CK_ULONG n = sizeof sig;
     CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
     md[0] = s->tbs[0]++;
-    if (s->h->f->C_SignInit(s->raw_session, &m, s->raw_key) != CKR_OK ||
+    if (s->h->f->C_SignInit(s->raw_session, &m, key) != CKR_OK ||
         s->h->f->C_Sign(s->raw_session, md, sizeof md, sig, &n) != CKR_OK)
         return 1;
     bench_consume(sig, n);
     return 0;
 }
 
-/* The same, on the token object itself rather than its working copy: what
- * an application gets from the key as stored, without trustchain's copy. */
+/* With the working copy trustchain signs with. */
+static int raw_sign_one(void *arg)
+{
+    struct state *s = arg;
+    return raw_sign_with(s, s->raw_key);
+}
+
+/* With the token object itself: what an application gets from the key as
+ * stored, without trustchain's working copy. */
 static int raw_sign_token(void *arg)
 {
     struct state *s = arg;
-    uint8_t md[32] = {0}, sig[72];
-    CK_ULONG n = sizeof sig;
-    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
-    md[0] = s->tbs[0]++;
-    if (s->h->f->C_SignInit(s->raw_session, &m, s->token_key) != CKR_OK ||
-        s->h->f->C_Sign(s->raw_session, md, sizeof md, sig, &n) != CKR_OK)
-        return 1;
-    bench_consume(sig, n);
-    return 0;
+    return raw_sign_with(s, s->token_key);
 }
 
 static double median(double *v, unsigned n)
