@@ -10,15 +10,7 @@ unset TRUSTCHAIN_WORKSPACE TRUSTCHAIN_AUDIT_VKEY
 export TRUSTCHAIN_HSM_SO_PIN="so-pin-audit-5d1e"
 export TRUSTCHAIN_HSM_PIN="user-pin-audit-8c2f"
 
-unhex() { local h; h=$(cat); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')"; }
-tohex() { od -An -tx1 -v | tr -d ' \n'; }
-sha() { unhex | openssl dgst -sha256 -binary | tohex; }
 lower() { tr 'A-F' 'a-f'; }
-# Canonical events (docs/audit-format.md), built byte by byte here.
-hx() { printf '%s' "$1" | tohex; }
-fld() { printf '%02x%02x%s' "$1" $((${#2} / 2)) "$2"; }
-line() { printf '%s%s%s%s' "$(fld 1 "$1")" "$(fld 2 "$(hx "$2")")" "$(fld 3 "$(hx st-1)")" "$(fld 4 "$(hx op:t)")"; }
-ev() { printf '01%02x%016x%s\n' "$1" "$2" "$3"; }
 T0=1764201600000
 # The whole line for EID $1 in batch $2 from time $3 (8 events).
 provision() {

@@ -10,14 +10,7 @@ export TRUSTCHAIN_HSM_PIN="user-pin-device-6b3c"
 export TRUSTCHAIN_ROOT_PIN="root-pin-device-2e7d"
 W=(--workspace "$ws")
 
-unhex() { local h; h=$(cat); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')"; }
-tohex() { od -An -tx1 -v | tr -d ' \n'; }
-sha() { unhex | openssl dgst -sha256 -binary | tohex; }
 upper() { tr 'a-f' 'A-F'; }
-hx() { printf '%s' "$1" | tohex; }
-fld() { printf '%02x%02x%s' "$1" $((${#2} / 2)) "$2"; }
-line() { printf '%s%s%s%s' "$(fld 1 "$1")" "$(fld 2 "$(hx "$2")")" "$(fld 3 "$(hx st-1)")" "$(fld 4 "$(hx op:t)")"; }
-ev() { printf '01%02x%016x%s\n' "$1" "$2" "$3"; }
 T0=1764201600000 # 2025-11-27T00:00:00Z
 eid1=89049032123451234512345678901235
 eid2=89049032123400000000000000000011

@@ -10,6 +10,26 @@ failed=0
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
+# Bytes as hex and back, with coreutils only; SHA-256 of hex, as hex.
+unhex() { local h; h=$(cat); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')"; }
+tohex() { od -An -tx1 -v | tr -d ' \n'; }
+sha() { unhex | openssl dgst -sha256 -binary | tohex; }
+# EID check digits (GSMA SGP.29 §10) in shell arithmetic, independently of
+# the C code: the 32-digit number with check digits 00, mod 97, digit by digit.
+complete() {
+  local b=${1:0:30} r=0 i n
+  n="${b}00"
+  for ((i = 0; i < 32; i++)); do r=$(((r * 10 + ${n:i:1}) % 97)); done
+  printf '%s%02d' "$b" $((98 - r))
+}
+# Canonical audit events (docs/audit-format.md), built byte by byte: a field
+# (tag, length, hex value), the line's fields for EID $1 in batch $2, an
+# event of type $1 at time $2 with fields $3.
+hx() { printf '%s' "$1" | tohex; }
+fld() { printf '%02x%02x%s' "$1" $((${#2} / 2)) "$2"; }
+line() { printf '%s%s%s%s' "$(fld 1 "$1")" "$(fld 2 "$(hx "$2")")" "$(fld 3 "$(hx st-1)")" "$(fld 4 "$(hx op:t)")"; }
+ev() { printf '01%02x%016x%s\n' "$1" "$2" "$3"; }
+
 pass() { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 

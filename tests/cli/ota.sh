@@ -11,17 +11,8 @@ export TRUSTCHAIN_HSM_PIN="user-pin-ota-0c4b"
 export TRUSTCHAIN_ROOT_PIN="root-pin-ota-a93f"
 prefix=890490321234
 eid1=89049032123451234512345678901235
-# EID check digits (GSMA SGP.29 §10) in shell arithmetic
-complete() {
-  local b=${1:0:30} r=0 i n
-  n="${b}00"
-  for ((i = 0; i < 32; i++)); do r=$(((r * 10 + ${n:i:1}) % 97)); done
-  printf '%s%02d' "$b" $((98 - r))
-}
 eid2=$(complete 890490321234000000000000000000)
 nonce=000102030405060708090a0b0c0d0e0f
-unhex() { local h; h=$(cat); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')"; }
-tohex() { od -An -tx1 -v | tr -d ' \n'; }
 device() { # $1 name, $2 EID: key, PoP, certificate from the workspace's batch CA
   local d="$scratch/$1"
   openssl ecparam -name prime256v1 -genkey -noout -out "$d.key" 2>/dev/null

@@ -14,17 +14,6 @@ prefix=890490321234
 eid1=89049032123451234512345678901235
 eid_other=89086030202200000022000023022943
 
-# EID check digits (GSMA SGP.29 §10) in shell arithmetic, independently of
-# the C code: the 32-digit number with check digits 00, mod 97, digit by digit.
-complete() {
-  local b=${1:0:30} r=0 i n
-  n="${b}00"
-  for ((i = 0; i < 32; i++)); do r=$(((r * 10 + ${n:i:1}) % 97)); done
-  printf '%s%02d' "$b" $((98 - r))
-}
-# hex <-> binary with coreutils only
-unhex() { local h; h=$(cat); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')"; }
-tohex() { od -An -tx1 -v | tr -d ' \n'; }
 eid2=$(complete 890490321234000000000000000000)
 
 # A device: P-256 key, its point, and the PoP over EID || point || nonce.
