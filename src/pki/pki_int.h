@@ -114,6 +114,13 @@ TC_MUST_CHECK tc_err tc_pki_device_build(struct tc_pki_issuer *batch,
                                          size_t spki_len, struct tc_buf *der,
                                          uint8_t serial[TC_PKI_SERIAL_LEN]);
 
+/* tc_pki_check_device on a certificate OpenSSL has already parsed (the
+ * server's handshake: libssl's X509 of the peer): der must be x's DER, in
+ * canonical form (i2d_X509(x) == der), else TC_ERR_FORMAT; then the same
+ * rules, the same verdicts and messages, without parsing it again. */
+TC_MUST_CHECK tc_err tc_pki_check_device_x509(X509 *x, const uint8_t *der, size_t len,
+                                              struct tc_pki_device_info *info);
+
 /* Shared by tc_pki_verify and the prepared verifier (verify.c). */
 /* Record a TC_ERR_VERIFY with the message, copied to reason too. */
 TC_MUST_CHECK tc_err tc_pki_reject(char *reason, size_t size, const char *fmt, ...) TC_PRINTF(3, 4);

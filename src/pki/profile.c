@@ -435,10 +435,10 @@ out:
 
 /* ----------------------------------------------------------- device */
 
-tc_err tc_pki_check_device(const uint8_t *der, size_t len, struct tc_pki_device_info *info)
+/* The device profile's rules on a parsed certificate. */
+static tc_err check_device(X509 *x, struct tc_pki_device_info *info)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    X509 *x = NULL;
     struct exts e;
     struct tc_pki_device_info di;
     char ou[TC_PKI_NAME_MAX + 1], eid[TC_PKI_NAME_MAX + 1];
@@ -447,7 +447,6 @@ tc_err tc_pki_check_device(const uint8_t *der, size_t len, struct tc_pki_device_
     size_t aki_len = 0;
     ASN1_TIME *pt = NULL;
     memset(&di, 0, sizeof di);
-    TC_TRY(parse(der, len, &x));
     TC_TRY(check_common(x, false));
     TC_CHECK_MSG(!(X509_get_extension_flags(x) & EXFLAG_CA), TC_ERR_VERIFY,
                  "device: must not be a CA");
@@ -511,6 +510,30 @@ tc_err tc_pki_check_device(const uint8_t *der, size_t len, struct tc_pki_device_
 out:
     ASN1_TIME_free(pt);
     OPENSSL_free(spki);
-    X509_free(x);
     return ret;
+}
+
+tc_err tc_pki_check_device(const uint8_t *der, size_t len, struct tc_pki_device_info *info)
+{
+    X509 *x = NULL;
+    TC_GUARD(parse(der, len, &x));
+    tc_err rc = check_device(x, info);
+    X509_free(x);
+    return rc;
+}
+
+tc_err tc_pki_check_device_x509(X509 *x, const uint8_t *der, size_t len,
+                                struct tc_pki_device_info *info)
+{
+    TC_ENSURE(x != NULL && der != NULL && len > 0, TC_ERR_ARG);
+    TC_ENSURE_MSG(len <= TC_PKI_CERT_MAX, TC_ERR_FORMAT, "certificate larger than %u bytes",
+                  TC_PKI_CERT_MAX);
+    /* As parse(): der is one certificate in canonical DER (X.690) and it is
+     * the one x holds. */
+    uint8_t *re = NULL;
+    int rl = i2d_X509(x, &re);
+    bool same = rl > 0 && (size_t)rl == len && memcmp(re, der, len) == 0;
+    OPENSSL_free(re);
+    TC_ENSURE_MSG(same, TC_ERR_FORMAT, "certificate is not in canonical DER");
+    return check_device(x, info);
 }

@@ -340,14 +340,16 @@ static tc_err verify_parsed(const struct tc_pki_verifier *v, X509 *dev, const ui
     struct tc_pki_device_info di;
     enum tc_pki_refusal why = TC_PKI_REFUSED_CHAIN;
 
-    /* The device profile (docs/cert-profile.md), the only parse of the
-     * profile's rules; OpenSSL's own parse (dev) feeds the path check. */
-    if (tc_pki_check_device(der, der_len, &di) != TC_OK) {
+    /* The device profile (docs/cert-profile.md) on OpenSSL's parse (dev),
+     * which also feeds the path check; NULL: the DER did not parse, and the
+     * profile check on the DER says why. */
+    tc_err prc = dev != NULL ? tc_pki_check_device_x509(dev, der, der_len, &di)
+                             : tc_pki_check_device(der, der_len, &di);
+    if (prc != TC_OK) {
         why = TC_PKI_REFUSED_PROFILE;
         ret = tc_pki_reject(reason, reason_size, "device certificate: %s", tc_error_last()->msg);
         goto out;
     }
-    TC_CHECK_MSG(dev != NULL, TC_ERR_FORMAT, "device certificate does not parse");
     const struct pv_batch *b = issuing_batch(v, dev);
     if (b == NULL) {
         why = TC_PKI_REFUSED_BATCH;

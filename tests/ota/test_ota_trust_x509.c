@@ -4,7 +4,9 @@
  * verdict, the same reason and the same device info for a good device, a
  * revoked device, a revoked batch, a device of an unknown batch, a device
  * certificate whose signature does not verify, a CA certificate presented
- * as a device and a certificate outside the profile.
+ * as a device and a certificate outside the profile; and the profile check
+ * on a parsed certificate (tc_pki_check_device_x509) takes only that
+ * certificate's canonical DER.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 
 #include "harness.h"
 #include "ota_fixture.h"
+#include "pki/pki_int.h"
 
 #define DAY    INT64_C(86400)
 #define PREFIX "8904903277"
@@ -197,6 +200,60 @@ out:
     EVP_PKEY_free(k);
 }
 
+static X509 *x509_of(const uint8_t *der, size_t len)
+{
+    const uint8_t *q = der;
+    return d2i_X509(NULL, &q, (long)len);
+}
+
+/* The profile check on a parsed certificate takes only x's own canonical
+ * DER: the same DER with a non-minimal outer length (which OpenSSL's
+ * decoder accepts) or another certificate's DER is refused. */
+static void test_check_device_x509(void)
+{
+    struct tc_buf a, b;
+    uint8_t sa[16], sb[16];
+    struct tc_pki_device_info i1, i2;
+    if (!fixture())
+        return;
+    EXPECT(issue(&P, 4, &a, sa));
+    EXPECT(issue(&P, 5, &b, sb));
+    X509 *xa = x509_of(a.data, a.len);
+    EXPECT(xa != NULL && a.len > 4 && a.len < 0x10000 && a.data[1] == 0x82);
+    if (xa == NULL || a.data[1] != 0x82)
+        goto out;
+    memset(&i1, 0, sizeof i1);
+    memset(&i2, 0, sizeof i2);
+    EXPECT_OK(tc_pki_check_device(a.data, a.len, &i1));
+    EXPECT_OK(tc_pki_check_device_x509(xa, a.data, a.len, &i2));
+    EXPECT(memcmp(&i1, &i2, sizeof i1) == 0);
+    /* 30 82 LL LL -> 30 83 00 LL LL: BER, not DER (X.690 §10.1). */
+    uint8_t nc[TC_PKI_CERT_MAX > 4096 ? 4096 : TC_PKI_CERT_MAX];
+    EXPECT(a.len + 1 <= sizeof nc);
+    if (a.len + 1 > sizeof nc)
+        goto out;
+    nc[0] = 0x30;
+    nc[1] = 0x83;
+    nc[2] = 0x00;
+    memcpy(nc + 3, a.data + 2, a.len - 2);
+    X509 *xn = x509_of(nc, a.len + 1);
+    EXPECT(xn != NULL);
+    if (xn != NULL) {
+        EXPECT_EQ_U(tc_pki_check_device_x509(xn, nc, a.len + 1, NULL), TC_ERR_FORMAT);
+        EXPECT_STR(tc_error_last()->msg, "certificate is not in canonical DER");
+        EXPECT_EQ_U(tc_pki_check_device(nc, a.len + 1, NULL), TC_ERR_FORMAT);
+        EXPECT_STR(tc_error_last()->msg, "certificate is not in canonical DER");
+    }
+    X509_free(xn);
+    /* Another device's DER with this X509. */
+    EXPECT_EQ_U(tc_pki_check_device_x509(xa, b.data, b.len, NULL), TC_ERR_FORMAT);
+    EXPECT_EQ_U(tc_pki_check_device_x509(xa, a.data, a.len - 1, NULL), TC_ERR_FORMAT);
+out:
+    X509_free(xa);
+    tc_buf_free(&a);
+    tc_buf_free(&b);
+}
+
 static void test_zz_cleanup(void)
 {
     ota_fx_pki_free(&P);
@@ -206,6 +263,7 @@ static void test_zz_cleanup(void)
 static const struct tc_test_case cases[] = {
     {"good_revoked_unknown", test_good_revoked_unknown},
     {"not_a_device", test_not_a_device},
+    {"check_device_x509", test_check_device_x509},
     {"zz_cleanup", test_zz_cleanup},
 };
 
