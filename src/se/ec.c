@@ -3,7 +3,15 @@
  * in the card's NVM; an EVP_PKEY is built from it for one operation and freed
  * (OpenSSL clears its private BIGNUM on free). OpenSSL allocates internally
  * here; the card OS code itself does not.
+ *
+ * What is kept between operations holds no key: per thread, a P-256 key
+ * generation context (its EC group is built once, on the first generation)
+ * and an "EC" import context, both freed by a pthread key destructor when
+ * the thread ends (se_ec_thread_cleanup() for a thread that wants them gone
+ * sooner). They live in thread-local storage, so the card code still
+ * allocates nothing itself.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -25,28 +33,78 @@ tc_err se_sha256(const uint8_t *const *parts, const size_t *lens, size_t n, uint
     return tc_sha256_iov(iov, n, out);
 }
 
-tc_err se_ec_generate(uint8_t priv[static 32], uint8_t pub[static TC_SE_EC_PUB_LEN])
+/* ------------------------------------------------------------------ per-thread contexts */
+
+struct se_ec_thread {
+    EVP_PKEY_CTX *gen; /* EVP_PKEY_keygen_init'ed, group P-256 */
+    EVP_PKEY_CTX *imp; /* EVP_PKEY_fromdata_init'ed, "EC" */
+};
+
+static pthread_once_t se_ec_once = PTHREAD_ONCE_INIT;
+static pthread_key_t se_ec_key;
+static bool se_ec_key_ready;
+static _Thread_local struct se_ec_thread se_ec_this_thread;
+
+static void ec_thread_free(void *p)
+{
+    struct se_ec_thread *t = p;
+    if (t == NULL)
+        return;
+    EVP_PKEY_CTX_free(t->gen);
+    EVP_PKEY_CTX_free(t->imp);
+    t->gen = NULL;
+    t->imp = NULL;
+}
+
+static void ec_key_once(void)
+{
+    se_ec_key_ready = pthread_key_create(&se_ec_key, ec_thread_free) == 0;
+}
+
+static tc_err ec_thread_get(struct se_ec_thread **out)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    EVP_PKEY *key = NULL;
-    BIGNUM *d = NULL;
-    size_t pub_len = 0;
-    key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    TC_CHECK_MSG(key != NULL, TC_ERR_CRYPTO, "P-256 key generation failed");
-    TC_TRY_OSSL(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d));
-    TC_CHECK_MSG(BN_bn2binpad(d, priv, 32) == 32, TC_ERR_CRYPTO, "private key too long");
-    TC_TRY_OSSL(EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pub, TC_SE_EC_PUB_LEN,
-                                                &pub_len));
-    TC_CHECK_MSG(pub_len == TC_SE_EC_PUB_LEN && pub[0] == 0x04, TC_ERR_CRYPTO,
-                 "public key is not an uncompressed P-256 point");
+    struct se_ec_thread *t = &se_ec_this_thread;
+    if (t->gen != NULL) {
+        *out = t;
+        return TC_OK;
+    }
+    TC_ENSURE_MSG(pthread_once(&se_ec_once, ec_key_once) == 0 && se_ec_key_ready, TC_ERR_INTERNAL,
+                  "pthread_key_create failed");
+    /* SEC 2 §2.4.2 secp256r1 (prime256v1, P-256). */
+    char group[] = "P-256";
+    const OSSL_PARAM gen_params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *gen = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY_CTX *imp = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    TC_CHECK_MSG(gen != NULL && imp != NULL, TC_ERR_CRYPTO, "EC is not available");
+    TC_TRY_OSSL(EVP_PKEY_keygen_init(gen));
+    TC_TRY_OSSL(EVP_PKEY_CTX_set_params(gen, gen_params));
+    TC_TRY_OSSL(EVP_PKEY_fromdata_init(imp));
+    TC_CHECK_MSG(pthread_setspecific(se_ec_key, t) == 0, TC_ERR_INTERNAL,
+                 "pthread_setspecific failed");
+    t->gen = gen;
+    t->imp = imp;
+    gen = imp = NULL;
+    *out = t;
     ret = TC_OK;
 out:
-    BN_clear_free(d);
-    EVP_PKEY_free(key);
-    if (ret != TC_OK)
-        tc_memzero(priv, 32);
+    EVP_PKEY_CTX_free(gen);
+    EVP_PKEY_CTX_free(imp);
     return ret;
 }
+
+void se_ec_thread_cleanup(void)
+{
+    if (se_ec_this_thread.gen == NULL)
+        return;
+    (void)pthread_setspecific(se_ec_key, NULL);
+    ec_thread_free(&se_ec_this_thread);
+}
+
+/* ------------------------------------------------------------------ P-256 */
 
 static bool little_endian(void)
 {
@@ -56,17 +114,56 @@ static bool little_endian(void)
     return b == 1;
 }
 
+/* Big-endian <-> the native byte order OSSL_PARAM BNs use (an involution). */
+static void native_order(const uint8_t in[static 32], uint8_t out[static 32])
+{
+    for (size_t i = 0; i < 32; i++)
+        out[i] = little_endian() ? in[31 - i] : in[i];
+}
+
+tc_err se_ec_generate(uint8_t priv[static 32], uint8_t pub[static TC_SE_EC_PUB_LEN])
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    struct se_ec_thread *t = NULL;
+    EVP_PKEY *key = NULL;
+    uint8_t d_native[32];
+    TC_TRY(ec_thread_get(&t));
+    /* SEC 1 v2 §3.2.1: d in [1, n-1] from OpenSSL's private DRBG, Q = dG.
+     * The context keeps only the group, never a key. */
+    TC_TRY_OSSL(EVP_PKEY_generate(t->gen, &key));
+    /* Both halves in one export; the scalar padded to 32 bytes. */
+    OSSL_PARAM out_params[] = {
+        OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, d_native, sizeof d_native),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, TC_SE_EC_PUB_LEN),
+        OSSL_PARAM_construct_end(),
+    };
+    TC_TRY_OSSL(EVP_PKEY_get_params(key, out_params));
+    TC_CHECK_MSG(OSSL_PARAM_modified(&out_params[0]) && out_params[0].return_size == 32,
+                 TC_ERR_CRYPTO, "private key is not a 32-byte scalar");
+    TC_CHECK_MSG(OSSL_PARAM_modified(&out_params[1]) &&
+                     out_params[1].return_size == TC_SE_EC_PUB_LEN && pub[0] == 0x04,
+                 TC_ERR_CRYPTO, "public key is not an uncompressed P-256 point");
+    native_order(d_native, priv);
+    ret = TC_OK;
+out:
+    tc_memzero(d_native, sizeof d_native);
+    EVP_PKEY_free(key);
+    if (ret != TC_OK)
+        tc_memzero(priv, 32);
+    return ret;
+}
+
 tc_err se_ec_sign_digest(const uint8_t priv[static 32], const uint8_t pub[static TC_SE_EC_PUB_LEN],
                          const uint8_t digest[static 32], uint8_t *sig, size_t sig_size,
                          size_t *sig_len)
 {
     tc_err ret = TC_ERR_INTERNAL;
-    EVP_PKEY_CTX *kctx = NULL, *sctx = NULL;
+    struct se_ec_thread *t = NULL;
+    EVP_PKEY_CTX *sctx = NULL;
     EVP_PKEY *key = NULL;
     /* OSSL_PARAM_construct_BN takes the number in native byte order. */
     uint8_t d_native[32];
-    for (size_t i = 0; i < 32; i++)
-        d_native[i] = little_endian() ? priv[31 - i] : priv[i];
+    native_order(priv, d_native);
     char group[] = "prime256v1";
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
@@ -75,21 +172,19 @@ tc_err se_ec_sign_digest(const uint8_t priv[static 32], const uint8_t pub[static
                                           TC_SE_EC_PUB_LEN),
         OSSL_PARAM_construct_end(),
     };
-    kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    TC_CHECK_MSG(kctx != NULL, TC_ERR_CRYPTO, "EC is not available");
-    TC_TRY_OSSL(EVP_PKEY_fromdata_init(kctx));
-    TC_TRY_OSSL(EVP_PKEY_fromdata(kctx, &key, EVP_PKEY_KEYPAIR, params));
+    TC_TRY(ec_thread_get(&t));
+    TC_TRY_OSSL(EVP_PKEY_fromdata(t->imp, &key, EVP_PKEY_KEYPAIR, params));
     sctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
     TC_CHECK_MSG(sctx != NULL, TC_ERR_CRYPTO, "cannot create a signing context");
     TC_TRY_OSSL(EVP_PKEY_sign_init(sctx));
     size_t len = sig_size;
+    /* FIPS 186-4 §6.4 ECDSA; the per-message k is OpenSSL's. */
     TC_TRY_OSSL(EVP_PKEY_sign(sctx, sig, &len, digest, 32));
     *sig_len = len;
     ret = TC_OK;
 out:
     tc_memzero(d_native, sizeof d_native);
     EVP_PKEY_CTX_free(sctx);
-    EVP_PKEY_CTX_free(kctx);
     EVP_PKEY_free(key);
     return ret;
 }

@@ -247,6 +247,9 @@ TC_MUST_CHECK tc_err se_ec_sign_digest(const uint8_t priv[static 32],
                                        const uint8_t pub[static TC_SE_EC_PUB_LEN],
                                        const uint8_t digest[static 32], uint8_t *sig,
                                        size_t sig_size, size_t *sig_len);
+/* Frees the calling thread's P-256 contexts now (they hold no key; a
+ * pthread key destructor frees them at thread exit anyway). */
+void se_ec_thread_cleanup(void);
 /* The subjectPublicKeyInfo BIT STRING content and the serialNumber of a DER
  * X.509 certificate, found by walking the TLVs (no allocation). */
 TC_MUST_CHECK tc_err se_cert_fields(const uint8_t *cert, size_t len, const uint8_t **serial,

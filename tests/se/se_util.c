@@ -32,6 +32,7 @@ const char *se_tmp_path(const char *name)
 
 void se_util_cleanup(void)
 {
+    se_ec_thread_cleanup(); /* the main thread's P-256 contexts (no key in them) */
     if (tmpdir[0] == '\0')
         return;
     char cmd[600];
