@@ -60,14 +60,21 @@ static void mth_of(const uint8_t *hashes, size_t n, uint8_t out[H])
     tc_merkle_free(&t);
 }
 
+/* A fresh log in a scratch directory; out is where its tiles go. */
+static struct tc_audit_log *tiles_log(char dir[64], char out[128])
+{
+    char db[128];
+    if (!test_tmpdir(dir))
+        return NULL;
+    (void)snprintf(db, sizeof db, "%s/log.db", dir);
+    (void)snprintf(out, 128, "%s/tiles", dir);
+    return test_open_log(db);
+}
+
 static void test_export(void)
 {
-    char dir[64], db[128], out[128];
-    if (!test_tmpdir(dir))
-        return;
-    (void)snprintf(db, sizeof db, "%s/log.db", dir);
-    (void)snprintf(out, sizeof out, "%s/tiles", dir);
-    struct tc_audit_log *log = test_open_log(db);
+    char dir[64], out[128];
+    struct tc_audit_log *log = tiles_log(dir, out);
     if (!log)
         return;
     struct tc_signer signer;
@@ -212,12 +219,8 @@ static bool mtime_zero(const char *dir, const char *rel)
  * other bytes (a directory from another log, damage) is rewritten. */
 static void test_reexport(void)
 {
-    char dir[64], db[128], out[128];
-    if (!test_tmpdir(dir))
-        return;
-    (void)snprintf(db, sizeof db, "%s/log.db", dir);
-    (void)snprintf(out, sizeof out, "%s/tiles", dir);
-    struct tc_audit_log *log = test_open_log(db);
+    char dir[64], out[128];
+    struct tc_audit_log *log = tiles_log(dir, out);
     if (!log)
         return;
     struct tc_signer signer;

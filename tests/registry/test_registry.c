@@ -108,6 +108,45 @@ static void cert(struct tc_audit_event *ev, uint8_t serial, const uint8_t sha[32
     memcpy(ev->cert_sha256, sha, 32);
 }
 
+static void lifecycle_event(struct tc_audit_event *ev, unsigned n, const char *batch, uint64_t t,
+                            uint8_t lc, uint8_t prev)
+{
+    line_event(ev, TC_AUDIT_LIFECYCLE_CHANGED, n, batch, t);
+    ev->fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
+    ev->lifecycle = lc;
+    ev->prev_lifecycle = prev;
+}
+
+static void rotated_event(struct tc_audit_event *ev, unsigned n, const char *batch, uint64_t t,
+                          uint8_t kvn, uint8_t seed, uint8_t prev_kvn)
+{
+    line_event(ev, TC_AUDIT_KEYS_ROTATED, n, batch, t);
+    keys(ev, kvn, seed);
+    ev->fields |= TC_AUDIT_HAS_PREV_KVN;
+    ev->prev_kvn = prev_kvn;
+}
+
+static void rejected_event(struct tc_audit_event *ev, unsigned n, const char *batch, uint64_t t,
+                           uint16_t reason, uint8_t step)
+{
+    line_event(ev, TC_AUDIT_DEVICE_REJECTED, n, batch, t);
+    ev->fields |= TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP;
+    ev->reason = reason;
+    ev->step = step;
+}
+
+static void batch_revoked_event(struct tc_audit_event *ev, const char *batch, uint64_t t,
+                                uint16_t reason)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->type = TC_AUDIT_BATCH_REVOKED;
+    ev->time_ms = T0 + t;
+    ev->fields = TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON;
+    (void)snprintf(ev->batch, sizeof ev->batch, "%s", batch);
+    (void)snprintf(ev->actor, sizeof ev->actor, "op:ca");
+    ev->reason = reason;
+}
+
 static uint64_t append(struct tc_registry *r, const struct tc_audit_event *ev)
 {
     uint64_t idx = UINT64_MAX;
@@ -147,10 +186,7 @@ static void line_events(unsigned n, const char *batch, uint64_t t, const uint8_t
     cert(&ev[5], (uint8_t)(n % 100 + 1), cert_sha);
     line_event(&ev[6], TC_AUDIT_CERT_STORED, n, batch, t + 60);
     cert(&ev[6], (uint8_t)(n % 100 + 1), cert_sha);
-    line_event(&ev[7], TC_AUDIT_LIFECYCLE_CHANGED, n, batch, t + 70);
-    ev[7].fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-    ev[7].lifecycle = 0x0F;
-    ev[7].prev_lifecycle = 0x07;
+    lifecycle_event(&ev[7], n, batch, t + 70, 0x0F, 0x07);
 }
 
 static void provision(struct tc_registry *r, unsigned n, const char *batch, uint64_t t,
@@ -370,10 +406,7 @@ static void test_reject_revoke_lock_list(void)
         provision(r, n, n < 4 ? "B1" : "B2", n * 1000, sha);
     struct tc_audit_event ev;
     /* 0: rejected at step 3. */
-    line_event(&ev, TC_AUDIT_DEVICE_REJECTED, 0, "B1", 10000);
-    ev.fields |= TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP;
-    ev.reason = 0x0102;
-    ev.step = 3;
+    rejected_event(&ev, 0, "B1", 10000, 0x0102, 3);
     (void)append(r, &ev);
     /* 1: a revocation of some other serial changes nothing; of its own, revokes. */
     line_event(&ev, TC_AUDIT_CERT_REVOKED, 1, "B1", 10001);
@@ -396,10 +429,7 @@ static void test_reject_revoke_lock_list(void)
     /* 2: locked, unlocked (SECURED again: provisioned), locked. 3: terminated. */
     uint8_t lcs[] = {0x7F, 0x0F, 0x7F};
     for (size_t i = 0; i < sizeof lcs; i++) {
-        line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 2, "B1", 10010 + i);
-        ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-        ev.lifecycle = lcs[i];
-        ev.prev_lifecycle = i == 0 ? 0x0F : lcs[i - 1];
+        lifecycle_event(&ev, 2, "B1", 10010 + i, lcs[i], i == 0 ? 0x0F : lcs[i - 1]);
         (void)append(r, &ev);
     }
     eid_of(2, eid);
@@ -410,16 +440,10 @@ static void test_reject_revoke_lock_list(void)
     EXPECT_EQ_U(s.state, TC_REG_PROVISIONED);
     EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
     EXPECT_EQ_U(d.state, TC_REG_LOCKED);
-    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 3, "B1", 10020);
-    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-    ev.lifecycle = 0xFF;
-    ev.prev_lifecycle = 0x0F;
+    lifecycle_event(&ev, 3, "B1", 10020, 0xFF, 0x0F);
     (void)append(r, &ev);
     /* 4: keys rotated keep the state, change the KVN. */
-    line_event(&ev, TC_AUDIT_KEYS_ROTATED, 4, "B2", 10030);
-    keys(&ev, 0x31, 0x10);
-    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
-    ev.prev_kvn = 0x30;
+    rotated_event(&ev, 4, "B2", 10030, 0x31, 0x10, 0x30);
     (void)append(r, &ev);
     eid_of(4, eid);
     EXPECT_OK(tc_registry_device_get(r, eid, 16, &d));
@@ -427,13 +451,7 @@ static void test_reject_revoke_lock_list(void)
     EXPECT_EQ_U(d.kvn, 0x31);
     EXPECT_EQ_U(d.kcv[0][0], 0x10);
     /* Batch B2 revoked: the batch says so, devices keep their own state. */
-    memset(&ev, 0, sizeof ev);
-    ev.type = TC_AUDIT_BATCH_REVOKED;
-    ev.time_ms = T0 + 10040;
-    ev.fields = TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON;
-    (void)snprintf(ev.batch, sizeof ev.batch, "B2");
-    (void)snprintf(ev.actor, sizeof ev.actor, "op:ca");
-    ev.reason = 2;
+    batch_revoked_event(&ev, "B2", 10040, 2);
     uint64_t ridx = append(r, &ev);
     struct tc_registry_batch b;
     EXPECT_OK(tc_registry_batch_get(r, "B2", &b));
@@ -639,32 +657,20 @@ static size_t batch_log(uint8_t (*enc)[TC_AUDIT_EVENT_MAX], size_t *lens)
         for (unsigned d = 0; d < BP_DEVS; d++) {
             struct tc_audit_event ev = line[d][step];
             if (d == 5 && step == 7) { /* rejected at the last step */
-                line_event(&ev, TC_AUDIT_DEVICE_REJECTED, d, "BP-2", 1000 * d + 75);
-                ev.fields |= TC_AUDIT_HAS_REASON | TC_AUDIT_HAS_STEP;
-                ev.reason = 7;
-                ev.step = 7;
+                rejected_event(&ev, d, "BP-2", 1000 * d + 75, 7, 7);
             }
             EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
             n++;
         }
         if (step == 4) {
             struct tc_audit_event ev;
-            memset(&ev, 0, sizeof ev);
-            ev.type = TC_AUDIT_BATCH_REVOKED;
-            ev.time_ms = T0 + 50000;
-            ev.fields = TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_REASON;
-            (void)snprintf(ev.batch, sizeof ev.batch, "BP-1");
-            (void)snprintf(ev.actor, sizeof ev.actor, "op:ca");
-            ev.reason = 2;
+            batch_revoked_event(&ev, "BP-1", 50000, 2);
             EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
             n++;
         }
     }
     struct tc_audit_event ev;
-    line_event(&ev, TC_AUDIT_KEYS_ROTATED, 1, "BP-2", 90000);
-    keys(&ev, 0x31, 0x10);
-    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
-    ev.prev_kvn = 0x30;
+    rotated_event(&ev, 1, "BP-2", 90000, 0x31, 0x10, 0x30);
     EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
     n++;
     line_event(&ev, TC_AUDIT_CERT_REVOKED, 2, "BP-2", 90010);
@@ -674,10 +680,7 @@ static size_t batch_log(uint8_t (*enc)[TC_AUDIT_EVENT_MAX], size_t *lens)
     ev.reason = 1;
     EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
     n++;
-    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 4, "BP-2", 90020);
-    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-    ev.lifecycle = 0x7F;
-    ev.prev_lifecycle = 0x0F;
+    lifecycle_event(&ev, 4, "BP-2", 90020, 0x7F, 0x0F);
     EXPECT_OK(tc_audit_event_encode(&ev, enc[n], TC_AUDIT_EVENT_MAX, &lens[n]));
     n++;
     EXPECT(n <= BP_MAX);
@@ -756,19 +759,14 @@ static void test_batch_rolled_back_after_projection(void)
                         " BEGIN SELECT RAISE(ABORT, 'refused'); END",
                         NULL, NULL, NULL) == SQLITE_OK);
     struct tc_audit_event ev;
-    line_event(&ev, TC_AUDIT_LIFECYCLE_CHANGED, 3, "B-rb", 500);
-    ev.fields |= TC_AUDIT_HAS_LIFECYCLE | TC_AUDIT_HAS_PREV_LIFECYCLE;
-    ev.lifecycle = 0xFF; /* terminated: would decommission the device */
-    ev.prev_lifecycle = 0x0F;
+    /* Terminated: would decommission the device. */
+    lifecycle_event(&ev, 3, "B-rb", 500, 0xFF, 0x0F);
     uint64_t idx = 0;
     EXPECT_ERR(tc_registry_append(r, &ev, &idx), TC_ERR_DB);
     EXPECT(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     EXPECT_EQ_U(tc_audit_log_size(tc_registry_log(r)), 8);
-    line_event(&ev, TC_AUDIT_KEYS_ROTATED, 3, "B-rb", 600);
-    keys(&ev, 0x31, 0x40);
-    ev.fields |= TC_AUDIT_HAS_PREV_KVN;
-    ev.prev_kvn = 0x30;
+    rotated_event(&ev, 3, "B-rb", 600, 0x31, 0x40, 0x30);
     EXPECT_EQ_U(append(r, &ev), 8);
     struct tc_registry_device d;
     uint8_t eid[16];
