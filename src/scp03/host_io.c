@@ -8,6 +8,7 @@
  * PUT KEY data only as wrapped blocks), or leave an open session after a
  * failed opening.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,67 @@
 #define RESP_CAP (TC_TRANSPORT_MAX_RESPONSE + TC_SCP03_RESP_OVERHEAD)
 /* GET RESPONSE rounds before giving up on a card that keeps saying 61xx. */
 #define MAX_GET_RESPONSE 300u
+
+/*
+ * Response buffers: two of RESP_CAP per thread (the raw answer and its
+ * unwrapped plaintext), allocated at the thread's first exchange and freed
+ * by a pthread key destructor when it ends, rather than 128 KiB allocated
+ * and freed per APDU (a request that large also makes glibc consolidate
+ * every thread's fast bins). The bytes used are wiped after every exchange,
+ * as before. A buffer already in use on this thread (an exchange nested in
+ * a transport callback) is replaced by a heap one.
+ */
+enum { SCRATCH_RAW, SCRATCH_PLAIN };
+struct scratch {
+    bool busy[2];
+    uint8_t buf[2][RESP_CAP];
+};
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_ok;
+
+static void scratch_free(void *p)
+{
+    free(p);
+}
+
+static void scratch_init(void)
+{
+    scratch_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+static uint8_t *scratch_take(unsigned which)
+{
+    struct scratch *s = NULL;
+    if (pthread_once(&scratch_once, scratch_init) == 0 && scratch_ok) {
+        s = pthread_getspecific(scratch_key);
+        if (s == NULL) {
+            s = calloc(1, sizeof *s);
+            if (s != NULL && pthread_setspecific(scratch_key, s) != 0) {
+                free(s);
+                s = NULL;
+            }
+        }
+    }
+    if (s != NULL && !s->busy[which]) {
+        s->busy[which] = true;
+        return s->buf[which];
+    }
+    return malloc(RESP_CAP);
+}
+
+/* Give back a buffer scratch_take returned; its used bytes are wiped. */
+static void scratch_give(unsigned which, uint8_t *p)
+{
+    if (p == NULL)
+        return;
+    struct scratch *s = scratch_ok ? pthread_getspecific(scratch_key) : NULL;
+    if (s != NULL && p == s->buf[which]) {
+        s->busy[which] = false;
+        return;
+    }
+    free(p);
+}
 
 static void trace(const struct tc_scp03_host *h, enum tc_scp03_trace_kind k, const uint8_t *p,
                   size_t n)
@@ -73,7 +135,7 @@ static tc_err send_apdu(struct tc_scp03_host *h, const uint8_t *cmd, size_t len,
 {
     tc_err ret = TC_ERR_INTERNAL;
     struct tc_apdu a;
-    uint8_t *r = malloc(RESP_CAP);
+    uint8_t *r = scratch_take(SCRATCH_RAW);
     uint8_t seg[5 + 255 + 1];
     size_t rlen = 0, used = 0;
     uint16_t sw = 0;
@@ -146,7 +208,7 @@ out:
         /* The answers filled at most `used` bytes; after a failed exchange
          * the transport may have written any part of the buffer. */
         tc_memzero(r, ret == TC_OK ? used : RESP_CAP);
-        free(r);
+        scratch_give(SCRATCH_RAW, r);
     }
     return ret;
 }
@@ -194,7 +256,7 @@ static tc_err xfer(struct tc_scp03_host *h, const struct tc_apdu *cmd_in, uint8_
                      "channel 19 cannot chain a secure command (CLA would be FF); use "
                      "extended length");
     }
-    out = malloc(RESP_CAP);
+    out = scratch_take(SCRATCH_PLAIN);
     TC_CHECK(out != NULL, TC_ERR_NOMEM);
     for (int attempt = 0; attempt < 2; attempt++) {
         tc_buf_reset(&w);
@@ -249,7 +311,7 @@ out:
     tc_buf_free(&plain);
     if (out != NULL) {
         tc_memzero(out, out_used < RESP_CAP ? out_used : RESP_CAP);
-        free(out);
+        scratch_give(SCRATCH_PLAIN, out);
     }
     return ret;
 }
