@@ -312,7 +312,7 @@ int main(void)
     one = bench_run(one_device, &l);
     floor1 = bench_run(floor_device, &f);
 
-    size_t n = 400;
+    size_t n = 1000; /* a batch as `trustchain demo` runs it */
     const char *nd = getenv("TC_BENCH_DEVICES");
     uint64_t v = 0;
     if (nd != NULL && tc_parse_uint(nd, 1000000, &v) == TC_OK && v > 0)

@@ -935,6 +935,22 @@ static void test_cmac_vectors(void)
     }
     tc_vec_close(&v);
     EXPECT_EQ_U(records, 8);
+    /* Messages up to 256 bytes go to the token in one C_Sign, longer ones
+     * in parts: both give the CMAC the software computes, at and around
+     * the boundary and for a message far beyond it. */
+    uint8_t key[16], big[600], mac[16], want[16];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + 3);
+    memset(key, 0x5c, sizeof key);
+    struct tc_hsm_keyset ks;
+    EXPECT_OK(tc_hsm_transport_import(h, "cmac-long", 1, key, key, key, 16, &ks));
+    const size_t lens[] = {255, 256, 257, 600};
+    for (size_t i = 0; i < TC_ARRAY_LEN(lens); i++) {
+        struct tc_iov parts[2] = {{big, 100}, {big + 100, lens[i] - 100}};
+        EXPECT_OK(tc_hsm_cmac(h, ks.mac, parts, 2, mac));
+        EXPECT_OK(tc_aes_cmac(key, sizeof key, big, lens[i], want));
+        EXPECT_MEM(mac, 16, want, 16);
+    }
 }
 
 static void test_scp03_kdf_vectors(void)
