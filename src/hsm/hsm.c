@@ -700,11 +700,11 @@ CK_RV tc_hsm_value_len(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o
  * the copy keeps every attribute the template does not name, and it cannot
  * be less protected than its source (§4.10 Table 31: CKA_SENSITIVE cannot
  * go back to FALSE, nor CKA_EXTRACTABLE to TRUE), so the copy is exactly as
- * unreadable and unwrappable as the key. The template
- * names only CKA_TOKEN FALSE (a session object: gone when this handle's
- * sessions close, never written to the token) and an empty CKA_LABEL, so no
- * lookup by label ever finds the copy. A token that refuses (CKA_COPYABLE
- * FALSE, no C_CopyObject) is remembered and its key used as it is. */
+ * unreadable and unwrappable as the key. The template names only CKA_TOKEN
+ * FALSE (a session object: gone when this handle's sessions close, never
+ * written to the token) and an empty CKA_LABEL, so no lookup by label ever
+ * finds the copy. A token that refuses (CKA_COPYABLE FALSE, no
+ * C_CopyObject) is remembered and its key used as it is. */
 static void work_copy(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
 {
     static char empty[] = "";

@@ -426,7 +426,8 @@ tc_err tc_hsm_cmac(struct tc_hsm *h, tc_hsm_obj key, const struct tc_iov *parts,
             at += parts[i].len;
         }
         /* PKCS#11 2.40 §5.12: C_Sign signs single-part data and ends the
-         * operation, whatever it returns. */
+         * operation unless it answers CKR_BUFFER_TOO_SMALL (mac holds the
+         * whole 16 bytes). */
         rv = h->f->C_Sign(s, one, (CK_ULONG)at, mac, &mac_len);
         tc_memzero(one, at);
         if (rv != CKR_OK) {
