@@ -738,6 +738,30 @@ static void test_working_copies(void)
     EXPECT(tc_hsm_cmac(h, tr.mac, &none, 1, mac) != TC_OK);
     EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, "tc:transport:working:31:mac", &again),
                TC_ERR_NOT_FOUND);
+    /* A key the token will not copy (CKA_COPYABLE FALSE, PKCS#11 2.40
+     * §4.4) is computed with as it is. */
+    {
+        CK_OBJECT_CLASS sc = CKO_SECRET_KEY;
+        CK_KEY_TYPE kt = CKK_AES;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        char lbl[] = "tc:transport:nocopy:01:mac";
+        CK_ATTRIBUTE a[] = {{CKA_CLASS, &sc, sizeof sc},       {CKA_KEY_TYPE, &kt, sizeof kt},
+                            {CKA_TOKEN, &yes, sizeof yes},     {CKA_PRIVATE, &yes, sizeof yes},
+                            {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_SIGN, &yes, sizeof yes},
+                            {CKA_COPYABLE, &no, sizeof no},    {CKA_LABEL, lbl, sizeof lbl - 1},
+                            {CKA_VALUE, k, sizeof k}};
+        CK_OBJECT_HANDLE o = 0;
+        tc_hsm_obj nc = 0;
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+        EXPECT_EQ_U(h->f->C_CreateObject(s, a, TC_ARRAY_LEN(a), &o), CKR_OK);
+        tc_hsm_session_release(h, s);
+        EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, lbl, &nc));
+        EXPECT_EQ_U(nc, o);
+        EXPECT_EQ_U(tc_hsm_work_obj(h, nc), nc);
+        EXPECT_OK(tc_hsm_cmac(h, nc, &none, 1, mac));
+        EXPECT_MEM(mac, 16, want, 16);
+        EXPECT_OK(tc_hsm_destroy(h, nc));
+    }
     /* A found master's length is read once and still bounds its keysets. */
     const uint8_t eid[16] = {0x89, 0x04, 0x90, 0x32, 0x12, 0x34, 0x51, 0x23,
                              0x45, 0x67, 0x89, 0x01, 0x23, 0x45, 0x67, 0x89};
