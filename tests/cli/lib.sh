@@ -30,6 +30,27 @@ fld() { printf '%02x%02x%s' "$1" $((${#2} / 2)) "$2"; }
 line() { printf '%s%s%s%s' "$(fld 1 "$1")" "$(fld 2 "$(hx "$2")")" "$(fld 3 "$(hx st-1)")" "$(fld 4 "$(hx op:t)")"; }
 ev() { printf '01%02x%016x%s\n' "$1" "$2" "$3"; }
 
+# A vendor key file (ENC, MAC, DEK: random AES-128 keys) at $1.
+vendor_keys() {
+  local r=()
+  for _ in 1 2 3; do r+=("$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"); done
+  printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "${r[@]}" >"$1"
+}
+# A line's workspace $1: init, root ceremony, batch CA for batch $2 (EID
+# prefix 89049032, organisation $4), vendor transport keys written to $3 and
+# imported as KVN 30. Test names start with $5. PINs: $1/secrets/*.pin.
+line_workspace() {
+  local w=$1 b=$2 k=$3 org=$4 p=${5:-}
+  expect_ok "${p}init" "$TC" init --workspace "$w"
+  expect_ok "${p}root ceremony" "$TC" pki root-ceremony --workspace "$w" --cn "$org Root" \
+    --org "$org" --root-pin-file "$w/secrets/root.pin" --so-pin-file "$w/secrets/so.pin"
+  expect_ok "${p}batch CA" "$TC" pki batch-ca --workspace "$w" --batch "$b" --eid-prefix 89049032 \
+    --manufacturer "$org" --pin-file "$w/secrets/user.pin" --root-pin-file "$w/secrets/root.pin"
+  vendor_keys "$k"
+  expect_ok "${p}transport keys" "$TC" hsm import-transport --workspace "$w" --batch "$b" \
+    --kvn 0x30 --key-file "$k" --pin-file "$w/secrets/user.pin"
+}
+
 pass() { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 

@@ -7,18 +7,10 @@ unset TRUSTCHAIN_HSM_PIN TRUSTCHAIN_HSM_SO_PIN TRUSTCHAIN_ROOT_PIN TRUSTCHAIN_WO
 ws=$scratch/ws
 cards=$scratch/cards
 B=LINE-T1
-expect_ok "init" "$TC" init --workspace "$ws"
 pin="$ws/secrets/user.pin"
-expect_ok "root ceremony" "$TC" pki root-ceremony --workspace "$ws" --cn "Line Test Root" \
-  --org "Line Test" --root-pin-file "$ws/secrets/root.pin" --so-pin-file "$ws/secrets/so.pin"
-expect_ok "batch CA" "$TC" pki batch-ca --workspace "$ws" --batch $B --eid-prefix 89049032 \
-  --manufacturer "Line Test" --pin-file "$pin" --root-pin-file "$ws/secrets/root.pin"
 # The vendor's transport keys (random), imported once.
 keys=$scratch/vendor.keys
-hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
-printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$(hex)" "$(hex)" "$(hex)" >"$keys"
-expect_ok "import transport keys" "$TC" hsm import-transport --workspace "$ws" --batch $B \
-  --kvn 0x30 --key-file "$keys" --pin-file "$pin"
+line_workspace "$ws" $B "$keys" "Line Test"
 
 expect_ok "line run provisions 6 cards" "$TC" line run --workspace "$ws" --batch $B --count 6 \
   --emulate "$cards" --vendor-keys "$keys" --jobs 3 --pin-file "$pin"
@@ -35,7 +27,7 @@ expect_contains "json: none provisioned again" "$out" '"provisioned":0'
 
 # Card 6 comes from another vendor lot (other transport keys), card 7 is fresh.
 other=$scratch/other.keys
-printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$(hex)" "$(hex)" "$(hex)" >"$other"
+vendor_keys "$other"
 mkdir -p "$scratch/lot2"
 expect_ok "other lot card" "$TC" line run --workspace "$ws" --batch $B --count 7 \
   --emulate "$scratch/lot2" --vendor-keys "$other" --pin-file "$pin" --json

@@ -125,16 +125,8 @@ ws3=$scratch/ws3
 cards=$scratch/cards
 B3=OPS-T1
 pin3=$ws3/secrets/user.pin
-expect_ok "ops: init" "$TC" init --workspace "$ws3"
-expect_ok "ops: root ceremony" "$TC" pki root-ceremony --workspace "$ws3" --cn "Ops Root" \
-  --org "Ops Test" --root-pin-file "$ws3/secrets/root.pin" --so-pin-file "$ws3/secrets/so.pin"
-expect_ok "ops: batch CA" "$TC" pki batch-ca --workspace "$ws3" --batch $B3 --eid-prefix 89049032 \
-  --manufacturer "Ops Test" --pin-file "$pin3" --root-pin-file "$ws3/secrets/root.pin"
 keys3=$scratch/vendor3.keys
-rnd() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
-printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$(rnd)" "$(rnd)" "$(rnd)" >"$keys3"
-expect_ok "ops: transport keys" "$TC" hsm import-transport --workspace "$ws3" --batch $B3 \
-  --kvn 0x30 --key-file "$keys3" --pin-file "$pin3"
+line_workspace "$ws3" $B3 "$keys3" "Ops Test" "ops: "
 expect_ok "ops: line provisions 3 cards" "$TC" line run --workspace "$ws3" --batch $B3 --count 3 \
   --emulate "$cards" --vendor-keys "$keys3" --pin-file "$pin3"
 card0=$cards/card-000000.img

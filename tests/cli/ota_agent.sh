@@ -33,16 +33,8 @@ ws=$scratch/ws
 cards=$scratch/cards
 B=AGENT-T1
 pin="$ws/secrets/user.pin"
-expect_ok "init" "$TC" init --workspace "$ws"
-expect_ok "root ceremony" "$TC" pki root-ceremony --workspace "$ws" --cn "Agent Test Root" \
-  --org "Agent Test" --root-pin-file "$ws/secrets/root.pin" --so-pin-file "$ws/secrets/so.pin"
-expect_ok "batch CA" "$TC" pki batch-ca --workspace "$ws" --batch $B --eid-prefix 89049032 \
-  --manufacturer "Agent Test" --pin-file "$pin" --root-pin-file "$ws/secrets/root.pin"
 keys=$scratch/vendor.keys
-hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
-printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$(hex)" "$(hex)" "$(hex)" >"$keys"
-expect_ok "import transport keys" "$TC" hsm import-transport --workspace "$ws" --batch $B \
-  --kvn 0x30 --key-file "$keys" --pin-file "$pin"
+line_workspace "$ws" $B "$keys" "Agent Test"
 expect_ok "line provisions 4 cards" "$TC" line run --workspace "$ws" --batch $B --count 4 \
   --emulate "$cards" --vendor-keys "$keys" --pin-file "$pin"
 card0=$cards/card-000000.img

@@ -144,16 +144,8 @@ expect_ok "the other batch is unaffected" "$TC" pki verify --workspace "$ws" "$w
 wsl="$scratch/wsl"
 L=LINE-P1
 unset TRUSTCHAIN_HSM_PIN TRUSTCHAIN_HSM_SO_PIN TRUSTCHAIN_ROOT_PIN # init writes PIN files
-expect_ok "line: init" "$TC" init --workspace "$wsl"
+line_workspace "$wsl" $L "$scratch/vendor.keys" "Line Test" "line: "
 lpin="$wsl/secrets/user.pin"
-expect_ok "line: root ceremony" "$TC" pki root-ceremony --workspace "$wsl" --cn "Line Root" \
-  --org "Line Test" --root-pin-file "$wsl/secrets/root.pin" --so-pin-file "$wsl/secrets/so.pin"
-expect_ok "line: batch CA" "$TC" pki batch-ca --workspace "$wsl" --batch $L --eid-prefix 89049032 \
-  --manufacturer "Line Test" --pin-file "$lpin" --root-pin-file "$wsl/secrets/root.pin"
-hexkey() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
-printf 'ENC = %s\nMAC = %s\nDEK = %s\n' "$(hexkey)" "$(hexkey)" "$(hexkey)" >"$scratch/vendor.keys"
-expect_ok "line: transport keys" "$TC" hsm import-transport --workspace "$wsl" --batch $L \
-  --kvn 0x30 --key-file "$scratch/vendor.keys" --pin-file "$lpin"
 expect_ok "line: provision 2 cards" "$TC" line run --workspace "$wsl" --batch $L --count 2 \
   --emulate "$scratch/cards" --vendor-keys "$scratch/vendor.keys" --pin-file "$lpin"
 expect_ok "line: device list" "$TC" device list --workspace "$wsl" --batch $L --json
