@@ -658,16 +658,20 @@ static CK_OBJECT_CLASS kind_class(enum tc_hsm_kind kind)
 
 /* ------------------------------------------------------------ working copies */
 
+/* The working-copy entry of token key `o`, or n_work; work_mu held. */
+static unsigned work_index(const struct tc_hsm *h, CK_OBJECT_HANDLE o)
+{
+    unsigned i = 0;
+    while (i < h->n_work && h->work[i].token != o)
+        i++;
+    return i;
+}
+
 CK_OBJECT_HANDLE tc_hsm_work_obj(struct tc_hsm *h, CK_OBJECT_HANDLE o)
 {
-    CK_OBJECT_HANDLE use = o;
     (void)pthread_mutex_lock(&h->work_mu);
-    for (unsigned i = 0; i < h->n_work; i++) {
-        if (h->work[i].token == o) {
-            use = h->work[i].copy;
-            break;
-        }
-    }
+    unsigned i = work_index(h, o);
+    CK_OBJECT_HANDLE use = i < h->n_work ? h->work[i].copy : o;
     (void)pthread_mutex_unlock(&h->work_mu);
     return use;
 }
@@ -675,9 +679,7 @@ CK_OBJECT_HANDLE tc_hsm_work_obj(struct tc_hsm *h, CK_OBJECT_HANDLE o)
 CK_RV tc_hsm_value_len(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ULONG *len)
 {
     (void)pthread_mutex_lock(&h->work_mu);
-    unsigned i = 0;
-    while (i < h->n_work && h->work[i].token != o)
-        i++;
+    unsigned i = work_index(h, o);
     CK_ULONG known = i < h->n_work ? h->work[i].value_len : 0;
     (void)pthread_mutex_unlock(&h->work_mu);
     if (known != 0) {
@@ -689,9 +691,9 @@ CK_RV tc_hsm_value_len(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o
     if (rv != CKR_OK)
         return rv;
     (void)pthread_mutex_lock(&h->work_mu);
-    for (i = 0; i < h->n_work; i++)
-        if (h->work[i].token == o)
-            h->work[i].value_len = *len;
+    i = work_index(h, o);
+    if (i < h->n_work)
+        h->work[i].value_len = *len;
     (void)pthread_mutex_unlock(&h->work_mu);
     return CKR_OK;
 }
@@ -713,10 +715,7 @@ static void work_copy(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
         {CKA_LABEL, empty, 0},
     };
     (void)pthread_mutex_lock(&h->work_mu);
-    bool known = false;
-    for (unsigned i = 0; i < h->n_work && !known; i++)
-        known = h->work[i].token == o;
-    if (!known && h->n_work < TC_HSM_WORK_MAX) {
+    if (work_index(h, o) == h->n_work && h->n_work < TC_HSM_WORK_MAX) {
         CK_OBJECT_HANDLE c = CK_INVALID_HANDLE;
         if (h->f->C_CopyObject(s, o, t, TC_ARRAY_LEN(t), &c) != CKR_OK)
             c = o;
@@ -732,13 +731,11 @@ static void work_copy(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
 static void work_forget(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
 {
     (void)pthread_mutex_lock(&h->work_mu);
-    for (unsigned i = 0; i < h->n_work; i++) {
-        if (h->work[i].token != o)
-            continue;
+    unsigned i = work_index(h, o);
+    if (i < h->n_work) {
         if (h->work[i].copy != o)
             (void)h->f->C_DestroyObject(s, h->work[i].copy);
         h->work[i] = h->work[--h->n_work];
-        break;
     }
     (void)pthread_mutex_unlock(&h->work_mu);
 }
