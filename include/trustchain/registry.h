@@ -54,7 +54,26 @@ const char *tc_registry_state_name(enum tc_registry_state s);
 /* The inverse; TC_ERR_ARG for an unknown name. */
 TC_MUST_CHECK tc_err tc_registry_state_parse(const char *name, enum tc_registry_state *s);
 
-/* One device as the log says it is (the fold of its events). */
+/* A certificate of a device as the log names it. */
+struct tc_registry_cert_ref {
+    uint8_t serial[TC_AUDIT_SERIAL_MAX];
+    size_t serial_len;
+    uint8_t sha256[TC_AUDIT_HASH_LEN];        /* of the certificate's DER */
+    uint8_t pubkey_sha256[TC_AUDIT_HASH_LEN]; /* of its SPKI DER (cert-issued) */
+    bool stored;                              /* the card returned it */
+};
+
+/* Other unrevoked certificates a device row remembers (an older one beyond
+ * these is forgotten: docs/registry.md, "Current certificate"). */
+#define TC_REGISTRY_PREV_CERTS 4u
+
+/*
+ * One device as the log says it is (the fold of its events).
+ *
+ * Current certificate: the most recently issued certificate of the device
+ * that is not revoked; if every one is revoked, the last that was current,
+ * with cert_revoked set (and the state revoked unless decommissioned).
+ */
 struct tc_registry_device {
     uint8_t eid[TC_AUDIT_EID_MAX];
     size_t eid_len;
@@ -70,7 +89,12 @@ struct tc_registry_device {
     size_t cert_serial_len;
     uint8_t cert_sha256[TC_AUDIT_HASH_LEN];
     bool has_cert;
-    bool cert_stored;                 /* the card returned the current certificate */
+    bool cert_stored;  /* the card returned the current certificate */
+    bool cert_revoked; /* the current certificate is revoked (all are) */
+    uint8_t cert_pubkey_sha256[TC_AUDIT_HASH_LEN]; /* the current certificate's key */
+    /* The device's other certificates that are not revoked, oldest first. */
+    struct tc_registry_cert_ref prev[TC_REGISTRY_PREV_CERTS];
+    size_t n_prev;
     uint8_t lifecycle;                /* GP card life cycle byte, 0 if none known */
     uint16_t reason;                  /* rejection reason or CRLReason of the revocation */
     uint8_t step;                     /* rejecting station step */

@@ -50,6 +50,65 @@ static void set_keys(struct tc_registry_device *d, const struct tc_audit_event *
     d->has_kcv = true;
 }
 
+/* ------------------------------------------------------------ certificates */
+
+static bool is_current(const struct tc_registry_device *d, const struct tc_audit_event *ev)
+{
+    return d->has_cert && d->cert_serial_len == ev->cert_serial_len &&
+           memcmp(d->cert_serial, ev->cert_serial, ev->cert_serial_len) == 0;
+}
+
+/* Forgets the remembered certificate with the event's serial; false if
+ * there is none. The entries stay packed, unused ones zero. */
+static bool prev_remove(struct tc_registry_device *d, const struct tc_audit_event *ev)
+{
+    for (size_t i = 0; i < d->n_prev; i++) {
+        const struct tc_registry_cert_ref *c = &d->prev[i];
+        if (c->serial_len != ev->cert_serial_len ||
+            memcmp(c->serial, ev->cert_serial, ev->cert_serial_len) != 0)
+            continue;
+        memmove(&d->prev[i], &d->prev[i + 1], (d->n_prev - i - 1) * sizeof d->prev[0]);
+        d->n_prev--;
+        memset(&d->prev[d->n_prev], 0, sizeof d->prev[0]);
+        return true;
+    }
+    return false;
+}
+
+/* A new certificate is issued: the current one, if not revoked, joins the
+ * remembered ones (the oldest is forgotten when they are full). */
+static void prev_push_current(struct tc_registry_device *d)
+{
+    if (d->n_prev == TC_REGISTRY_PREV_CERTS) {
+        memmove(&d->prev[0], &d->prev[1], (TC_REGISTRY_PREV_CERTS - 1) * sizeof d->prev[0]);
+        d->n_prev--;
+    }
+    struct tc_registry_cert_ref *c = &d->prev[d->n_prev++];
+    memset(c, 0, sizeof *c);
+    memcpy(c->serial, d->cert_serial, d->cert_serial_len);
+    c->serial_len = d->cert_serial_len;
+    memcpy(c->sha256, d->cert_sha256, TC_AUDIT_HASH_LEN);
+    memcpy(c->pubkey_sha256, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN);
+    c->stored = d->cert_stored;
+}
+
+/* The current certificate is revoked and another is not: the most
+ * recently issued of those is current again, with its key and whether the
+ * card returned it. */
+static void prev_pop_current(struct tc_registry_device *d)
+{
+    struct tc_registry_cert_ref *c = &d->prev[--d->n_prev];
+    memset(d->cert_serial, 0, sizeof d->cert_serial);
+    memcpy(d->cert_serial, c->serial, c->serial_len);
+    d->cert_serial_len = c->serial_len;
+    memcpy(d->cert_sha256, c->sha256, TC_AUDIT_HASH_LEN);
+    memcpy(d->cert_pubkey_sha256, c->pubkey_sha256, TC_AUDIT_HASH_LEN);
+    memcpy(d->pubkey_sha256, c->pubkey_sha256, TC_AUDIT_HASH_LEN);
+    d->has_pubkey = true;
+    d->cert_stored = c->stored;
+    memset(c, 0, sizeof *c);
+}
+
 tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
                         const struct tc_audit_event *ev)
 {
@@ -110,14 +169,22 @@ tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
         d->has_pubkey = true;
         break;
     case TC_AUDIT_CERT_ISSUED:
+        /* The current certificate, if still valid, is not forgotten: should
+         * the new one be revoked, it is current again. */
+        if (d->has_cert && !d->cert_revoked && !is_current(d, ev))
+            prev_push_current(d);
+        (void)prev_remove(d, ev);
         d->state = TC_REG_CERT_ISSUED;
         memcpy(d->pubkey_sha256, ev->pubkey_sha256, TC_AUDIT_HASH_LEN);
         d->has_pubkey = true;
+        memset(d->cert_serial, 0, sizeof d->cert_serial);
         memcpy(d->cert_serial, ev->cert_serial, ev->cert_serial_len);
         d->cert_serial_len = ev->cert_serial_len;
         memcpy(d->cert_sha256, ev->cert_sha256, TC_AUDIT_HASH_LEN);
+        memcpy(d->cert_pubkey_sha256, ev->pubkey_sha256, TC_AUDIT_HASH_LEN);
         d->has_cert = true;
         d->cert_stored = false;
+        d->cert_revoked = false;
         break;
     case TC_AUDIT_CERT_STORED:
         /* What the card returned; it is the current certificate only if it
@@ -149,15 +216,21 @@ tc_err tc_registry_fold(struct tc_registry_device *d, uint64_t index,
         set_keys(d, ev);
         break;
     case TC_AUDIT_CERT_REVOKED:
-        /* An abandoned renewal revokes the certificate it had issued, which
-         * never reached the card (no matching cert-stored): the device
-         * keeps its state (its previous certificate is still the card's). */
-        if (in_field && !d->cert_stored)
+        /* One of the other valid certificates (a renewal that stored its
+         * new certificate, or whose new key is the card's, revokes the old
+         * one): the current certificate and the state are unchanged. */
+        if (prev_remove(d, ev) || !is_current(d, ev))
             break;
-        /* Only a revocation of the current certificate revokes the device. */
-        if (d->has_cert && d->cert_serial_len == ev->cert_serial_len &&
-            memcmp(d->cert_serial, ev->cert_serial, ev->cert_serial_len) == 0 &&
-            d->state != TC_REG_DECOMMISSIONED) {
+        /* The current one, while another is still valid (an abandoned
+         * renewal revokes the certificate it issued, which the card never
+         * took): that one is current again, the state unchanged. */
+        if (!d->cert_revoked && d->n_prev > 0) {
+            prev_pop_current(d);
+            break;
+        }
+        /* The last valid one: the device is revoked. */
+        d->cert_revoked = true;
+        if (d->state != TC_REG_DECOMMISSIONED) {
             d->state = TC_REG_REVOKED;
             d->reason = ev->reason;
         }

@@ -69,8 +69,14 @@ TC_MUST_CHECK tc_err reg_dump(sqlite3 *db, const char *schema,
 /* A device row (columns from col, in the order of REG_DEVICE_COLS). */
 #define REG_DEVICE_COLS                                                                            \
     "eid, batch, station, state, kvn, kcv, pubkey_sha256, cert_serial, cert_sha256, "              \
-    "cert_stored, lifecycle, reason, step, first_idx, last_idx, last_time, events"
+    "cert_stored, lifecycle, reason, step, first_idx, last_idx, last_time, events, "               \
+    "cert_revoked, cert_pubkey_sha256, prev_certs"
 TC_MUST_CHECK tc_err reg_device_read(sqlite3_stmt *st, int col, struct tc_registry_device *d);
+/* Whether the database's reg_devices has every column of REG_DEVICE_COLS
+ * (false for a projection written before one was added). */
+bool reg_schema_current(sqlite3 *db);
+/* Drops the projection tables (rebuilt from the log by the caller). */
+TC_MUST_CHECK tc_err reg_schema_drop(sqlite3 *db);
 
 TC_MUST_CHECK tc_err reg_exec(sqlite3 *db, const char *sql);
 TC_MUST_CHECK tc_err reg_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st);

@@ -61,7 +61,8 @@ tc_err reg_schema_create(sqlite3 *db, const char *schema)
         " cert_serial BLOB, cert_sha256 BLOB, cert_stored INTEGER NOT NULL,"
         " lifecycle INTEGER NOT NULL, reason INTEGER NOT NULL, step INTEGER NOT NULL,"
         " first_idx INTEGER NOT NULL, last_idx INTEGER NOT NULL, last_time INTEGER NOT NULL,"
-        " events INTEGER NOT NULL) WITHOUT ROWID;"
+        " events INTEGER NOT NULL, cert_revoked INTEGER NOT NULL, cert_pubkey_sha256 BLOB,"
+        " prev_certs BLOB) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS %s.reg_device_events("
         " eid BLOB NOT NULL, idx INTEGER NOT NULL, time_ms INTEGER NOT NULL,"
         " PRIMARY KEY (eid, idx)) WITHOUT ROWID;"
@@ -77,6 +78,24 @@ tc_err reg_schema_create(sqlite3 *db, const char *schema)
         s, s, s, s, s, s);
     TC_ENSURE(n > 0 && (size_t)n < sizeof sql, TC_ERR_INTERNAL);
     return reg_exec(db, sql);
+}
+
+bool reg_schema_current(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool ok = sqlite3_prepare_v2(db, "SELECT " REG_DEVICE_COLS " FROM main.reg_devices", -1, &st,
+                                 NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return ok;
+}
+
+tc_err reg_schema_drop(sqlite3 *db)
+{
+    TC_ENSURE(db != NULL, TC_ERR_ARG);
+    return reg_exec(db, "DROP TABLE IF EXISTS main.reg_devices;"
+                        "DROP TABLE IF EXISTS main.reg_device_events;"
+                        "DROP TABLE IF EXISTS main.reg_batches;"
+                        "DROP TABLE IF EXISTS main.reg_stations;");
 }
 
 tc_err reg_proj_clear(sqlite3 *db, const char *schema)
@@ -137,7 +156,8 @@ tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema)
                   &p->get_dev));
     TC_TRY(prep_s(db,
                   "INSERT OR REPLACE INTO %s.reg_devices(" REG_DEVICE_COLS ") VALUES(?1, ?2, ?3,"
-                  " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                  " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
+                  " ?20)",
                   schema, &p->put_dev));
     TC_TRY(prep_s(db, "INSERT INTO %s.reg_device_events(eid, idx, time_ms) VALUES(?1, ?2, ?3)",
                   schema, &p->put_dev_ev));
@@ -210,6 +230,57 @@ static tc_err uint_col(sqlite3_stmt *st, int col, uint64_t max, uint64_t *v)
     return TC_OK;
 }
 
+/*
+ * prev_certs: the remembered certificates, oldest first, each as
+ * serial length (1 byte, 1..20), serial, certificate SHA-256 (32),
+ * public-key SHA-256 (32), stored (1 byte, 0 or 1); NULL when there are
+ * none.
+ */
+#define PREV_CERT_MAX (1 + TC_AUDIT_SERIAL_MAX + 2 * TC_AUDIT_HASH_LEN + 1)
+
+static size_t prev_encode(const struct tc_registry_device *d,
+                          uint8_t out[static TC_REGISTRY_PREV_CERTS * PREV_CERT_MAX])
+{
+    size_t o = 0;
+    for (size_t i = 0; i < d->n_prev; i++) {
+        const struct tc_registry_cert_ref *c = &d->prev[i];
+        out[o++] = (uint8_t)c->serial_len;
+        memcpy(out + o, c->serial, c->serial_len);
+        o += c->serial_len;
+        memcpy(out + o, c->sha256, TC_AUDIT_HASH_LEN);
+        o += TC_AUDIT_HASH_LEN;
+        memcpy(out + o, c->pubkey_sha256, TC_AUDIT_HASH_LEN);
+        o += TC_AUDIT_HASH_LEN;
+        out[o++] = c->stored ? 1 : 0;
+    }
+    return o;
+}
+
+static tc_err prev_decode(const uint8_t *p, size_t n, struct tc_registry_device *d)
+{
+    struct tc_cursor c;
+    tc_cursor_init(&c, p, n);
+    while (tc_cursor_remaining(&c) > 0) {
+        TC_ENSURE_MSG(d->n_prev < TC_REGISTRY_PREV_CERTS, TC_ERR_FORMAT,
+                      "stored device remembers more than %u certificates", TC_REGISTRY_PREV_CERTS);
+        struct tc_registry_cert_ref *r = &d->prev[d->n_prev];
+        uint8_t len = 0, stored = 0;
+        TC_GUARD(tc_cursor_u8(&c, &len));
+        TC_ENSURE_MSG(len >= 1 && len <= TC_AUDIT_SERIAL_MAX, TC_ERR_FORMAT,
+                      "stored certificate serial of %u bytes", len);
+        TC_GUARD(tc_cursor_copy(&c, r->serial, len));
+        r->serial_len = len;
+        TC_GUARD(tc_cursor_copy(&c, r->sha256, TC_AUDIT_HASH_LEN));
+        TC_GUARD(tc_cursor_copy(&c, r->pubkey_sha256, TC_AUDIT_HASH_LEN));
+        TC_GUARD(tc_cursor_u8(&c, &stored));
+        TC_ENSURE_MSG(stored <= 1, TC_ERR_FORMAT, "stored certificate flag %u", stored);
+        r->stored = stored != 0;
+        d->n_prev++;
+    }
+    TC_ENSURE_MSG(d->n_prev > 0, TC_ERR_FORMAT, "stored empty certificate list");
+    return TC_OK;
+}
+
 tc_err reg_device_read(sqlite3_stmt *st, int c, struct tc_registry_device *d)
 {
     memset(d, 0, sizeof *d);
@@ -244,6 +315,20 @@ tc_err reg_device_read(sqlite3_stmt *st, int c, struct tc_registry_device *d)
     TC_GUARD(uint_col(st, c + 14, INT64_MAX, &d->last_index));
     TC_GUARD(uint_col(st, c + 15, INT64_MAX, &d->last_time_ms));
     TC_GUARD(uint_col(st, c + 16, INT64_MAX, &d->events));
+    TC_GUARD(uint_col(st, c + 17, 1, &v));
+    d->cert_revoked = v != 0;
+    TC_ENSURE_MSG(d->has_cert || !d->cert_revoked, TC_ERR_FORMAT,
+                  "stored revoked certificate without serial");
+    TC_GUARD(blob_col(st, c + 18, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN, TC_AUDIT_HASH_LEN, &len,
+                      &has));
+    TC_ENSURE_MSG(has == d->has_cert, TC_ERR_FORMAT, "stored certificate serial without key");
+    if (sqlite3_column_type(st, c + 19) != SQLITE_NULL) {
+        int n = sqlite3_column_bytes(st, c + 19);
+        const uint8_t *p = sqlite3_column_blob(st, c + 19);
+        TC_ENSURE_MSG(n > 0 && p != NULL && d->has_cert && !d->cert_revoked, TC_ERR_FORMAT,
+                      "stored certificate list in column %d", c + 19);
+        TC_GUARD(prev_decode(p, (size_t)n, d));
+    }
     return TC_OK;
 }
 
@@ -258,6 +343,8 @@ static void bind_blob_opt(sqlite3_stmt *st, int i, bool present, const void *p, 
 static tc_err put_device(struct reg_proj *p, const struct tc_registry_device *d)
 {
     sqlite3_stmt *st = p->put_dev;
+    uint8_t prev[TC_REGISTRY_PREV_CERTS * PREV_CERT_MAX];
+    size_t prev_len = prev_encode(d, prev);
     sqlite3_bind_blob(st, 1, d->eid, (int)d->eid_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, d->batch, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, d->station, -1, SQLITE_STATIC);
@@ -275,6 +362,9 @@ static tc_err put_device(struct reg_proj *p, const struct tc_registry_device *d)
     sqlite3_bind_int64(st, 15, reg_i64(d->last_index));
     sqlite3_bind_int64(st, 16, reg_i64(d->last_time_ms));
     sqlite3_bind_int64(st, 17, reg_i64(d->events));
+    sqlite3_bind_int(st, 18, d->cert_revoked ? 1 : 0);
+    bind_blob_opt(st, 19, d->has_cert, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN);
+    bind_blob_opt(st, 20, prev_len > 0, prev, prev_len);
     return done(p->db, st, "store device");
 }
 
@@ -446,7 +536,10 @@ static void normalize(struct tc_registry_device *d)
     if (!d->has_cert) {
         memset(d->cert_serial, 0, sizeof d->cert_serial);
         memset(d->cert_sha256, 0, sizeof d->cert_sha256);
+        memset(d->cert_pubkey_sha256, 0, sizeof d->cert_pubkey_sha256);
         d->cert_serial_len = 0;
+    } else {
+        memset(d->cert_serial + d->cert_serial_len, 0, sizeof d->cert_serial - d->cert_serial_len);
     }
     d->first_index = (uint64_t)reg_i64(d->first_index);
     d->last_index = (uint64_t)reg_i64(d->last_index);

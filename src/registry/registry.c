@@ -195,9 +195,17 @@ tc_err tc_registry_open(const char *path, const char *origin, struct tc_registry
                         "CREATE TABLE IF NOT EXISTS main.reg_certs("
                         " sha256 BLOB PRIMARY KEY, der BLOB NOT NULL) WITHOUT ROWID;"));
     TC_TRY(reg_schema_create(db, "main"));
+    /* A projection written before the device row had all its columns is
+     * dropped and rebuilt from the log below. */
+    bool stale = !reg_schema_current(db);
+    if (stale) {
+        TC_TRY(reg_schema_drop(db));
+        TC_TRY(reg_schema_create(db, "main"));
+    }
     TC_TRY(settle_origin(r, db, origin, &fresh));
-    if (fresh) {
-        /* A log written before it had a registry: project what it holds. */
+    if (fresh || stale) {
+        /* A log written before it had a registry (or this projection):
+         * project what it holds. */
         TC_TRY(reg_proj_clear(db, "main"));
         TC_TRY(reg_proj_init(&r->live, db, "main"));
         tc_err rc = reg_proj_replay(&r->live, db);

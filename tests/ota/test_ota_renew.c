@@ -612,21 +612,92 @@ static void test_interrupted_twice(void)
  * confirmed by the card (docs/ota.md "Not yet": the projection keeps no previous
  * certificate); the certificates the log shows issued and not revoked
  * (what a decommission or device revocation revokes) are exactly `valid`. */
-static void check_registry_after(struct dev *d, const uint8_t valid[TC_PKI_SERIAL_LEN])
+/*
+ * After a renewal that did not complete, the registry's current certificate
+ * is the one valid certificate (docs/registry.md, "Current certificate"):
+ * the old one again, as the card returned it and with its key, when the
+ * card kept its old key (the renewal's certificate revoked); the new one,
+ * never returned by the card, when the new key is the card's (the old one
+ * revoked). The device stays provisioned; the row is the fold of the log
+ * and the rebuilt projection equals it.
+ */
+static void check_registry_after(struct dev *d, bool keeps_new)
 {
-    struct tc_registry_device rd;
+    struct tc_registry_device rd, fold;
     EXPECT_OK(tc_registry_device_get(d->reg, d->eid, sizeof d->eid, &rd));
     EXPECT_EQ_U(rd.state, TC_REG_PROVISIONED);
-    struct tc_pki_device_info renewal;
     EXPECT_EQ_U(P.nissued, 2);
+    struct tc_pki_device_info renewal;
     EXPECT_OK(tc_pki_check_device(P.issued[1], P.issued_len[1], &renewal));
-    EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, renewal.serial, renewal.serial_len);
-    EXPECT(!rd.cert_stored);
+    uint8_t cert_sha[32], pub_sha[32];
+    if (keeps_new) {
+        EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, renewal.serial, renewal.serial_len);
+        ota_fx_sha256(P.issued[1], P.issued_len[1], cert_sha);
+        EXPECT_MEM(rd.cert_sha256, 32, cert_sha, 32);
+        EXPECT(!rd.cert_stored);
+    } else {
+        EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, d->serial, sizeof d->serial);
+        ota_fx_sha256(d->cert, d->cert_len, cert_sha);
+        EXPECT_MEM(rd.cert_sha256, 32, cert_sha, 32);
+        uint8_t spki[91];
+        ota_fx_spki_of(d->pub, spki);
+        ota_fx_sha256(spki, sizeof spki, pub_sha);
+        EXPECT_MEM(rd.pubkey_sha256, 32, pub_sha, 32);
+        EXPECT_MEM(rd.cert_pubkey_sha256, 32, pub_sha, 32);
+        EXPECT(rd.cert_stored);
+    }
+    EXPECT(!rd.cert_revoked);
+    EXPECT_EQ_U(rd.n_prev, 0);
+    EXPECT_OK(
+        tc_registry_device_at(d->reg, d->eid, sizeof d->eid, UINT64_MAX, &fold, NULL, 0, NULL));
+    EXPECT_MEM(&fold, sizeof fold, &rd, sizeof rd);
+    EXPECT_OK(tc_registry_check(d->reg, NULL, NULL));
+    /* The log's only valid certificate is that one. */
     struct tc_ota_cert_ref refs[TC_OTA_CERTS_MAX];
     size_t n = 0;
     EXPECT_OK(tc_ota_unrevoked_certs(d->reg, d->eid, sizeof d->eid, refs, TC_OTA_CERTS_MAX, &n));
     EXPECT_EQ_U(n, 1);
-    EXPECT_MEM(refs[0].serial, refs[0].serial_len, valid, TC_PKI_SERIAL_LEN);
+    EXPECT_MEM(refs[0].serial, refs[0].serial_len, rd.cert_serial, rd.cert_serial_len);
+    EXPECT_MEM(refs[0].sha256, 32, rd.cert_sha256, 32);
+}
+
+/* After a renewal the card did not take, the old certificate is current and
+ * stored again, so a new renew-cert is accepted and completes: the log then
+ * leaves exactly its certificate valid, and the registry says so. */
+static void renew_again(struct dev *d)
+{
+    struct tc_audit_event q;
+    memset(&q, 0, sizeof q);
+    q.type = TC_AUDIT_OP_QUEUED;
+    q.fields = TC_AUDIT_HAS_OP_KIND;
+    q.op_kind = TC_OTA_OP_RENEW_CERT;
+    uint64_t id = 0;
+    memset(&d->op, 0, sizeof d->op);
+    log_events(d, &q, 1, &id);
+    d->op.id = id;
+    d->op.code = TC_OTA_OP_RENEW_CERT;
+    d->op.status = TC_OTA_OP_PENDING;
+    link_reconnect(&d->l);
+    struct plan pl = plan_none();
+    EXPECT_EQ_U(run_op(d, &pl), OUT_DONE);
+    EXPECT_EQ_U(P.nissued, 3);
+    struct tc_pki_device_info third;
+    EXPECT_OK(tc_pki_check_device(P.issued[2], P.issued_len[2], &third));
+    bool valid = false;
+    EXPECT_EQ_U(ota_fx_pki_valid(&P, P.issued[2], P.issued_len[2], &valid), 1);
+    EXPECT(valid);
+    EXPECT(ota_fx_pki_is_revoked(&P, d->serial, sizeof d->serial));
+    struct tc_registry_device rd;
+    EXPECT_OK(tc_registry_device_get(d->reg, d->eid, sizeof d->eid, &rd));
+    EXPECT_EQ_U(rd.state, TC_REG_PROVISIONED);
+    EXPECT_MEM(rd.cert_serial, rd.cert_serial_len, third.serial, third.serial_len);
+    EXPECT(rd.cert_stored && !rd.cert_revoked && rd.n_prev == 0);
+    struct tc_ota_cert_ref refs[TC_OTA_CERTS_MAX];
+    size_t n = 0;
+    EXPECT_OK(tc_ota_unrevoked_certs(d->reg, d->eid, sizeof d->eid, refs, TC_OTA_CERTS_MAX, &n));
+    EXPECT_EQ_U(n, 1);
+    EXPECT_MEM(refs[0].serial, refs[0].serial_len, third.serial, third.serial_len);
+    EXPECT_OK(tc_registry_check(d->reg, NULL, NULL));
 }
 
 static void test_rejections(void)
@@ -709,7 +780,8 @@ static void test_rejections(void)
     struct tc_registry_device rd;
     EXPECT_OK(tc_registry_device_get(d.reg, d.eid, sizeof d.eid, &rd));
     EXPECT(rd.state != TC_REG_REVOKED);
-    check_registry_after(&d, d.serial);
+    check_registry_after(&d, false);
+    renew_again(&d);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 
@@ -857,7 +929,9 @@ static void run_scenario_checks(const struct scenario *c)
         }
         EXPECT(rd.state != TC_REG_REVOKED);
     }
-    check_registry_after(&d, keeps_new ? info.serial : d.serial);
+    check_registry_after(&d, keeps_new);
+    if (!keeps_new)
+        renew_again(&d);
     tc_ota_renew_detach(FAKE_ENGINE);
     device_free(&d);
 }

@@ -1145,6 +1145,270 @@ static void test_reader_refuses_appends(void)
     rmtree(w.dir);
 }
 
+/* ------------------------------------------------------------ current certificate */
+
+/*
+ * A device's certificate story after the line: each step is an operation
+ * letter and a certificate letter. k keypair-generated, i cert-issued,
+ * s cert-stored, r cert-revoked (these four carry an OTA operation id, as
+ * a renewal logs them), R cert-revoked with no operation (`device
+ * revoke`). Certificate A is the line's; B.. are renewals'.
+ */
+#define CC_DEV0   40u
+#define CC_STEPS  16u
+#define CC_OP_ID  5000u /* any index: the fold only asks whether there is one */
+#define CC_LINE_T 0u
+
+static uint8_t cc_line_sha[32];
+
+static uint8_t cc_serial(unsigned n, char c)
+{
+    return c == 'A' ? (uint8_t)(n % 100 + 1) : (uint8_t)(0x70 + (c - 'B'));
+}
+
+static void cc_sha(char c, uint8_t out[32])
+{
+    if (c == 'A')
+        memcpy(out, cc_line_sha, 32);
+    else
+        memset(out, (uint8_t)(c ^ 0xFF), 32);
+}
+
+static void cc_pub(char c, uint8_t out[32])
+{
+    memset(out, c == 'A' ? 0x5A : (uint8_t)c, 32);
+}
+
+static void cc_event(struct tc_audit_event *ev, unsigned n, char op, char c, uint64_t t)
+{
+    enum tc_audit_event_type type = op == 'k'   ? TC_AUDIT_KEYPAIR_GENERATED
+                                    : op == 'i' ? TC_AUDIT_CERT_ISSUED
+                                    : op == 's' ? TC_AUDIT_CERT_STORED
+                                                : TC_AUDIT_CERT_REVOKED;
+    line_event(ev, type, n, "CC-1", t);
+    if (op != 'R') {
+        ev->fields |= TC_AUDIT_HAS_OP_ID;
+        ev->op_id = CC_OP_ID;
+    }
+    if (type == TC_AUDIT_KEYPAIR_GENERATED || type == TC_AUDIT_CERT_ISSUED) {
+        ev->fields |= TC_AUDIT_HAS_PUBKEY_SHA256;
+        cc_pub(c, ev->pubkey_sha256);
+    }
+    if (type != TC_AUDIT_KEYPAIR_GENERATED) {
+        uint8_t sha[32];
+        cc_sha(c, sha);
+        cert(ev, cc_serial(n, c), sha);
+    }
+    if (type == TC_AUDIT_CERT_REVOKED) {
+        ev->fields |= TC_AUDIT_HAS_REASON;
+        ev->reason = op == 'R' ? 1 : 4; /* keyCompromise, superseded */
+    }
+}
+
+struct cc_story {
+    const char *name;
+    const char *steps;
+    char cur;             /* the current certificate */
+    bool stored, revoked; /* cert_stored, cert_revoked */
+    enum tc_registry_state state;
+    const char *prev; /* the other unrevoked certificates remembered, oldest first */
+};
+
+static const struct cc_story cc_stories[] = {
+    {"provisioned", "", 'A', true, false, TC_REG_PROVISIONED, ""},
+    /* The card kept its old key: the renewal's certificate is revoked. */
+    {"abandoned renewal", "kBiBrB", 'A', true, false, TC_REG_PROVISIONED, ""},
+    {"renewed", "kBiBsBrA", 'B', true, false, TC_REG_PROVISIONED, ""},
+    /* Read-back failed with the new key the card's: the new certificate stays valid. */
+    {"read-back failed, new key active", "kBiBrA", 'B', false, false, TC_REG_PROVISIONED, ""},
+    {"renewal in flight", "kBiB", 'B', false, false, TC_REG_PROVISIONED, "A"},
+    {"device revoke", "RA", 'A', true, true, TC_REG_REVOKED, ""},
+    {"device revoke during a renewal", "kBiBRARB", 'B', false, true, TC_REG_REVOKED, ""},
+    {"device revoke, newest first", "kBiBRBRA", 'A', true, true, TC_REG_REVOKED, ""},
+    {"device revoke after a failed read-back", "kBiBrARB", 'B', false, true, TC_REG_REVOKED, ""},
+    {"two abandoned, then renewed", "kBiBrBkCiCrCkDiDsDrA", 'D', true, false, TC_REG_PROVISIONED,
+     ""},
+    {"two in flight, the newest abandoned", "iBiCrC", 'B', false, false, TC_REG_PROVISIONED, "A"},
+    {"an old one revoked while another is in flight", "iBiCrA", 'C', false, false,
+     TC_REG_PROVISIONED, "B"},
+    /* Five certificates valid at once: the oldest (A) is forgotten, so once
+     * the other four are revoked the device is revoked although A is not. */
+    {"more than remembered", "iBiCiDiEiFrFrErDrCrB", 'B', false, true, TC_REG_REVOKED, ""},
+    {"more than remembered, newest kept", "iBiCiDiEiF", 'F', false, false, TC_REG_PROVISIONED,
+     "BCDE"},
+};
+
+static void cc_expect(const struct cc_story *s, unsigned n, const struct tc_registry_device *d)
+{
+    uint8_t sha[32], pub[32];
+    cc_sha(s->cur, sha);
+    cc_pub(s->cur, pub);
+    if (!d->has_cert || d->cert_serial_len != 1 || d->cert_serial[0] != cc_serial(n, s->cur))
+        tc_test_fail_at(__FILE__, __LINE__, "%s: current certificate %02X, expected %c", s->name,
+                        d->cert_serial[0], s->cur);
+    EXPECT_MEM(d->cert_sha256, 32, sha, 32);
+    EXPECT_MEM(d->cert_pubkey_sha256, 32, pub, 32);
+    if (!s->revoked)
+        EXPECT_MEM(d->pubkey_sha256, 32, pub, 32);
+    if (d->cert_stored != s->stored || d->cert_revoked != s->revoked || d->state != s->state)
+        tc_test_fail_at(__FILE__, __LINE__, "%s: stored %d revoked %d state %s", s->name,
+                        d->cert_stored, d->cert_revoked, tc_registry_state_name(d->state));
+    size_t np = strlen(s->prev);
+    EXPECT_EQ_U(d->n_prev, np);
+    for (size_t i = 0; i < np && i < d->n_prev; i++) {
+        const struct tc_registry_cert_ref *c = &d->prev[i];
+        cc_sha(s->prev[i], sha);
+        cc_pub(s->prev[i], pub);
+        EXPECT(c->serial_len == 1 && c->serial[0] == cc_serial(n, s->prev[i]));
+        EXPECT_MEM(c->sha256, 32, sha, 32);
+        EXPECT_MEM(c->pubkey_sha256, 32, pub, 32);
+        EXPECT(c->stored == (s->prev[i] == 'A'));
+    }
+}
+
+/* The projected row (however it was written), the fold of the device's
+ * events and the rebuilt projection agree, and say what the story says. */
+static void cc_check(struct tc_registry *r, const struct cc_story *s, unsigned n)
+{
+    uint8_t eid[16];
+    eid_of(n, eid);
+    struct tc_registry_device got, fold;
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &got));
+    cc_expect(s, n, &got);
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, UINT64_MAX, &fold, NULL, 0, NULL));
+    EXPECT_MEM(&fold, sizeof fold, &got, sizeof got);
+}
+
+static void test_current_certificate(void)
+{
+    struct ws w;
+    if (!ws_new(&w))
+        return;
+    struct tc_registry *r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    EXPECT_OK(tc_registry_cert_put(r, cert_der, sizeof cert_der, cc_line_sha));
+    size_t ns = TC_ARRAY_LEN(cc_stories);
+    /* Three devices per story: one append per event; the whole story in
+     * one append (one batch projection); half, then the registry reopened
+     * (rows read back from the database, not remembered), then the rest. */
+    for (size_t k = 0; k < ns; k++)
+        for (unsigned v = 0; v < 3; v++)
+            provision(r, CC_DEV0 + 3 * (unsigned)k + v, "CC-1", CC_LINE_T, cc_line_sha);
+    for (size_t k = 0; k < ns; k++) {
+        const struct cc_story *s = &cc_stories[k];
+        size_t len = strlen(s->steps) / 2;
+        EXPECT(len <= CC_STEPS);
+        static uint8_t enc[CC_STEPS][TC_AUDIT_EVENT_MAX];
+        const uint8_t *ptr[CC_STEPS];
+        size_t lens[CC_STEPS];
+        unsigned n0 = CC_DEV0 + 3 * (unsigned)k;
+        for (size_t i = 0; i < len; i++) {
+            struct tc_audit_event ev;
+            cc_event(&ev, n0, s->steps[2 * i], s->steps[2 * i + 1], 1000 + 10 * i);
+            (void)append(r, &ev);
+            cc_event(&ev, n0 + 1, s->steps[2 * i], s->steps[2 * i + 1], 1000 + 10 * i);
+            EXPECT_OK(tc_audit_event_encode(&ev, enc[i], TC_AUDIT_EVENT_MAX, &lens[i]));
+            ptr[i] = enc[i];
+        }
+        uint64_t first = 0;
+        if (len > 0)
+            EXPECT_OK(tc_registry_append_encoded(r, ptr, lens, len, &first));
+        for (size_t i = 0; i < len; i++) {
+            if (i == len / 2) {
+                tc_registry_close(r);
+                r = reg_open(w.db);
+                if (r == NULL)
+                    return;
+            }
+            struct tc_audit_event ev;
+            cc_event(&ev, n0 + 2, s->steps[2 * i], s->steps[2 * i + 1], 1000 + 10 * i);
+            (void)append(r, &ev);
+        }
+        for (unsigned v = 0; v < 3; v++)
+            cc_check(r, s, n0 + v);
+    }
+    uint8_t hs[32], hr[32];
+    EXPECT_OK(tc_registry_check(r, hs, hr));
+    EXPECT_MEM(hs, 32, hr, 32);
+
+    /* At an earlier time the fold gives the certificate current then: the
+     * abandoned renewal's (not stored) until its revocation. */
+    uint8_t eid[16];
+    eid_of(CC_DEV0 + 3, eid);
+    struct tc_registry_device d;
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, T0 + 1010, &d, NULL, 0, NULL));
+    EXPECT(d.cert_serial[0] == 0x70 && !d.cert_stored && d.n_prev == 1 && d.prev[0].stored);
+    EXPECT_EQ_U(d.state, TC_REG_PROVISIONED);
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, T0 + 1020, &d, NULL, 0, NULL));
+    EXPECT(d.cert_serial[0] == cc_serial(CC_DEV0 + 3, 'A') && d.cert_stored && d.n_prev == 0);
+
+    /* Rebuilt from the log: the same rows. */
+    EXPECT_OK(tc_registry_rebuild(r));
+    for (size_t k = 0; k < ns; k++)
+        cc_check(r, &cc_stories[k], CC_DEV0 + 3 * (unsigned)k);
+    tc_registry_close(r);
+
+    /* A projection written before the device row had these columns is
+     * rebuilt from the log when the registry opens. */
+    sql(w.db, "ALTER TABLE reg_devices DROP COLUMN prev_certs;"
+              "ALTER TABLE reg_devices DROP COLUMN cert_pubkey_sha256;"
+              "ALTER TABLE reg_devices DROP COLUMN cert_revoked;"
+              "DELETE FROM reg_device_events;");
+    r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    for (size_t k = 0; k < ns; k++)
+        cc_check(r, &cc_stories[k], CC_DEV0 + 3 * (unsigned)k + 2);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    tc_registry_close(r);
+
+    /* A stored certificate list that does not parse is refused; one that
+     * parses but is not the log's is found by the check. */
+    static const struct {
+        const char *sql;
+        tc_err get, check;
+    } bad[] = {
+        {"UPDATE reg_devices SET prev_certs = X'01B0'", TC_ERR_TRUNCATED, TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET prev_certs = X'00'", TC_ERR_FORMAT, TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET prev_certs = X''", TC_ERR_FORMAT, TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET prev_certs = substr(prev_certs, 1, 66) || X'02'", TC_ERR_FORMAT,
+         TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET prev_certs = prev_certs || prev_certs || prev_certs ||"
+         " prev_certs || prev_certs",
+         TC_ERR_FORMAT, TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET prev_certs = substr(prev_certs, 1, 66) || X'00'", TC_OK,
+         TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET cert_revoked = 1", TC_ERR_FORMAT, TC_ERR_VERIFY},
+        {"UPDATE reg_devices SET cert_pubkey_sha256 = NULL", TC_ERR_FORMAT, TC_ERR_VERIFY},
+    };
+    /* Device of "renewal in flight" (remembers A), one append per event. */
+    unsigned inflight = CC_DEV0 + 3 * 4;
+    EXPECT(strcmp(cc_stories[4].steps, "kBiB") == 0);
+    eid_of(inflight, eid);
+    char hex[40];
+    for (unsigned i = 0; i < 16; i++)
+        (void)snprintf(hex + 2 * i, 3, "%02X", eid[i]);
+    for (size_t i = 0; i < TC_ARRAY_LEN(bad); i++) {
+        char q[512];
+        (void)snprintf(q, sizeof q, "%s WHERE eid = X'%s'", bad[i].sql, hex);
+        sql(w.db, q);
+        r = reg_open(w.db);
+        if (r == NULL)
+            return;
+        tc_err rc = tc_registry_device_get(r, eid, 16, &d);
+        if (rc != bad[i].get)
+            tc_test_fail_at(__FILE__, __LINE__, "%s: device_get returned %s", bad[i].sql,
+                            tc_err_name(rc));
+        EXPECT_ERR(tc_registry_check(r, NULL, NULL), bad[i].check);
+        EXPECT_OK(tc_registry_rebuild(r));
+        EXPECT_OK(tc_registry_check(r, NULL, NULL));
+        cc_check(r, &cc_stories[4], inflight);
+        tc_registry_close(r);
+    }
+    rmtree(w.dir);
+}
+
 static void test_setup(void)
 {
     char vk[TC_NOTE_VKEY_MAX + 1];
@@ -1172,6 +1436,7 @@ static const struct tc_test_case cases[] = {
     {"certificates stored by the append that names them", test_append_certs},
     {"tampering in the database is detected", test_tampering},
     {"reader refuses appends; bad origins", test_reader_refuses_appends},
+    {"current certificate after every renewal outcome", test_current_certificate},
     {"teardown", test_teardown},
 };
 
