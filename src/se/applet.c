@@ -1,7 +1,7 @@
 /*
  * The identity applet (docs/identity-applet.md): an ECDSA P-256 key pair
  * generated on the card, its certificate, and signatures over SHA-256
- * digests. The private key is used only inside se_ec_sign_digest() and no
+ * digests. The private key is used only inside se_ec_sign_digest*() and no
  * command returns it. Commands that change the identity need an SCP03
  * session with C-MAC and C-DECRYPTION.
  *
@@ -312,7 +312,8 @@ uint16_t se_applet_sign(struct se_cmd *c)
         return SW_WRONG_LENGTH;
     if (!a->has_key)
         return SW_REF_NOT_FOUND;
-    if (se_ec_sign_digest(a->priv, a->pub, c->data, sig, sizeof sig, &sig_len) != TC_OK) {
+    if (se_ec_sign_digest_kept(&c->card->ram.sign_key, a->priv, a->pub, c->data, sig, sizeof sig,
+                               &sig_len) != TC_OK) {
         tc_error_clear();
         return SW_UNKNOWN;
     }

@@ -113,6 +113,7 @@ static void ram_clear(struct tc_se_card *card)
 {
     for (size_t i = 0; i < SE_MAX_SESSIONS; i++)
         tc_scp03_card_reset(&card->ram.sessions[i].session);
+    se_ec_key_forget(&card->ram.sign_key);
     tc_memzero(&card->ram, sizeof card->ram);
     for (size_t i = 0; i < TC_SE_MAX_CHANNELS; i++)
         card->ram.ch[i].session = -1;

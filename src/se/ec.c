@@ -1,15 +1,19 @@
 /*
  * The card's ECDSA P-256 and SHA-256, on OpenSSL 3. The private scalar lives
- * in the card's NVM; an EVP_PKEY is built from it for one operation and freed
- * (OpenSSL clears its private BIGNUM on free). OpenSSL allocates internally
- * here; the card OS code itself does not.
+ * in the card's NVM. For a one-off operation (key generation, the proof of
+ * possession) an EVP_PKEY is built from it and freed (OpenSSL clears its
+ * private BIGNUM on free). The identity SIGN keeps its EVP_PKEY and signing
+ * context in the card's RAM (struct se_ec_key in struct se_ram): built on
+ * the first SIGN, reused while the NVM holds the same key pair, freed and
+ * wiped when the key pair changes, on power off, reset and close. OpenSSL
+ * allocates internally here; the card OS code itself does not.
  *
- * What is kept between operations holds no key: per thread, a P-256 key
- * generation context (its EC group is built once, on the first generation)
- * and an "EC" import context, both freed by a pthread key destructor when
- * the thread ends (se_ec_thread_cleanup() for a thread that wants them gone
- * sooner). They live in thread-local storage, so the card code still
- * allocates nothing itself.
+ * What is kept per thread holds no key: a P-256 key generation context
+ * (its EC group is built once, on the first generation) and an "EC" import
+ * context, both freed by a pthread key destructor when the thread ends
+ * (se_ec_thread_cleanup() for a thread that wants them gone sooner). They
+ * live in thread-local storage, so the card code still allocates nothing
+ * itself.
  */
 #include <pthread.h>
 #include <string.h>
@@ -153,14 +157,13 @@ out:
     return ret;
 }
 
-tc_err se_ec_sign_digest(const uint8_t priv[static 32], const uint8_t pub[static TC_SE_EC_PUB_LEN],
-                         const uint8_t digest[static 32], uint8_t *sig, size_t sig_size,
-                         size_t *sig_len)
+/* An EVP_PKEY for the key pair: SEC 1 §3.2.1 private scalar d and its
+ * public point Q, which OpenSSL checks is on the curve. */
+static tc_err ec_import(const uint8_t priv[static 32], const uint8_t pub[static TC_SE_EC_PUB_LEN],
+                        EVP_PKEY **out)
 {
     tc_err ret = TC_ERR_INTERNAL;
     struct se_ec_thread *t = NULL;
-    EVP_PKEY_CTX *sctx = NULL;
-    EVP_PKEY *key = NULL;
     /* OSSL_PARAM_construct_BN takes the number in native byte order. */
     uint8_t d_native[32];
     native_order(priv, d_native);
@@ -172,19 +175,81 @@ tc_err se_ec_sign_digest(const uint8_t priv[static 32], const uint8_t pub[static
                                           TC_SE_EC_PUB_LEN),
         OSSL_PARAM_construct_end(),
     };
+    *out = NULL;
     TC_TRY(ec_thread_get(&t));
-    TC_TRY_OSSL(EVP_PKEY_fromdata(t->imp, &key, EVP_PKEY_KEYPAIR, params));
-    sctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
-    TC_CHECK_MSG(sctx != NULL, TC_ERR_CRYPTO, "cannot create a signing context");
-    TC_TRY_OSSL(EVP_PKEY_sign_init(sctx));
-    size_t len = sig_size;
-    /* FIPS 186-4 §6.4 ECDSA; the per-message k is OpenSSL's. */
-    TC_TRY_OSSL(EVP_PKEY_sign(sctx, sig, &len, digest, 32));
-    *sig_len = len;
+    TC_TRY_OSSL(EVP_PKEY_fromdata(t->imp, out, EVP_PKEY_KEYPAIR, params));
     ret = TC_OK;
 out:
     tc_memzero(d_native, sizeof d_native);
+    return ret;
+}
+
+/* FIPS 186-4 §6.4 ECDSA over a SHA-256 digest; the per-message k is
+ * OpenSSL's. */
+static tc_err ec_sign(EVP_PKEY_CTX *sctx, const uint8_t digest[static 32], uint8_t *sig,
+                      size_t sig_size, size_t *sig_len)
+{
+    size_t len = sig_size;
+    TC_GUARD_OSSL(EVP_PKEY_sign_init(sctx));
+    TC_GUARD_OSSL(EVP_PKEY_sign(sctx, sig, &len, digest, 32));
+    *sig_len = len;
+    return TC_OK;
+}
+
+tc_err se_ec_sign_digest(const uint8_t priv[static 32], const uint8_t pub[static TC_SE_EC_PUB_LEN],
+                         const uint8_t digest[static 32], uint8_t *sig, size_t sig_size,
+                         size_t *sig_len)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    EVP_PKEY_CTX *sctx = NULL;
+    EVP_PKEY *key = NULL;
+    TC_TRY(ec_import(priv, pub, &key));
+    sctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    TC_CHECK_MSG(sctx != NULL, TC_ERR_CRYPTO, "cannot create a signing context");
+    TC_TRY(ec_sign(sctx, digest, sig, sig_size, sig_len));
+    ret = TC_OK;
+out:
     EVP_PKEY_CTX_free(sctx);
     EVP_PKEY_free(key);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ kept signing key */
+
+void se_ec_key_forget(struct se_ec_key *k)
+{
+    if (k == NULL)
+        return;
+    /* EVP_PKEY_free clears the private BIGNUM (BN_clear_free); the
+     * context holds a reference to the same key. */
+    EVP_PKEY_CTX_free(k->sctx);
+    EVP_PKEY_free(k->pkey);
+    tc_memzero(k, sizeof *k);
+}
+
+tc_err se_ec_sign_digest_kept(struct se_ec_key *k, const uint8_t priv[static 32],
+                              const uint8_t pub[static TC_SE_EC_PUB_LEN],
+                              const uint8_t digest[static 32], uint8_t *sig, size_t sig_size,
+                              size_t *sig_len)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(k != NULL, TC_ERR_ARG);
+    /* The kept key serves only the exact key pair it was built from: any
+     * change of the NVM's key (renewal, replacement, a reloaded image)
+     * builds a new one and the old one is freed first. */
+    if (k->pkey == NULL || !tc_ct_equal(k->priv, priv, sizeof k->priv) ||
+        !tc_ct_equal(k->pub, pub, sizeof k->pub)) {
+        se_ec_key_forget(k);
+        TC_TRY(ec_import(priv, pub, &k->pkey));
+        k->sctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+        TC_CHECK_MSG(k->sctx != NULL, TC_ERR_CRYPTO, "cannot create a signing context");
+        memcpy(k->priv, priv, sizeof k->priv);
+        memcpy(k->pub, pub, sizeof k->pub);
+    }
+    TC_TRY(ec_sign(k->sctx, digest, sig, sig_size, sig_len));
+    ret = TC_OK;
+out:
+    if (ret != TC_OK)
+        se_ec_key_forget(k);
     return ret;
 }

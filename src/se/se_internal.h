@@ -141,6 +141,20 @@ struct se_session_slot {
     struct tc_scp03_card session;
 };
 
+/*
+ * The identity key as OpenSSL objects, kept in the card's RAM between SIGNs
+ * (building them is most of a SIGN's cost). priv/pub are the key pair they
+ * were built from: a SIGN with any other pair rebuilds them. Only the
+ * card's own thread uses them; se_ec_key_forget() frees them and wipes the
+ * whole struct (ram_clear: power off, reset, close).
+ */
+struct se_ec_key {
+    struct evp_pkey_st *pkey;
+    struct evp_pkey_ctx_st *sctx; /* signing context on pkey */
+    uint8_t priv[32];
+    uint8_t pub[TC_SE_EC_PUB_LEN];
+};
+
 struct se_ram {
     uint8_t powered;
     uint8_t mute; /* lost power in an NVM write: answers nothing */
@@ -156,6 +170,8 @@ struct se_ram {
     /* STORE CERTIFICATE staging (the applet is not multi-selectable). */
     uint16_t cert_len;
     uint8_t cert_buf[TC_SE_MAX_CERT];
+    /* The identity SIGN's key objects (ec.c). */
+    struct se_ec_key sign_key;
 };
 
 struct tc_se_card {
@@ -247,6 +263,13 @@ TC_MUST_CHECK tc_err se_ec_sign_digest(const uint8_t priv[static 32],
                                        const uint8_t pub[static TC_SE_EC_PUB_LEN],
                                        const uint8_t digest[static 32], uint8_t *sig,
                                        size_t sig_size, size_t *sig_len);
+/* se_ec_sign_digest() through the kept key `k` (built or rebuilt as needed;
+ * forgotten on failure). */
+TC_MUST_CHECK tc_err se_ec_sign_digest_kept(struct se_ec_key *k, const uint8_t priv[static 32],
+                                            const uint8_t pub[static TC_SE_EC_PUB_LEN],
+                                            const uint8_t digest[static 32], uint8_t *sig,
+                                            size_t sig_size, size_t *sig_len);
+void se_ec_key_forget(struct se_ec_key *k);
 /* Frees the calling thread's P-256 contexts now (they hold no key; a
  * pthread key destructor frees them at thread exit anyway). */
 void se_ec_thread_cleanup(void);

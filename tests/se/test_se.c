@@ -1004,6 +1004,64 @@ static void test_renewal(void)
     tc_se_close(card);
 }
 
+/* The applet's SIGN keeps its key objects in the card's RAM: the same
+ * objects while the key pair stays, the new key as soon as a renewal
+ * promotes it, nothing after power off. */
+static void test_sign_kept_key(void)
+{
+    uint8_t pub1[65], cert1[1500];
+    size_t cert1_len = 0;
+    bool ok = false;
+    struct tc_se_card *card = deployed_card("kept.img", pub1, cert1, &cert1_len);
+    const struct se_ec_key *k = &card->ram.sign_key;
+    EXPECT(k->pkey == NULL);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub1, &ok), 0x9000);
+    EXPECT(ok);
+    const struct evp_pkey_st *first = k->pkey;
+    EXPECT(first != NULL);
+    EXPECT_EQ_U(sign_with(card, 0x00, pub1, &ok), 0x9000);
+    EXPECT(ok && k->pkey == first);
+    /* Renewal promoted without a power cycle: the next SIGN is by the new
+     * key and no longer by the old one. */
+    struct se_session s;
+    EXPECT_OK(se_session_open(&s, card, 0x30, se_gp_test_key, 16, 0x03, false, 0, false));
+    EXPECT_EQ_U(se_stx(&s, "8040020008 0102030405060708 00"), 0x9000);
+    uint8_t pub2[65], cert2[1500];
+    memcpy(pub2, se_resp + 2, 65);
+    size_t cert2_len = make_cert(pub2, 2, cert2, sizeof cert2);
+    EXPECT_EQ_U(store_whole(&s, cert2, cert2_len), 0x9000);
+    se_session_close(&s);
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub1, &ok), 0x9000);
+    EXPECT(!ok);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub2, &ok), 0x9000);
+    EXPECT(ok);
+    EXPECT_MEM(k->pub, sizeof k->pub, pub2, 65);
+    EXPECT_MEM(k->priv, sizeof k->priv, se_test_nvm(card)->app.priv, 32);
+    /* Power off: the objects are freed and the copy of the scalar wiped. */
+    tc_se_power_off(card);
+    uint8_t zero[65] = {0};
+    EXPECT(k->pkey == NULL && k->sctx == NULL);
+    EXPECT_MEM(k->priv, sizeof k->priv, zero, 32);
+    EXPECT_MEM(k->pub, sizeof k->pub, zero, 65);
+    uint8_t atr[40];
+    size_t atr_len = 0;
+    EXPECT_OK(tc_se_power_on(card, atr, sizeof atr, &atr_len));
+    EXPECT_EQ_U(se_tx(card, "00A4040C0AF0747275737463680101"), 0x9000);
+    EXPECT_EQ_U(sign_with(card, 0x80, pub2, &ok), 0x9000);
+    EXPECT(ok && k->pkey != NULL);
+    /* TERMINATED: no key, no signature, whatever is kept. */
+    EXPECT_OK(se_session_default(&s, card, 0x03));
+    EXPECT_EQ_U(se_stx(&s, "80F080FF00"), 0x9000);
+    se_session_close(&s);
+    EXPECT(sign_with(card, 0x80, pub2, &ok) != 0x9000);
+    EXPECT(!ok);
+    /* Closed with objects kept: freed (valgrind and ASan see a leak
+     * otherwise). */
+    tc_se_close(card);
+}
+
 /* GP CS 2.3 §5.1.1.4: in CARD_LOCKED only the ISD is selectable; it answers
  * the identity SIGN then, and only then. */
 static void test_locked_sign(void)
@@ -1206,6 +1264,7 @@ static const struct tc_test_case cases[] = {
     {"store_data", test_store_data},
     {"identity_applet", test_identity_applet},
     {"renewal", test_renewal},
+    {"sign_kept_key", test_sign_kept_key},
     {"locked_sign", test_locked_sign},
     {"image", test_image},
     {"card_size", test_card_size},

@@ -220,6 +220,63 @@ static void test_rfc6979_key(void)
     EXPECT_EQ_U(records, 1);
 }
 
+/* The kept signing key: reused for the same key pair, rebuilt for another,
+ * wiped on failure and when forgotten. */
+static void test_sign_kept(void)
+{
+    struct se_ec_key k;
+    memset(&k, 0, sizeof k);
+    uint8_t priv[32], pub[TC_SE_EC_PUB_LEN], priv2[32], pub2[TC_SE_EC_PUB_LEN];
+    EXPECT_OK(se_ec_generate(priv, pub));
+    EXPECT_OK(se_ec_generate(priv2, pub2));
+    static const uint8_t msg[] = "TLS 1.3, client CertificateVerify";
+    uint8_t digest[32], sig[80];
+    size_t sig_len = 0;
+    sha256(msg, sizeof msg, digest);
+    EXPECT_OK(se_ec_sign_digest_kept(&k, priv, pub, digest, sig, sizeof sig, &sig_len));
+    EXPECT_EQ_U(verify(pub, msg, sizeof msg, sig, sig_len), 1);
+    struct evp_pkey_st *first = k.pkey;
+    EXPECT(first != NULL && k.sctx != NULL);
+    EXPECT_MEM(k.pub, sizeof k.pub, pub, sizeof pub);
+    /* Same key pair: the same objects sign again, a fresh signature. */
+    uint8_t sig2[80];
+    size_t sig2_len = 0;
+    EXPECT_OK(se_ec_sign_digest_kept(&k, priv, pub, digest, sig2, sizeof sig2, &sig2_len));
+    EXPECT(k.pkey == first);
+    EXPECT_EQ_U(verify(pub, msg, sizeof msg, sig2, sig2_len), 1);
+    EXPECT(sig2_len != sig_len || memcmp(sig, sig2, sig_len) != 0);
+    /* Another key pair: signed by it and not by the kept one. */
+    EXPECT_OK(se_ec_sign_digest_kept(&k, priv2, pub2, digest, sig, sizeof sig, &sig_len));
+    EXPECT_EQ_U(verify(pub2, msg, sizeof msg, sig, sig_len), 1);
+    EXPECT(verify(pub, msg, sizeof msg, sig, sig_len) != 1);
+    EXPECT_MEM(k.priv, sizeof k.priv, priv2, sizeof priv2);
+    /* The same public point with another scalar is another key pair too:
+     * the scalar is compared, not only the point. */
+    EXPECT_OK(se_ec_sign_digest_kept(&k, priv, pub, digest, sig, sizeof sig, &sig_len));
+    EXPECT_EQ_U(verify(pub, msg, sizeof msg, sig, sig_len), 1);
+    EXPECT_MEM(k.priv, sizeof k.priv, priv, sizeof priv);
+    /* A failure forgets everything: no objects, no copy of the scalar. */
+    uint8_t bad[TC_SE_EC_PUB_LEN];
+    memcpy(bad, pub, sizeof bad);
+    bad[64] ^= 0x01;
+    EXPECT(se_ec_sign_digest_kept(&k, priv, bad, digest, sig, sizeof sig, &sig_len) != TC_OK);
+    EXPECT(k.pkey == NULL && k.sctx == NULL && all_zero(k.priv, sizeof k.priv) &&
+           all_zero(k.pub, sizeof k.pub));
+    EXPECT_OK(se_ec_sign_digest_kept(&k, priv, pub, digest, sig, sizeof sig, &sig_len));
+    EXPECT(se_ec_sign_digest_kept(&k, priv, pub, digest, sig, 16, &sig_len) != TC_OK);
+    EXPECT(k.pkey == NULL && all_zero(k.priv, sizeof k.priv));
+    EXPECT(se_ec_sign_digest_kept(NULL, priv, pub, digest, sig, sizeof sig, &sig_len) != TC_OK);
+    tc_error_clear();
+    /* Forgetting frees and wipes; twice is harmless. */
+    EXPECT_OK(se_ec_sign_digest_kept(&k, priv, pub, digest, sig, sizeof sig, &sig_len));
+    se_ec_key_forget(&k);
+    EXPECT(k.pkey == NULL && k.sctx == NULL && all_zero(k.priv, sizeof k.priv));
+    se_ec_key_forget(&k);
+    se_ec_key_forget(NULL);
+    tc_memzero(priv, sizeof priv);
+    tc_memzero(priv2, sizeof priv2);
+}
+
 /* ------------------------------------------------------------------ threads */
 
 #define THREADS 4
@@ -293,6 +350,7 @@ static const struct tc_test_case cases[] = {
     {"generate_valid_and_distinct", test_generate_valid_and_distinct},
     {"sign_verifies", test_sign_verifies},
     {"sign_rejects", test_sign_rejects},
+    {"sign_kept", test_sign_kept},
     {"rfc6979_key", test_rfc6979_key},
     {"threads", test_threads},
     {"cleanup_and_rebuild", test_cleanup_and_rebuild},
