@@ -35,17 +35,17 @@ tc_err tc_ota_agent_run_script(struct tc_transport *t, const uint8_t *script, si
     tc_err ret = TC_ERR_INTERNAL;
     struct tc_ota_bytes cmds[TC_OTA_SCRIPT_MAX], rsp[TC_OTA_SCRIPT_MAX];
     size_t n = 0, done = 0, off[TC_OTA_SCRIPT_MAX], wipe = 0;
-    uint8_t *r = NULL;
+    /* On the stack: a 64 KiB block malloc'd and freed per script made
+     * glibc consolidate its fast bins on every free. */
+    uint8_t r[RAPDU_MAX];
     struct tc_buf answers;
     tc_buf_init_heap(&answers, 0);
     TC_ENSURE(t != NULL && t->transmit != NULL && response != NULL, TC_ERR_ARG);
     TC_GUARD(tc_ota_script_decode(script, script_len, cmds, &n));
-    /* Each R-APDU (short or extended) lands in one scratch buffer and is
-     * kept at its own length; both are wiped below (they may carry
-     * card secrets under R-ENC). */
+    /* Each R-APDU (short or extended) lands in the scratch buffer r and is
+     * kept at its own length; both are wiped below (they may carry card
+     * secrets under R-ENC). */
     tc_buf_init_heap(&answers, n * RAPDU_MAX);
-    r = malloc(RAPDU_MAX);
-    TC_CHECK(r != NULL, TC_ERR_NOMEM);
     for (size_t i = 0; i < n; i++) {
         size_t rl = 0;
         TC_TRY(t->transmit(t->ctx, cmds[i].p, cmds[i].len, r, RAPDU_MAX, &rl));
@@ -64,10 +64,8 @@ tc_err tc_ota_agent_run_script(struct tc_transport *t, const uint8_t *script, si
     TC_TRY(tc_ota_response_encode(rsp, done, response));
     ret = TC_OK;
 out:
-    if (r != NULL) {
-        tc_memzero(r, wipe);
-        free(r);
-    }
+    /* A transmit that failed may have written anywhere in r. */
+    tc_memzero(r, ret == TC_OK ? wipe : sizeof r);
     tc_buf_free(&answers);
     return ret;
 }

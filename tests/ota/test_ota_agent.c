@@ -44,6 +44,12 @@
 #include "harness.h"
 #include "ota_fixture.h"
 
+/* test_ota_agent_threads builds this file with the server's connections
+ * on loop threads. */
+#ifndef OTA_TEST_THREADS
+#define OTA_TEST_THREADS 0
+#endif
+
 #define DAY    INT64_C(86400)
 #define PREFIX "890490321234"
 
@@ -854,7 +860,8 @@ static bool srv_start(struct srv *v, const struct tc_buf *batch_crl, const struc
                                        .key = F.serve_misname ? F.misname_key : F.srv_key,
                                        .trust = v->t,
                                        .timeout_ms = 3000,
-                                       .app = app};
+                                       .app = app,
+                                       .threads = OTA_TEST_THREADS};
     if (!ota_fx_server_start(&v->fx, &cfg))
         return false;
     (void)snprintf(v->url, sizeof v->url, "https://127.0.0.1:%u", (unsigned)v->fx.port);
@@ -1330,6 +1337,15 @@ static void test_event_driven(void)
     int before = m.done;
     EXPECT_OK(tc_ota_agent_start(a, m.base, &c1, many_done, &m, &s3));
     tc_ota_agent_session_free(s3);
+    (void)event_base_loop(m.base, EVLOOP_NONBLOCK);
+    EXPECT_EQ_U(m.done, before);
+    /* One card's key with another card's certificate: refused before a
+     * connection is made (libssl compares the two keys). */
+    struct tc_ota_card mixed = c1;
+    mixed.cert = c2.cert;
+    struct tc_ota_agent_session *s4 = NULL;
+    EXPECT_ERR(tc_ota_agent_start(a, m.base, &mixed, many_done, &m, &s4), TC_ERR_CRYPTO);
+    EXPECT(s4 == NULL);
     (void)event_base_loop(m.base, EVLOOP_NONBLOCK);
     EXPECT_EQ_U(m.done, before);
     tc_ota_card_close(&c1);
