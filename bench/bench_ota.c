@@ -1,6 +1,7 @@
 /*
  * bench_ota: the OTA server under load, over loopback, bounded in count and
- * time. Each server (tc_ota_server on libevent, one event loop) runs in a
+ * time. Each server (tc_ota_server on libevent: its loop threads carry the
+ * connections, the operations run on its main loop) runs in a
  * forked child, forked before the fleet fills this process's heap; this
  * process is the load generator holding the emulated devices.
  *
@@ -38,8 +39,10 @@
  *
  * Options: --devices N held at once (default 10000), --seconds S per
  * sample (default 3), --inflight K concurrent dialogs (default 64), --pool
- * P rotations per round (default 256), --samples R (default 3),
- * --skip-hold, --skip-scp03 (the phases left out). TC_BENCH_DIR names
+ * P rotations per round (default 256), --samples R (default 3), --threads
+ * T the server's loop threads (default: one per online CPU; 0: the
+ * server's one event loop carries everything), --skip-hold, --skip-scp03
+ * (the phases left out). TC_BENCH_DIR names
  * the directory for the HSM tokens and the registry (default: the current
  * one, a real disk; removed at the end).
  */
@@ -140,6 +143,7 @@ static struct opts {
     size_t devices, inflight, pool;
     double seconds;
     unsigned samples;
+    unsigned threads; /* the server's loop threads */
     bool skip_hold, skip_scp03;
 } O = {.devices = 10000, .inflight = 64, .pool = 256, .seconds = 3.0, .samples = 3};
 
@@ -641,7 +645,8 @@ static void server_child(enum srv_mode mode, int ctl, int port_fd, const char *h
                                        .key = F.srv_key,
                                        .trust = F.trust,
                                        .timeout_ms = timeout_ms,
-                                       .app = mode != SRV_PLAIN ? &app : NULL};
+                                       .app = mode != SRV_PLAIN ? &app : NULL,
+                                       .threads = O.threads};
     if (cs.base == NULL || tc_ota_server_new(cs.base, &cfg, &cs.srv) != TC_OK)
         die("server");
     uint16_t port = tc_ota_server_port(cs.srv);
@@ -1621,7 +1626,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static void usage(void)
 {
     (void)fprintf(stderr, "usage: bench_ota [--devices N] [--seconds S] [--inflight K] "
-                          "[--pool P] [--samples R] [--skip-hold] [--skip-scp03]\n");
+                          "[--pool P] [--samples R] [--threads T] [--skip-hold] [--skip-scp03]\n");
     exit(2);
 }
 
@@ -1651,6 +1656,8 @@ static void parse(int argc, char **argv)
             O.pool = (size_t)v;
         else if (strcmp(a, "--samples") == 0 && tc_parse_uint(val, 101, &v) == TC_OK && v > 0)
             O.samples = (unsigned)v;
+        else if (strcmp(a, "--threads") == 0 && tc_parse_uint(val, TC_OTA_THREADS_MAX, &v) == TC_OK)
+            O.threads = (unsigned)v;
         else
             usage();
     }
@@ -1661,6 +1668,10 @@ static void parse(int argc, char **argv)
 int main(int argc, char **argv)
 {
     main_pid = getpid();
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    O.threads = cpus < 1                          ? 1u
+                : cpus > (long)TC_OTA_THREADS_MAX ? TC_OTA_THREADS_MAX
+                                                  : (unsigned)cpus;
     parse(argc, argv);
     (void)signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
@@ -1684,10 +1695,10 @@ int main(int argc, char **argv)
     }
     double la[3] = {0};
     (void)getloadavg(la, 3);
-    (void)printf("bench_ota: %zu devices, %u samples of %.0f s, fd limit %llu, load average "
-                 "%.2f %.2f %.2f\n",
-                 O.devices, O.samples, O.seconds, (unsigned long long)rl.rlim_cur, la[0], la[1],
-                 la[2]);
+    (void)printf("bench_ota: %zu devices, %u samples of %.0f s, server loop threads %u, fd limit "
+                 "%llu, load average %.2f %.2f %.2f\n",
+                 O.devices, O.samples, O.seconds, O.threads, (unsigned long long)rl.rlim_cur, la[0],
+                 la[1], la[2]);
     (void)printf("  concurrency and SCP03 phases: device TLS key in software (not the card); "
                  "rotation phase: the card's key\n");
     (void)fflush(stdout);

@@ -221,7 +221,14 @@ struct tc_ota_server_config {
     unsigned timeout_ms;              /* handshake/read/write; 0: TC_OTA_TIMEOUT_MS */
     unsigned max_connections;         /* 0: TC_OTA_CONNECTIONS_MAX */
     const struct tc_ota_app *app;     /* NULL: every session ends at once (204) */
+    /* Loop threads carrying the connections (TLS handshakes, HTTP), each
+     * with its own event base, all accepting on the one listening socket,
+     * each with an even share of max_connections. 0: the caller's loop
+     * carries them. The application runs on the caller's loop either way,
+     * so that loop must run while the server serves. */
+    unsigned threads;
 };
+#define TC_OTA_THREADS_MAX 64u
 
 /*
  * GP Amendment B remote administration over the channel (subset in
@@ -258,7 +265,9 @@ struct tc_ota_admin_in {
     size_t response_len;
 };
 
-/* What the server runs inside a session; called on the loop's thread. */
+/* What the server runs inside a session; called on the thread of the
+ * caller's loop (the base given to tc_ota_server_new), whatever thread
+ * carries the connection. */
 struct tc_ota_app {
     void *ctx;
     /* Append the next command script (tc_ota_script_encode) to `script`, or
@@ -302,13 +311,17 @@ TC_MUST_CHECK tc_err tc_ota_server_new(struct event_base *base,
                                        struct tc_ota_server **out);
 uint16_t tc_ota_server_port(const struct tc_ota_server *s);
 /* Replaces the trust (new CRLs) for handshakes from now on; call it from
- * the loop's thread. Returns the previous trust, which the caller frees. */
+ * the caller's loop thread. When it returns no handshake uses the previous
+ * trust any more (one in progress on a loop thread is waited for); it is
+ * returned for the caller to free. */
 const struct tc_ota_trust *tc_ota_server_set_trust(struct tc_ota_server *s,
                                                    const struct tc_ota_trust *t);
 void tc_ota_server_stats(const struct tc_ota_server *s, struct tc_ota_stats *out);
-/* Closes every connection; call it from the loop's thread or with the loop
- * stopped (it runs one non-blocking pass of the loop for libevent's
- * deferred frees). */
+/* Stops the loop threads and closes every connection; call it from the
+ * caller's loop thread or with that loop stopped (it runs one non-blocking
+ * pass of each loop for libevent's deferred frees). Sessions still open
+ * are ended (the application's `end`); a request the application still
+ * holds is dropped when it answers. */
 void tc_ota_server_free(struct tc_ota_server *s);
 
 #endif

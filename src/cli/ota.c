@@ -40,6 +40,9 @@ static const char serve_usage[] =
     "  --max-connections N   connections open at once (default 20000)\n"
     "  --timeout-ms N        handshake, read and write timeout (default 10000)\n"
     "  --max-body N          request body cap in bytes (default 65536)\n"
+    "  --threads N           loop threads for TLS and HTTP, sharing the connections and the\n"
+    "                        cap (default: one per online CPU; 0: all on the main loop, which\n"
+    "                        always runs the operations)\n"
     "  --stop-after S        exit after S seconds (default: run until SIGINT/SIGTERM)\n"
     "  --master NAME         apply every connecting device's queued operations (`trustchain\n"
     "                        device queue`) over SCP03 with its keys re-derived in the\n"
@@ -461,6 +464,10 @@ static int cmd_serve(int argc, char **argv)
     const char *ws = tc_cli_default_workspace();
     char *listen = NULL;
     uint64_t max_conns = 0, timeout = 0, max_body = 0, stop_after = 0, kvn = 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t threads = cpus < 1                          ? 1u
+                       : cpus > (long)TC_OTA_THREADS_MAX ? TC_OTA_THREADS_MAX
+                                                         : (uint64_t)cpus;
     const char *master = NULL, *pin_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -481,6 +488,10 @@ static int cmd_serve(int argc, char **argv)
         } else if (strcmp(a, "--max-body") == 0) {
             if (tc_parse_uint(v, 16u << 20, &max_body) != TC_OK || max_body == 0)
                 return tc_cli_usage_error("ota serve: bad --max-body %s", v);
+        } else if (strcmp(a, "--threads") == 0) {
+            if (tc_parse_uint(v, TC_OTA_THREADS_MAX, &threads) != TC_OK)
+                return tc_cli_usage_error("ota serve: bad --threads %s (0 to %u)", v,
+                                          TC_OTA_THREADS_MAX);
         } else if (strcmp(a, "--stop-after") == 0) {
             if (tc_parse_uint(v, 86400u * 365u, &stop_after) != TC_OK)
                 return tc_cli_usage_error("ota serve: bad --stop-after %s", v);
@@ -571,7 +582,8 @@ static int cmd_serve(int argc, char **argv)
                                        .max_body = (size_t)max_body,
                                        .timeout_ms = (unsigned)timeout,
                                        .max_connections = (unsigned)max_conns,
-                                       .app = have_app ? &app : NULL};
+                                       .app = have_app ? &app : NULL,
+                                       .threads = (unsigned)threads};
     rc = tc_ota_server_new(st.base, &cfg, &st.srv);
     if (rc != TC_OK) {
         code = tc_cli_error(rc, "ota serve");

@@ -39,6 +39,11 @@
 #define PREFIX "890490321234"
 #define EID1   "89049032123451234512345678901235"
 
+/* test_ota_threads builds this file with the connections on loop threads. */
+#ifndef OTA_TEST_THREADS
+#define OTA_TEST_THREADS 0
+#endif
+
 static int64_t T0;
 
 struct ca {
@@ -461,7 +466,8 @@ static bool srv_start_app(struct srv *v, const struct tc_buf *root_crl, unsigned
                                        .max_body = 4096,
                                        .timeout_ms = timeout_ms,
                                        .max_connections = max_conns,
-                                       .app = app};
+                                       .app = app,
+                                       .threads = OTA_TEST_THREADS};
     return ota_fx_server_start(&v->fx, &cfg);
 }
 
@@ -871,7 +877,9 @@ static void test_connection_cap(void)
     EXPECT(cli_open(&a, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     EXPECT(cli_open(&b, v.fx.port, &F.good, TLS1_3_VERSION, 5));
     struct tc_ota_stats st = stats_wait(&v, paused);
-    EXPECT_EQ_U(st.paused, 1);
+    /* One loop pauses at the cap; on loop threads each pauses at its share
+     * (here one connection each). */
+    EXPECT_EQ_U(st.paused, OTA_TEST_THREADS == 0 ? 1 : 2);
     EXPECT_EQ_U(st.open, 2);
     /* The third waits in the backlog: its handshake gets no answer. */
     EXPECT(!cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 1));
@@ -1053,6 +1061,219 @@ out:
     EXPECT_EQ_U(REC.step[2], 2);
     EXPECT_EQ_U(REC.ends, 1);
     EXPECT_EQ_U(REC.completed, 1);
+}
+
+/* An application that answers later, from a timer on the server's loop,
+ * as the operations engine does while its records reach the disk; or
+ * holds the request until the test fires the timer. */
+static struct async_rec {
+    struct event_base *base;
+    struct event *timer;
+    void (*reply)(void *arg, tc_err rc, const uint8_t *script, size_t len);
+    void *arg;
+    uint32_t step;
+    bool hold;         /* keep the request until the test fires the timer */
+    bool reply_in_end; /* the session's end answers a held request (the engine does) */
+    _Atomic int calls, ends, completed;
+} AR;
+
+static void async_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (AR.reply == NULL)
+        return;
+    void (*reply)(void *, tc_err, const uint8_t *, size_t) = AR.reply;
+    AR.reply = NULL;
+    uint8_t mem[64];
+    struct tc_buf b;
+    tc_buf_init_fixed(&b, mem, sizeof mem);
+    if (AR.step < 2) {
+        struct tc_ota_bytes a = {AR.step == 0 ? CMD0 : CMD1, sizeof CMD0};
+        EXPECT_OK(tc_ota_script_encode(&a, 1, &b));
+    }
+    reply(AR.arg, TC_OK, b.data, b.len);
+}
+
+static tc_err async_next(void *ctx, const struct tc_ota_admin_in *in,
+                         void (*reply)(void *arg, tc_err rc, const uint8_t *script, size_t len),
+                         void *arg)
+{
+    (void)ctx;
+    EXPECT_STR(in->eid, EID1);
+    EXPECT(AR.reply == NULL);
+    AR.calls++;
+    AR.step = in->step;
+    AR.reply = reply;
+    AR.arg = arg;
+    if (AR.timer == NULL)
+        AR.timer = evtimer_new(AR.base, async_fire, NULL);
+    EXPECT(AR.timer != NULL);
+    if (!AR.hold && AR.timer != NULL) {
+        struct timeval tv = {.tv_usec = 20000};
+        EXPECT(evtimer_add(AR.timer, &tv) == 0);
+    }
+    return TC_OK;
+}
+
+static void async_end(void *ctx, const char *eid, bool completed)
+{
+    (void)ctx;
+    EXPECT_STR(eid, EID1);
+    AR.ends++;
+    AR.completed += completed ? 1 : 0;
+    if (AR.reply_in_end && AR.reply != NULL) {
+        void (*reply)(void *, tc_err, const uint8_t *, size_t) = AR.reply;
+        AR.reply = NULL;
+        reply(AR.arg, TC_FAIL(TC_ERR_STATE, "dialog ended"), NULL, 0);
+    }
+}
+
+static const struct tc_ota_app ASYNC_APP = {.next_async = async_next, .end = async_end};
+
+static bool async_start(struct srv *v, bool hold, bool reply_in_end)
+{
+    if (AR.timer != NULL)
+        event_free(AR.timer);
+    memset(&AR, 0, sizeof AR);
+    AR.hold = hold;
+    AR.reply_in_end = reply_in_end;
+    if (!srv_start_app(v, &F.root.crl, 3000, 0, &ASYNC_APP))
+        return false;
+    AR.base = v->fx.base; /* before any device connects */
+    return true;
+}
+
+/* Frees the timer, before srv_stop frees the base it is on. */
+static void async_done(void)
+{
+    if (AR.timer != NULL)
+        event_free(AR.timer);
+    AR.timer = NULL;
+}
+
+static bool async_waits(int want)
+{
+    for (int i = 0; i < 300 && AR.calls < want; i++)
+        (void)usleep(10000);
+    return AR.calls == want;
+}
+
+static void test_admin_async_session(void)
+{
+    struct srv v;
+    struct cli c;
+    struct reply r;
+    uint8_t ans[64];
+    if (!async_start(&v, false, true))
+        goto out;
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
+    EXPECT_EQ_U(r.code, 200);
+    static const uint8_t want0[] = {0xAE, 0x80, 0x22, 0x05, 0x80, 0xCA,
+                                    0x00, 0x66, 0x00, 0x00, 0x00};
+    EXPECT_MEM(r.body, r.body_len, want0, sizeof want0);
+    char next[128];
+    memcpy(next, r.next, sizeof next);
+    size_t al = card_answer(&r, ans, sizeof ans);
+    EXPECT(admin_post(&c, next, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 200);
+    static const uint8_t want1[] = {0xAE, 0x80, 0x22, 0x05, 0x80, 0xCA,
+                                    0xFF, 0x21, 0x00, 0x00, 0x00};
+    EXPECT_MEM(r.body, r.body_len, want1, sizeof want1);
+    memcpy(next, r.next, sizeof next);
+    al = card_answer(&r, ans, sizeof ans);
+    EXPECT(admin_post(&c, next, RESP_HEADERS, ans, al, &r));
+    EXPECT_EQ_U(r.code, 204);
+    cli_close(&c);
+out:
+    async_done();
+    srv_stop(&v);
+    EXPECT_EQ_U(AR.calls, 3);
+    EXPECT_EQ_U(AR.ends, 1);
+    EXPECT_EQ_U(AR.completed, 1);
+}
+
+static bool none_open(const struct tc_ota_stats *s)
+{
+    return s->open == 0;
+}
+
+/* The device goes away while the application holds its request (evhttp
+ * reads nothing more from a connection until its request is answered):
+ * the late answer cannot be written, the connection closes, the session's
+ * end reaches the application and nothing leaks (valgrind, ASan). */
+static void test_admin_async_peer_gone(void)
+{
+    struct srv v;
+    struct cli c;
+    struct reply r;
+    if (!async_start(&v, true, false))
+        goto out;
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
+    static const char req[] =
+        "POST " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n" STD_HEADERS
+        "Content-Length: 0\r\n\r\n";
+    EXPECT(SSL_write(c.ssl, req, (int)sizeof req - 1) == (int)sizeof req - 1);
+    EXPECT(async_waits(1));
+    cli_close(&c);
+    /* The late answer, on the server's loop. */
+    event_active(AR.timer, EV_TIMEOUT, 0);
+    struct tc_ota_stats st = stats_wait(&v, none_open);
+    EXPECT_EQ_U(st.open, 0);
+    for (int i = 0; i < 300 && AR.ends < 1; i++)
+        (void)usleep(10000);
+    EXPECT(AR.reply == NULL);
+    EXPECT_EQ_U(AR.ends, 1);
+    EXPECT_EQ_U(AR.completed, 0);
+    /* The server carries on. */
+    AR.hold = false;
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
+    EXPECT(admin_post(&c, TC_OTA_ADMIN_PATH, STD_HEADERS, NULL, 0, &r));
+    EXPECT_EQ_U(r.code, 200);
+    cli_close(&c);
+out:
+    async_done();
+    srv_stop(&v);
+    EXPECT_EQ_U(AR.calls, 2);
+    EXPECT_EQ_U(AR.ends, 2);
+}
+
+/* The server stops while the application holds a request: the session
+ * ends (the application may answer then, as the engine does), or the
+ * application answers after the server is gone; both are dropped. */
+static void async_server_stops(bool reply_in_end)
+{
+    struct srv v;
+    struct cli c;
+    bool opened = false;
+    if (!async_start(&v, true, reply_in_end))
+        goto out;
+    EXPECT(opened = cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
+    static const char req[] =
+        "POST " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n" STD_HEADERS
+        "Content-Length: 0\r\n\r\n";
+    EXPECT(SSL_write(c.ssl, req, (int)sizeof req - 1) == (int)sizeof req - 1);
+    EXPECT(async_waits(1));
+out:
+    async_done();
+    srv_stop(&v);
+    EXPECT_EQ_U(AR.calls, 1);
+    EXPECT_EQ_U(AR.ends, 1);
+    EXPECT_EQ_U(AR.completed, 0);
+    EXPECT(reply_in_end == (AR.reply == NULL));
+    if (AR.reply != NULL) /* the server and its loops are gone */
+        AR.reply(AR.arg, TC_OK, NULL, 0);
+    AR.reply = NULL;
+    if (opened)
+        cli_close(&c);
+}
+
+static void test_admin_async_server_stops(void)
+{
+    async_server_stops(true);
+    async_server_stops(false);
 }
 
 static void test_admin_replay(void)
@@ -1556,6 +1777,9 @@ static const struct tc_test_case cases[] = {
     {"oversized_headers", test_oversized_headers},
     {"connection_cap", test_connection_cap},
     {"admin_session", test_admin_session},
+    {"admin_async_session", test_admin_async_session},
+    {"admin_async_peer_gone", test_admin_async_peer_gone},
+    {"admin_async_server_stops", test_admin_async_server_stops},
     {"admin_replay", test_admin_replay},
     {"admin_refusals", test_admin_refusals},
     {"remote_scp03", test_remote_scp03},
