@@ -168,10 +168,27 @@ TC_MUST_CHECK tc_err tc_ota_device_keys(struct tc_hsm *h, tc_hsm_obj master, con
 
 /*
  * What the server trusts: the fleet root, its CRL, and each batch CA with
- * its CRL. Copies everything given; immutable once built, so one trust may
- * be shared read-only by many connections.
+ * its CRL. Copies everything given. Build it (new, add_batch, set_cache) on
+ * one thread; from then on it is immutable and one trust may be used by
+ * many threads at once: tc_ota_trust_verify and _verify_x509 may run
+ * concurrently on it (the server's loop threads do), as may
+ * tc_ota_trust_cache_stats. Free it when no call is running.
+ *
+ * A trust keeps the devices it verified: a bounded cache of TC_OK verdicts
+ * (TC_OTA_TRUST_CACHE_DEFAULT entries unless set_cache says otherwise),
+ * keyed by the SHA-256 of the certificate's whole DER, each with the
+ * device's info and the window of times the verdict holds for
+ * (tc_pki_window: the device's, batch CA's and root's validity, both CRLs'
+ * thisUpdate..nextUpdate). A certificate found there, at a time inside its
+ * window, is answered from it (the same TC_OK and info as the full check);
+ * anything else runs the full check. Refusals are never kept. New CRLs
+ * make a new trust (tc_ota_server_set_trust) whose cache starts empty, so
+ * a revocation is honoured from the first handshake on the new trust.
  */
 struct tc_ota_trust;
+
+#define TC_OTA_TRUST_CACHE_DEFAULT 16384u
+#define TC_OTA_TRUST_CACHE_MAX     (1u << 20)
 
 TC_MUST_CHECK tc_err tc_ota_trust_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
                                       size_t root_crl_len, struct tc_ota_trust **out);
@@ -185,6 +202,21 @@ TC_MUST_CHECK tc_err tc_ota_trust_add_batch(struct tc_ota_trust *t, const uint8_
  * (docs/pki.md workspace layout). */
 TC_MUST_CHECK tc_err tc_ota_trust_load(const char *workspace, struct tc_ota_trust **out);
 void tc_ota_trust_free(struct tc_ota_trust *t);
+/* Replaces the verify cache with an empty one of at least `entries`
+ * entries (rounded up to a power of two, at most TC_OTA_TRUST_CACHE_MAX);
+ * 0: no cache, every call runs the full check. Before the trust is shared.
+ * TC_ERR_RANGE past the maximum, TC_ERR_NOMEM. */
+TC_MUST_CHECK tc_err tc_ota_trust_set_cache(struct tc_ota_trust *t, size_t entries);
+struct tc_ota_trust_cache_stats {
+    uint64_t hits;      /* answered from the cache */
+    uint64_t misses;    /* full checks while the cache is on (stale included) */
+    uint64_t stale;     /* found, but the time asked for is outside its window */
+    uint64_t inserts;   /* TC_OK verdicts kept */
+    uint64_t evictions; /* kept verdicts replaced by another certificate's */
+    size_t entries;     /* verdicts kept now */
+    size_t capacity;    /* 0: no cache */
+};
+void tc_ota_trust_cache_stats(const struct tc_ota_trust *t, struct tc_ota_trust_cache_stats *out);
 
 /*
  * Verifies a device certificate (DER) at `at` (0: now) with the prepared
@@ -199,7 +231,9 @@ TC_MUST_CHECK tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uin
                                          struct tc_pki_device_info *info, char *reason,
                                          size_t reason_size);
 /* The same for a certificate OpenSSL has already parsed (the server's
- * handshake: libssl's X509 of the peer), without parsing it again. */
+ * handshake: libssl's X509 of the peer), without parsing it again. Its
+ * cache key is the SHA-256 of i2d_X509 of it, encoded on the stack: a hit
+ * allocates nothing. */
 TC_MUST_CHECK tc_err tc_ota_trust_verify_x509(const struct tc_ota_trust *t, struct x509_st *device,
                                               int64_t at, struct tc_pki_device_info *info,
                                               char *reason, size_t reason_size);

@@ -228,7 +228,11 @@ TC_MUST_CHECK tc_err tc_pki_verify(const struct tc_pki_chain *c, char *reason, s
  * OpenSSL with tc_pki_verify's flags (strict, policy checking, both CRLs:
  * their signatures verified when added, their validity window against the
  * time given at every call), then the batch fence.
- * Immutable once the batches are added: verifications may run concurrently.
+ * Threads: add every batch before the verifier is shared; from then on it
+ * is only read, and one verifier may be used by many threads at once (the
+ * verify calls; free it when none is running). The caches OpenSSL fills on
+ * first use of the shared root, batch CA and CRL objects are filled when a
+ * batch is added, so concurrent verifications do not race on them.
  */
 struct tc_pki_verifier;
 
@@ -272,6 +276,35 @@ TC_MUST_CHECK tc_err tc_pki_verifier_verify_x509(const struct tc_pki_verifier *v
                                                  struct tc_pki_device_info *info,
                                                  enum tc_pki_refusal *refusal, char *reason,
                                                  size_t reason_size);
+
+/*
+ * The times a TC_OK verdict holds for, as Unix seconds: from <= t < until.
+ * It is every period the verification checked `at` against intersected:
+ * the device's, the batch CA's and the root's notBefore..notAfter (RFC 5280
+ * §6.1.3 (a)(2)) and both CRLs' thisUpdate..nextUpdate (§6.3.3 (a)), with
+ * OpenSSL's comparison (a time equal to notAfter or nextUpdate is past it).
+ * Nothing else a verification checks depends on the time, so the same
+ * certificate on the same verifier gets TC_OK at any t in the window and is
+ * refused outside it. Empty (from > until) on any refusal.
+ */
+struct tc_pki_window {
+    int64_t from;
+    int64_t until;
+};
+/* tc_pki_verifier_verify / _verify_x509 that also give the window of a
+ * TC_OK verdict (window optional). */
+TC_MUST_CHECK tc_err tc_pki_verifier_verify_window(const struct tc_pki_verifier *v,
+                                                   const uint8_t *device, size_t device_len,
+                                                   int64_t at, struct tc_pki_device_info *info,
+                                                   struct tc_pki_window *window,
+                                                   enum tc_pki_refusal *refusal, char *reason,
+                                                   size_t reason_size);
+TC_MUST_CHECK tc_err tc_pki_verifier_verify_x509_window(const struct tc_pki_verifier *v,
+                                                        struct x509_st *device, int64_t at,
+                                                        struct tc_pki_device_info *info,
+                                                        struct tc_pki_window *window,
+                                                        enum tc_pki_refusal *refusal, char *reason,
+                                                        size_t reason_size);
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -4,13 +4,26 @@
  * and signature-checked once, when the verifier is built) and the part that
  * depends on the device certificate (parsed and profile-checked once per
  * call, its path validated by OpenSSL against the prepared store with the
- * prepared CRLs, the batch fence). Immutable once built: verifications may
- * run concurrently from many threads.
+ * prepared CRLs, the batch fence).
+ *
+ * Threads: once the batches are added the verifier is only read, and every
+ * call works on its own X509_STORE_CTX, so verifications may run
+ * concurrently on one verifier. What a call shares are the root, batch CA
+ * and CRL objects and the store. OpenSSL 3.0 fills some caches of those
+ * objects on first use, without a lock on the reader's side: the policy
+ * cache of a certificate (published before it is filled) and the sort of a
+ * CRL's revoked list. prime() fills them when a batch is added, on one
+ * thread, so verifications only read them. The rest of what a verification
+ * touches on the shared objects is read under OpenSSL's own locks (the
+ * extension cache, the store's object list, a key's provider export), and
+ * the error state (OpenSSL's queue, tc_error) is per thread.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -19,6 +32,7 @@
 
 struct pv_batch {
     struct tc_pki_batch_info info;
+    int64_t from, until; /* root, root CRL, batch CA, batch CRL windows intersected */
     X509 *ca;
     X509_CRL *crl;
     STACK_OF(X509) * untrusted; /* the batch CA */
@@ -213,6 +227,90 @@ static int prepared_verify(X509_STORE_CTX *ctx)
     return 1;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* An ASN1_TIME (UTCTime or GeneralizedTime) as Unix seconds. */
+static bool unix_of(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return false;
+    *out = days_from_civil((int64_t)tm.tm_year + 1900, (int64_t)tm.tm_mon + 1, tm.tm_mday) * 86400 +
+           (int64_t)tm.tm_hour * 3600 + (int64_t)tm.tm_min * 60 + tm.tm_sec;
+    return true;
+}
+
+/*
+ * Narrow [w->from, w->until) to the times at which `lo` and `hi` hold as
+ * OpenSSL compares them (X509_cmp_time: a time equal to the one checked
+ * counts as not after it): lo <= at (notBefore, thisUpdate) and at < hi
+ * (notAfter, nextUpdate; NULL: no bound). A time that does not convert
+ * empties the window.
+ */
+static void window_narrow(struct tc_pki_window *w, const ASN1_TIME *lo, const ASN1_TIME *hi)
+{
+    int64_t a = 0, b = INT64_MAX;
+    if (!unix_of(lo, &a) || (hi != NULL && !unix_of(hi, &b))) {
+        w->from = INT64_MAX;
+        w->until = INT64_MIN;
+        return;
+    }
+    if (a > w->from)
+        w->from = a;
+    if (b < w->until)
+        w->until = b;
+}
+
+static int accept_all(int ok, X509_STORE_CTX *ctx)
+{
+    (void)ok;
+    (void)ctx;
+    return 1;
+}
+
+/*
+ * Fill, on the building thread, the caches OpenSSL 3.0 fills on first use
+ * of the shared objects without a lock on the reader's side (see the top
+ * of this file): a path check of the batch CA under the root with every
+ * error let through (so it runs every step a device's path runs on these
+ * objects, the policy tree included: RFC 5280 §6.1.3 (d)), and one lookup
+ * in each CRL (which sorts its revoked list). Its verdict is not used.
+ */
+static tc_err prime(const struct tc_pki_verifier *v, const struct pv_batch *b)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    X509_REVOKED *rev = NULL;
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    TC_ENSURE_MSG(ctx != NULL, TC_ERR_NOMEM, "X509_STORE_CTX");
+    TC_CHECK_MSG(X509_STORE_CTX_init(ctx, v->store, b->ca, NULL) == 1, TC_ERR_CRYPTO,
+                 "X509_STORE_CTX_init");
+    X509_STORE_CTX_set0_crls(ctx, b->crls);
+    TC_CHECK_MSG(X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx),
+                                             X509_V_FLAG_X509_STRICT | X509_V_FLAG_POLICY_CHECK |
+                                                 X509_V_FLAG_CRL_CHECK |
+                                                 X509_V_FLAG_CRL_CHECK_ALL) == 1,
+                 TC_ERR_CRYPTO, "X509_VERIFY_PARAM_set_flags");
+    X509_STORE_CTX_set_verify_cb(ctx, accept_all);
+    (void)X509_verify_cert(ctx);
+    (void)X509_CRL_get0_by_serial(v->root_crl, &rev, X509_get0_serialNumber(b->ca));
+    (void)X509_CRL_get0_by_serial(b->crl, &rev, X509_get0_serialNumber(b->ca));
+    ERR_clear_error();
+    ret = TC_OK;
+out:
+    X509_STORE_CTX_free(ctx);
+    return ret;
+}
+
 tc_err tc_pki_verifier_new(const uint8_t *root, size_t root_len, const uint8_t *root_crl,
                            size_t root_crl_len, struct tc_pki_verifier **out)
 {
@@ -288,6 +386,17 @@ tc_err tc_pki_verifier_add_batch(struct tc_pki_verifier *v, const uint8_t *ca, s
         v->batches = nb;
         v->cap = cap;
     }
+    /* The times every verification through this batch checks besides the
+     * device's own (RFC 5280 §6.1.3 (a)(2) for the root and the batch CA,
+     * §6.3.3 (a) for both CRLs). */
+    struct tc_pki_window w = {INT64_MIN, INT64_MAX};
+    window_narrow(&w, X509_get0_notBefore(v->root), X509_get0_notAfter(v->root));
+    window_narrow(&w, X509_get0_notBefore(b.ca), X509_get0_notAfter(b.ca));
+    window_narrow(&w, X509_CRL_get0_lastUpdate(v->root_crl), X509_CRL_get0_nextUpdate(v->root_crl));
+    window_narrow(&w, X509_CRL_get0_lastUpdate(b.crl), X509_CRL_get0_nextUpdate(b.crl));
+    b.from = w.from;
+    b.until = w.until;
+    TC_TRY(prime(v, &b));
     if (info != NULL)
         *info = b.info;
     v->batches[v->nbatches++] = b;
@@ -333,7 +442,8 @@ static const struct pv_batch *issuing_batch(const struct tc_pki_verifier *v, X50
 /* Both entry points: dev is the parsed device certificate, der its DER. */
 static tc_err verify_parsed(const struct tc_pki_verifier *v, X509 *dev, const uint8_t *der,
                             size_t der_len, int64_t at, struct tc_pki_device_info *info,
-                            enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+                            struct tc_pki_window *window, enum tc_pki_refusal *refusal,
+                            char *reason, size_t reason_size)
 {
     tc_err ret = TC_ERR_INTERNAL;
     X509_STORE_CTX *ctx = NULL;
@@ -370,19 +480,34 @@ static tc_err verify_parsed(const struct tc_pki_verifier *v, X509 *dev, const ui
     TC_TRY(tc_pki_batch_fence(&di, &b->info, reason, reason_size));
     if (info != NULL)
         *info = di;
+    if (window != NULL) {
+        /* The batch's times and the device's own validity. */
+        window->from = b->from;
+        window->until = b->until;
+        window_narrow(window, X509_get0_notBefore(dev), X509_get0_notAfter(dev));
+    }
     why = TC_PKI_REFUSED_NONE;
     ret = TC_OK;
 out:
     if (refusal != NULL)
         *refusal = ret == TC_OK ? TC_PKI_REFUSED_NONE : why;
+    if (ret != TC_OK && window != NULL) {
+        window->from = INT64_MAX;
+        window->until = INT64_MIN;
+    }
     X509_STORE_CTX_free(ctx); /* the stacks belong to the verifier */
     return ret;
 }
 
-tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *device,
-                              size_t device_len, int64_t at, struct tc_pki_device_info *info,
-                              enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+tc_err tc_pki_verifier_verify_window(const struct tc_pki_verifier *v, const uint8_t *device,
+                                     size_t device_len, int64_t at, struct tc_pki_device_info *info,
+                                     struct tc_pki_window *window, enum tc_pki_refusal *refusal,
+                                     char *reason, size_t reason_size)
 {
+    if (window != NULL) {
+        window->from = INT64_MAX;
+        window->until = INT64_MIN;
+    }
     if (reason != NULL && reason_size > 0)
         reason[0] = '\0';
     if (refusal != NULL)
@@ -391,16 +516,31 @@ tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *de
     /* NULL when it does not parse: the profile check (first, and by the
      * same DER parse) then refuses it for that. */
     X509 *dev = tc_pki_parse_cert(device, device_len);
-    tc_err rc = verify_parsed(v, dev, device, device_len, at, info, refusal, reason, reason_size);
+    tc_err rc =
+        verify_parsed(v, dev, device, device_len, at, info, window, refusal, reason, reason_size);
     X509_free(dev);
     return rc;
 }
 
-tc_err tc_pki_verifier_verify_x509(const struct tc_pki_verifier *v, struct x509_st *device,
-                                   int64_t at, struct tc_pki_device_info *info,
-                                   enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+tc_err tc_pki_verifier_verify(const struct tc_pki_verifier *v, const uint8_t *device,
+                              size_t device_len, int64_t at, struct tc_pki_device_info *info,
+                              enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+{
+    return tc_pki_verifier_verify_window(v, device, device_len, at, info, NULL, refusal, reason,
+                                         reason_size);
+}
+
+tc_err tc_pki_verifier_verify_x509_window(const struct tc_pki_verifier *v, struct x509_st *device,
+                                          int64_t at, struct tc_pki_device_info *info,
+                                          struct tc_pki_window *window,
+                                          enum tc_pki_refusal *refusal, char *reason,
+                                          size_t reason_size)
 {
     uint8_t *der = NULL;
+    if (window != NULL) {
+        window->from = INT64_MAX;
+        window->until = INT64_MIN;
+    }
     if (reason != NULL && reason_size > 0)
         reason[0] = '\0';
     if (refusal != NULL)
@@ -410,7 +550,16 @@ tc_err tc_pki_verifier_verify_x509(const struct tc_pki_verifier *v, struct x509_
      * (what the peer sent, as OpenSSL kept it). */
     int n = i2d_X509(device, &der);
     TC_ENSURE_MSG(n > 0, TC_ERR_FORMAT, "device certificate does not encode");
-    tc_err rc = verify_parsed(v, device, der, (size_t)n, at, info, refusal, reason, reason_size);
+    tc_err rc =
+        verify_parsed(v, device, der, (size_t)n, at, info, window, refusal, reason, reason_size);
     OPENSSL_free(der);
     return rc;
+}
+
+tc_err tc_pki_verifier_verify_x509(const struct tc_pki_verifier *v, struct x509_st *device,
+                                   int64_t at, struct tc_pki_device_info *info,
+                                   enum tc_pki_refusal *refusal, char *reason, size_t reason_size)
+{
+    return tc_pki_verifier_verify_x509_window(v, device, at, info, NULL, refusal, reason,
+                                              reason_size);
 }

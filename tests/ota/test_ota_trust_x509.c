@@ -57,7 +57,8 @@ static bool issue(struct ota_fx_pki *p, unsigned i, struct tc_buf *der, uint8_t 
     return ok;
 }
 
-/* The trust: P's root with root_crl, P's batch with a CRL of `revoked`. */
+/* The trust: P's root with root_crl, P's batch with a CRL of `revoked`; no
+ * cache. */
 static struct tc_ota_trust *trust(const uint8_t *revoked, bool batch_revoked)
 {
     struct tc_ota_trust *t = NULL;
@@ -89,8 +90,12 @@ static struct tc_ota_trust *trust(const uint8_t *revoked, bool batch_revoked)
     EXPECT_OK(tc_pki_crl_create(P.batch_iss, 1, now - DAY, now + 30 * DAY,
                                 revoked != NULL ? &br : NULL, revoked != NULL ? 1 : 0, &bcrl));
     EXPECT_OK(tc_ota_trust_new(P.root.data, P.root.len, rcrl.data, rcrl.len, &t));
-    if (t != NULL)
+    if (t != NULL) {
         EXPECT_OK(tc_ota_trust_add_batch(t, P.batch.data, P.batch.len, bcrl.data, bcrl.len));
+        /* Both entry points run the full check here (the cache has its own
+         * test, test_ota_trust_cache). */
+        EXPECT_OK(tc_ota_trust_set_cache(t, 0));
+    }
     tc_buf_free(&rcrl);
     tc_buf_free(&bcrl);
     return t;

@@ -7,6 +7,7 @@
  * concurrent verifications on one verifier.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,7 +41,7 @@ static struct {
     struct ca root, a, b, old, froot, fa;
     struct tc_buf root_crl, root_crl_rev_a, a_crl, a_crl_rev, b_crl, old_crl, fa_crl;
     struct tc_buf good, revoked, in_old, foreign, outside_nc, outside_o, bad_eid, outside_prefix,
-        tampered;
+        tampered, good_b;
 } F;
 
 static struct tc_buf new_buf(void)
@@ -152,7 +153,7 @@ static bool fixture(void)
     tried = true;
     F.t0 = ((int64_t)time(NULL) / DAY - 30) * DAY;
     F.prod = F.t0 + 10 * DAY;
-    char e1[33], e2[33], e3[33], e_bad[33], e_out[33];
+    char e1[33], e2[33], e3[33], e_bad[33], e_out[33], e_b[33];
     bool ok =
         root_new(&F.root, "Acme Device Root CA") &&
         batch_new(&F.a, &F.root, BATCH, PREFIX, F.t0 + 3650 * DAY) &&
@@ -163,7 +164,8 @@ static bool fixture(void)
         root_new(&F.froot, "Acme Device Root CA") &&
         batch_new(&F.fa, &F.froot, BATCH, PREFIX, F.t0 + 3650 * DAY) &&
         eid("890490321234000000000000000001", e1) && eid("890490321234000000000000000002", e2) &&
-        eid("890490321234000000000000000003", e3) && eid("890860302022000000220000230229", e_out);
+        eid("890490321234000000000000000003", e3) && eid("890860302022000000220000230229", e_out) &&
+        eid("890490329900000000000000000001", e_b);
     if (ok) {
         memcpy(e_bad, e3, sizeof e_bad);
         e_bad[31] = e_bad[31] == '0' ? '1' : '0'; /* SGP.29 check digits broken */
@@ -175,7 +177,8 @@ static bool fixture(void)
          dev_build(&F.a, e3, BATCH2, MFR, &F.outside_nc) &&
          dev_build(&F.a, e3, BATCH, "Other Corp", &F.outside_o) &&
          dev_build(&F.a, e_bad, BATCH, MFR, &F.bad_eid) &&
-         dev_build(&F.a, e_out, BATCH, MFR, &F.outside_prefix);
+         dev_build(&F.a, e_out, BATCH, MFR, &F.outside_prefix) &&
+         dev_build(&F.b, e_b, BATCH2, MFR, &F.good_b);
     ok = ok && crl_new(&F.root, NULL, &F.root_crl) &&
          crl_new(&F.root, &F.a.cert, &F.root_crl_rev_a) && crl_new(&F.a, NULL, &F.a_crl) &&
          crl_new(&F.a, &F.revoked, &F.a_crl_rev) && crl_new(&F.b, NULL, &F.b_crl) &&
@@ -469,24 +472,102 @@ static void test_build_refusals(void)
     tc_pki_verifier_free(v);
 }
 
-/* Many threads on one verifier: every verdict right. */
+/*
+ * The window of a TC_OK verdict: exactly the times at which the same
+ * certificate verifies, at both ends (OpenSSL's comparison: a time equal to
+ * notAfter or nextUpdate is past it, one equal to notBefore or thisUpdate is
+ * not before it).
+ */
+static void window_case(const struct tc_pki_verifier *v, const struct tc_buf *dev, int64_t at,
+                        int64_t want_from, int64_t want_until, const char *before,
+                        const char *after)
+{
+    struct tc_pki_window w = {0, 0}, wx = {0, 0};
+    char why[256];
+    const uint8_t *q = dev->data;
+    X509 *x = d2i_X509(NULL, &q, (long)dev->len);
+    EXPECT(x != NULL);
+    EXPECT_OK(
+        tc_pki_verifier_verify_window(v, dev->data, dev->len, at, NULL, &w, NULL, why, sizeof why));
+    EXPECT_EQ_U(w.from, want_from);
+    EXPECT_EQ_U(w.until, want_until);
+    if (x != NULL) {
+        EXPECT_OK(tc_pki_verifier_verify_x509_window(v, x, at, NULL, &wx, NULL, why, sizeof why));
+        EXPECT(wx.from == w.from && wx.until == w.until);
+    }
+    X509_free(x);
+    EXPECT_OK(tc_pki_verifier_verify(v, dev->data, dev->len, w.from, NULL, NULL, why, sizeof why));
+    EXPECT_OK(
+        tc_pki_verifier_verify(v, dev->data, dev->len, w.until - 1, NULL, NULL, why, sizeof why));
+    EXPECT_ERR(tc_pki_verifier_verify_window(v, dev->data, dev->len, w.from - 1, NULL, &w, NULL,
+                                             why, sizeof why),
+               TC_ERR_VERIFY);
+    EXPECT_STR(why, before);
+    EXPECT(w.from > w.until); /* empty on a refusal */
+    EXPECT_ERR(
+        tc_pki_verifier_verify(v, dev->data, dev->len, want_until, NULL, NULL, why, sizeof why),
+        TC_ERR_VERIFY);
+    EXPECT_STR(why, after);
+}
+
+static void test_window(void)
+{
+    if (!fixture())
+        return;
+    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl_rev);
+    /* Root t0..t0+7300d, batch A t0..t0+3650d, CRLs t0+1d..t0+400d, the
+     * device from its production time (F.prod = t0+10d) on: the device's
+     * notBefore and the CRLs' nextUpdate bound it. */
+    window_case(v, &F.good, F.prod + DAY, F.prod, F.t0 + 400 * DAY,
+                "device certificate: certificate is not yet valid",
+                "device certificate: CRL has expired");
+    /* The old batch's CA expires at t0+100d, before the CRLs. */
+    window_case(v, &F.in_old, F.prod + DAY, F.prod, F.t0 + 100 * DAY,
+                "device certificate: certificate is not yet valid",
+                "batch CA certificate: certificate has expired");
+    tc_pki_verifier_free(v);
+}
+
+/*
+ * Many threads on one verifier, from its first verification on (the
+ * objects' lazily filled caches are filled when the batches are added, not
+ * by whichever thread comes first): every verdict and reason exact, every
+ * time.
+ */
+struct vcase {
+    const struct tc_buf *dev;
+    int64_t at;
+    const char *reason; /* NULL: TC_OK */
+    enum tc_pki_refusal refusal;
+    bool second; /* on the verifier whose root CRL revokes batch A */
+};
+
 struct worker {
-    const struct tc_pki_verifier *v;
-    int bad;
+    const struct tc_pki_verifier *v[2];
+    const struct vcase *cases;
+    size_t ncases, start;
+    int rounds, bad, done;
 };
 
 static void *work(void *arg)
 {
     struct worker *w = arg;
     char why[256];
-    for (int i = 0; i < 40; i++) {
-        if (tc_pki_verifier_verify(w->v, F.good.data, F.good.len, F.prod + DAY, NULL, NULL, why,
-                                   sizeof why) != TC_OK)
-            w->bad++;
-        if (tc_pki_verifier_verify(w->v, F.revoked.data, F.revoked.len, F.prod + DAY, NULL, NULL,
-                                   why, sizeof why) != TC_ERR_VERIFY ||
-            strcmp(why, "device certificate: certificate revoked") != 0)
-            w->bad++;
+    struct tc_pki_device_info di;
+    for (int r = 0; r < w->rounds; r++) {
+        for (size_t k = 0; k < w->ncases; k++) {
+            const struct vcase *c = &w->cases[(w->start + k) % w->ncases];
+            enum tc_pki_refusal refusal = TC_PKI_REFUSED_CHAIN;
+            tc_err rc = tc_pki_verifier_verify(w->v[c->second ? 1 : 0], c->dev->data, c->dev->len,
+                                               c->at, &di, &refusal, why, sizeof why);
+            bool ok = c->reason == NULL ? rc == TC_OK && refusal == TC_PKI_REFUSED_NONE &&
+                                              why[0] == '\0' && strlen(di.eid) == TC_PKI_EID_DIGITS
+                                        : rc == TC_ERR_VERIFY && refusal == c->refusal &&
+                                              strcmp(why, c->reason) == 0;
+            if (!ok && w->bad++ == 0)
+                (void)fprintf(stderr, "  case %zu: %s\n", (w->start + k) % w->ncases, why);
+            w->done++;
+        }
     }
     return NULL;
 }
@@ -495,18 +576,45 @@ static void test_threads(void)
 {
     if (!fixture())
         return;
-    struct tc_pki_verifier *v = verifier(&F.root_crl, &F.a_crl_rev);
-    struct worker w[4];
-    pthread_t th[4];
-    for (size_t i = 0; i < 4; i++) {
-        w[i] = (struct worker){.v = v, .bad = 0};
-        EXPECT(pthread_create(&th[i], NULL, work, &w[i]) == 0);
+    const int64_t at = F.prod + DAY;
+    const struct vcase cases[] = {
+        {&F.good, at, NULL, TC_PKI_REFUSED_NONE, false},
+        {&F.good_b, at, NULL, TC_PKI_REFUSED_NONE, false},
+        {&F.revoked, at, "device certificate: certificate revoked", TC_PKI_REFUSED_CHAIN, false},
+        {&F.good, at, "batch CA certificate: certificate revoked", TC_PKI_REFUSED_CHAIN, true},
+        {&F.good_b, at, NULL, TC_PKI_REFUSED_NONE, true},
+        {&F.in_old, F.t0 + 200 * DAY, "batch CA certificate: certificate has expired",
+         TC_PKI_REFUSED_CHAIN, false},
+        {&F.foreign, at, "device certificate: unable to get local issuer certificate",
+         TC_PKI_REFUSED_CHAIN, false},
+        {&F.outside_prefix, at,
+         "device certificate: EID 89086030202200000022000023022943 is outside batch " BATCH
+         " (EID prefix " PREFIX ")",
+         TC_PKI_REFUSED_FENCE, false},
+    };
+    /* Fewer rounds under valgrind (it runs the threads one at a time). */
+    int rounds = getenv("TC_UNDER_VALGRIND") != NULL ? 3 : 60;
+    for (int pass = 0; pass < 2; pass++) {
+        struct tc_pki_verifier *v0 = verifier(&F.root_crl, &F.a_crl_rev);
+        struct tc_pki_verifier *v1 = verifier(&F.root_crl_rev_a, &F.a_crl);
+        struct worker w[6];
+        pthread_t th[6];
+        for (size_t i = 0; i < 6; i++) {
+            w[i] = (struct worker){.v = {v0, v1},
+                                   .cases = cases,
+                                   .ncases = TC_ARRAY_LEN(cases),
+                                   .start = i,
+                                   .rounds = rounds};
+            EXPECT(pthread_create(&th[i], NULL, work, &w[i]) == 0);
+        }
+        for (size_t i = 0; i < 6; i++) {
+            EXPECT(pthread_join(th[i], NULL) == 0);
+            EXPECT_EQ_U(w[i].bad, 0);
+            EXPECT_EQ_U(w[i].done, (size_t)rounds * TC_ARRAY_LEN(cases));
+        }
+        tc_pki_verifier_free(v0);
+        tc_pki_verifier_free(v1);
     }
-    for (size_t i = 0; i < 4; i++) {
-        EXPECT(pthread_join(th[i], NULL) == 0);
-        EXPECT_EQ_U(w[i].bad, 0);
-    }
-    tc_pki_verifier_free(v);
 }
 
 static void fixture_free(void)
@@ -517,10 +625,10 @@ static void fixture_free(void)
     ca_free(&F.old);
     ca_free(&F.froot);
     ca_free(&F.fa);
-    struct tc_buf *bufs[] = {&F.root_crl,  &F.root_crl_rev_a, &F.a_crl,          &F.a_crl_rev,
-                             &F.b_crl,     &F.old_crl,        &F.fa_crl,         &F.good,
-                             &F.revoked,   &F.in_old,         &F.foreign,        &F.outside_nc,
-                             &F.outside_o, &F.bad_eid,        &F.outside_prefix, &F.tampered};
+    struct tc_buf *bufs[] = {
+        &F.root_crl,  &F.root_crl_rev_a, &F.a_crl,          &F.a_crl_rev, &F.b_crl,   &F.old_crl,
+        &F.fa_crl,    &F.good,           &F.revoked,        &F.in_old,    &F.foreign, &F.outside_nc,
+        &F.outside_o, &F.bad_eid,        &F.outside_prefix, &F.tampered,  &F.good_b};
     for (size_t i = 0; i < TC_ARRAY_LEN(bufs); i++)
         tc_buf_free(bufs[i]);
 }
@@ -541,7 +649,8 @@ static const struct tc_test_case cases[] = {
     {"tampered signature and wrong profile", test_tampered_and_profile},
     {"device of a batch the verifier lacks", test_unknown_batch},
     {"refused when built", test_build_refusals},
-    {"concurrent verifications", test_threads},
+    {"window of a verdict: exact, at both ends", test_window},
+    {"concurrent verifications from the first on, every verdict exact", test_threads},
     {"fixture freed", test_last_free},
 };
 
