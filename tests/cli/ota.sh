@@ -28,6 +28,9 @@ expect_fail 2 "serve needs --listen" "$TC" ota serve --workspace "$ws"
 expect_fail 2 "bad --listen" "$TC" ota serve --listen 127.0.0.1 --workspace "$ws"
 expect_fail 2 "bad port" "$TC" ota serve --listen 127.0.0.1:70000 --workspace "$ws"
 expect_fail 2 "unknown option" "$TC" ota serve --listen 127.0.0.1:0 --bogus 1
+expect_fail 2 "too many loop threads" "$TC" ota serve --listen 127.0.0.1:0 --threads 65
+expect_contains "says the range" "$err" "bad --threads 65 (0 to 64)"
+expect_fail 2 "loop threads not a number" "$TC" ota serve --listen 127.0.0.1:0 --threads two
 expect_fail 1 "serve without a PKI" "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws"
 expect_contains "says what is missing" "$err" "root.pem"
 
@@ -100,7 +103,8 @@ expect_fail 2 "PIN on the command line" "$TC" ota serve --listen 127.0.0.1:0 --w
 expect_fail 1 "unknown master key" "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master nope
 expect_fail 2 "bad --kvn" "$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master nope --kvn 0x80
 "$TC" hsm generate --workspace "$ws" --master fleet >/dev/null 2>&1
-"$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master fleet --stop-after 60 \
+# (On the main loop alone, --threads 0: the first server used loop threads.)
+"$TC" ota serve --listen 127.0.0.1:0 --workspace "$ws" --master fleet --stop-after 60 --threads 0 \
   >"$scratch/serve2.out" 2>"$scratch/serve2.err" &
 pid=$!
 port=$(listening_port "$scratch/serve2.out")
