@@ -251,6 +251,20 @@ TC_MUST_CHECK tc_err tc_hsm_transport_find(struct tc_hsm *h, const char *batch, 
 TC_MUST_CHECK tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
                                       const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,
                                       struct tc_hsm_keyset *out);
+/*
+ * The same keyset with no key derived yet: each key is derived (as by
+ * tc_hsm_diversify) the first time tc_hsm_keyset_key asks for it, so a
+ * session that never uses a key never makes it. The checks of
+ * tc_hsm_diversify (mechanism, EID digits, master length) run now.
+ * Destroy with tc_hsm_keyset_destroy, which destroys the keys made.
+ */
+TC_MUST_CHECK tc_err tc_hsm_diversify_deferred(struct tc_hsm *h, tc_hsm_obj master,
+                                               const uint8_t eid[static TC_HSM_EID_LEN],
+                                               size_t key_len, struct tc_hsm_keyset *out);
+/* Key `type` (TC_HSM_KEY_ENC/MAC/DEK) of a keyset: a deferred key is
+ * derived now and kept in ks (ks must be the copy that is destroyed). */
+TC_MUST_CHECK tc_err tc_hsm_keyset_key(struct tc_hsm *h, struct tc_hsm_keyset *ks, unsigned type,
+                                       tc_hsm_obj *out);
 /* The 16-byte derivation data block D(t, i) above (used by the tests'
  * software reference and the docs). */
 TC_MUST_CHECK tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_LEN], uint8_t type,
@@ -270,6 +284,16 @@ TC_MUST_CHECK tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_
 TC_MUST_CHECK tc_err tc_hsm_wrap_keyset_key(struct tc_hsm *h, tc_hsm_obj dek,
                                             const struct tc_hsm_keyset *ks, unsigned type,
                                             uint8_t *out, size_t out_size, size_t *out_len);
+
+/* tc_hsm_wrap_keyset_key, and the KCV (as tc_hsm_kcv) of the key wrapped.
+ * For a derived keyset the KCV is computed on the one-off copy, which for
+ * this is also allowed to encrypt (the usage the keyset's own key has for
+ * its KCV; still no decrypt, sign, wrap or derive), so the keyset's own
+ * key need not exist for PUT KEY (docs/hsm.md). */
+TC_MUST_CHECK tc_err tc_hsm_wrap_keyset_key_kcv(struct tc_hsm *h, tc_hsm_obj dek,
+                                                const struct tc_hsm_keyset *ks, unsigned type,
+                                                uint8_t *out, size_t out_size, size_t *out_len,
+                                                uint8_t kcv[static TC_KCV_LEN]);
 
 /* Destroys a derived (session) keyset; token keysets are left alone. */
 void tc_hsm_keyset_destroy(struct tc_hsm *h, struct tc_hsm_keyset *ks);
@@ -328,7 +352,8 @@ void tc_hsm_signer_free(struct tc_signer *s);
 /*
  * The SCP03 host's key provider (struct tc_scp03_key_provider, scp03.h)
  * over HSM keysets: session keys and pseudo-random card challenges by
- * tc_hsm_scp03_kdf, KCVs by tc_hsm_kcv, PUT KEY blocks by C_WrapKey under
+ * tc_hsm_scp03_kdf, KCVs by tc_hsm_kcv (or, for a key it wraps, with its
+ * block: tc_hsm_wrap_keyset_key_kcv), PUT KEY blocks by C_WrapKey under
  * this provider's DEK of a key held by another HSM provider on the same
  * token. Static keys never leave the HSM. Keysets are named by KVN; a KVN
  * without a keyset is TC_ERR_NOT_FOUND.
@@ -340,8 +365,9 @@ struct tc_hsm_scp03_provider {
     struct {
         uint8_t kvn;
         struct tc_hsm_keyset ks;
-        /* KCVs the provider's kcv() has computed (bit id-1 set): a key's
-         * KCV is asked for once per keyset, however often it is used. */
+        /* KCVs the provider has computed (bit id-1 set), by kcv() or with
+         * the key's PUT KEY block: a key's KCV is computed once per keyset,
+         * however often it is asked for. */
         uint8_t kcv[3][TC_KCV_LEN];
         unsigned kcv_known;
     } sets[TC_HSM_SCP03_KEYSETS];
@@ -354,6 +380,10 @@ void tc_hsm_scp03_provider_init(struct tc_hsm_scp03_provider *m, struct tc_hsm *
 /* Add (or replace, same KVN) a keyset; TC_ERR_NOMEM when full. */
 TC_MUST_CHECK tc_err tc_hsm_scp03_provider_add(struct tc_hsm_scp03_provider *m, uint8_t kvn,
                                                const struct tc_hsm_keyset *ks);
+/* The provider's own copy of keyset `kvn` (NULL if none). A deferred
+ * keyset (tc_hsm_diversify_deferred) gets its keys in this copy as they
+ * are used: destroy this one, not the one given to _add. */
+struct tc_hsm_keyset *tc_hsm_scp03_provider_keyset(struct tc_hsm_scp03_provider *m, uint8_t kvn);
 
 /* ------------------------------------------------------------ errors */
 

@@ -237,7 +237,10 @@ tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_LEN], uint8_t 
  *   docs/hsm.md.
  * - the copy PUT KEY wraps: sensitive, extractable (C_WrapKey needs the
  *   wrapped key extractable, §5.14) and without any usage: it can only be
- *   wrapped, and the caller destroys it at once.
+ *   wrapped, and the caller destroys it at once. `copy_kcv`: the copy may
+ *   also encrypt, for its KCV (one block of 0x01), the one usage the
+ *   keyset's own key has for the same purpose; never decrypt, sign, wrap
+ *   or derive.
  * Both are session objects, and public ones (CKA_PRIVATE FALSE): PKCS#11
  * 2.40 §4.4, CKA_PRIVATE only decides whether a session that has not logged
  * in may see the object; a session object belongs to the application that
@@ -249,7 +252,7 @@ tc_err tc_hsm_diversify_block(const uint8_t eid[static TC_HSM_EID_LEN], uint8_t 
  * the HSM, are as above. */
 static tc_err derive_key(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj master,
                          const uint8_t eid[static TC_HSM_EID_LEN], size_t role, size_t key_len,
-                         bool wrap_copy, CK_OBJECT_HANDLE *out)
+                         bool wrap_copy, bool copy_kcv, CK_OBJECT_HANDLE *out)
 {
     tc_err ret = TC_ERR_INTERNAL;
     uint8_t data[TC_AES_MAX_KEY];
@@ -282,7 +285,7 @@ static tc_err derive_key(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj maste
         {CKA_PRIVATE, &ck_false, sizeof(CK_BBOOL)},
         {CKA_SENSITIVE, &ck_true, sizeof(CK_BBOOL)},
         {CKA_EXTRACTABLE, wrap_copy ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
-        {CKA_ENCRYPT, use ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
+        {CKA_ENCRYPT, use || copy_kcv ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
         {CKA_DECRYPT, &ck_false, sizeof(CK_BBOOL)},
         {CKA_SIGN, use && role != 2 ? &ck_true : &ck_false, sizeof(CK_BBOOL)},
         {CKA_VERIFY, &ck_false, sizeof(CK_BBOOL)},
@@ -306,12 +309,11 @@ out:
     return ret;
 }
 
-tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
-                        const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,
-                        struct tc_hsm_keyset *out)
+/* What every diversification checks before deriving: the mechanism, the
+ * EID's digits and the master's length. */
+static tc_err diversify_check(struct tc_hsm *h, CK_SESSION_HANDLE s, tc_hsm_obj master,
+                              const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len)
 {
-    tc_err ret = TC_ERR_INTERNAL;
-    TC_ENSURE(h != NULL && out != NULL, TC_ERR_ARG);
     TC_ENSURE_MSG(aes_len_ok(key_len), TC_ERR_RANGE, "device keys must be 16 or 32 bytes");
     TC_GUARD(
         tc_hsm_require_mech(h, CKM_AES_ECB_ENCRYPT_DATA, CKF_DERIVE, "keyset diversification"));
@@ -319,20 +321,28 @@ tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
         unsigned digit = (d % 2 == 0) ? (unsigned)(eid[d / 2] >> 4) : (unsigned)(eid[d / 2] & 0xF);
         TC_ENSURE_MSG(digit <= 9, TC_ERR_FORMAT, "EID digit %zu is not a decimal digit", d + 1);
     }
-    CK_OBJECT_HANDLE o[3] = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, CK_INVALID_HANDLE};
-    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
     /* A keyset is never stronger than its master: AES-256 keysets need a
      * 256-bit master key. */
     CK_ULONG master_len = 0;
     CK_RV mrv = tc_hsm_value_len(h, s, master, &master_len);
-    if (mrv != CKR_OK) {
-        ret = TC_HSM_FAIL_RV(mrv, "C_GetAttributeValue(master, CKA_VALUE_LEN)");
-        goto out;
-    }
-    TC_CHECK_MSG(master_len >= key_len, TC_ERR_RANGE,
-                 "a %zu-byte keyset needs a master key of at least %zu bytes", key_len, key_len);
+    if (mrv != CKR_OK)
+        return TC_HSM_FAIL_RV(mrv, "C_GetAttributeValue(master, CKA_VALUE_LEN)");
+    TC_ENSURE_MSG(master_len >= key_len, TC_ERR_RANGE,
+                  "a %zu-byte keyset needs a master key of at least %zu bytes", key_len, key_len);
+    return TC_OK;
+}
+
+tc_err tc_hsm_diversify(struct tc_hsm *h, tc_hsm_obj master,
+                        const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,
+                        struct tc_hsm_keyset *out)
+{
+    tc_err ret = TC_ERR_INTERNAL;
+    TC_ENSURE(h != NULL && out != NULL, TC_ERR_ARG);
+    CK_OBJECT_HANDLE o[3] = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, CK_INVALID_HANDLE};
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    TC_TRY(diversify_check(h, s, master, eid, key_len));
     for (size_t r = 0; r < 3; r++)
-        TC_TRY(derive_key(h, s, master, eid, r, key_len, false, &o[r]));
+        TC_TRY(derive_key(h, s, master, eid, r, key_len, false, false, &o[r]));
     memset(out, 0, sizeof *out);
     out->enc = o[0];
     out->mac = o[1];
@@ -351,14 +361,55 @@ out:
     return ret;
 }
 
+tc_err tc_hsm_diversify_deferred(struct tc_hsm *h, tc_hsm_obj master,
+                                 const uint8_t eid[static TC_HSM_EID_LEN], size_t key_len,
+                                 struct tc_hsm_keyset *out)
+{
+    TC_ENSURE(h != NULL && out != NULL, TC_ERR_ARG);
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    tc_err rc = diversify_check(h, s, master, eid, key_len);
+    tc_hsm_session_release(h, s);
+    TC_GUARD(rc);
+    memset(out, 0, sizeof *out);
+    out->enc = out->mac = out->dek = CK_INVALID_HANDLE;
+    out->key_len = key_len;
+    out->session = true;
+    out->master = master;
+    memcpy(out->eid, eid, TC_HSM_EID_LEN);
+    return TC_OK;
+}
+
+tc_err tc_hsm_keyset_key(struct tc_hsm *h, struct tc_hsm_keyset *ks, unsigned type, tc_hsm_obj *out)
+{
+    TC_ENSURE(h != NULL && ks != NULL && out != NULL, TC_ERR_ARG);
+    TC_ENSURE_MSG(type >= TC_HSM_KEY_ENC && type <= TC_HSM_KEY_DEK, TC_ERR_ARG,
+                  "key type %u is not ENC, MAC or DEK", type);
+    tc_hsm_obj *slot = type == TC_HSM_KEY_ENC   ? &ks->enc
+                       : type == TC_HSM_KEY_MAC ? &ks->mac
+                                                : &ks->dek;
+    if (*slot == CK_INVALID_HANDLE && ks->session) {
+        /* Deferred: derived now, exactly as tc_hsm_diversify would have. */
+        TC_ENSURE_MSG(aes_len_ok(ks->key_len), TC_ERR_RANGE, "device keys must be 16 or 32 bytes");
+        CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+        CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+        tc_err rc = derive_key(h, s, ks->master, ks->eid, type - 1, ks->key_len, false, false, &o);
+        tc_hsm_session_release(h, s);
+        TC_GUARD(rc);
+        *slot = o;
+    }
+    *out = *slot;
+    return TC_OK;
+}
+
 void tc_hsm_keyset_destroy(struct tc_hsm *h, struct tc_hsm_keyset *ks)
 {
     if (h == NULL || ks == NULL || !ks->session)
         return;
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
-    (void)h->f->C_DestroyObject(s, ks->enc);
-    (void)h->f->C_DestroyObject(s, ks->mac);
-    (void)h->f->C_DestroyObject(s, ks->dek);
+    const tc_hsm_obj keys[3] = {ks->enc, ks->mac, ks->dek};
+    for (size_t i = 0; i < 3; i++)
+        if (keys[i] != CK_INVALID_HANDLE) /* a deferred key never made */
+            (void)h->f->C_DestroyObject(s, keys[i]);
     tc_hsm_session_release(h, s);
     ks->enc = ks->mac = ks->dek = CK_INVALID_HANDLE;
     ks->session = false;
@@ -366,11 +417,10 @@ void tc_hsm_keyset_destroy(struct tc_hsm *h, struct tc_hsm_keyset *ks)
 
 /* ------------------------------------------------------------ operations */
 
-tc_err tc_hsm_kcv(struct tc_hsm *h, tc_hsm_obj key, uint8_t kcv[static TC_KCV_LEN])
+/* The KCV of `key` on a session the caller holds. */
+static tc_err kcv_on(struct tc_hsm *h, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+                     uint8_t kcv[static TC_KCV_LEN])
 {
-    tc_err ret = TC_ERR_INTERNAL;
-    TC_ENSURE(h != NULL, TC_ERR_ARG);
-    TC_GUARD(tc_hsm_require_mech(h, CKM_AES_ECB, CKF_ENCRYPT, "key check values"));
     /* GP Card Specification 2.3 Amendment D §7.2 (KCV for AES): encrypt a
      * block of 16 bytes 0x01 with the key; the KCV is the first 3 bytes. */
     uint8_t ones[TC_AES_BLOCK];
@@ -378,23 +428,25 @@ tc_err tc_hsm_kcv(struct tc_hsm *h, tc_hsm_obj key, uint8_t kcv[static TC_KCV_LE
     memset(ones, 0x01, sizeof ones);
     CK_ULONG enc_len = sizeof enc;
     CK_MECHANISM m = {CKM_AES_ECB, NULL, 0};
-    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
-    CK_RV rv = h->f->C_EncryptInit(s, &m, tc_hsm_work_obj(h, key));
-    if (rv != CKR_OK) {
-        ret = TC_HSM_FAIL_RV(rv, "C_EncryptInit(CKM_AES_ECB)");
-        goto out;
-    }
+    CK_RV rv = h->f->C_EncryptInit(s, &m, key);
+    if (rv != CKR_OK)
+        return TC_HSM_FAIL_RV(rv, "C_EncryptInit(CKM_AES_ECB)");
     rv = h->f->C_Encrypt(s, ones, sizeof ones, enc, &enc_len);
-    if (rv != CKR_OK) {
-        ret = TC_HSM_FAIL_RV(rv, "C_Encrypt(CKM_AES_ECB)");
-        goto out;
-    }
-    TC_CHECK(enc_len == TC_AES_BLOCK, TC_ERR_HSM);
+    if (rv != CKR_OK)
+        return TC_HSM_FAIL_RV(rv, "C_Encrypt(CKM_AES_ECB)");
+    TC_ENSURE(enc_len == TC_AES_BLOCK, TC_ERR_HSM);
     memcpy(kcv, enc, TC_KCV_LEN);
-    ret = TC_OK;
-out:
+    return TC_OK;
+}
+
+tc_err tc_hsm_kcv(struct tc_hsm *h, tc_hsm_obj key, uint8_t kcv[static TC_KCV_LEN])
+{
+    TC_ENSURE(h != NULL, TC_ERR_ARG);
+    TC_GUARD(tc_hsm_require_mech(h, CKM_AES_ECB, CKF_ENCRYPT, "key check values"));
+    CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
+    tc_err rc = kcv_on(h, s, tc_hsm_work_obj(h, key), kcv);
     tc_hsm_session_release(h, s);
-    return ret;
+    return rc;
 }
 
 tc_err tc_hsm_cmac(struct tc_hsm *h, tc_hsm_obj key, const struct tc_iov *parts, size_t n,
@@ -529,26 +581,42 @@ tc_err tc_hsm_wrap(struct tc_hsm *h, tc_hsm_obj dek, tc_hsm_obj key, uint8_t *ou
     return rc;
 }
 
-tc_err tc_hsm_wrap_keyset_key(struct tc_hsm *h, tc_hsm_obj dek, const struct tc_hsm_keyset *ks,
-                              unsigned type, uint8_t *out, size_t out_size, size_t *out_len)
+/* A key block of keyset ks, and with kcv != NULL the key's KCV. */
+static tc_err wrap_keyset(struct tc_hsm *h, tc_hsm_obj dek, const struct tc_hsm_keyset *ks,
+                          unsigned type, uint8_t *out, size_t out_size, size_t *out_len,
+                          uint8_t *kcv)
 {
     tc_err ret = TC_ERR_INTERNAL;
     TC_ENSURE(h != NULL && ks != NULL && out != NULL && out_len != NULL, TC_ERR_ARG);
     TC_ENSURE(type >= TC_HSM_KEY_ENC && type <= TC_HSM_KEY_DEK, TC_ERR_ARG);
     *out_len = 0;
     const tc_hsm_obj keys[3] = {ks->enc, ks->mac, ks->dek};
-    if (!ks->session) /* token keysets: wrapped as they are, if they may be */
-        return tc_hsm_wrap(h, dek, keys[type - 1], out, out_size, out_len);
+    if (!ks->session) { /* token keysets: wrapped as they are, if they may be */
+        TC_GUARD(tc_hsm_wrap(h, dek, keys[type - 1], out, out_size, out_len));
+        if (kcv != NULL) {
+            tc_err rc = tc_hsm_kcv(h, keys[type - 1], kcv);
+            if (rc != TC_OK) {
+                tc_memzero(out, out_size);
+                *out_len = 0;
+            }
+            return rc;
+        }
+        return TC_OK;
+    }
     TC_ENSURE_MSG(aes_len_ok(ks->key_len), TC_ERR_RANGE, "device keys must be 16 or 32 bytes");
     TC_GUARD(tc_hsm_require_mech(h, CKM_AES_ECB_ENCRYPT_DATA, CKF_DERIVE, "PUT KEY key blocks"));
     TC_GUARD(tc_hsm_require_mech(h, CKM_AES_CBC, CKF_WRAP, "PUT KEY key blocks"));
+    if (kcv != NULL)
+        TC_GUARD(tc_hsm_require_mech(h, CKM_AES_ECB, CKF_ENCRYPT, "key check values"));
     /* The keyset's own keys never leave the HSM, not even wrapped: the key
      * block is made from a copy derived again from the master for this one
-     * C_WrapKey and destroyed straight after, on every path. */
+     * C_WrapKey (and its KCV) and destroyed straight after, on every path. */
     CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
     CK_SESSION_HANDLE s = tc_hsm_session_acquire(h);
-    TC_TRY(derive_key(h, s, ks->master, ks->eid, type - 1, ks->key_len, true, &copy));
+    TC_TRY(derive_key(h, s, ks->master, ks->eid, type - 1, ks->key_len, true, kcv != NULL, &copy));
     TC_TRY(wrap_on(h, s, dek, copy, out, out_size, out_len));
+    if (kcv != NULL)
+        TC_TRY(kcv_on(h, s, copy, kcv));
     ret = TC_OK;
 out:
     if (copy != CK_INVALID_HANDLE) {
@@ -562,4 +630,18 @@ out:
     }
     tc_hsm_session_release(h, s);
     return ret;
+}
+
+tc_err tc_hsm_wrap_keyset_key(struct tc_hsm *h, tc_hsm_obj dek, const struct tc_hsm_keyset *ks,
+                              unsigned type, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    return wrap_keyset(h, dek, ks, type, out, out_size, out_len, NULL);
+}
+
+tc_err tc_hsm_wrap_keyset_key_kcv(struct tc_hsm *h, tc_hsm_obj dek, const struct tc_hsm_keyset *ks,
+                                  unsigned type, uint8_t *out, size_t out_size, size_t *out_len,
+                                  uint8_t kcv[static TC_KCV_LEN])
+{
+    TC_ENSURE(kcv != NULL, TC_ERR_ARG);
+    return wrap_keyset(h, dek, ks, type, out, out_size, out_len, kcv);
 }

@@ -22,8 +22,7 @@ static tc_err find_index(const struct tc_hsm_scp03_provider *m, uint8_t kvn, siz
     return TC_FAIL(TC_ERR_NOT_FOUND, "the HSM holds no SCP03 keyset with KVN %02X", kvn);
 }
 
-static tc_err find_set(const struct tc_hsm_scp03_provider *m, uint8_t kvn,
-                       const struct tc_hsm_keyset **ks)
+static tc_err find_set(struct tc_hsm_scp03_provider *m, uint8_t kvn, struct tc_hsm_keyset **ks)
 {
     size_t i = 0;
     TC_GUARD(find_index(m, kvn, &i));
@@ -31,26 +30,35 @@ static tc_err find_set(const struct tc_hsm_scp03_provider *m, uint8_t kvn,
     return TC_OK;
 }
 
-static tc_err key_of(const struct tc_hsm_keyset *ks, enum tc_scp03_key_id id, tc_hsm_obj *o)
+static tc_err type_of(enum tc_scp03_key_id id, unsigned *type)
 {
     switch (id) {
     case TC_SCP03_KEY_ENC:
-        *o = ks->enc;
+        *type = TC_HSM_KEY_ENC;
         return TC_OK;
     case TC_SCP03_KEY_MAC:
-        *o = ks->mac;
+        *type = TC_HSM_KEY_MAC;
         return TC_OK;
     case TC_SCP03_KEY_DEK:
-        *o = ks->dek;
+        *type = TC_HSM_KEY_DEK;
         return TC_OK;
     default:
         return TC_FAIL(TC_ERR_ARG, "SCP03 key identifier %d is not 1, 2 or 3", (int)id);
     }
 }
 
+/* Key `type` of keyset `kvn`; a deferred keyset derives it now (in the
+ * provider's copy, which the owner destroys). */
+static tc_err key_of(struct tc_hsm_scp03_provider *m, uint8_t kvn, unsigned type, tc_hsm_obj *o)
+{
+    struct tc_hsm_keyset *ks = NULL;
+    TC_GUARD(find_set(m, kvn, &ks));
+    return tc_hsm_keyset_key(m->h, ks, type, o);
+}
+
 static tc_err p_key_len(void *ctx, uint8_t kvn, size_t *key_len)
 {
-    const struct tc_hsm_keyset *ks = NULL;
+    struct tc_hsm_keyset *ks = NULL;
     TC_ENSURE(key_len != NULL, TC_ERR_ARG);
     TC_GUARD(find_set(ctx, kvn, &ks));
     *key_len = ks->key_len;
@@ -62,7 +70,8 @@ static tc_err p_session_keys(void *ctx, uint8_t kvn, const uint8_t *context, siz
 {
     tc_err ret = TC_ERR_INTERNAL;
     struct tc_hsm_scp03_provider *m = ctx;
-    const struct tc_hsm_keyset *ks = NULL;
+    struct tc_hsm_keyset *ks = NULL;
+    tc_hsm_obj enc = 0, mac = 0;
     TC_ENSURE(out != NULL, TC_ERR_ARG);
     TC_GUARD(find_set(m, kvn, &ks));
     TC_ENSURE(ks->key_len <= TC_SCP03_KEY_MAX, TC_ERR_INTERNAL);
@@ -70,11 +79,13 @@ static tc_err p_session_keys(void *ctx, uint8_t kvn, const uint8_t *context, siz
      * S-RMAC from Key-MAC with 06 and 07, each as long as the static keys. */
     memset(out, 0, sizeof *out);
     out->key_len = (uint8_t)ks->key_len;
-    TC_TRY(tc_hsm_scp03_kdf(m->h, ks->enc, TC_SCP03_DC_S_ENC, context, context_len, out->s_enc,
+    TC_TRY(tc_hsm_keyset_key(m->h, ks, TC_HSM_KEY_ENC, &enc));
+    TC_TRY(tc_hsm_keyset_key(m->h, ks, TC_HSM_KEY_MAC, &mac));
+    TC_TRY(tc_hsm_scp03_kdf(m->h, enc, TC_SCP03_DC_S_ENC, context, context_len, out->s_enc,
                             ks->key_len));
-    TC_TRY(tc_hsm_scp03_kdf(m->h, ks->mac, TC_SCP03_DC_S_MAC, context, context_len, out->s_mac,
+    TC_TRY(tc_hsm_scp03_kdf(m->h, mac, TC_SCP03_DC_S_MAC, context, context_len, out->s_mac,
                             ks->key_len));
-    TC_TRY(tc_hsm_scp03_kdf(m->h, ks->mac, TC_SCP03_DC_S_RMAC, context, context_len, out->s_rmac,
+    TC_TRY(tc_hsm_scp03_kdf(m->h, mac, TC_SCP03_DC_S_RMAC, context, context_len, out->s_rmac,
                             ks->key_len));
     ret = TC_OK;
 out:
@@ -87,16 +98,16 @@ static tc_err p_card_challenge(void *ctx, uint8_t kvn, const uint8_t seq[TC_SCP0
                                const uint8_t *aid, size_t aid_len, uint8_t *out, size_t out_len)
 {
     struct tc_hsm_scp03_provider *m = ctx;
-    const struct tc_hsm_keyset *ks = NULL;
+    tc_hsm_obj enc = 0;
     TC_ENSURE(seq != NULL && aid != NULL && out != NULL, TC_ERR_ARG);
     TC_ENSURE(aid_len <= TC_SCP03_AID_MAX, TC_ERR_RANGE);
     TC_ENSURE(out_len == TC_SCP03_S8 || out_len == TC_SCP03_S16, TC_ERR_RANGE);
-    TC_GUARD(find_set(m, kvn, &ks));
+    TC_GUARD(key_of(m, kvn, TC_HSM_KEY_ENC, &enc));
     /* Amendment D §6.2.2.1: context = sequence counter || SD AID. */
     uint8_t context[TC_SCP03_SEQ_LEN + TC_SCP03_AID_MAX];
     memcpy(context, seq, TC_SCP03_SEQ_LEN);
     memcpy(context + TC_SCP03_SEQ_LEN, aid, aid_len);
-    return tc_hsm_scp03_kdf(m->h, ks->enc, TC_SCP03_DC_CARD_CHALLENGE, context,
+    return tc_hsm_scp03_kdf(m->h, enc, TC_SCP03_DC_CARD_CHALLENGE, context,
                             TC_SCP03_SEQ_LEN + aid_len, out, out_len);
 }
 
@@ -104,14 +115,17 @@ static tc_err p_kcv(void *ctx, uint8_t kvn, enum tc_scp03_key_id id, uint8_t kcv
 {
     struct tc_hsm_scp03_provider *m = ctx;
     size_t i = 0;
-    tc_hsm_obj o = 0;
+    unsigned type = 0;
     TC_ENSURE(kcv != NULL, TC_ERR_ARG);
     TC_GUARD(find_index(m, kvn, &i));
-    TC_GUARD(key_of(&m->sets[i].ks, id, &o));
+    TC_GUARD(type_of(id, &type));
     /* A KCV names a key without revealing it, so it is kept once computed
-     * and the keyset's KCVs cost three HSM operations in all. */
-    unsigned k = (unsigned)id - 1u;
+     * (here or with the key's PUT KEY block) and the keyset's KCVs cost
+     * three HSM operations in all. */
+    unsigned k = type - 1u;
     if ((m->sets[i].kcv_known & (1u << k)) == 0) {
+        tc_hsm_obj o = 0;
+        TC_GUARD(tc_hsm_keyset_key(m->h, &m->sets[i].ks, type, &o));
         TC_GUARD(tc_hsm_kcv(m->h, o, m->sets[i].kcv[k]));
         m->sets[i].kcv_known |= 1u << k;
     }
@@ -124,8 +138,9 @@ static tc_err p_wrap_key(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key_p
                          size_t *out_len)
 {
     struct tc_hsm_scp03_provider *m = ctx;
-    const struct tc_hsm_keyset *dek_set = NULL, *src_set = NULL;
-    tc_hsm_obj key = 0;
+    size_t si = 0;
+    unsigned type = 0;
+    tc_hsm_obj dek = 0;
     TC_ENSURE(out != NULL && out_len != NULL, TC_ERR_ARG);
     *out_len = 0;
     /* C_WrapKey needs both keys in this token: the source must be an HSM
@@ -133,23 +148,29 @@ static tc_err p_wrap_key(void *ctx, uint8_t dek_kvn, const struct tc_scp03_key_p
      * to enter the HSM first, which is not what this adapter is for. */
     TC_ENSURE_MSG(src != NULL && src->wrap_key == p_wrap_key && src->ctx != NULL,
                   TC_ERR_UNSUPPORTED, "the HSM can wrap only keys that are HSM objects");
-    const struct tc_hsm_scp03_provider *sm = src->ctx;
+    struct tc_hsm_scp03_provider *sm = src->ctx;
     TC_ENSURE_MSG(sm->h != NULL && m->h != NULL && sm->h->slot == m->h->slot && sm->h->f == m->h->f,
                   TC_ERR_UNSUPPORTED, "the key to wrap is in another HSM token");
-    TC_GUARD(find_set(m, dek_kvn, &dek_set));
-    TC_GUARD(find_set(sm, src_kvn, &src_set));
-    TC_GUARD(key_of(src_set, id, &key));
-    (void)key;
+    TC_GUARD(type_of(id, &type));
+    TC_GUARD(find_index(sm, src_kvn, &si));
+    TC_GUARD(key_of(m, dek_kvn, TC_HSM_KEY_DEK, &dek));
+    const struct tc_hsm_keyset *src_set = &sm->sets[si].ks;
     /* GP CS 2.3 §11.8.2.3 / Amendment D §7.2.2: AES-CBC, zero ICV, under the
      * current Key-DEK; 16- and 32-byte keys need no padding. A derived
      * keyset's own keys are not extractable: tc_hsm_wrap_keyset_key wraps
      * a copy derived for this one block (docs/hsm.md). */
     TC_ENSURE_MSG(src_set->key_len == 16 || src_set->key_len == 32, TC_ERR_UNSUPPORTED,
                   "the HSM keysets are AES-128 or AES-256");
-    unsigned type = id == TC_SCP03_KEY_ENC   ? TC_HSM_KEY_ENC
-                    : id == TC_SCP03_KEY_MAC ? TC_HSM_KEY_MAC
-                                             : TC_HSM_KEY_DEK;
-    return tc_hsm_wrap_keyset_key(m->h, dek_set->dek, src_set, type, out, out_size, out_len);
+    unsigned k = type - 1u;
+    if ((sm->sets[si].kcv_known & (1u << k)) != 0)
+        return tc_hsm_wrap_keyset_key(m->h, dek, src_set, type, out, out_size, out_len);
+    /* PUT KEY carries the key's KCV next to its block (Amendment D table
+     * 7-10): taken from the same copy, so a key that only travels in PUT
+     * KEY (the new keyset's DEK) is never derived as a keyset key. */
+    TC_GUARD(tc_hsm_wrap_keyset_key_kcv(m->h, dek, src_set, type, out, out_size, out_len,
+                                        sm->sets[si].kcv[k]));
+    sm->sets[si].kcv_known |= 1u << k;
+    return TC_OK;
 }
 
 void tc_hsm_scp03_provider_init(struct tc_hsm_scp03_provider *m, struct tc_hsm *h,
@@ -186,4 +207,12 @@ tc_err tc_hsm_scp03_provider_add(struct tc_hsm_scp03_provider *m, uint8_t kvn,
     m->sets[m->n].kcv_known = 0;
     m->n++;
     return TC_OK;
+}
+
+struct tc_hsm_keyset *tc_hsm_scp03_provider_keyset(struct tc_hsm_scp03_provider *m, uint8_t kvn)
+{
+    for (size_t i = 0; m != NULL && i < m->n; i++)
+        if (m->sets[i].kvn == kvn)
+            return &m->sets[i].ks;
+    return NULL;
 }

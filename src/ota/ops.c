@@ -73,11 +73,11 @@ static const uint8_t default_isd[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 
 
 enum sess_state { S_NONE = 0, S_IU_SENT, S_EA_SENT, S_OPEN, S_CMD_SENT };
 
+/* A keyset of the dialog's HSM provider (which holds its keys). */
 struct keyset {
     bool used;
     uint8_t kvn;
     char master[TC_AUDIT_ID_MAX + 1];
-    struct tc_hsm_keyset ks;
 };
 
 struct slot {
@@ -105,6 +105,7 @@ struct slot {
     struct keyset keys[KEYSETS_MAX];
     /* the action being carried out, and whether its records are on disk */
     bool have_act, act_logged;
+    bool dev_stale; /* an operation ended since dev was read */
     /* asynchronous dialogs: the held request and the append it waits for */
     struct job *job;
     void (*reply)(void *arg, tc_err rc, const uint8_t *script, size_t len);
@@ -204,7 +205,7 @@ static void slot_free(struct tc_ota_ops *e, struct slot **sp)
     session_wipe(s);
     for (size_t i = 0; i < KEYSETS_MAX; i++)
         if (s->keys[i].used)
-            tc_hsm_keyset_destroy(e->cfg.hsm, &s->keys[i].ks);
+            tc_hsm_keyset_destroy(e->cfg.hsm, tc_hsm_scp03_provider_keyset(&s->m, s->keys[i].kvn));
     tc_memzero(s, sizeof *s);
     free(s);
 }
@@ -241,7 +242,10 @@ static void resolve(const struct slot *s, uint8_t *kvn, const char **master)
         *master = s->e->default_master;
 }
 
-/* Keyset (kvn, master) in the slot's HSM provider, derived on first use. */
+/* Keyset (kvn, master) in the slot's HSM provider, made on first use.
+ * Its keys are derived as the dialog uses them (tc_hsm_diversify_deferred,
+ * the same keys): a rotation never derives the new keyset's DEK, whose
+ * KCV comes with its PUT KEY block. */
 static tc_err slot_keys(struct slot *s, uint8_t kvn, const char *master)
 {
     struct tc_ota_ops *e = s->e;
@@ -254,7 +258,7 @@ static tc_err slot_keys(struct slot *s, uint8_t kvn, const char *master)
             if (strcmp(k->master, master) == 0)
                 return TC_OK;
             /* Same KVN from another master: replaced. */
-            tc_hsm_keyset_destroy(e->cfg.hsm, &k->ks);
+            tc_hsm_keyset_destroy(e->cfg.hsm, tc_hsm_scp03_provider_keyset(&s->m, k->kvn));
             k->used = false;
         }
         if (!k->used && free_k == NULL)
@@ -263,8 +267,13 @@ static tc_err slot_keys(struct slot *s, uint8_t kvn, const char *master)
     TC_ENSURE_MSG(free_k != NULL, TC_ERR_NOMEM, "device %s: too many keysets in one dialog",
                   s->eid);
     tc_hsm_obj mo = 0;
+    uint8_t bcd[TC_PKI_EID_BCD_LEN];
+    struct tc_hsm_keyset ks;
     TC_GUARD(master_obj(e, master, &mo));
-    TC_GUARD(tc_ota_device_keys(e->cfg.hsm, mo, s->eid, kvn, e->cfg.key_len, &s->m, &free_k->ks));
+    TC_GUARD(tc_pki_eid_to_bcd(s->eid, bcd));
+    TC_GUARD(tc_hsm_diversify_deferred(e->cfg.hsm, mo, bcd, e->cfg.key_len, &ks));
+    /* Nothing is derived yet: a refusal leaves nothing to destroy. */
+    TC_GUARD(tc_hsm_scp03_provider_add(&s->m, kvn, &ks));
     free_k->used = true;
     free_k->kvn = kvn;
     (void)snprintf(free_k->master, sizeof free_k->master, "%s", master);
@@ -533,14 +542,32 @@ static tc_err finish_log(struct slot *s, struct tc_ota_act *a, bool done, bool *
     return append(s, &lead, a->events, a->nevents, pending);
 }
 
-static tc_err finish_post(struct slot *s, bool done)
+static void finish_post(struct slot *s, bool done)
 {
     if (done)
         s->e->stats.ops_done++;
     else
         s->e->stats.ops_failed++;
-    /* What the operation changed (keys, life cycle) as the log now says. */
-    return tc_registry_device_get(s->e->cfg.reg, s->eid_bin, s->eid_len, &s->dev);
+    /* What the operation changed (keys, life cycle) is read back from the
+     * log before the next operation of the dialog starts, if there is one
+     * (refresh_dev). */
+    s->dev_stale = true;
+}
+
+/* The registry's view of the device again, once an operation of this
+ * dialog has ended and another one is about to start. */
+static tc_err refresh_dev(struct slot *s)
+{
+    if (!s->dev_stale)
+        return TC_OK;
+    bool more = false;
+    for (size_t i = 0; i < s->q.n && !more; i++)
+        more = s->q.ops[i].status == TC_OTA_OP_PENDING;
+    if (!more)
+        return TC_OK; /* the dialog ends: nothing reads it */
+    TC_GUARD(tc_registry_device_get(s->e->cfg.reg, s->eid_bin, s->eid_len, &s->dev));
+    s->dev_stale = false;
+    return TC_OK;
 }
 
 /*
@@ -556,6 +583,7 @@ static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script, bool *
         struct tc_ota_act *a = &s->act;
         if (!s->have_act) {
             if (s->kind == NULL) {
+                TC_GUARD(refresh_dev(s));
                 if (!next_pending(s, 0))
                     return TC_OK; /* nothing left: 204 */
                 have_res = false;
@@ -609,7 +637,7 @@ static tc_err drive(struct slot *s, bool have_res, struct tc_buf *script, bool *
                     return TC_OK;
             }
             s->have_act = false;
-            TC_GUARD(finish_post(s, done));
+            finish_post(s, done);
             s->kind = NULL;
             s->cur++;
             continue;

@@ -660,6 +660,16 @@ static void test_derived_keys_never_leave(void)
     /* A token keyset is wrapped as it is: the transport keys never. */
     EXPECT_ERR(tc_hsm_wrap_keyset_key(h, a.dek, &tr, TC_HSM_KEY_ENC, blk, sizeof blk, &bl),
                TC_ERR_STATE);
+    EXPECT_ERR(tc_hsm_wrap_keyset_key_kcv(h, a.dek, &tr, TC_HSM_KEY_ENC, blk, sizeof blk, &bl, kcv),
+               TC_ERR_STATE);
+    EXPECT_EQ_U(bl, 0);
+    /* With its KCV: refused the same way, nothing left behind. */
+    EXPECT(tc_hsm_wrap_keyset_key_kcv(h, a.enc, &a, TC_HSM_KEY_MAC, blk, sizeof blk, &bl, kcv) !=
+           TC_OK);
+    EXPECT_EQ_U(bl, 0);
+    EXPECT(tc_hsm_wrap_keyset_key_kcv(h, tr.dek, &bad, TC_HSM_KEY_ENC, blk, sizeof blk, &bl, kcv) !=
+           TC_OK);
+    EXPECT_EQ_U(count_extractable(h), before);
     tc_hsm_keyset_destroy(h, &a);
     tc_hsm_keyset_destroy(h, &b);
     s = tc_hsm_session_acquire(h);
@@ -868,6 +878,53 @@ static void test_diversify_vectors(void)
         EXPECT_EQ_U(found, ks.mac);
         tc_hsm_keyset_destroy(h, &ks);
         EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, label, &found), TC_ERR_NOT_FOUND);
+
+        /* Deferred: no key exists until asked for. The PUT KEY block and
+         * the KCV come from the one-off copy (same bytes as above) and
+         * leave no key behind, extractable or not. */
+        struct tc_hsm_keyset dk;
+        unsigned before = count_extractable(h);
+        EXPECT_OK(tc_hsm_diversify_deferred(h, m, eid, (size_t)keylen, &dk));
+        EXPECT(dk.session);
+        EXPECT_EQ_U(dk.enc, CK_INVALID_HANDLE);
+        EXPECT_EQ_U(dk.mac, CK_INVALID_HANDLE);
+        EXPECT_EQ_U(dk.dek, CK_INVALID_HANDLE);
+        for (size_t r = 0; r < 3; r++) {
+            char key[16];
+            size_t n = 0, wlen = 0;
+            uint8_t w[64], kcv[3];
+            (void)snprintf(key, sizeof key, "WRAP_%s", roles[r]);
+            uint8_t *want_w = tc_vec_hex(&v, key, &n);
+            EXPECT_OK(tc_hsm_wrap_keyset_key_kcv(h, tr.dek, &dk, (unsigned)r + 1, w, sizeof w,
+                                                 &wlen, kcv));
+            EXPECT_MEM(w, wlen, want_w, n);
+            free(want_w);
+            (void)snprintf(key, sizeof key, "KCV_%s", roles[r]);
+            uint8_t *want_kcv = tc_vec_hex(&v, key, &n);
+            EXPECT_MEM(kcv, 3, want_kcv, n);
+            EXPECT_EQ_U(count_extractable(h), before);
+            if (r < 2) /* the MAC key (label) is made at r == 1, below */
+                EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, label, &found), TC_ERR_NOT_FOUND);
+            /* Asked for: derived once, the same key (KCV), kept. */
+            tc_hsm_obj o = 0, again = 0;
+            EXPECT_OK(tc_hsm_keyset_key(h, &dk, (unsigned)r + 1, &o));
+            EXPECT(o != CK_INVALID_HANDLE);
+            EXPECT_OK(tc_hsm_keyset_key(h, &dk, (unsigned)r + 1, &again));
+            EXPECT_EQ_U(again, o);
+            EXPECT_OK(tc_hsm_kcv(h, o, kcv));
+            EXPECT_MEM(kcv, 3, want_kcv, n);
+            free(want_kcv);
+            EXPECT_EQ_U(raw_read_value(h, o), CKR_ATTRIBUTE_SENSITIVE);
+            EXPECT(!attr_true(h, o, CKA_EXTRACTABLE));
+            EXPECT(!attr_true(h, o, CKA_TOKEN));
+            EXPECT(attr_true(h, o, CKA_WRAP) == (r == 2));
+            EXPECT(attr_true(h, o, CKA_SIGN) == (r != 2));
+            EXPECT_EQ_U(count_extractable(h), before);
+        }
+        EXPECT_OK(tc_hsm_find(h, TC_HSM_KIND_SECRET, label, &found));
+        EXPECT_EQ_U(found, dk.mac);
+        tc_hsm_keyset_destroy(h, &dk);
+        EXPECT_ERR(tc_hsm_find(h, TC_HSM_KIND_SECRET, label, &found), TC_ERR_NOT_FOUND);
         free(master);
         free(dek);
         records++;
@@ -918,6 +975,34 @@ static void test_diversify_rejects(void)
     tc_hsm_keyset_destroy(h, &a);
     tc_hsm_keyset_destroy(h, &b);
     tc_hsm_keyset_destroy(h, &c);
+
+    /* Deferred keysets: the same checks up front; a master that may not
+     * derive fails when the first key is asked for. */
+    struct tc_hsm_keyset dk;
+    hex("8904903212345123451234567890123A", eid, sizeof eid);
+    EXPECT_ERR(tc_hsm_diversify_deferred(h, m, eid, 16, &dk), TC_ERR_FORMAT);
+    EXPECT_STR(tc_error_last()->msg, "EID digit 32 is not a decimal digit");
+    hex("89049032123451234512345678901235", eid, sizeof eid);
+    EXPECT_ERR(tc_hsm_diversify_deferred(h, m, eid, 24, &dk), TC_ERR_RANGE);
+    EXPECT_ERR(tc_hsm_diversify_deferred(h, m, eid, 32, &dk), TC_ERR_RANGE);
+    EXPECT_STR(tc_error_last()->msg, "a 32-byte keyset needs a master key of at least 32 bytes");
+    EXPECT_ERR(tc_hsm_diversify_deferred(h, m, eid, 16, NULL), TC_ERR_ARG);
+    tc_hsm_obj o = 0;
+    EXPECT_OK(tc_hsm_diversify_deferred(h, tr.enc, eid, 16, &dk));
+    EXPECT_ERR(tc_hsm_keyset_key(h, &dk, TC_HSM_KEY_ENC, &o), TC_ERR_STATE);
+    EXPECT_EQ_U(dk.enc, CK_INVALID_HANDLE);
+    EXPECT_OK(tc_hsm_diversify_deferred(h, m, eid, 16, &dk));
+    EXPECT_ERR(tc_hsm_keyset_key(h, &dk, 0, &o), TC_ERR_ARG);
+    EXPECT_ERR(tc_hsm_keyset_key(h, &dk, 4, &o), TC_ERR_ARG);
+    /* Only what was made is destroyed (here the MAC key alone). */
+    EXPECT_OK(tc_hsm_keyset_key(h, &dk, TC_HSM_KEY_MAC, &o));
+    EXPECT_EQ_U(dk.enc, CK_INVALID_HANDLE);
+    EXPECT_EQ_U(dk.dek, CK_INVALID_HANDLE);
+    tc_hsm_keyset_destroy(h, &dk);
+    EXPECT_EQ_U(raw_read_value(h, o), CKR_OBJECT_HANDLE_INVALID);
+    /* A token keyset's keys are what they are. */
+    EXPECT_OK(tc_hsm_keyset_key(h, &tr, TC_HSM_KEY_DEK, &o));
+    EXPECT_EQ_U(o, tr.dek);
 }
 
 /* ------------------------------------------------------------ CMAC, KDF */

@@ -19,6 +19,7 @@
 
 #define TOKEN    "tc-scp03"
 #define USER_PIN "user-pin-2468"
+#define NO_KEY   0u /* CK_INVALID_HANDLE: a deferred key not derived yet */
 
 static char tmpdir[256];
 static struct tc_hsm_workspace ws;
@@ -265,9 +266,116 @@ static void test_same_as_software_provider(void)
     tc_hsm_keyset_destroy(h, &device);
 }
 
+/* A deferred keyset (tc_hsm_diversify_deferred) in the provider gives the
+ * same bytes as the software provider while deriving only the keys that
+ * are used: a PUT KEY of it derives none of its own keys (blocks and KCVs
+ * come from the one-off copies), a session derives ENC and MAC, wrapping
+ * under it derives its DEK. */
+static void test_deferred_keyset(void)
+{
+    struct tc_hsm *h = hsm();
+    if (h == NULL)
+        return;
+    uint8_t tk[16], master[16], ke[16], km[16], kd[16];
+    unhex("000102030405060708090A0B0C0D0E0F", tk, sizeof tk);
+    unhex(MASTER, master, sizeof master);
+    unhex(K_ENC, ke, 16);
+    unhex(K_MAC, km, 16);
+    unhex(K_DEK, kd, 16);
+    uint8_t eid[16];
+    unhex("89049032123451234512345678901235", eid, sizeof eid);
+    struct tc_hsm_keyset transport, dev;
+    tc_hsm_obj m = 0;
+    EXPECT_OK(tc_hsm_transport_import(h, "deferred", 0x20, tk, tk, tk, 16, &transport));
+    EXPECT_OK(tc_hsm_master_import(h, "deferred", master, sizeof master, &m));
+    EXPECT_OK(tc_hsm_diversify_deferred(h, m, eid, 16, &dev));
+    struct tc_scp03_key_provider hp_cur, hp_new;
+    struct tc_hsm_scp03_provider hm_cur, hm_new;
+    tc_hsm_scp03_provider_init(&hm_cur, h, &hp_cur);
+    tc_hsm_scp03_provider_init(&hm_new, h, &hp_new);
+    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_cur, 0x20, &transport));
+    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_new, 0x21, &dev));
+    EXPECT(tc_hsm_scp03_provider_keyset(&hm_new, 0x22) == NULL);
+    struct tc_hsm_keyset *held = tc_hsm_scp03_provider_keyset(&hm_new, 0x21);
+    EXPECT(held != NULL);
+    if (held == NULL)
+        return;
+
+    struct tc_scp03_keyset ks_cur, ks_new;
+    EXPECT_OK(tc_scp03_keyset_set(&ks_cur, 0x20, tk, tk, tk, 16));
+    EXPECT_OK(tc_scp03_keyset_set(&ks_new, 0x21, ke, km, kd, 16));
+    struct tc_scp03_key_provider sp_cur, sp_new;
+    struct tc_scp03_mem_provider sm_cur, sm_new;
+    tc_scp03_mem_provider_init(&sm_cur, &sp_cur);
+    tc_scp03_mem_provider_init(&sm_new, &sp_new);
+    EXPECT_OK(tc_scp03_mem_provider_add(&sm_cur, &ks_cur));
+    EXPECT_OK(tc_scp03_mem_provider_add(&sm_new, &ks_new));
+
+    /* PUT KEY of the deferred keyset: the software provider's bytes and
+     * the vector's KCVs, and not one of its keys derived. */
+    uint8_t hbuf[TC_SCP03_PUT_KEY_DATA_MAX], sbuf[TC_SCP03_PUT_KEY_DATA_MAX];
+    uint8_t hk[TC_SCP03_KCVS_LEN], sk[TC_SCP03_KCVS_LEN];
+    struct tc_buf hb, sb;
+    tc_buf_init_fixed(&hb, hbuf, sizeof hbuf);
+    tc_buf_init_fixed(&sb, sbuf, sizeof sbuf);
+    EXPECT_OK(tc_scp03_put_key_data(&hp_cur, 0x20, &hp_new, 0x21, &hb, hk));
+    EXPECT_OK(tc_scp03_put_key_data(&sp_cur, 0x20, &sp_new, 0x21, &sb, sk));
+    EXPECT_MEM(hbuf, hb.len, sbuf, sb.len);
+    EXPECT_MEM(hk, sizeof hk, KCVS, sizeof KCVS);
+    EXPECT_EQ_U(held->enc, NO_KEY);
+    EXPECT_EQ_U(held->mac, NO_KEY);
+    EXPECT_EQ_U(held->dek, NO_KEY);
+    EXPECT_EQ_U(hm_new.sets[0].kcv_known, 7);
+    uint8_t kcv[3];
+    EXPECT_OK(hp_new.kcv(hp_new.ctx, 0x21, TC_SCP03_KEY_DEK, kcv));
+    EXPECT_MEM(kcv, 3, KCVS + 6, 3);
+    EXPECT_EQ_U(held->dek, NO_KEY);
+
+    /* A session with it: ENC and MAC derived, the DEK still not. */
+    const uint8_t context[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    struct tc_scp03_session_keys a, b;
+    EXPECT_OK(hp_new.session_keys(hp_new.ctx, 0x21, context, sizeof context, &a));
+    EXPECT_OK(sp_new.session_keys(sp_new.ctx, 0x21, context, sizeof context, &b));
+    EXPECT_MEM(a.s_enc, 16, b.s_enc, 16);
+    EXPECT_MEM(a.s_mac, 16, b.s_mac, 16);
+    EXPECT_MEM(a.s_rmac, 16, b.s_rmac, 16);
+    EXPECT(held->enc != NO_KEY);
+    EXPECT(held->mac != NO_KEY);
+    EXPECT_EQ_U(held->dek, NO_KEY);
+
+    /* As the current keyset: its DEK is derived to wrap the next one (the
+     * transport keys stand in as the source, refused as not extractable
+     * after the DEK was made), and it wraps what the software DEK wraps. */
+    uint8_t w[32], sw[32];
+    size_t wl = 0, swl = 0;
+    EXPECT_ERR(hp_new.wrap_key(hp_new.ctx, 0x21, &hp_cur, 0x20, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+               TC_ERR_STATE);
+    EXPECT(held->dek != NO_KEY);
+    EXPECT_OK(hp_new.wrap_key(hp_new.ctx, 0x21, &hp_new, 0x21, TC_SCP03_KEY_MAC, w, sizeof w, &wl));
+    EXPECT_OK(
+        sp_new.wrap_key(sp_new.ctx, 0x21, &sp_new, 0x21, TC_SCP03_KEY_MAC, sw, sizeof sw, &swl));
+    EXPECT_MEM(w, wl, sw, swl);
+    /* A deferred key that cannot be derived fails where it is first used. */
+    struct tc_hsm_keyset bad;
+    EXPECT_OK(tc_hsm_diversify_deferred(h, transport.enc, eid, 16, &bad));
+    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_cur, 0x23, &bad));
+    EXPECT_ERR(hp_cur.session_keys(hp_cur.ctx, 0x23, context, sizeof context, &a), TC_ERR_STATE);
+    EXPECT_ERR(hp_cur.wrap_key(hp_cur.ctx, 0x23, &hp_new, 0x21, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+               TC_ERR_STATE);
+
+    tc_memzero(&a, sizeof a);
+    tc_memzero(&b, sizeof b);
+    tc_scp03_keyset_wipe(&ks_cur);
+    tc_scp03_keyset_wipe(&ks_new);
+    tc_scp03_mem_provider_wipe(&sm_cur);
+    tc_scp03_mem_provider_wipe(&sm_new);
+    tc_hsm_keyset_destroy(h, held);
+}
+
 static const struct tc_test_case cases[] = {
     {"line_put_key_through_hsm", test_line_put_key_through_hsm},
     {"same_as_software_provider", test_same_as_software_provider},
+    {"deferred_keyset", test_deferred_keyset},
 };
 
 int main(int argc, char **argv)

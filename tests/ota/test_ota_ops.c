@@ -368,6 +368,21 @@ static void interrupted(struct fx *f, uint8_t code, uint8_t kvn, const char *mas
     EXPECT_OK(tc_registry_check(f->reg, NULL, NULL));
 }
 
+/* No key of the device's keysets is left in the HSM once its dialogs are
+ * over (each key is derived when a dialog first uses it and destroyed
+ * with the dialog). */
+static void expect_no_device_keys(void)
+{
+    static const char *const roles[3] = {"enc", "mac", "dek"};
+    for (size_t r = 0; r < 3; r++) {
+        char label[80];
+        tc_hsm_obj o = 0;
+        (void)snprintf(label, sizeof label, "tc:device:%s:%s", EID1, roles[r]);
+        EXPECT_ERR(tc_hsm_find(hsm(), TC_HSM_KIND_SECRET, label, &o), TC_ERR_NOT_FOUND);
+        tc_error_clear();
+    }
+}
+
 static void expect_queue(struct fx *f, size_t pending, const char *master)
 {
     struct tc_ota_queue q;
@@ -400,6 +415,7 @@ static void test_rotate(void)
     EXPECT_EQ_U(c.by_type[TC_AUDIT_KEYS_ROTATED], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 1);
     EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_STEP], 2);
+    expect_no_device_keys();
     /* The registry projection still rebuilds byte for byte. */
     EXPECT_OK(tc_registry_check(f.reg, NULL, NULL));
     /* A second rotation back to the line master starts from fleet-2's keys. */
@@ -407,6 +423,14 @@ static void test_rotate(void)
     EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
     expect_keyset(&f, 0x32, M_LINE);
     expect_queue(&f, 0, "line");
+    expect_no_device_keys();
+    /* Dropped in the middle (after PUT KEY): the dialog's keys go with it. */
+    queue(&f, TC_OTA_OP_ROTATE_KEYS, 0x33, "fleet-2", NULL, 0, &id);
+    EXPECT(dialog(&f, 3, 0, &n) != D_DONE);
+    expect_no_device_keys();
+    EXPECT_EQ_U(dialog(&f, 0, 0, &n), D_DONE);
+    expect_keyset(&f, 0x33, M_FLEET2);
+    expect_no_device_keys();
     teardown(&f);
 }
 
