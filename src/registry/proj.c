@@ -319,9 +319,15 @@ tc_err reg_device_read(sqlite3_stmt *st, int c, struct tc_registry_device *d)
     d->cert_revoked = v != 0;
     TC_ENSURE_MSG(d->has_cert || !d->cert_revoked, TC_ERR_FORMAT,
                   "stored revoked certificate without serial");
+    /* NULL when it is the device's public-key hash (the usual case): a
+     * 32-byte copy per row saved. */
     TC_GUARD(blob_col(st, c + 18, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN, TC_AUDIT_HASH_LEN, &len,
                       &has));
-    TC_ENSURE_MSG(has == d->has_cert, TC_ERR_FORMAT, "stored certificate serial without key");
+    TC_ENSURE_MSG(d->has_cert || !has, TC_ERR_FORMAT, "stored certificate key without serial");
+    if (d->has_cert && !has) {
+        TC_ENSURE_MSG(d->has_pubkey, TC_ERR_FORMAT, "stored certificate without key");
+        memcpy(d->cert_pubkey_sha256, d->pubkey_sha256, TC_AUDIT_HASH_LEN);
+    }
     if (sqlite3_column_type(st, c + 19) != SQLITE_NULL) {
         int n = sqlite3_column_bytes(st, c + 19);
         const uint8_t *p = sqlite3_column_blob(st, c + 19);
@@ -363,7 +369,9 @@ static tc_err put_device(struct reg_proj *p, const struct tc_registry_device *d)
     sqlite3_bind_int64(st, 16, reg_i64(d->last_time_ms));
     sqlite3_bind_int64(st, 17, reg_i64(d->events));
     sqlite3_bind_int(st, 18, d->cert_revoked ? 1 : 0);
-    bind_blob_opt(st, 19, d->has_cert, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN);
+    bool own_key =
+        d->has_pubkey && memcmp(d->cert_pubkey_sha256, d->pubkey_sha256, TC_AUDIT_HASH_LEN) == 0;
+    bind_blob_opt(st, 19, d->has_cert && !own_key, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN);
     bind_blob_opt(st, 20, prev_len > 0, prev, prev_len);
     return done(p->db, st, "store device");
 }
