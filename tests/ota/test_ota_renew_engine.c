@@ -190,6 +190,18 @@ static void check_renewed(struct fx *f, const char *what)
     EXPECT_OK(tc_registry_device_get(f->reg, f->eid, 16, &d));
     EXPECT_MEM(d.cert_sha256, 32, info.cert_sha256, 32);
     EXPECT(d.cert_stored);
+    /* The old certificate revoked: the new one is the only one the row
+     * remembers, with the card's key; the row is the fold of the log. */
+    EXPECT(!d.cert_revoked);
+    EXPECT_EQ_U(d.n_prev, 0);
+    uint8_t spki[91], pub_sha[32];
+    ota_fx_spki_of(info.public_key, spki);
+    ota_fx_sha256(spki, sizeof spki, pub_sha);
+    EXPECT_MEM(d.pubkey_sha256, 32, pub_sha, 32);
+    EXPECT_MEM(d.cert_pubkey_sha256, 32, pub_sha, 32);
+    struct tc_registry_device fold;
+    EXPECT_OK(tc_registry_device_at(f->reg, f->eid, 16, UINT64_MAX, &fold, NULL, 0, NULL));
+    EXPECT_MEM(&fold, sizeof fold, &d, sizeof d);
     EXPECT_OK(tc_registry_check(f->reg, NULL, NULL));
 }
 
