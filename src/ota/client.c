@@ -526,11 +526,11 @@ tc_err tc_ota_agent_start(struct tc_ota_agent *a, struct event_base *base, struc
         TC_CHECK(SSL_set1_host(ssl, a->host) == 1, TC_ERR_CRYPTO);
         TC_CHECK(SSL_set_tlsext_host_name(ssl, a->host) == 1, TC_ERR_CRYPTO);
     }
-    /* The card's certificate and its card-held key (the provider), in one
-     * call: libssl compares the certificate's key with the card key once
-     * (two separate calls compare them twice). */
-    TC_CHECK_MSG(SSL_use_cert_and_key(ssl, card->cert, card->key, NULL, 1) == 1, TC_ERR_CRYPTO,
-                 "card certificate not usable for TLS or its key does not match the card key");
+    /* The card's certificate and its card-held key (the provider). */
+    TC_CHECK_MSG(SSL_use_certificate(ssl, card->cert) == 1, TC_ERR_CRYPTO,
+                 "card certificate not usable for TLS");
+    TC_CHECK_MSG(SSL_use_PrivateKey(ssl, card->key) == 1, TC_ERR_CRYPTO,
+                 "card key does not match its certificate");
     bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     TC_CHECK(bev != NULL, TC_ERR_NOMEM);
