@@ -13,8 +13,9 @@
  *                with both ends on it. Its samples are interleaved with the
  *                samples of each measurement.
  *   verify       the device certificate check the server runs in every
- *                handshake (tc_ota_trust_verify) beside OpenSSL's default
- *                verification of the same chain.
+ *                handshake (tc_ota_trust_verify_x509) beside OpenSSL's
+ *                default verification of the same chain: for a device seen
+ *                before (the trust's cache answers) and the full check.
  *   concurrency  N devices (own EID, software P-256 key, certificate issued
  *                by the batch CA) connect (TLS 1.3 + GET /ota/v1/identity)
  *                and hold their connection: how many are open at once on
@@ -1581,6 +1582,7 @@ static void phase_rotate(struct srv_child *s, const char *dir)
 struct verify_arg {
     X509_STORE *store;
     X509 *leaf;
+    struct tc_ota_trust *trust;
 };
 
 static int verify_ours(void *arg)
@@ -1589,7 +1591,7 @@ static int verify_ours(void *arg)
     struct tc_pki_device_info info;
     char reason[TC_OTA_REASON_MAX];
     /* As in the server's handshake: on libssl's parsed certificate. */
-    return tc_ota_trust_verify_x509(F.trust, v->leaf, 0, &info, reason, sizeof reason) != TC_OK;
+    return tc_ota_trust_verify_x509(v->trust, v->leaf, 0, &info, reason, sizeof reason) != TC_OK;
 }
 
 static int verify_floor(void *arg)
@@ -1602,14 +1604,34 @@ static int verify_floor(void *arg)
     return !ok;
 }
 
+/* The fleet's trust (root, its CRL, the batch CA and its CRL). */
+static struct tc_ota_trust *trust_make(void)
+{
+    struct tc_ota_trust *t = NULL;
+    if (tc_ota_trust_new(F.root.data, F.root.len, F.root_crl.data, F.root_crl.len, &t) != TC_OK ||
+        tc_ota_trust_add_batch(t, F.batch.data, F.batch.len, F.batch_crl.data, F.batch_crl.len) !=
+            TC_OK)
+        die("trust");
+    return t;
+}
+
+/* Twice: a device seen before (the trust's verified-certificate cache
+ * answers, as for a device that reconnects) and the full check (a trust
+ * without the cache, as for a device's first connection). */
 static void phase_verify(void)
 {
-    struct verify_arg v = {.leaf = F.dev[0].x509, .store = X509_STORE_new()};
+    struct verify_arg v = {.leaf = F.dev[0].x509, .store = X509_STORE_new(), .trust = F.trust};
     if (v.store == NULL || X509_STORE_add_cert(v.store, F.root_x) != 1 ||
         X509_STORE_add_cert(v.store, F.batch_x) != 1)
         die("verify setup");
-    bench_compare("device cert verify (server)", verify_ours, &v, "X509_verify_cert (no CRLs)",
+    bench_compare("device cert verify, seen before", verify_ours, &v, "X509_verify_cert (no CRLs)",
                   verify_floor, &v);
+    v.trust = trust_make();
+    if (tc_ota_trust_set_cache(v.trust, 0) != TC_OK)
+        die("trust without a cache");
+    bench_compare("device cert verify, full check", verify_ours, &v, "X509_verify_cert (no CRLs)",
+                  verify_floor, &v);
+    tc_ota_trust_free(v.trust);
     X509_STORE_free(v.store);
 }
 
@@ -1707,12 +1729,9 @@ int main(int argc, char **argv)
     ca_setup();
     server_cert();
     if (tc_random(F.master, sizeof F.master) != TC_OK ||
-        tc_random(F.master2, sizeof F.master2) != TC_OK || tc_random(F.tk, sizeof F.tk) != TC_OK ||
-        tc_ota_trust_new(F.root.data, F.root.len, F.root_crl.data, F.root_crl.len, &F.trust) !=
-            TC_OK ||
-        tc_ota_trust_add_batch(F.trust, F.batch.data, F.batch.len, F.batch_crl.data,
-                               F.batch_crl.len) != TC_OK)
-        die("trust");
+        tc_random(F.master2, sizeof F.master2) != TC_OK || tc_random(F.tk, sizeof F.tk) != TC_OK)
+        die("keys");
+    F.trust = trust_make();
     char *dir = bench_dir;
     const char *base = getenv("TC_BENCH_DIR") != NULL ? getenv("TC_BENCH_DIR") : ".";
     (void)snprintf(dir, sizeof bench_dir, "%s/bench-ota-XXXXXX", base);
