@@ -378,7 +378,7 @@ static void app_answer(struct tc_ota_server *s, struct ota_call *p, tc_err rc,
         tc_error_format(p->msg, sizeof p->msg);
         len = 0;
     }
-    if (!s->threaded) {
+    if (!s->threaded || s->app == NULL) { /* on the connection's loop already */
         call_finish(p, script, len);
         return;
     }
