@@ -703,6 +703,23 @@ static struct ota_conn *request_conn(struct evhttp_request *req)
     return c != NULL && c->verified && c->handshake_done ? c : NULL;
 }
 
+/*
+ * evhttp_send_reply with the reply in one TLS record: evhttp queues the
+ * status line and headers and the body as separate buffer chains, and the
+ * OpenSSL bufferevent makes one SSL_write (a record and a socket write)
+ * per chain when the loop next writes; joined here first, a reply costs
+ * one record and one write on the server and one read on the device.
+ */
+static void send_reply(struct evhttp_request *req, int code, const char *reason,
+                       struct evbuffer *body)
+{
+    struct evhttp_connection *evc = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evc != NULL ? evhttp_connection_get_bufferevent(evc) : NULL;
+    evhttp_send_reply(req, code, reason, body);
+    if (bev != NULL)
+        (void)evbuffer_pullup(bufferevent_get_output(bev), -1);
+}
+
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
 {
     struct evbuffer *b = evbuffer_new();
@@ -710,7 +727,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
         (void)evbuffer_add(b, text, strlen(text));
     (void)evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                             "text/plain; charset=utf-8");
-    evhttp_send_reply(req, code, reason, b);
+    send_reply(req, code, reason, b);
     if (b != NULL)
         evbuffer_free(b);
 }
@@ -793,7 +810,7 @@ static void admin_answer(struct ota_worker *w, struct ota_conn *c, struct evhttp
     if (len == 0) {
         /* Amendment B: 204 without X-Admin-Next-URI ends the session. */
         session_end(w, c, true);
-        evhttp_send_reply(req, 204, "No Content", NULL);
+        send_reply(req, 204, "No Content", NULL);
         return;
     }
     c->step++;
@@ -807,7 +824,7 @@ static void admin_answer(struct ota_worker *w, struct ota_conn *c, struct evhttp
     }
     (void)evhttp_add_header(oh, "Content-Type", TC_OTA_CT_SCRIPT);
     (void)evhttp_add_header(oh, "X-Admin-Next-URI", uri);
-    evhttp_send_reply(req, 200, "OK", ob);
+    send_reply(req, 200, "OK", ob);
     evbuffer_free(ob);
 }
 

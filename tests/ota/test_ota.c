@@ -1276,6 +1276,35 @@ static void test_admin_async_server_stops(void)
     async_server_stops(false);
 }
 
+/* A reply is one TLS record: a single SSL_read returns the status line,
+ * the headers and the whole script. */
+static void test_admin_reply_one_record(void)
+{
+    struct srv v;
+    struct cli c;
+    if (!admin_start(&v))
+        goto out;
+    EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
+    static const char req[] =
+        "POST " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n" STD_HEADERS
+        "Content-Length: 0\r\n\r\n";
+    EXPECT(SSL_write(c.ssl, req, (int)sizeof req - 1) == (int)sizeof req - 1);
+    char buf[2048];
+    int n = SSL_read(c.ssl, buf, (int)sizeof buf - 1);
+    EXPECT(n > 0);
+    buf[n > 0 ? n : 0] = '\0';
+    EXPECT(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    const char *body = strstr(buf, "\r\n\r\n");
+    EXPECT(body != NULL);
+    static const uint8_t want0[] = {0xAE, 0x80, 0x22, 0x05, 0x80, 0xCA,
+                                    0x00, 0x66, 0x00, 0x00, 0x00};
+    if (body != NULL)
+        EXPECT_MEM(body + 4, (size_t)(buf + n - body - 4), want0, sizeof want0);
+    cli_close(&c);
+out:
+    srv_stop(&v);
+}
+
 static void test_admin_replay(void)
 {
     struct srv v;
@@ -1780,6 +1809,7 @@ static const struct tc_test_case cases[] = {
     {"admin_async_session", test_admin_async_session},
     {"admin_async_peer_gone", test_admin_async_peer_gone},
     {"admin_async_server_stops", test_admin_async_server_stops},
+    {"admin_reply_one_record", test_admin_reply_one_record},
     {"admin_replay", test_admin_replay},
     {"admin_refusals", test_admin_refusals},
     {"remote_scp03", test_remote_scp03},
