@@ -224,10 +224,26 @@ static void device_json(struct tc_json *j, const struct tc_registry_device *d)
         tc_json_hex(j, d->cert_sha256, TC_AUDIT_HASH_LEN);
         tc_json_key(j, "stored");
         tc_json_bool(j, d->cert_stored);
+        tc_json_key(j, "revoked");
+        tc_json_bool(j, d->cert_revoked);
         tc_json_end_object(j);
     } else {
         tc_json_null(j);
     }
+    /* The device's other valid certificates (a renewal in flight). */
+    tc_json_key(j, "other_certificates");
+    tc_json_begin_array(j);
+    for (size_t i = 0; i < d->n_prev; i++) {
+        tc_json_begin_object(j);
+        tc_json_key(j, "serial");
+        tc_json_hex(j, d->prev[i].serial, d->prev[i].serial_len);
+        tc_json_key(j, "sha256");
+        tc_json_hex(j, d->prev[i].sha256, TC_AUDIT_HASH_LEN);
+        tc_json_key(j, "stored");
+        tc_json_bool(j, d->prev[i].stored);
+        tc_json_end_object(j);
+    }
+    tc_json_end_array(j);
     if (d->state == TC_REG_REJECTED || d->state == TC_REG_REVOKED) {
         tc_json_key(j, "reason");
         tc_json_uint(j, d->reason);
@@ -280,8 +296,16 @@ static void device_text(const struct tc_registry_device *d)
         char sn[2 * TC_AUDIT_SERIAL_MAX + 1];
         hexs(d->cert_serial, d->cert_serial_len, sn, sizeof sn);
         hexs(d->cert_sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
-        (void)printf("certificate  serial %s, SHA-256 %s%s\n", sn, h,
-                     d->cert_stored ? "" : " (not read back from the card)");
+        (void)printf("certificate  serial %s, SHA-256 %s%s%s\n", sn, h,
+                     d->cert_stored ? "" : " (not read back from the card)",
+                     d->cert_revoked ? " (revoked)" : "");
+    }
+    for (size_t i = 0; i < d->n_prev; i++) {
+        char sn[2 * TC_AUDIT_SERIAL_MAX + 1];
+        hexs(d->prev[i].serial, d->prev[i].serial_len, sn, sizeof sn);
+        hexs(d->prev[i].sha256, TC_AUDIT_HASH_LEN, h, sizeof h);
+        (void)printf("also valid   serial %s, SHA-256 %s%s\n", sn, h,
+                     d->prev[i].stored ? "" : " (not read back from the card)");
     }
     time_text(d->last_time_ms, t);
     (void)printf("events       %llu (log indices %llu..%llu, last at %s)\n",

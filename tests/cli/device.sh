@@ -151,4 +151,36 @@ expect_contains "revoked state" "$out" "state        revoked (CRLReason 1)"
 expect_ok "show --at before revocation" "$TC" device show $eid1 --at 2025-11-27T00:00:08Z "${W[@]}"
 expect_contains "still provisioned then" "$out" "state        provisioned"
 expect_ok "audit verify" "$TC" audit verify "${W[@]}"
+
+# --- a renewal as the registry shows it (docs/registry.md, "Current certificate"):
+# eid3 provisioned with certificate A; B issued by an OTA operation (op-id: a renewal in
+# flight, the device stays provisioned); B revoked (abandoned); then A revoked.
+eid3=89049032123400000000000000000029
+sA=0A01; hA=$(printf 'cert A' | sha); sB=0B02; hB=$(printf 'cert B' | sha); pk=$(printf 'key' | sha)
+{
+  ev 6 $((T0 + 20000)) "$(line $eid3 B1)$(fld 0x20 "$pk")$(fld 0x21 $sA)$(fld 0x22 "$hA")"
+  ev 7 $((T0 + 21000)) "$(line $eid3 B1)$(fld 0x21 $sA)$(fld 0x22 "$hA")"
+  ev 8 $((T0 + 22000)) "$(line $eid3 B1)$(fld 0x30 0f)$(fld 0x31 07)"
+  ev 6 $((T0 + 23000)) "$(line $eid3 B1)$(fld 0x20 "$pk")$(fld 0x21 $sB)$(fld 0x22 "$hB")$(fld 0x50 0000000000000063)"
+} >"$scratch/events3"
+expect_ok "append a renewal" "$TC" audit append "${W[@]}" <"$scratch/events3"
+HA=$(printf '%s' "$hA" | upper); HB=$(printf '%s' "$hB" | upper)
+expect_ok "show: renewal in flight" "$TC" device show $eid3 "${W[@]}"
+expect_contains "the new certificate is current" "$out" "certificate  serial $sB, SHA-256 $HB (not read back from the card)"
+expect_contains "the old one is still valid" "$out" "also valid   serial $sA, SHA-256 $HA"
+expect_ok "show --json: renewal in flight" "$TC" device show $eid3 --json "${W[@]}"
+expect_contains "json: current not stored, not revoked" "$out" "\"certificate\":{\"serial\":\"$sB\",\"sha256\":\"$HB\",\"stored\":false,\"revoked\":false}"
+expect_contains "json: the other valid one" "$out" "\"other_certificates\":[{\"serial\":\"$sA\",\"sha256\":\"$HA\",\"stored\":true}]"
+expect_ok "log B revoked (abandoned renewal)" "$TC" audit append "${W[@]}" "$(ev 11 $((T0 + 24000)) "$(fld 1 $eid3)$(fld 2 "$(hx B1)")$(fld 4 "$(hx op:ca)")$(fld 0x21 $sB)$(fld 0x40 0004)")"
+expect_ok "show: renewal abandoned" "$TC" device show $eid3 --json "${W[@]}"
+expect_contains "A is current again, stored" "$out" "\"certificate\":{\"serial\":\"$sA\",\"sha256\":\"$HA\",\"stored\":true,\"revoked\":false}"
+expect_contains "no other valid certificate" "$out" '"other_certificates":[]'
+expect_contains "still provisioned" "$out" '"state":"provisioned"'
+expect_ok "log A revoked" "$TC" audit append "${W[@]}" "$(ev 11 $((T0 + 25000)) "$(fld 1 $eid3)$(fld 2 "$(hx B1)")$(fld 4 "$(hx op:ca)")$(fld 0x21 $sA)$(fld 0x40 0001)")"
+expect_ok "show: all revoked" "$TC" device show $eid3 "${W[@]}"
+expect_contains "revoked device" "$out" "state        revoked (CRLReason 1)"
+expect_contains "its certificate marked revoked" "$out" "certificate  serial $sA, SHA-256 $HA (revoked)"
+expect_ok "show --at during the renewal" "$TC" device show $eid3 --at 2025-11-27T00:00:23.500Z --json "${W[@]}"
+expect_contains "then B current and A valid" "$out" "\"other_certificates\":[{\"serial\":\"$sA\""
+expect_ok "audit verify after" "$TC" audit verify "${W[@]}"
 finish
