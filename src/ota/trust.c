@@ -266,13 +266,14 @@ static int64_t time_of(int64_t at)
     return at != 0 ? at : (int64_t)time(NULL);
 }
 
-/* The cache key of a DER certificate; false: not cached (no cache, or the
- * digest failed: the full check then runs). */
+/* The cache key of a DER certificate; false: not cached (no cache, longer
+ * than any certificate the profile takes, or the digest failed: the full
+ * check then runs and decides). */
 static bool key_of(const struct tc_ota_trust *t, const uint8_t *der, size_t len,
                    uint8_t key[TC_SHA256_LEN])
 {
     struct tc_iov part = {der, len};
-    return t->entries != NULL && tc_sha256_iov(&part, 1, key) == TC_OK;
+    return t->entries != NULL && len <= TC_PKI_CERT_MAX && tc_sha256_iov(&part, 1, key) == TC_OK;
 }
 
 tc_err tc_ota_trust_verify(const struct tc_ota_trust *t, const uint8_t *device, size_t device_len,
