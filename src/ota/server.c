@@ -515,8 +515,12 @@ static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     if (c == NULL)
         return;
     struct ota_worker *w = c->w;
-    if (c->pending != NULL)
-        c->pending->c = NULL; /* its request was detached by evhttp */
+    if (c->pending != NULL) {
+        /* Freed without evhttp's close callback: its request went with
+         * the connection. */
+        c->pending->c = NULL;
+        c->pending->req = NULL;
+    }
     if (w == NULL) {          /* libevent finalised it after tc_ota_server_free */
         if (c->linger_fd >= 0)
             (void)close(c->linger_fd);
@@ -837,6 +841,10 @@ static void pending_closed(struct evhttp_connection *evc, void *arg)
     (void)evc;
     if (p->req != NULL && evhttp_request_get_connection(p->req) != NULL)
         p->req = NULL;
+    /* Both links go: the connection's state may be finalised after the
+     * call is answered and freed. */
+    if (p->c != NULL)
+        p->c->pending = NULL;
     p->c = NULL;
 }
 
