@@ -1160,6 +1160,26 @@ static bool async_waits(int want)
     return AR.calls == want;
 }
 
+/* Opens a session whose first request the application holds. */
+static bool post_held(struct cli *c)
+{
+    static const char req[] =
+        "POST " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n" STD_HEADERS
+        "Content-Length: 0\r\n\r\n";
+    return SSL_write(c->ssl, req, (int)sizeof req - 1) == (int)sizeof req - 1 && async_waits(1);
+}
+
+/* Stops the server; then the application has seen `calls` requests and
+ * `ends` session ends, `completed` of them with 204. */
+static void async_stop(struct srv *v, int calls, int ends, int completed)
+{
+    async_done();
+    srv_stop(v);
+    EXPECT_EQ_U(AR.calls, calls);
+    EXPECT_EQ_U(AR.ends, ends);
+    EXPECT_EQ_U(AR.completed, completed);
+}
+
 static void test_admin_async_session(void)
 {
     struct srv v;
@@ -1188,11 +1208,7 @@ static void test_admin_async_session(void)
     EXPECT_EQ_U(r.code, 204);
     cli_close(&c);
 out:
-    async_done();
-    srv_stop(&v);
-    EXPECT_EQ_U(AR.calls, 3);
-    EXPECT_EQ_U(AR.ends, 1);
-    EXPECT_EQ_U(AR.completed, 1);
+    async_stop(&v, 3, 1, 1);
 }
 
 static bool none_open(const struct tc_ota_stats *s)
@@ -1212,11 +1228,7 @@ static void test_admin_async_peer_gone(void)
     if (!async_start(&v, true, false))
         goto out;
     EXPECT(cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
-    static const char req[] =
-        "POST " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n" STD_HEADERS
-        "Content-Length: 0\r\n\r\n";
-    EXPECT(SSL_write(c.ssl, req, (int)sizeof req - 1) == (int)sizeof req - 1);
-    EXPECT(async_waits(1));
+    EXPECT(post_held(&c));
     cli_close(&c);
     /* The late answer, on the server's loop. */
     event_active(AR.timer, EV_TIMEOUT, 0);
@@ -1234,10 +1246,7 @@ static void test_admin_async_peer_gone(void)
     EXPECT_EQ_U(r.code, 200);
     cli_close(&c);
 out:
-    async_done();
-    srv_stop(&v);
-    EXPECT_EQ_U(AR.calls, 2);
-    EXPECT_EQ_U(AR.ends, 2);
+    async_stop(&v, 2, 2, 0);
 }
 
 /* The server stops while the application holds a request: the session
@@ -1251,17 +1260,9 @@ static void async_server_stops(bool reply_in_end)
     if (!async_start(&v, true, reply_in_end))
         goto out;
     EXPECT(opened = cli_open(&c, v.fx.port, &F.good, TLS1_3_VERSION, 5));
-    static const char req[] =
-        "POST " TC_OTA_ADMIN_PATH " HTTP/1.1\r\nHost: localhost\r\n" STD_HEADERS
-        "Content-Length: 0\r\n\r\n";
-    EXPECT(SSL_write(c.ssl, req, (int)sizeof req - 1) == (int)sizeof req - 1);
-    EXPECT(async_waits(1));
+    EXPECT(post_held(&c));
 out:
-    async_done();
-    srv_stop(&v);
-    EXPECT_EQ_U(AR.calls, 1);
-    EXPECT_EQ_U(AR.ends, 1);
-    EXPECT_EQ_U(AR.completed, 0);
+    async_stop(&v, 1, 1, 0);
     EXPECT(reply_in_end == (AR.reply == NULL));
     if (AR.reply != NULL) /* the server and its loops are gone */
         AR.reply(AR.arg, TC_OK, NULL, 0);
