@@ -13,7 +13,9 @@
  *     events in 4 appends of 2, one thread): events, leaf hashes, tree head
  *     and projection in one synced transaction, beside the floor of the same
  *     transactions in raw SQLite (the events inserted into a bare table,
- *     BEGIN/COMMIT, synchronous=FULL WAL). Process CPU time, not wall time,
+ *     BEGIN/COMMIT, synchronous=FULL WAL); and the same for an OTA key
+ *     rotation of each of those devices as the ops engine's writer appends
+ *     it (op-queued; op-step; keys-rotated + op-done). Process CPU time, not wall time,
  *     and on tmpfs (/dev/shm, else TC_BENCH_DIR; TC_BENCH_APPEND_DIR
  *     overrides): on a disk the kernel's share of each fsync varies by
  *     hundreds of microseconds and hides the work; the CPU is what bounds a
@@ -59,6 +61,14 @@ static void eid_of(uint64_t dev, uint8_t eid[16])
     memcpy(eid, prefix, 8);
     for (unsigned i = 0; i < 8; i++)
         eid[15 - i] = (uint8_t)(dev >> (8 * i));
+}
+
+static size_t encode(const struct tc_audit_event *ev, uint8_t out[TC_AUDIT_EVENT_MAX])
+{
+    size_t n = 0;
+    if (tc_audit_event_encode(ev, out, TC_AUDIT_EVENT_MAX, &n) != TC_OK)
+        die("encode");
+    return n;
 }
 
 /* Event k (0..PER_DEV-1) of device dev at time t. */
@@ -129,10 +139,7 @@ static size_t make_event(uint8_t out[TC_AUDIT_EVENT_MAX], uint64_t dev, unsigned
     default:
         break;
     }
-    size_t n = 0;
-    if (tc_audit_event_encode(&ev, out, TC_AUDIT_EVENT_MAX, &n) != TC_OK)
-        die("encode");
-    return n;
+    return encode(&ev, out);
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -260,30 +267,96 @@ static double cpu_now(void)
     return (double)clock() / CLOCKS_PER_SEC;
 }
 
-/* The station's appends for devices [first, first + count): 4 x 2 events. */
-static double append_registry(const char *path, uint64_t first, uint64_t count)
+/*
+ * The appends measured, per device: the station's (its 8 line events in 4
+ * appends of 2) or an OTA key rotation's on a provisioned device (op-queued;
+ * op-step; keys-rotated and op-done: the writer thread's three commits, two
+ * of which change only the device row's event counters).
+ */
+enum shape { SHAPE_STATION, SHAPE_OTA };
+static const unsigned shape_appends[] = {[SHAPE_STATION] = 4, [SHAPE_OTA] = 3};
+
+static size_t ota_event(uint8_t out[TC_AUDIT_EVENT_MAX], uint64_t dev, unsigned k, uint64_t t)
+{
+    static const enum tc_audit_event_type types[] = {TC_AUDIT_OP_QUEUED, TC_AUDIT_OP_STEP,
+                                                     TC_AUDIT_KEYS_ROTATED, TC_AUDIT_OP_DONE};
+    struct tc_audit_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = types[k];
+    ev.time_ms = t;
+    ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_OP_ID;
+    eid_of(dev, ev.eid);
+    ev.eid_len = 16;
+    ev.op_id = dev * 16 + 1;
+    switch (ev.type) {
+    case TC_AUDIT_OP_QUEUED:
+        ev.fields = TC_AUDIT_HAS_EID | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_OP_KIND;
+        (void)snprintf(ev.actor, sizeof ev.actor, "op:fleet");
+        ev.op_kind = 1;
+        break;
+    case TC_AUDIT_OP_STEP:
+        ev.fields |= TC_AUDIT_HAS_STEP;
+        ev.step = 1;
+        break;
+    case TC_AUDIT_KEYS_ROTATED:
+        ev.fields |= TC_AUDIT_HAS_BATCH | TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_KVN | TC_AUDIT_HAS_KCV |
+                     TC_AUDIT_HAS_PREV_KVN;
+        (void)snprintf(ev.batch, sizeof ev.batch, "B2026-%03u", (unsigned)(dev / 10000 % 1000));
+        (void)snprintf(ev.actor, sizeof ev.actor, "ota");
+        ev.kvn = 0x32;
+        ev.prev_kvn = 0x31;
+        for (unsigned i = 0; i < 9; i++)
+            ev.kcv[i / 3][i % 3] = (uint8_t)(dev + 2 * i);
+        break;
+    case TC_AUDIT_OP_DONE:
+    default:
+        break;
+    }
+    return encode(&ev, out);
+}
+
+/* Append a (0..shape_appends - 1) of device dev: its events into enc. */
+static size_t shape_events(enum shape sh, uint64_t dev, unsigned a,
+                           uint8_t enc[2][TC_AUDIT_EVENT_MAX], size_t lens[2])
+{
+    if (sh == SHAPE_STATION) {
+        for (unsigned j = 0; j < 2; j++)
+            lens[j] = make_event(enc[j], dev, 2 * a + j, T0 + dev * 100 + 2 * a + j);
+        return 2;
+    }
+    uint64_t t = T0 + 50000000 + dev * 100 + a;
+    lens[0] = ota_event(enc[0], dev, a, t);
+    if (a < 2)
+        return 1;
+    lens[1] = ota_event(enc[1], dev, 3, t);
+    return 2;
+}
+
+/* The appends of shape sh for devices [first, first + count). */
+static double append_registry(const char *path, enum shape sh, uint64_t first, uint64_t count)
 {
     struct tc_registry *r = NULL;
     if (tc_registry_open(path, NULL, &r) != TC_OK)
         die("open registry");
     double c0 = cpu_now();
     for (uint64_t dev = first; dev < first + count; dev++)
-        for (unsigned k = 0; k < 8; k += 2) {
+        for (unsigned a = 0; a < shape_appends[sh]; a++) {
             uint8_t enc[2][TC_AUDIT_EVENT_MAX];
             size_t lens[2];
             const uint8_t *ptr[2] = {enc[0], enc[1]};
-            for (unsigned j = 0; j < 2; j++)
-                lens[j] = make_event(enc[j], dev, k + j, T0 + dev * 100 + k + j);
-            if (tc_registry_append_encoded(r, ptr, lens, 2, NULL) != TC_OK)
+            size_t n = shape_events(sh, dev, a, enc, lens);
+            if (tc_registry_append_encoded(r, ptr, lens, n, NULL) != TC_OK)
                 die("append");
         }
     double cpu = cpu_now() - c0;
     tc_registry_close(r);
-    return cpu / (double)(count * 4);
+    return cpu / (double)(count * shape_appends[sh]);
 }
 
-/* The floor: the same transactions with only the events, in raw SQLite. */
-static double append_floor(const char *path, uint64_t first, uint64_t count)
+/* The floor: the same transactions with only the events, in raw SQLite
+ * (*next: the next event index of the floor's table). */
+static double append_floor(const char *path, enum shape sh, uint64_t first, uint64_t count,
+                           uint64_t *next)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
@@ -297,14 +370,15 @@ static double append_floor(const char *path, uint64_t first, uint64_t count)
         die("floor database");
     double c0 = cpu_now();
     for (uint64_t dev = first; dev < first + count; dev++)
-        for (unsigned k = 0; k < 8; k += 2) {
+        for (unsigned a = 0; a < shape_appends[sh]; a++) {
             bool ok = sqlite3_step(begin) == SQLITE_DONE;
             sqlite3_reset(begin);
-            for (unsigned j = 0; j < 2; j++) {
-                uint8_t enc[TC_AUDIT_EVENT_MAX];
-                size_t len = make_event(enc, dev, k + j, T0 + dev * 100 + k + j);
-                sqlite3_bind_int64(ins, 1, (sqlite3_int64)(dev * 8 + k + j));
-                sqlite3_bind_blob(ins, 2, enc, (int)len, SQLITE_STATIC);
+            uint8_t enc[2][TC_AUDIT_EVENT_MAX];
+            size_t lens[2];
+            size_t n = shape_events(sh, dev, a, enc, lens);
+            for (size_t j = 0; j < n; j++) {
+                sqlite3_bind_int64(ins, 1, (sqlite3_int64)(*next)++);
+                sqlite3_bind_blob(ins, 2, enc[j], (int)lens[j], SQLITE_STATIC);
                 ok = ok && sqlite3_step(ins) == SQLITE_DONE;
                 sqlite3_reset(ins);
             }
@@ -318,7 +392,7 @@ static double append_floor(const char *path, uint64_t first, uint64_t count)
     sqlite3_finalize(begin);
     sqlite3_finalize(commit);
     sqlite3_close(db);
-    return cpu / (double)(count * 4);
+    return cpu / (double)(count * shape_appends[sh]);
 }
 
 static void remove_db(const char *path)
@@ -356,20 +430,30 @@ static void bench_appends(const char *dir)
     remove_db(reg);
     remove_db(raw);
     enum { RUNS = 5 };
-    double ours[RUNS], floor[RUNS];
-    /* Interleaved, each run continuing the same databases. */
-    for (unsigned i = 0; i < RUNS; i++) {
-        ours[i] = append_registry(reg, i * count, count);
-        floor[i] = append_floor(raw, i * count, count);
+    double ours[2][RUNS], floor[2][RUNS];
+    uint64_t next = 0;
+    /* Interleaved, each run continuing the same databases: the station's
+     * appends for the run's devices, then an OTA rotation of each. */
+    for (unsigned i = 0; i < RUNS; i++)
+        for (unsigned sh = SHAPE_STATION; sh <= SHAPE_OTA; sh++) {
+            ours[sh][i] = append_registry(reg, sh, i * count, count);
+            floor[sh][i] = append_floor(raw, sh, i * count, count, &next);
+        }
+    static const char *const names[] = {
+        [SHAPE_STATION] = "durable append, 2 events (station-like)",
+        [SHAPE_OTA] = "durable append, OTA rotation (1, 1, 2 ev.)",
+    };
+    for (unsigned sh = SHAPE_STATION; sh <= SHAPE_OTA; sh++) {
+        qsort(ours[sh], RUNS, sizeof ours[sh][0], cmp_double);
+        qsort(floor[sh], RUNS, sizeof floor[sh][0], cmp_double);
+        double o = ours[sh][RUNS / 2], f = floor[sh][RUNS / 2];
+        printf("%-44s %7.1f us CPU | floor raw SQLite, same txns %7.1f us CPU | %5.2fx floor\n",
+               names[sh], o * 1e6, f * 1e6, o / f);
+        printf("    (%s, %llu devices x %u appends per run, median of %d runs; per device: %.0f "
+               "us CPU)\n",
+               dir, (unsigned long long)count, shape_appends[sh], RUNS,
+               o * 1e6 * shape_appends[sh]);
     }
-    qsort(ours, RUNS, sizeof ours[0], cmp_double);
-    qsort(floor, RUNS, sizeof floor[0], cmp_double);
-    printf("%-44s %7.1f us CPU | floor raw SQLite, same txns %7.1f us CPU | %5.2fx floor\n",
-           "durable append, 2 events (station-like)", ours[RUNS / 2] * 1e6, floor[RUNS / 2] * 1e6,
-           ours[RUNS / 2] / floor[RUNS / 2]);
-    printf("    (%s, %llu devices x 4 appends per run, median of %d runs; per device: %.0f us "
-           "CPU)\n",
-           dir, (unsigned long long)count, RUNS, ours[RUNS / 2] * 4e6);
     remove_db(reg);
     remove_db(raw);
 }

@@ -217,6 +217,20 @@ TC_MUST_CHECK tc_err tc_registry_check(struct tc_registry *r, uint8_t stored[TC_
  * transaction. */
 TC_MUST_CHECK tc_err tc_registry_rebuild(struct tc_registry *r);
 
+/*
+ * Rows the append transactions' projection wrote since the registry was
+ * opened (counted when written, so a batch rolled back afterwards counts
+ * too): whole device rows; device rows of which only the event counters
+ * (last_idx, last_time, events) changed, written as those three columns
+ * (events that change nothing else, such as OTA operation records);
+ * device-event index rows; batch and station counter upserts. Rebuilds and
+ * checks are not counted. Zero for a registry opened for reading only.
+ */
+struct tc_registry_stats {
+    uint64_t device_rows, device_counts, device_events, batch_rows, station_rows;
+};
+void tc_registry_stats(struct tc_registry *r, struct tc_registry_stats *out);
+
 /* Sign and store a checkpoint of the current tree (see
  * tc_audit_log_checkpoint) under the registry's origin. */
 TC_MUST_CHECK tc_err tc_registry_checkpoint(struct tc_registry *r, const struct tc_signer *signer,

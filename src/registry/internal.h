@@ -9,11 +9,18 @@
 
 #include <trustchain/registry.h>
 
+/* Row writes counted by a projection writer (tc_registry_stats). */
+struct reg_proj_stats {
+    atomic_uint_fast64_t device_rows, device_counts, device_events, batch_rows, station_rows;
+};
+
 /* The projection's writer for one schema ("main" or "temp") on one
  * connection: prepared statements over that schema's reg_* tables. */
 struct reg_proj {
     sqlite3 *db;
-    sqlite3_stmt *get_dev, *put_dev, *put_dev_ev, *up_batch, *revoke_batch, *up_station;
+    sqlite3_stmt *get_dev, *put_dev, *put_dev_counts, *put_dev_ev, *up_batch, *revoke_batch,
+        *up_station;
+    struct reg_proj_stats stats; /* statements run (tc_registry_stats) */
     /* reg_proj_apply_batch's working memory, grown as needed. */
     struct reg_work *work; /* devices, batches, stations of the batch */
     size_t work_cap;

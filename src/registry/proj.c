@@ -137,6 +137,7 @@ void reg_proj_free(struct reg_proj *p)
         return;
     sqlite3_finalize(p->get_dev);
     sqlite3_finalize(p->put_dev);
+    sqlite3_finalize(p->put_dev_counts);
     sqlite3_finalize(p->put_dev_ev);
     sqlite3_finalize(p->up_batch);
     sqlite3_finalize(p->revoke_batch);
@@ -151,6 +152,11 @@ tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema)
     tc_err ret = TC_ERR_INTERNAL;
     TC_ENSURE(p != NULL && db != NULL && schema != NULL && schema_ok(schema), TC_ERR_ARG);
     memset(p, 0, sizeof *p);
+    atomic_init(&p->stats.device_rows, 0);
+    atomic_init(&p->stats.device_counts, 0);
+    atomic_init(&p->stats.device_events, 0);
+    atomic_init(&p->stats.batch_rows, 0);
+    atomic_init(&p->stats.station_rows, 0);
     p->db = db;
     TC_TRY(prep_s(db, "SELECT " REG_DEVICE_COLS " FROM %s.reg_devices WHERE eid = ?1", schema,
                   &p->get_dev));
@@ -159,6 +165,10 @@ tc_err reg_proj_init(struct reg_proj *p, sqlite3 *db, const char *schema)
                   " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
                   " ?20)",
                   schema, &p->put_dev));
+    TC_TRY(prep_s(db,
+                  "UPDATE %s.reg_devices SET last_idx = ?2, last_time = ?3, events = ?4"
+                  " WHERE eid = ?1",
+                  schema, &p->put_dev_counts));
     TC_TRY(prep_s(db, "INSERT INTO %s.reg_device_events(eid, idx, time_ms) VALUES(?1, ?2, ?3)",
                   schema, &p->put_dev_ev));
     TC_TRY(prep_s(db,
@@ -373,7 +383,23 @@ static tc_err put_device(struct reg_proj *p, const struct tc_registry_device *d)
         d->has_pubkey && memcmp(d->cert_pubkey_sha256, d->pubkey_sha256, TC_AUDIT_HASH_LEN) == 0;
     bind_blob_opt(st, 19, d->has_cert && !own_key, d->cert_pubkey_sha256, TC_AUDIT_HASH_LEN);
     bind_blob_opt(st, 20, prev_len > 0, prev, prev_len);
+    atomic_fetch_add_explicit(&p->stats.device_rows, 1, memory_order_relaxed);
     return done(p->db, st, "store device");
+}
+
+/* A device row whose other columns are unchanged: only its event counters. */
+static tc_err put_device_counts(struct reg_proj *p, const struct tc_registry_device *d)
+{
+    sqlite3_stmt *st = p->put_dev_counts;
+    sqlite3_bind_blob(st, 1, d->eid, (int)d->eid_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, reg_i64(d->last_index));
+    sqlite3_bind_int64(st, 3, reg_i64(d->last_time_ms));
+    sqlite3_bind_int64(st, 4, reg_i64(d->events));
+    atomic_fetch_add_explicit(&p->stats.device_counts, 1, memory_order_relaxed);
+    TC_GUARD(done(p->db, st, "store device counters"));
+    /* The row was there (remembered or read in this transaction). */
+    TC_ENSURE_MSG(sqlite3_changes(p->db) == 1, TC_ERR_INTERNAL, "device row to update is missing");
+    return TC_OK;
 }
 
 static tc_err get_device(struct reg_proj *p, const uint8_t *eid, size_t eid_len,
@@ -403,6 +429,7 @@ static tc_err up_batch(struct reg_proj *p, const char *id, sqlite3_int64 first, 
     sqlite3_bind_int64(p->up_batch, 2, first);
     sqlite3_bind_int64(p->up_batch, 3, last);
     sqlite3_bind_int64(p->up_batch, 4, reg_i64(count));
+    atomic_fetch_add_explicit(&p->stats.batch_rows, 1, memory_order_relaxed);
     return done(p->db, p->up_batch, "store batch");
 }
 
@@ -422,6 +449,7 @@ static tc_err up_station(struct reg_proj *p, const char *id, sqlite3_int64 first
     sqlite3_bind_int64(p->up_station, 3, last);
     sqlite3_bind_int64(p->up_station, 4, reg_i64(last_time));
     sqlite3_bind_int64(p->up_station, 5, reg_i64(count));
+    atomic_fetch_add_explicit(&p->stats.station_rows, 1, memory_order_relaxed);
     return done(p->db, p->up_station, "store station");
 }
 
@@ -430,6 +458,7 @@ static tc_err put_dev_ev(struct reg_proj *p, const struct tc_audit_event *ev, sq
     sqlite3_bind_blob(p->put_dev_ev, 1, ev->eid, (int)ev->eid_len, SQLITE_STATIC);
     sqlite3_bind_int64(p->put_dev_ev, 2, idx);
     sqlite3_bind_int64(p->put_dev_ev, 3, reg_i64(ev->time_ms));
+    atomic_fetch_add_explicit(&p->stats.device_events, 1, memory_order_relaxed);
     return done(p->db, p->put_dev_ev, "store device event");
 }
 
@@ -473,6 +502,8 @@ struct reg_work {
     uint64_t first, last, time_ms, count; /* batches and stations */
     struct tc_registry_device d;          /* devices */
     bool folded;                          /* d has folded an event of this batch */
+    bool stored;                          /* before is the device's stored row */
+    struct tc_registry_device before;     /* as loaded, when stored */
 };
 
 static uint32_t key_hash(unsigned kind, const void *key, size_t len)
@@ -574,21 +605,42 @@ static size_t cache_slot(const uint8_t *eid, size_t len)
 }
 
 static tc_err load_device(struct reg_proj *p, const struct reg_dev_cache *cache, bool use_cache,
-                          const struct tc_audit_event *ev, struct tc_registry_device *d)
+                          const struct tc_audit_event *ev, struct reg_work *w)
 {
+    struct tc_registry_device *d = &w->d;
+    w->stored = false;
     if (use_cache) {
         size_t s = cache_slot(ev->eid, ev->eid_len);
         if (cache->slot[s].used && cache->slot[s].d.eid_len == ev->eid_len &&
             memcmp(cache->slot[s].d.eid, ev->eid, ev->eid_len) == 0) {
-            *d = cache->slot[s].d;
-            return TC_OK;
+            memcpy(d, &cache->slot[s].d, sizeof *d);
+            w->stored = true;
         }
     }
-    bool found = false;
-    TC_GUARD(get_device(p, ev->eid, ev->eid_len, d, &found));
-    if (!found)
+    if (!w->stored)
+        TC_GUARD(get_device(p, ev->eid, ev->eid_len, d, &w->stored));
+    if (w->stored)
+        memcpy(&w->before, d, sizeof *d);
+    else
         memset(d, 0, sizeof *d);
     return TC_OK;
+}
+
+/*
+ * Whether the fold changed nothing of the stored row but its event counters
+ * (last_idx, last_time, events): OTA operation records without a batch or
+ * station (op-step, op-done, ...). Both rows are normalized (what reading the
+ * row back gives); any other difference, even in bytes no column holds, takes
+ * the full row write.
+ */
+static bool counts_only(const struct reg_work *w)
+{
+    struct tc_registry_device t;
+    memcpy(&t, &w->d, sizeof t);
+    t.last_index = w->before.last_index;
+    t.last_time_ms = w->before.last_time_ms;
+    t.events = w->before.events;
+    return w->stored && state_ok(&w->before) && memcmp(&t, &w->before, sizeof t) == 0;
 }
 
 tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache, unsigned gen,
@@ -635,7 +687,7 @@ tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache, uns
             continue;
         w = work_find(p, &nw, W_DEV, ev->eid, ev->eid_len, &added);
         if (added)
-            TC_GUARD(load_device(p, cache, use_cache, ev, &w->d));
+            TC_GUARD(load_device(p, cache, use_cache, ev, w));
         else if (w->folded)
             TC_GUARD(readable(&w->d));
         TC_GUARD(tc_registry_fold(&w->d, index, ev));
@@ -646,7 +698,8 @@ tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache, uns
 
     /* Write: each batch's counters once, then the revocations in log order
      * (they touch only the revocation columns, which the counters do not),
-     * each station once, each device once. */
+     * each station once, each device once (only its event counters when
+     * nothing else of its row changed). */
     for (size_t k = 0; k < nw; k++)
         if (p->work[k].kind == W_BATCH)
             TC_GUARD(up_batch(p, p->work[k].key, (sqlite3_int64)p->work[k].first,
@@ -660,7 +713,9 @@ tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache, uns
                                 (sqlite3_int64)p->work[k].last, p->work[k].time_ms,
                                 p->work[k].count));
     for (size_t k = 0; k < nw; k++)
-        if (p->work[k].kind == W_DEV)
+        if (p->work[k].kind == W_DEV && counts_only(&p->work[k]))
+            TC_GUARD(put_device_counts(p, &p->work[k].d));
+        else if (p->work[k].kind == W_DEV)
             TC_GUARD(put_device(p, &p->work[k].d));
 
     if (cache != NULL) {

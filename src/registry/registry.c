@@ -725,6 +725,21 @@ out:
     return ret;
 }
 
+void tc_registry_stats(struct tc_registry *r, struct tc_registry_stats *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof *out);
+    if (r == NULL)
+        return;
+    const struct reg_proj_stats *s = &r->live.stats;
+    out->device_rows = atomic_load_explicit(&s->device_rows, memory_order_relaxed);
+    out->device_counts = atomic_load_explicit(&s->device_counts, memory_order_relaxed);
+    out->device_events = atomic_load_explicit(&s->device_events, memory_order_relaxed);
+    out->batch_rows = atomic_load_explicit(&s->batch_rows, memory_order_relaxed);
+    out->station_rows = atomic_load_explicit(&s->station_rows, memory_order_relaxed);
+}
+
 tc_err tc_registry_verify(struct tc_registry *r, const struct tc_note_verifier *verifier,
                           struct tc_audit_verify_report *report)
 {

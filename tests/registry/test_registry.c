@@ -1415,6 +1415,174 @@ static void test_current_certificate(void)
     rmtree(w.dir);
 }
 
+/* ------------------------------------------------------------ row writes */
+
+/* An OTA operation record of device n (op-queued, op-step, op-done). */
+static void op_event(struct tc_audit_event *ev, enum tc_audit_event_type type, unsigned n,
+                     uint64_t t, uint64_t op_id)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    ev->time_ms = T0 + t;
+    ev->fields = TC_AUDIT_HAS_EID;
+    eid_of(n, ev->eid);
+    ev->eid_len = 16;
+    if (type == TC_AUDIT_OP_QUEUED) {
+        ev->fields |= TC_AUDIT_HAS_ACTOR | TC_AUDIT_HAS_OP_KIND;
+        (void)snprintf(ev->actor, sizeof ev->actor, "op:test");
+        ev->op_kind = 1;
+        return;
+    }
+    ev->fields |= TC_AUDIT_HAS_OP_ID;
+    ev->op_id = op_id;
+    if (type == TC_AUDIT_OP_STEP) {
+        ev->fields |= TC_AUDIT_HAS_STEP;
+        ev->step = 1;
+    }
+}
+
+static void stats_delta(struct tc_registry *r, struct tc_registry_stats *last,
+                        struct tc_registry_stats *d)
+{
+    struct tc_registry_stats now;
+    tc_registry_stats(r, &now);
+    d->device_rows = now.device_rows - last->device_rows;
+    d->device_counts = now.device_counts - last->device_counts;
+    d->device_events = now.device_events - last->device_events;
+    d->batch_rows = now.batch_rows - last->batch_rows;
+    d->station_rows = now.station_rows - last->station_rows;
+    *last = now;
+}
+
+/* The stored row is the fold of the device's events in the log. */
+static void expect_row_is_fold(struct tc_registry *r, unsigned n, uint64_t events)
+{
+    uint8_t eid[16];
+    eid_of(n, eid);
+    struct tc_registry_device got, fold;
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &got));
+    EXPECT_OK(tc_registry_device_at(r, eid, 16, UINT64_MAX, &fold, NULL, 0, NULL));
+    EXPECT_MEM(&fold, sizeof fold, &got, sizeof got);
+    EXPECT_EQ_U(got.events, events);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+}
+
+/*
+ * A commit whose events change nothing of a device row but its event
+ * counters (op-step, op-done, op-queued) writes those three columns, never
+ * the whole row; the row is still the fold, with the row remembered from
+ * the previous commit and with it read back from the database (after a
+ * rebuild), and a commit that changes the row writes it whole.
+ */
+static void test_counter_only_rows(void)
+{
+    struct ws w;
+    struct tc_registry *r = ws_new(&w) ? reg_open(w.db) : NULL;
+    if (r == NULL)
+        return;
+    static const uint8_t sha[32] = {0x21, 0x22, 0x23};
+    provision(r, 7, "B-ops", 0, sha);
+    struct tc_registry_stats last, d;
+    tc_registry_stats(r, &last);
+    EXPECT_EQ_U(last.device_rows, 8);
+    EXPECT_EQ_U(last.device_counts, 0);
+    EXPECT_EQ_U(last.device_events, 8);
+    EXPECT_EQ_U(last.batch_rows, 8);
+    EXPECT_EQ_U(last.station_rows, 8);
+
+    struct tc_audit_event ev;
+    op_event(&ev, TC_AUDIT_OP_QUEUED, 7, 1000, 0);
+    uint64_t op = append(r, &ev);
+    stats_delta(r, &last, &d);
+    EXPECT_EQ_U(d.device_rows, 0);
+    EXPECT_EQ_U(d.device_counts, 1);
+    EXPECT_EQ_U(d.device_events, 1);
+    expect_row_is_fold(r, 7, 9);
+
+    /* An op-step-only commit, the row remembered from the last commit. */
+    op_event(&ev, TC_AUDIT_OP_STEP, 7, 1010, op);
+    (void)append(r, &ev);
+    stats_delta(r, &last, &d);
+    EXPECT_EQ_U(d.device_rows, 0);
+    EXPECT_EQ_U(d.device_counts, 1);
+    EXPECT_EQ_U(d.device_events, 1);
+    EXPECT_EQ_U(d.batch_rows, 0);
+    EXPECT_EQ_U(d.station_rows, 0);
+    expect_row_is_fold(r, 7, 10);
+
+    /* After a rebuild the remembered rows are not used: read back, the
+     * row still takes the counters-only write. */
+    EXPECT_OK(tc_registry_rebuild(r));
+    op_event(&ev, TC_AUDIT_OP_STEP, 7, 1020, op);
+    ev.step = 2;
+    (void)append(r, &ev);
+    stats_delta(r, &last, &d);
+    EXPECT_EQ_U(d.device_rows, 0);
+    EXPECT_EQ_U(d.device_counts, 1);
+    expect_row_is_fold(r, 7, 11);
+
+    /* keys rotated and op done in one commit: the row changes (KVN, KCVs),
+     * written whole once. */
+    uint8_t enc[2][TC_AUDIT_EVENT_MAX];
+    size_t lens[2];
+    const uint8_t *ptr[2] = {enc[0], enc[1]};
+    struct tc_audit_event two[2];
+    rotated_event(&two[0], 7, "B-ops", 1030, 0x31, 0xB0, 0x30);
+    two[0].fields |= TC_AUDIT_HAS_OP_ID;
+    two[0].op_id = op;
+    op_event(&two[1], TC_AUDIT_OP_DONE, 7, 1030, op);
+    for (size_t i = 0; i < 2; i++)
+        EXPECT_OK(tc_audit_event_encode(&two[i], enc[i], sizeof enc[i], &lens[i]));
+    uint64_t first = 0;
+    EXPECT_OK(tc_registry_append_encoded(r, ptr, lens, 2, &first));
+    stats_delta(r, &last, &d);
+    EXPECT_EQ_U(d.device_rows, 1);
+    EXPECT_EQ_U(d.device_counts, 0);
+    EXPECT_EQ_U(d.device_events, 2);
+    EXPECT_EQ_U(d.batch_rows, 1);
+    expect_row_is_fold(r, 7, 13);
+    uint8_t eid[16];
+    eid_of(7, eid);
+    struct tc_registry_device dev;
+    EXPECT_OK(tc_registry_device_get(r, eid, 16, &dev));
+    EXPECT_EQ_U(dev.kvn, 0x31);
+    EXPECT_EQ_U(dev.state, TC_REG_PROVISIONED);
+
+    /* An operation record naming the device's batch: the batch counters
+     * are upserted, the device row only has its counters written. */
+    op_event(&ev, TC_AUDIT_OP_STEP, 7, 1040, op);
+    ev.fields |= TC_AUDIT_HAS_BATCH;
+    (void)snprintf(ev.batch, sizeof ev.batch, "B-ops");
+    (void)append(r, &ev);
+    stats_delta(r, &last, &d);
+    EXPECT_EQ_U(d.device_rows, 0);
+    EXPECT_EQ_U(d.device_counts, 1);
+    EXPECT_EQ_U(d.batch_rows, 1);
+    expect_row_is_fold(r, 7, 14);
+
+    /* A remembered row deleted behind the registry's back: the counters-only
+     * write finds no row and the append fails (nothing committed), rather
+     * than projecting onto a row that is not there. */
+    sql(w.db, "DELETE FROM reg_devices");
+    struct tc_registry_stats before;
+    tc_registry_stats(r, &before);
+    op_event(&ev, TC_AUDIT_OP_STEP, 7, 1050, op);
+    uint64_t idx = 0;
+    EXPECT_ERR(tc_registry_append(r, &ev, &idx), TC_ERR_INTERNAL);
+    EXPECT_ERR(tc_registry_check(r, NULL, NULL), TC_ERR_VERIFY);
+    EXPECT_OK(tc_registry_rebuild(r));
+    expect_row_is_fold(r, 7, 14);
+    /* Read back after the failure, the row takes the counters-only write again. */
+    tc_registry_stats(r, &last);
+    (void)append(r, &ev);
+    stats_delta(r, &last, &d);
+    EXPECT_EQ_U(d.device_rows, 0);
+    EXPECT_EQ_U(d.device_counts, 1);
+    expect_row_is_fold(r, 7, 15);
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
 static void test_setup(void)
 {
     char vk[TC_NOTE_VKEY_MAX + 1];
@@ -1443,6 +1611,7 @@ static const struct tc_test_case cases[] = {
     {"tampering in the database is detected", test_tampering},
     {"reader refuses appends; bad origins", test_reader_refuses_appends},
     {"current certificate after every renewal outcome", test_current_certificate},
+    {"a commit that changes only a row's counters writes only them", test_counter_only_rows},
     {"teardown", test_teardown},
 };
 
