@@ -375,6 +375,16 @@ static tc_err post(struct tc_ota_agent_session *s, const char *uri, const uint8_
     /* evhttp_make_request frees req on failure. */
     TC_ENSURE_MSG(evhttp_make_request(s->evcon, req, EVHTTP_REQ_POST, uri) == 0, TC_ERR_IO,
                   "request not sent");
+    /* On an open connection evhttp has queued the request line and headers
+     * and the body as separate buffer chains, which the OpenSSL bufferevent
+     * writes as separate TLS records (a socket write each here, a read each
+     * at the server) when the loop next writes: joined now, a request is one
+     * record. The first request waits for the connection and goes out as
+     * evhttp writes it. */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
+    struct evbuffer *o = bev != NULL ? bufferevent_get_output(bev) : NULL;
+    if (o != NULL && evbuffer_get_length(o) > 0)
+        (void)evbuffer_pullup(o, -1);
     return TC_OK;
 }
 

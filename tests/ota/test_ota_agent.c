@@ -1188,6 +1188,118 @@ static void test_reply_checks(void)
     fake_reply("SSH-2.0-OpenSSH_9.2\r\n\r\n", 0, TC_OTA_AGENT_PROTOCOL, "malformed HTTP");
 }
 
+/* A TLS 1.3 server that answers the first POST with a one-APDU script and
+ * takes the agent's response with a single SSL_read (one TLS record at
+ * most): the agent sends a request as one record. */
+struct one_record {
+    struct fake_https h;
+    bool whole;  /* the one SSL_read held the head and all of its body */
+    size_t body; /* the body's Content-Length */
+};
+
+static void *one_record_run(void *arg)
+{
+    struct one_record *o = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL *ssl = NULL;
+    struct tc_buf script;
+    tc_buf_init_heap(&script, 1024);
+    int fd = accept(o->h.lfd, NULL, NULL);
+    struct timeval tv = {.tv_sec = 5};
+    if (fd < 0 || ctx == NULL || SSL_CTX_use_certificate(ctx, F.srv_cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, F.srv_key) != 1)
+        goto out;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+    ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
+        goto out;
+    char req[4096];
+    size_t n = 0;
+    while (n + 1 < sizeof req) { /* the first POST has no body */
+        int r = SSL_read(ssl, req + n, (int)(sizeof req - 1 - n));
+        if (r <= 0)
+            goto out;
+        n += (size_t)r;
+        req[n] = '\0';
+        if (strstr(req, "\r\n\r\n") != NULL)
+            break;
+    }
+    /* SELECT the ISD (GP CS 2.3 §11.9), answered 9000 by the card. */
+    static const uint8_t select_isd[] = {0x00, 0xA4, 0x04, 0x00, 0x00};
+    const struct tc_ota_bytes cmd = {select_isd, sizeof select_isd};
+    if (tc_ota_script_encode(&cmd, 1, &script) != TC_OK)
+        goto out;
+    char head[300];
+    int hl =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 200 OK\r\n" CT_SCRIPT NEXT_OK "Content-Length: %zu\r\n\r\n", script.len);
+    if (hl <= 0 || SSL_write(ssl, head, hl) <= 0 ||
+        SSL_write(ssl, script.data, (int)script.len) <= 0)
+        goto out;
+    /* Give a second record time to arrive, then read once. */
+    (void)usleep(200000);
+    int r = SSL_read(ssl, req, (int)sizeof req - 1);
+    if (r <= 0)
+        goto out;
+    req[r] = '\0';
+    const char *end = strstr(req, "\r\n\r\n");
+    const char *cl = strstr(req, "Content-Length: ");
+    uint64_t len = 0;
+    if (end != NULL && cl != NULL && cl < end) {
+        char num[16] = "";
+        size_t k = 0;
+        for (cl += 16; *cl >= '0' && *cl <= '9' && k + 1 < sizeof num; cl++)
+            num[k++] = *cl;
+        if (tc_parse_uint(num, 65536, &len) == TC_OK) {
+            o->body = (size_t)len;
+            o->whole = len > 0 && (size_t)r == (size_t)(end + 4 - req) + (size_t)len;
+        }
+    }
+    static const char done[] = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    if (SSL_write(ssl, done, (int)strlen(done)) <= 0)
+        goto out;
+    while (SSL_read(ssl, req, sizeof req) > 0) /* until the agent closes */
+        ;
+out:
+    tc_buf_free(&script);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    ERR_clear_error();
+    return NULL;
+}
+
+static void test_request_one_record(void)
+{
+    struct one_record o = {0};
+    struct tc_ota_agent_result res;
+    struct link l;
+    char url[64];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (!fixture())
+        return;
+    o.h.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (o.h.lfd < 0 || bind(o.h.lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(o.h.lfd, 4) != 0 || getsockname(o.h.lfd, (struct sockaddr *)&sa, &sl) != 0 ||
+        pthread_create(&o.h.th, NULL, one_record_run, &o) != 0) {
+        EXPECT(false);
+        return;
+    }
+    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    link_init(&l, &F.c1);
+    EXPECT_OK(agent_run(url, F.pin, 0, &l.t, &res));
+    EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_DONE);
+    EXPECT_EQ_U(res.scripts, 1);
+    EXPECT(pthread_join(o.h.th, NULL) == 0);
+    close(o.h.lfd);
+    /* The response to the script: head and body in one record. */
+    EXPECT(o.body > 0);
+    EXPECT(o.whole);
+}
+
 static void test_bounds_and_timeouts(void)
 {
     struct tc_ota_agent_result res;
@@ -1404,6 +1516,7 @@ static const struct tc_test_case cases[] = {
     {"refusals", test_refusals},
     {"malformed_script", test_malformed_script},
     {"reply_checks", test_reply_checks},
+    {"request_one_record", test_request_one_record},
     {"bounds_and_timeouts", test_bounds_and_timeouts},
     {"card_locked", test_card_locked},
     {"event_driven", test_event_driven},
