@@ -14,6 +14,7 @@
 #include <trustchain/crypto.h>
 
 #include "harness.h"
+#include "pki/pki_int.h"
 
 #define SO_PIN   "so-pin-ota-fx-1234"
 #define USER_PIN "user-pin-ota-fx-5678"
@@ -257,6 +258,57 @@ tc_err ota_fx_svc_revoke(void *arg, const char *batch, const uint8_t *serial, si
     TC_ENSURE(p->nrevoked < OTA_FX_CERTS_MAX, TC_ERR_RANGE);
     memcpy(p->revoked[p->nrevoked++], serial, len);
     return TC_OK;
+}
+
+bool ota_fx_device_cert(struct tc_pki_issuer *iss, int64_t production_time, const char *prefix,
+                        unsigned number, struct tc_buf *der, uint8_t serial[TC_PKI_SERIAL_LEN])
+{
+    char eid[TC_PKI_EID_DIGITS + 1], digits[31];
+    uint8_t nonce[TC_PKI_NONCE_LEN], spki[TC_SPKI_MAX], msg[TC_PKI_POP_MSG_LEN], pop[TC_SIG_MAX];
+    uint8_t sn[TC_PKI_SERIAL_LEN];
+    struct tc_pki_device_req r = {.eid = eid,
+                                  .nonce = nonce,
+                                  .station_id = "test-station",
+                                  .production_time = production_time};
+    struct tc_signer k;
+    tc_buf_init_heap(der, TC_PKI_CERT_MAX);
+    if (snprintf(digits, sizeof digits, "%s%0*u", prefix, (int)(30 - strlen(prefix)), number) !=
+            30 ||
+        tc_pki_eid_complete(digits, eid) != TC_OK || tc_random(nonce, sizeof nonce) != TC_OK ||
+        tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &k) != TC_OK)
+        return false;
+    /* The PoP: the device key's signature over the EID, its SPKI and the
+     * nonce (docs/pki.md). */
+    r.spki = spki;
+    r.pop = pop;
+    bool ok = k.public_key(k.ctx, spki, sizeof spki, &r.spki_len) == TC_OK &&
+              tc_pki_pop_message(eid, spki, r.spki_len, nonce, msg) == TC_OK &&
+              k.sign(k.ctx, msg, sizeof msg, pop, sizeof pop, &r.pop_len) == TC_OK &&
+              tc_pki_device_issue(iss, &r, der, serial != NULL ? serial : sn) == TC_OK;
+    tc_signer_soft_free(&k);
+    return ok;
+}
+
+bool ota_fx_crl_entry(const uint8_t *der, size_t len, int64_t at, struct tc_pki_revoked *e)
+{
+    /* Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version,
+     * serialNumber INTEGER, ... } ... } (RFC 5280 §4.1) */
+    struct tc_cursor c, cert, tbs, version, serial;
+    tc_cursor_init(&c, der, len);
+    if (tc_pki_der_get(&c, DER_SEQUENCE, &cert) != TC_OK ||
+        tc_pki_der_get(&cert, DER_SEQUENCE, &tbs) != TC_OK ||
+        tc_pki_der_get(&tbs, DER_CTX0_C, &version) != TC_OK ||
+        tc_pki_der_get(&tbs, DER_INTEGER, &serial) != TC_OK)
+        return false;
+    size_t n = tc_cursor_remaining(&serial);
+    if (n == 0 || n > sizeof e->serial)
+        return false;
+    memset(e, 0, sizeof *e);
+    memcpy(e->serial, serial.data + serial.pos, n);
+    e->serial_len = n;
+    e->revoked_at = at;
+    e->reason = -1;
+    return true;
 }
 
 /* ------------------------------------------------------------------ card */

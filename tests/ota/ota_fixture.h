@@ -86,6 +86,15 @@ size_t ota_fx_pki_valid(struct ota_fx_pki *p, const uint8_t *der, size_t der_len
 tc_err ota_fx_svc_issue(void *arg, const struct tc_ota_cert_request *rq, struct tc_buf *der);
 tc_err ota_fx_svc_revoke(void *arg, const char *batch, const uint8_t *serial, size_t len,
                          uint16_t reason);
+/* A device certificate by `iss` for the EID whose first 30 digits are
+ * `prefix` and `number` zero-padded (check digits added), with a PoP by a
+ * fresh software key; its serial to `serial` (optional). der is
+ * initialised here (the caller frees it). */
+bool ota_fx_device_cert(struct tc_pki_issuer *iss, int64_t production_time, const char *prefix,
+                        unsigned number, struct tc_buf *der, uint8_t serial[TC_PKI_SERIAL_LEN]);
+/* A CRL entry (no reason code) for the certificate `der`: its
+ * serialNumber (RFC 5280 §4.1.2.2, read from the TBS), revoked at `at`. */
+bool ota_fx_crl_entry(const uint8_t *der, size_t len, int64_t at, struct tc_pki_revoked *e);
 
 /* ------------------------------------------------------------------ card */
 

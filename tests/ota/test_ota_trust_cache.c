@@ -43,52 +43,21 @@ static struct {
 } B;
 static int64_t now0; /* when the fixture was built */
 
-/* A device certificate for EID number i by `iss` (PoP by a fresh key). */
+/* A device certificate for EID number i by `iss`. */
 static bool issue(struct tc_pki_issuer *iss, int64_t prod, const char *prefix, unsigned i,
                   struct tc_buf *der)
 {
-    char eid[33], digits[31];
-    uint8_t nonce[TC_PKI_NONCE_LEN], spki[TC_SPKI_MAX], msg[TC_PKI_POP_MSG_LEN], pop[TC_SIG_MAX];
-    uint8_t serial[TC_PKI_SERIAL_LEN];
-    size_t sl = 0, pl = 0;
-    struct tc_signer s;
-    tc_buf_init_heap(der, TC_PKI_CERT_MAX);
-    if (tc_signer_soft_generate(TC_SIG_ECDSA_P256_SHA256, &s) != TC_OK)
-        return false;
-    struct tc_pki_device_req r = {
-        .eid = eid, .nonce = nonce, .station_id = "test-cache", .production_time = prod};
-    (void)snprintf(digits, sizeof digits, "%s%0*u", prefix, (int)(30 - strlen(prefix)), i);
-    bool ok = tc_pki_eid_complete(digits, eid) == TC_OK &&
-              tc_random(nonce, sizeof nonce) == TC_OK &&
-              s.public_key(s.ctx, spki, sizeof spki, &sl) == TC_OK &&
-              tc_pki_pop_message(eid, spki, sl, nonce, msg) == TC_OK &&
-              s.sign(s.ctx, msg, sizeof msg, pop, sizeof pop, &pl) == TC_OK;
-    r.spki = spki;
-    r.spki_len = sl;
-    r.pop = pop;
-    r.pop_len = pl;
-    ok = ok && tc_pki_device_issue(iss, &r, der, serial) == TC_OK;
-    tc_signer_soft_free(&s);
+    bool ok = ota_fx_device_cert(iss, prod, prefix, i, der, NULL);
     EXPECT(ok);
     return ok;
 }
 
-static bool serial_of(const uint8_t *der, size_t len, struct tc_pki_revoked *e)
+static bool fixture(void);
+
+/* The fixture and batch A's device number i (produced a day after t0). */
+static bool device_a(unsigned i, struct tc_buf *der)
 {
-    const uint8_t *q = der;
-    X509 *x = d2i_X509(NULL, &q, (long)len);
-    if (x == NULL)
-        return false;
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
-    bool ok = ASN1_STRING_length(sn) > 0 && (size_t)ASN1_STRING_length(sn) <= sizeof e->serial;
-    if (ok) {
-        e->serial_len = (size_t)ASN1_STRING_length(sn);
-        memcpy(e->serial, ASN1_STRING_get0_data(sn), e->serial_len);
-        e->revoked_at = P.t0 + DAY;
-        e->reason = -1;
-    }
-    X509_free(x);
-    return ok;
+    return fixture() && issue(P.batch_iss, P.t0 + DAY, PREFIX, i, der);
 }
 
 static bool fixture(void)
@@ -138,8 +107,9 @@ static struct tc_ota_trust *trust(const struct trust_opts *o)
     tc_buf_init_heap(&rcrl, 1u << 16);
     tc_buf_init_heap(&acrl, 1u << 16);
     tc_buf_init_heap(&bcrl, 1u << 16);
-    bool ok = (o->revoked == NULL || serial_of(o->revoked->data, o->revoked->len, &ra)) &&
-              (!o->revoke_b || serial_of(B.cert.data, B.cert.len, &rb));
+    bool ok = (o->revoked == NULL ||
+               ota_fx_crl_entry(o->revoked->data, o->revoked->len, P.t0 + DAY, &ra)) &&
+              (!o->revoke_b || ota_fx_crl_entry(B.cert.data, B.cert.len, P.t0 + DAY, &rb));
     EXPECT(ok);
     EXPECT_OK(tc_pki_crl_create(P.root_iss, 1, now0 - DAY, next, o->revoke_b ? &rb : NULL,
                                 o->revoke_b ? 1 : 0, &rcrl));
@@ -194,7 +164,7 @@ static void test_hit_same_info(void)
     struct tc_buf a1;
     char r[TC_OTA_REASON_MAX];
     struct tc_pki_device_info full, got;
-    if (!fixture() || !issue(P.batch_iss, P.t0 + DAY, PREFIX, 1, &a1))
+    if (!device_a(1, &a1))
         return;
     struct tc_ota_trust *t = trust(&(struct trust_opts){.cache = TC_OTA_TRUST_CACHE_DEFAULT});
     struct tc_ota_trust *nc = trust(&(struct trust_opts){.cache = 0});
@@ -238,7 +208,7 @@ static void test_new_trust_revokes(void)
     struct tc_buf a2;
     char r[TC_OTA_REASON_MAX];
     struct tc_pki_device_info got;
-    if (!fixture() || !issue(P.batch_iss, P.t0 + DAY, PREFIX, 2, &a2))
+    if (!device_a(2, &a2))
         return;
     struct tc_ota_trust *old = trust(&(struct trust_opts){.cache = TC_OTA_TRUST_CACHE_DEFAULT});
     struct tc_ota_trust *cur =
@@ -280,12 +250,12 @@ static void refused_at(const struct tc_ota_trust *t, const struct tc_ota_trust *
 static void test_time_on_hit(void)
 {
     struct tc_buf a3;
-    char r[TC_OTA_REASON_MAX];
-    struct tc_pki_device_info got;
-    if (!fixture() || !issue(P.batch_iss, P.t0 + DAY, PREFIX, 3, &a3))
+    if (!device_a(3, &a3))
         return;
     /* CRLs valid past batch A's CA: its notAfter ends the window. */
     int64_t far = a_expiry() + 365 * DAY;
+    char r[TC_OTA_REASON_MAX];
+    struct tc_pki_device_info got;
     struct tc_ota_trust *t =
         trust(&(struct trust_opts){.next_update = far, .cache = TC_OTA_TRUST_CACHE_DEFAULT});
     struct tc_ota_trust *nc = trust(&(struct trust_opts){.next_update = far, .cache = 0});

@@ -28,33 +28,10 @@
 
 static struct ota_fx_pki P, Q; /* Q: a second root and batch, not trusted */
 
-/* A device certificate of `p` for EID number i (PoP by a fresh key). */
+/* A device certificate of `p` for EID number i. */
 static bool issue(struct ota_fx_pki *p, unsigned i, struct tc_buf *der, uint8_t serial[16])
 {
-    char eid[33], digits[31];
-    uint8_t nonce[TC_PKI_NONCE_LEN], spki[TC_SPKI_MAX], msg[TC_PKI_POP_MSG_LEN], pop[TC_SIG_MAX];
-    size_t sl = 0, pl = 0;
-    struct tc_signer s;
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    bool ok = k != NULL && tc_signer_soft_new(k, &s) == TC_OK;
-    EVP_PKEY_free(k);
-    if (!ok)
-        return false;
-    struct tc_pki_device_req r = {
-        .eid = eid, .nonce = nonce, .station_id = "test-x509", .production_time = p->t0 + DAY};
-    (void)snprintf(digits, sizeof digits, "%s%020u", PREFIX, i);
-    ok = tc_pki_eid_complete(digits, eid) == TC_OK && tc_random(nonce, sizeof nonce) == TC_OK &&
-         s.public_key(s.ctx, spki, sizeof spki, &sl) == TC_OK &&
-         tc_pki_pop_message(eid, spki, sl, nonce, msg) == TC_OK &&
-         s.sign(s.ctx, msg, sizeof msg, pop, sizeof pop, &pl) == TC_OK;
-    r.spki = spki;
-    r.spki_len = sl;
-    r.pop = pop;
-    r.pop_len = pl;
-    tc_buf_init_heap(der, TC_PKI_CERT_MAX);
-    ok = ok && tc_pki_device_issue(p->batch_iss, &r, der, serial) == TC_OK;
-    tc_signer_soft_free(&s);
-    return ok;
+    return ota_fx_device_cert(p->batch_iss, p->t0 + DAY, PREFIX, i, der, serial);
 }
 
 /* The trust: P's root with root_crl, P's batch with a CRL of `revoked`; no
@@ -68,19 +45,9 @@ static struct tc_ota_trust *trust(const uint8_t *revoked, bool batch_revoked)
     int64_t now = (int64_t)time(NULL);
     tc_buf_init_heap(&rcrl, 1u << 16);
     tc_buf_init_heap(&bcrl, 1u << 16);
-    if (batch_revoked) {
-        /* The batch CA's serial, as its certificate carries it. */
-        X509 *ca = NULL;
-        const uint8_t *q = P.batch.data;
-        ca = d2i_X509(NULL, &q, (long)P.batch.len);
-        EXPECT(ca != NULL);
-        if (ca != NULL) {
-            const ASN1_INTEGER *sn = X509_get0_serialNumber(ca);
-            rr.serial_len = (size_t)ASN1_STRING_length(sn);
-            memcpy(rr.serial, ASN1_STRING_get0_data(sn), rr.serial_len);
-        }
-        X509_free(ca);
-    }
+    /* The batch CA's serial, as its certificate carries it. */
+    if (batch_revoked)
+        EXPECT(ota_fx_crl_entry(P.batch.data, P.batch.len, P.t0 + DAY, &rr));
     if (revoked != NULL) {
         memcpy(br.serial, revoked, TC_PKI_SERIAL_LEN);
         br.serial_len = TC_PKI_SERIAL_LEN;
