@@ -521,7 +521,7 @@ static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         c->pending->c = NULL;
         c->pending->req = NULL;
     }
-    if (w == NULL) {          /* libevent finalised it after tc_ota_server_free */
+    if (w == NULL) { /* libevent finalised it after tc_ota_server_free */
         if (c->linger_fd >= 0)
             (void)close(c->linger_fd);
         free(c);
