@@ -1129,6 +1129,23 @@ static int reason_code(const char *cmd, const char *v, uint16_t *out)
     return tc_cli_usage_error("device %s: unknown revocation reason '%s'", cmd, v);
 }
 
+/* The revoked device can never connect again: its pending operations end
+ * (op-failed, reason revoked), a decommission whose answer was lost among
+ * them. */
+static int close_revoked(struct tc_cli_audit_ws *w, const uint8_t *eid, size_t eid_len,
+                         const char *name, const char *actor)
+{
+    size_t n = 0;
+    tc_err rc = tc_ota_queue_close_revoked(tc_cli_audit_ws_registry(w), eid, eid_len,
+                                           actor != NULL ? actor : "operator", &n);
+    if (rc != TC_OK)
+        return fail(rc, "revoke: ending the device's pending operations");
+    if (n > 0)
+        (void)printf("logged op-failed (revoked) for %zu pending operation%s of %s\n", n,
+                     n == 1 ? "" : "s", name);
+    return TC_EXIT_OK;
+}
+
 static int cmd_revoke(int argc, char **argv)
 {
     struct dev_opts o;
@@ -1200,8 +1217,36 @@ static int cmd_revoke(int argc, char **argv)
             (void)printf("logged cert-revoked for %s (log index %llu)\n", o.pos[0],
                          (unsigned long long)index);
     }
+    if (e == TC_EXIT_OK)
+        e = close_revoked(w, eid, eid_len, o.pos[0], o.actor);
     tc_cli_audit_ws_close(w);
     return e;
+}
+
+/* A device of a revoked batch, for close_revoked. */
+struct batch_devs {
+    uint8_t (*eids)[TC_AUDIT_EID_MAX];
+    size_t *lens;
+    size_t n, cap;
+};
+
+static tc_err batch_dev(void *arg, const struct tc_registry_device *d)
+{
+    struct batch_devs *b = arg;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        uint8_t(*eids)[TC_AUDIT_EID_MAX] = realloc(b->eids, cap * sizeof *eids);
+        if (eids != NULL)
+            b->eids = eids;
+        size_t *lens = realloc(b->lens, cap * sizeof *lens);
+        if (lens != NULL)
+            b->lens = lens;
+        TC_ENSURE(eids != NULL && lens != NULL, TC_ERR_NOMEM);
+        b->cap = cap;
+    }
+    memcpy(b->eids[b->n], d->eid, d->eid_len);
+    b->lens[b->n++] = d->eid_len;
+    return TC_OK;
 }
 
 static int cmd_revoke_batch(int argc, char **argv)
@@ -1241,6 +1286,21 @@ static int cmd_revoke_batch(int argc, char **argv)
     else
         (void)printf("logged batch-revoked for %s (log index %llu)\n", o.pos[0],
                      (unsigned long long)index);
+    /* Every device of the batch is refused at TLS from now on. */
+    struct batch_devs b = {0};
+    if (e == TC_EXIT_OK) {
+        rc = tc_registry_device_list(tc_cli_audit_ws_registry(w), o.pos[0], 0, batch_dev, &b);
+        if (rc != TC_OK)
+            e = fail(rc, "revoke-batch: listing the batch's devices");
+    }
+    for (size_t i = 0; i < b.n && e == TC_EXIT_OK; i++) {
+        char name[2 * TC_AUDIT_EID_MAX + 1];
+        if (tc_hex_encode(b.eids[i], b.lens[i], name, sizeof name) != TC_OK)
+            name[0] = '\0';
+        e = close_revoked(w, b.eids[i], b.lens[i], name, o.actor);
+    }
+    free(b.eids);
+    free(b.lens);
     tc_cli_audit_ws_close(w);
     return e;
 }

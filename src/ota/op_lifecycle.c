@@ -189,8 +189,8 @@ static tc_err decommission_next(struct tc_ota_op_run *run, const struct tc_ota_r
         }
         /* The card is TERMINATED (its R-MAC'd 9000 says so): revoke every
          * certificate the log shows issued to it and not revoked (not only
-         * the registry's current one: an abandoned renewal leaves the old,
-         * valid certificate behind). */
+         * the registry's current one: while a renewal is in flight both the
+         * old and the new one are valid). */
         const struct tc_registry_device *d = run->dev;
         struct tc_ota_cert_ref certs[TC_OTA_ACT_EVENTS - 1];
         size_t n = 0;

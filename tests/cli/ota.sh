@@ -215,15 +215,30 @@ grep -qi "^$old1 " "$ws3/pki/batches/$B3/revoked.txt" && pass "renew: old certif
   fail "renew: old certificate revoked" "$(cat "$ws3/pki/batches/$B3/revoked.txt" 2>&1)"
 expect_ok "ops: card 1 served with the new certificate" "$TC" ota agent --server "$url" --se "$card1" --workspace "$ws3"
 expect_ok "ops: card 2 served" "$TC" ota agent --server "$url" --se "$card2" --workspace "$ws3"
+# An operation queued for a device that is then revoked can never reach its card:
+# the revocation ends it (op-failed, reason 8 = revoked).
+expect_ok "queue: lock card 1 before its revocation" "$TC" device queue "$e1" lock --workspace "$ws3"
 expect_ok "revoke device 1" "$TC" device revoke "$e1" --reason keyCompromise --workspace "$ws3" --pin-file "$pin3"
 expect_contains "revoke: logged" "$out" "logged cert-revoked"
+expect_contains "revoke: the pending lock ends" "$out" "logged op-failed (revoked) for 1 pending operation of $e1"
+expect_ok "revoke: ops" "$TC" device ops "$e1" --all --workspace "$ws3" --json
+expect_contains "revoke: lock failed, reason revoked" "$out" '"op":"lock","status":"failed"'
+expect_contains "revoke: reason 8" "$out" '"reason":8'
+expect_ok "revoke: nothing pending" "$TC" device ops "$e1" --workspace "$ws3" --json
+case "$out" in *'"status":"pending"'*) fail "revoke: nothing pending" "$out" ;; *) pass "revoke: nothing pending" ;; esac
 expect_ok "revoke: registry" "$TC" device show "$e1" --workspace "$ws3" --pin-file "$pin3"
 expect_contains "revoke: state" "$out" "revoked"
 sleep 2.2
 expect_fail 6 "revoked device refused at TLS" "$TC" ota agent --server "$url" --se "$card1" --workspace "$ws3"
+e2=$(ceid "$card2")
+expect_ok "queue: unlock card 2 before its batch's revocation" "$TC" device queue "$e2" unlock --workspace "$ws3"
 expect_ok "revoke the batch" "$TC" device revoke-batch $B3 --workspace "$ws3" \
   --root-pin-file "$ws3/secrets/root.pin"
 expect_contains "revoke-batch: logged" "$out" "logged batch-revoked"
+expect_contains "revoke-batch: card 2's pending unlock ends" "$out" "logged op-failed (revoked) for 1 pending operation of $e2"
+expect_ok "revoke-batch: ops" "$TC" device ops "$e2" --all --workspace "$ws3" --json
+expect_contains "revoke-batch: unlock failed, reason revoked" "$out" '"op":"unlock","status":"failed"'
+expect_ok "revoke-batch: audit rebuild" "$TC" audit rebuild --workspace "$ws3"
 sleep 2.2
 expect_fail 6 "device of the revoked batch refused at TLS" "$TC" ota agent --server "$url" --se "$card2" --workspace "$ws3"
 kill -TERM $pid3

@@ -701,6 +701,48 @@ static void test_decommission_interrupted(void)
     teardown(&f);
 }
 
+/* The card terminated but its answer was lost: the device can never
+ * connect again, the operation stays pending until the operator revokes
+ * the device, which ends it (op-failed, reason revoked, the step kept). */
+static void test_decommission_answer_lost(void)
+{
+    struct fx f;
+    if (!setup(&f))
+        return;
+    uint64_t id = 0;
+    unsigned n = 0;
+    queue(&f, TC_OTA_OP_DECOMMISSION, 0, NULL, NULL, 0, &id);
+    EXPECT_EQ_U(dialog(&f, 3, 0, &n), D_DROPPED); /* SELECT+IU, EA, SET STATUS ran */
+    EXPECT_EQ_U(card_lc(&f), 0xFF);
+    EXPECT_EQ_U(revoked_calls, 0);
+    struct tc_ota_queue *q = calloc(1, sizeof *q);
+    EXPECT(q != NULL);
+    if (q == NULL)
+        goto out;
+    EXPECT_OK(tc_ota_queue_load(f.reg, f.eid, 16, UINT64_MAX, q));
+    EXPECT_EQ_U(q->pending, 1);
+    EXPECT_EQ_U(q->ops[0].step, 1);
+    size_t closed = 99;
+    EXPECT_OK(tc_ota_queue_close_revoked(f.reg, f.eid, 16, "op:test", &closed));
+    EXPECT_EQ_U(closed, 1);
+    EXPECT_OK(tc_ota_queue_load(f.reg, f.eid, 16, UINT64_MAX, q));
+    EXPECT_EQ_U(q->pending, 0);
+    EXPECT_EQ_U(q->ops[0].id, id);
+    EXPECT_EQ_U(q->ops[0].status, TC_OTA_OP_FAILED);
+    EXPECT_EQ_U(q->ops[0].reason, TC_OTA_FAIL_REVOKED);
+    EXPECT_EQ_U(q->ops[0].step, 1);
+    /* Nothing left to end; a done operation is never touched. */
+    EXPECT_OK(tc_ota_queue_close_revoked(f.reg, f.eid, 16, "op:test", &closed));
+    EXPECT_EQ_U(closed, 0);
+    struct ota_fx_counts c = count(&f);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_FAILED], 1);
+    EXPECT_EQ_U(c.by_type[TC_AUDIT_OP_DONE], 0);
+    EXPECT_ERR(tc_ota_queue_close_revoked(f.reg, f.eid, 0, "op:test", &closed), TC_ERR_ARG);
+out:
+    free(q);
+    teardown(&f);
+}
+
 /* ------------------------------------------------------------------ store data */
 
 static void test_store_data(void)
@@ -955,6 +997,7 @@ static const struct tc_test_case cases[] = {
     {"lock_interrupts", test_lock_interrupts},
     {"decommission", test_decommission},
     {"decommission_interrupted", test_decommission_interrupted},
+    {"decommission_answer_lost", test_decommission_answer_lost},
     {"decommission_after_renewals", test_decommission_after_renewals},
     {"store_data", test_store_data},
     {"queue_order", test_queue_order},
