@@ -231,6 +231,43 @@ struct tc_registry_stats {
 };
 void tc_registry_stats(struct tc_registry *r, struct tc_registry_stats *out);
 
+/*
+ * Device snapshots: a fold of another module over a device's events (such
+ * as the OTA operation queue) that the projection keeps encoded, so that a
+ * device's current state costs its snapshot and at most about
+ * TC_REGISTRY_SNAP_EVERY events however long its history is
+ * (docs/registry.md, "Device snapshots"). The registry stores the encoded
+ * state opaquely; the kind decodes, folds and encodes it. A snapshot is a
+ * cache keyed by the log index of the last event it folded: a rebuild
+ * drops every snapshot and tc_registry_check refolds each from the log.
+ */
+#define TC_REGISTRY_SNAP_EVERY 16u    /* device events between snapshot refreshes */
+#define TC_REGISTRY_SNAP_MAX   32768u /* largest encoded state */
+struct tc_registry_snap_kind {
+    uint32_t version;  /* stored with each snapshot; one of another version is not used */
+    size_t state_size; /* bytes of the decoded state */
+    void (*init)(void *state);
+    tc_err (*decode)(const uint8_t *in, size_t len, void *state);
+    /* Folds one event of the device, in log order. */
+    tc_err (*fold)(void *state, uint64_t index, const struct tc_audit_event *ev);
+    tc_err (*encode)(const void *state, uint8_t *out, size_t out_size, size_t *out_len);
+};
+/* Registers k (a static object) with the registry: from then on each append
+ * transaction brings a device's snapshot up to date when the device's event
+ * count crosses a multiple of TC_REGISTRY_SNAP_EVERY, and tc_registry_check
+ * checks the snapshots. Registering the same kind again does nothing;
+ * another kind: TC_ERR_STATE. */
+TC_MUST_CHECK tc_err tc_registry_set_snap_kind(struct tc_registry *r,
+                                               const struct tc_registry_snap_kind *k);
+/* The device's current state under k: its snapshot (if any, of k's
+ * version) decoded and every later event folded. folded (may be NULL)
+ * receives how many events were folded. TC_ERR_NOT_FOUND for a device
+ * without events (state is then k's initial state). */
+TC_MUST_CHECK tc_err tc_registry_device_snap(struct tc_registry *r,
+                                             const struct tc_registry_snap_kind *k,
+                                             const uint8_t *eid, size_t eid_len, void *state,
+                                             size_t *folded);
+
 /* Sign and store a checkpoint of the current tree (see
  * tc_audit_log_checkpoint) under the registry's origin. */
 TC_MUST_CHECK tc_err tc_registry_checkpoint(struct tc_registry *r, const struct tc_signer *signer,

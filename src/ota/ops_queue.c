@@ -150,15 +150,155 @@ static tc_err load_one(void *arg, uint64_t index, const struct tc_audit_event *e
     return tc_ota_queue_fold(a->q, index, ev);
 }
 
+/*
+ * The queue as a registry device snapshot (docs/registry.md, "Device
+ * snapshots"), version 1: operation count, KVN, life cycle, overflow (one
+ * byte each), the master (length byte and text), then each operation: id
+ * (8 bytes, big-endian), code, status, queued time (8), actor (length and
+ * text), KVN, master (length and text), has-data (0 or 1), data SHA-256
+ * (32, only with has-data), step, reason (2).
+ */
+static void put_u64(struct tc_buf *b, uint64_t v)
+{
+    tc_buf_put_u32be(b, (uint32_t)(v >> 32));
+    tc_buf_put_u32be(b, (uint32_t)v);
+}
+
+static void put_text(struct tc_buf *b, const char *t)
+{
+    size_t n = strnlen(t, TC_AUDIT_ID_MAX);
+    tc_buf_put_u8(b, (uint8_t)n);
+    tc_buf_put(b, t, n);
+}
+
+static tc_err snap_encode(const void *state, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    const struct tc_ota_queue *q = state;
+    struct tc_buf b;
+    tc_buf_init_fixed(&b, out, out_size);
+    tc_buf_put_u8(&b, (uint8_t)q->n);
+    tc_buf_put_u8(&b, q->kvn);
+    tc_buf_put_u8(&b, q->lifecycle);
+    tc_buf_put_u8(&b, q->overflow ? 1 : 0);
+    put_text(&b, q->master);
+    for (size_t i = 0; i < q->n; i++) {
+        const struct tc_ota_op *op = &q->ops[i];
+        put_u64(&b, op->id);
+        tc_buf_put_u8(&b, op->code);
+        tc_buf_put_u8(&b, (uint8_t)op->status);
+        put_u64(&b, op->queued_ms);
+        put_text(&b, op->actor);
+        tc_buf_put_u8(&b, op->kvn);
+        put_text(&b, op->master);
+        tc_buf_put_u8(&b, op->has_data ? 1 : 0);
+        if (op->has_data)
+            tc_buf_put(&b, op->data_sha256, TC_AUDIT_HASH_LEN);
+        tc_buf_put_u8(&b, op->step);
+        tc_buf_put_u16be(&b, op->reason);
+    }
+    TC_GUARD(tc_buf_status(&b));
+    *out_len = b.len;
+    return TC_OK;
+}
+
+static tc_err get_u64(struct tc_cursor *c, uint64_t *v)
+{
+    uint32_t hi = 0, lo = 0;
+    TC_GUARD(tc_cursor_u32be(c, &hi));
+    TC_GUARD(tc_cursor_u32be(c, &lo));
+    *v = (uint64_t)hi << 32 | lo;
+    return TC_OK;
+}
+
+static tc_err get_text(struct tc_cursor *c, char out[static TC_AUDIT_ID_MAX + 1])
+{
+    uint8_t n = 0;
+    TC_GUARD(tc_cursor_u8(c, &n));
+    TC_ENSURE_MSG(n <= TC_AUDIT_ID_MAX, TC_ERR_FORMAT, "queue snapshot text of %u bytes", n);
+    TC_GUARD(tc_cursor_copy(c, out, n));
+    out[n] = '\0';
+    return TC_OK;
+}
+
+static tc_err snap_decode(const uint8_t *in, size_t len, void *state)
+{
+    struct tc_ota_queue *q = state;
+    struct tc_cursor c;
+    uint8_t n = 0, flag = 0, status = 0;
+    tc_ota_queue_init(q);
+    tc_cursor_init(&c, in, len);
+    TC_GUARD(tc_cursor_u8(&c, &n));
+    TC_ENSURE_MSG(n <= TC_OTA_QUEUE_MAX, TC_ERR_FORMAT, "queue snapshot of %u operations", n);
+    TC_GUARD(tc_cursor_u8(&c, &q->kvn));
+    TC_GUARD(tc_cursor_u8(&c, &q->lifecycle));
+    TC_GUARD(tc_cursor_u8(&c, &flag));
+    TC_ENSURE(flag <= 1, TC_ERR_FORMAT);
+    q->overflow = flag == 1;
+    TC_GUARD(get_text(&c, q->master));
+    for (q->n = 0; q->n < n; q->n++) {
+        struct tc_ota_op *op = &q->ops[q->n];
+        TC_GUARD(get_u64(&c, &op->id));
+        TC_GUARD(tc_cursor_u8(&c, &op->code));
+        TC_GUARD(tc_cursor_u8(&c, &status));
+        TC_ENSURE_MSG(status >= TC_OTA_OP_PENDING && status <= TC_OTA_OP_CANCELLED, TC_ERR_FORMAT,
+                      "queue snapshot operation status %u", status);
+        op->status = (enum tc_ota_op_status)status;
+        TC_GUARD(get_u64(&c, &op->queued_ms));
+        TC_GUARD(get_text(&c, op->actor));
+        TC_GUARD(tc_cursor_u8(&c, &op->kvn));
+        TC_GUARD(get_text(&c, op->master));
+        TC_GUARD(tc_cursor_u8(&c, &flag));
+        TC_ENSURE(flag <= 1, TC_ERR_FORMAT);
+        op->has_data = flag == 1;
+        if (op->has_data)
+            TC_GUARD(tc_cursor_copy(&c, op->data_sha256, TC_AUDIT_HASH_LEN));
+        TC_GUARD(tc_cursor_u8(&c, &op->step));
+        TC_GUARD(tc_cursor_u16be(&c, &op->reason));
+    }
+    TC_GUARD(tc_cursor_expect_end(&c));
+    count_pending(q);
+    return TC_OK;
+}
+
+static void snap_init(void *state)
+{
+    tc_ota_queue_init(state);
+}
+
+static tc_err snap_fold(void *state, uint64_t index, const struct tc_audit_event *ev)
+{
+    return tc_ota_queue_fold(state, index, ev);
+}
+
+static const struct tc_registry_snap_kind queue_snap = {
+    .version = 1,
+    .state_size = sizeof(struct tc_ota_queue),
+    .init = snap_init,
+    .decode = snap_decode,
+    .fold = snap_fold,
+    .encode = snap_encode,
+};
+
 tc_err tc_ota_queue_load(struct tc_registry *r, const uint8_t *eid, size_t eid_len, uint64_t at_ms,
                          struct tc_ota_queue *q)
 {
     TC_ENSURE(r != NULL && eid != NULL && q != NULL, TC_ERR_ARG);
     tc_ota_queue_init(q);
-    struct load_arg a = {q, at_ms};
-    tc_err rc = tc_registry_device_history(r, eid, eid_len, load_one, &a);
-    if (rc == TC_ERR_NOT_FOUND)
+    tc_err rc;
+    if (at_ms == UINT64_MAX) {
+        /* The current queue: the registry's snapshot and the events after
+         * it. Registered here, so the registry this process appends
+         * through keeps the snapshots from now on. */
+        TC_GUARD(tc_registry_set_snap_kind(r, &queue_snap));
+        rc = tc_registry_device_snap(r, &queue_snap, eid, eid_len, q, NULL);
+    } else {
+        struct load_arg a = {q, at_ms};
+        rc = tc_registry_device_history(r, eid, eid_len, load_one, &a);
+    }
+    if (rc == TC_ERR_NOT_FOUND) {
+        tc_ota_queue_init(q);
         rc = TC_OK;
+    }
     return rc;
 }
 

@@ -9,6 +9,42 @@
 
 #include <trustchain/registry.h>
 
+/* The current row of a (idx, event) query over one device's events: the
+ * event decoded strictly and checked to name the device (the index table is
+ * projection, the event is the log: TC_ERR_VERIFY if they disagree). */
+TC_MUST_CHECK tc_err reg_row_event(sqlite3_stmt *st, const uint8_t *eid, size_t eid_len,
+                                   uint64_t *index, struct tc_audit_event *ev,
+                                   const uint8_t **event, size_t *len);
+
+/* Device snapshots (not part of the projection's dump: a cache keyed by
+ * the index of the last event folded). */
+#define REG_SNAPS_TABLE                                                                            \
+    "CREATE TABLE IF NOT EXISTS main.reg_device_snaps(eid BLOB PRIMARY KEY,"                       \
+    " version INTEGER NOT NULL, idx INTEGER NOT NULL, state BLOB NOT NULL) WITHOUT ROWID;"
+
+/* Statements over main.reg_device_snaps on one connection (snap.c). */
+struct reg_snap_stmts {
+    sqlite3_stmt *get, *events, *put;
+};
+TC_MUST_CHECK tc_err reg_snap_prepare(sqlite3 *db, struct reg_snap_stmts *s);
+void reg_snap_free(struct reg_snap_stmts *s);
+/* The device's state: its snapshot of k's version (if any) and every event
+ * after it folded into state (*last: index of the last event in it;
+ * *folded: events folded after the snapshot). TC_ERR_NOT_FOUND if the
+ * device has neither. */
+TC_MUST_CHECK tc_err reg_snap_state(sqlite3 *db, const struct reg_snap_stmts *s,
+                                    const struct tc_registry_snap_kind *k, const uint8_t *eid,
+                                    size_t eid_len, void *state, uint64_t *last, size_t *folded);
+/* Brings the device's snapshot up to its last event (inside the append's
+ * transaction). */
+TC_MUST_CHECK tc_err reg_snap_refresh(sqlite3 *db, const struct reg_snap_stmts *s,
+                                      const struct tc_registry_snap_kind *k, const uint8_t *eid,
+                                      size_t eid_len);
+/* Every snapshot of k's version equal to the fold of its device's events up
+ * to its index (TC_ERR_VERIFY otherwise). */
+TC_MUST_CHECK tc_err reg_snap_check(sqlite3 *db, const struct reg_snap_stmts *s,
+                                    const struct tc_registry_snap_kind *k);
+
 /* Row writes counted by a projection writer (tc_registry_stats). */
 struct reg_proj_stats {
     atomic_uint_fast64_t device_rows, device_counts, device_events, batch_rows, station_rows;
@@ -21,6 +57,10 @@ struct reg_proj {
     sqlite3_stmt *get_dev, *put_dev, *put_dev_counts, *put_dev_ev, *up_batch, *revoke_batch,
         *up_station;
     struct reg_proj_stats stats; /* statements run (tc_registry_stats) */
+    /* Called (live projection only) for each device whose event count
+     * crossed a multiple of TC_REGISTRY_SNAP_EVERY in the batch. */
+    tc_err (*snap)(void *arg, const uint8_t *eid, size_t eid_len);
+    void *snap_arg;
     /* reg_proj_apply_batch's working memory, grown as needed. */
     struct reg_work *work; /* devices, batches, stations of the batch */
     size_t work_cap;
@@ -124,6 +164,10 @@ struct tc_registry {
     size_t dec_cap;
     struct reg_dev_cache *cache;
     atomic_uint gen;
+    /* Device snapshots: the registered kind, the hook's statements (log's
+     * connection, prepared at open) and the reader's (under mu). */
+    _Atomic(const struct tc_registry_snap_kind *) snap_kind;
+    struct reg_snap_stmts live_snap, rd_snap;
 };
 
 #endif

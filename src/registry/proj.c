@@ -718,6 +718,14 @@ tc_err reg_proj_apply_batch(struct reg_proj *p, struct reg_dev_cache *cache, uns
         else if (p->work[k].kind == W_DEV)
             TC_GUARD(put_device(p, &p->work[k].d));
 
+    for (size_t k = 0; p->snap != NULL && k < nw; k++) {
+        const struct reg_work *w = &p->work[k];
+        uint64_t before = w->stored ? w->before.events : 0;
+        if (w->kind == W_DEV &&
+            before / TC_REGISTRY_SNAP_EVERY != w->d.events / TC_REGISTRY_SNAP_EVERY)
+            TC_GUARD(p->snap(p->snap_arg, w->d.eid, w->d.eid_len));
+    }
+
     if (cache != NULL) {
         for (size_t k = 0; k < nw; k++) {
             const struct tc_registry_device *d = &p->work[k].d;

@@ -39,6 +39,16 @@ static tc_err store_pending_cert(struct tc_registry *r, const struct tc_audit_ev
     return ret;
 }
 
+/* A device crossed a snapshot boundary in the batch being projected. */
+static tc_err hook_snap(void *arg, const uint8_t *eid, size_t eid_len)
+{
+    struct tc_registry *r = arg;
+    const struct tc_registry_snap_kind *k = atomic_load(&r->snap_kind);
+    if (k == NULL)
+        return TC_OK;
+    return reg_snap_refresh(r->live.db, &r->live_snap, k, eid, eid_len);
+}
+
 /* Runs inside each group-commit transaction, on the committing thread. */
 static tc_err hook(void *arg, struct tc_audit_store *store,
                    const struct tc_audit_batch_event *events, size_t n)
@@ -126,8 +136,10 @@ void tc_registry_close(struct tc_registry *r)
         return;
     /* The log's connection goes with the log: finalize its statements first. */
     reg_proj_free(&r->live);
+    reg_snap_free(&r->live_snap);
     sqlite3_finalize(r->live_cert_put);
     tc_audit_log_close(r->log);
+    reg_snap_free(&r->rd_snap);
     sqlite3_stmt *all[] = {r->q_get, r->q_at, r->q_list, r->q_batch, r->q_cert_get, r->q_cert_put};
     for (size_t i = 0; i < TC_ARRAY_LEN(all); i++)
         sqlite3_finalize(all[i]);
@@ -190,10 +202,11 @@ tc_err tc_registry_open(const char *path, const char *origin, struct tc_registry
     TC_TRY(tc_audit_store_sqlite_handle(&store, &db));
     /* No log is open over the store yet: its connection is ours for now. */
     TC_TRY(reg_exec(db, "BEGIN IMMEDIATE"));
-    TC_TRY(reg_exec(db, "CREATE TABLE IF NOT EXISTS main.reg_meta("
-                        " key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
-                        "CREATE TABLE IF NOT EXISTS main.reg_certs("
-                        " sha256 BLOB PRIMARY KEY, der BLOB NOT NULL) WITHOUT ROWID;"));
+    TC_TRY(reg_exec(db,
+                    "CREATE TABLE IF NOT EXISTS main.reg_meta("
+                    " key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+                    "CREATE TABLE IF NOT EXISTS main.reg_certs("
+                    " sha256 BLOB PRIMARY KEY, der BLOB NOT NULL) WITHOUT ROWID;" REG_SNAPS_TABLE));
     TC_TRY(reg_schema_create(db, "main"));
     /* A projection written before the device row had all its columns is
      * dropped and rebuilt from the log below. */
@@ -220,6 +233,9 @@ tc_err tc_registry_open(const char *path, const char *origin, struct tc_registry
     ret = TC_ERR_INTERNAL;
     /* Nothing appends before the hook is set, so the connection is still ours. */
     TC_TRY(reg_proj_init(&r->live, db, "main"));
+    TC_TRY(reg_snap_prepare(db, &r->live_snap));
+    r->live.snap = hook_snap;
+    r->live.snap_arg = r;
     TC_TRY(reg_prep(db, "INSERT OR IGNORE INTO main.reg_certs(sha256, der) VALUES(?1, ?2)",
                     &r->live_cert_put));
     r->cache = calloc(1, sizeof *r->cache);
@@ -469,22 +485,15 @@ static tc_err walk(struct tc_registry *r, const uint8_t *eid, size_t eid_len, ui
     sqlite3_bind_int64(st, 2, reg_i64(time_ms));
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sqlite3_int64 idx = sqlite3_column_int64(st, 0);
-        int n = sqlite3_column_bytes(st, 1);
-        const uint8_t *e = sqlite3_column_blob(st, 1);
-        TC_CHECK(idx >= 0 && n >= 0, TC_ERR_FORMAT);
+        uint64_t idx = 0;
         struct tc_audit_event ev;
-        tc_err drc = tc_audit_event_decode(e, (size_t)n, &ev);
-        if (drc != TC_OK) {
-            ret = TC_FAIL(drc, "event %lld: %s", (long long)idx, tc_error_last()->msg);
-            goto out;
-        }
-        /* The index table is projection, the event is the log: they must agree. */
-        TC_CHECK_MSG((ev.fields & TC_AUDIT_HAS_EID) && ev.eid_len == eid_len &&
-                         memcmp(ev.eid, eid, eid_len) == 0 && ev.time_ms <= time_ms,
-                     TC_ERR_VERIFY, "registry index names event %lld, which is not the device's",
-                     (long long)idx);
-        TC_TRY(fn(arg, (uint64_t)idx, &ev, e, (size_t)n));
+        const uint8_t *e = NULL;
+        size_t n = 0;
+        TC_TRY(reg_row_event(st, eid, eid_len, &idx, &ev, &e, &n));
+        TC_CHECK_MSG(ev.time_ms <= time_ms, TC_ERR_VERIFY,
+                     "registry index names event %llu, which is after the time asked for",
+                     (unsigned long long)idx);
+        TC_TRY(fn(arg, idx, &ev, e, n));
         (*count)++;
     }
     TC_CHECK_MSG(rc == SQLITE_DONE, TC_ERR_DB, "read device events: %s", sqlite3_errmsg(r->rdb));
@@ -650,6 +659,17 @@ tc_err tc_registry_dump(struct tc_registry *r, FILE *f)
     return rc;
 }
 
+/* The read connection's snapshot statements (under mu). */
+static tc_err rd_snap_ready(struct tc_registry *r)
+{
+    if (r->rd_snap.events != NULL)
+        return TC_OK;
+    tc_err rc = reg_snap_prepare(r->rdb, &r->rd_snap);
+    if (rc != TC_OK)
+        reg_snap_free(&r->rd_snap);
+    return rc;
+}
+
 static void drop_temp(sqlite3 *db)
 {
     (void)sqlite3_exec(db,
@@ -685,6 +705,11 @@ tc_err tc_registry_check(struct tc_registry *r, uint8_t stored[TC_AUDIT_HASH_LEN
         memcpy(rebuilt, hr, sizeof hr);
     TC_CHECK_MSG(memcmp(hs, hr, sizeof hs) == 0, TC_ERR_VERIFY,
                  "the registry projection differs from the one rebuilt from the log");
+    const struct tc_registry_snap_kind *k = atomic_load(&r->snap_kind);
+    if (k != NULL) {
+        TC_TRY(rd_snap_ready(r));
+        TC_TRY(reg_snap_check(db, &r->rd_snap, k));
+    }
     ret = TC_OK;
 out:
     reg_proj_free(&scratch);
@@ -710,6 +735,8 @@ tc_err tc_registry_rebuild(struct tc_registry *r)
     TC_TRY(reg_exec(db, "BEGIN IMMEDIATE"));
     open = true;
     TC_TRY(reg_proj_clear(db, "main"));
+    /* Snapshots are refolded from the log as their devices get events. */
+    TC_TRY(reg_exec(db, REG_SNAPS_TABLE "DELETE FROM main.reg_device_snaps;"));
     TC_TRY(reg_proj_init(&p, db, "main"));
     TC_TRY(reg_proj_replay(&p, db));
     reg_proj_free(&p);
@@ -738,6 +765,36 @@ void tc_registry_stats(struct tc_registry *r, struct tc_registry_stats *out)
     out->device_events = atomic_load_explicit(&s->device_events, memory_order_relaxed);
     out->batch_rows = atomic_load_explicit(&s->batch_rows, memory_order_relaxed);
     out->station_rows = atomic_load_explicit(&s->station_rows, memory_order_relaxed);
+}
+
+tc_err tc_registry_set_snap_kind(struct tc_registry *r, const struct tc_registry_snap_kind *k)
+{
+    TC_ENSURE(r != NULL && k != NULL && k->state_size > 0 && k->init != NULL && k->decode != NULL &&
+                  k->fold != NULL && k->encode != NULL,
+              TC_ERR_ARG);
+    const struct tc_registry_snap_kind *none = NULL;
+    if (atomic_compare_exchange_strong(&r->snap_kind, &none, k) || none == k)
+        return TC_OK;
+    return TC_FAIL(TC_ERR_STATE, "the registry keeps another kind of device snapshot");
+}
+
+tc_err tc_registry_device_snap(struct tc_registry *r, const struct tc_registry_snap_kind *k,
+                               const uint8_t *eid, size_t eid_len, void *state, size_t *folded)
+{
+    TC_ENSURE(r != NULL && k != NULL && k->init != NULL && k->decode != NULL && k->fold != NULL &&
+                  eid != NULL && state != NULL,
+              TC_ERR_ARG);
+    TC_ENSURE(eid_len > 0 && eid_len <= TC_AUDIT_EID_MAX, TC_ERR_ARG);
+    size_t n = 0;
+    uint64_t last = 0;
+    pthread_mutex_lock(&r->mu);
+    tc_err rc = rd_snap_ready(r);
+    if (rc == TC_OK)
+        rc = reg_snap_state(r->rdb, &r->rd_snap, k, eid, eid_len, state, &last, &n);
+    pthread_mutex_unlock(&r->mu);
+    if (folded != NULL)
+        *folded = n;
+    return rc;
 }
 
 tc_err tc_registry_verify(struct tc_registry *r, const struct tc_note_verifier *verifier,

@@ -1583,6 +1583,191 @@ static void test_counter_only_rows(void)
     rmtree(w.dir);
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* A fold that every event changes: count, sum of indices, a running hash of
+ * types and times. */
+struct toy {
+    uint64_t n, sum, hash;
+};
+
+static void toy_init(void *state)
+{
+    memset(state, 0, sizeof(struct toy));
+}
+
+static tc_err toy_fold(void *state, uint64_t index, const struct tc_audit_event *ev)
+{
+    struct toy *t = state;
+    t->n++;
+    t->sum += index;
+    t->hash = t->hash * 1099511628211ull + (uint64_t)ev->type * 65537u + ev->time_ms;
+    return TC_OK;
+}
+
+static tc_err toy_encode(const void *state, uint8_t *out, size_t out_size, size_t *out_len)
+{
+    TC_ENSURE(out_size >= sizeof(struct toy), TC_ERR_SPACE);
+    memcpy(out, state, sizeof(struct toy));
+    *out_len = sizeof(struct toy);
+    return TC_OK;
+}
+
+static tc_err toy_decode(const uint8_t *in, size_t len, void *state)
+{
+    TC_ENSURE(len == sizeof(struct toy), TC_ERR_FORMAT);
+    memcpy(state, in, len);
+    return TC_OK;
+}
+
+static const struct tc_registry_snap_kind toy_kind = {
+    1, sizeof(struct toy), toy_init, toy_decode, toy_fold, toy_encode,
+};
+static const struct tc_registry_snap_kind toy_kind2 = {
+    2, sizeof(struct toy), toy_init, toy_decode, toy_fold, toy_encode,
+};
+
+static tc_err toy_hist(void *arg, uint64_t index, const struct tc_audit_event *ev,
+                       const uint8_t *event, size_t len)
+{
+    (void)event;
+    (void)len;
+    return toy_fold(arg, index, ev);
+}
+
+/* The snapshot state equals the fold of the device's whole history; returns
+ * how many events the snapshot read had to fold. */
+static size_t expect_snap(struct tc_registry *r, const struct tc_registry_snap_kind *k, unsigned n)
+{
+    uint8_t eid[16];
+    eid_of(n, eid);
+    struct toy got, want;
+    size_t folded = SIZE_MAX;
+    toy_init(&want);
+    EXPECT_OK(tc_registry_device_history(r, eid, 16, toy_hist, &want));
+    EXPECT_OK(tc_registry_device_snap(r, k, eid, 16, &got, &folded));
+    EXPECT_MEM(&got, sizeof got, &want, sizeof want);
+    return folded;
+}
+
+/*
+ * A registered fold is kept as a per-device snapshot: after every append of
+ * a scripted history (one event per append, then 40 in one) the snapshot
+ * plus the events after it equals the fold of the whole history, with at
+ * most TC_REGISTRY_SNAP_EVERY events folded past it; appends by a registry
+ * without the kind leave it behind but never wrong; check refolds it (a
+ * damaged one is refused), rebuild drops it, another version ignores it.
+ */
+static void test_device_snapshots(void)
+{
+    struct ws w;
+    struct tc_registry *r = ws_new(&w) ? reg_open(w.db) : NULL;
+    if (r == NULL)
+        return;
+    uint8_t eid[16];
+    eid_of(9, eid);
+    struct toy st;
+    EXPECT_ERR(tc_registry_device_snap(r, &toy_kind, eid, 16, &st, NULL), TC_ERR_NOT_FOUND);
+    EXPECT_OK(tc_registry_set_snap_kind(r, &toy_kind));
+    EXPECT_OK(tc_registry_set_snap_kind(r, &toy_kind));
+    EXPECT_ERR(tc_registry_set_snap_kind(r, &toy_kind2), TC_ERR_STATE);
+
+    static const uint8_t sha[32] = {0x31};
+    struct tc_audit_event line[8], ev;
+    line_events(9, "B-snap", 0, sha, line);
+    uint64_t events = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        (void)append(r, &line[i]);
+        events++;
+        EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), events);
+    }
+    uint64_t op = 0;
+    for (unsigned i = 0; i < 40; i++) {
+        op_event(&ev, i % 4 == 0 ? TC_AUDIT_OP_QUEUED : TC_AUDIT_OP_STEP, 9, 100 + i, op);
+        uint64_t idx = append(r, &ev);
+        if (i % 4 == 0)
+            op = idx;
+        events++;
+        size_t folded = expect_snap(r, &toy_kind, 9);
+        EXPECT(folded == events % TC_REGISTRY_SNAP_EVERY);
+        /* Another device's events do not touch this one's snapshot. */
+        if (i % 5 == 0)
+            provision(r, 10 + i, "B-snap", 200 + i, sha);
+    }
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+
+    /* 40 events in one append: refreshed once, at its end. */
+    static uint8_t enc[40][TC_AUDIT_EVENT_MAX];
+    size_t lens[40];
+    const uint8_t *ptr[40];
+    for (unsigned i = 0; i < 40; i++) {
+        op_event(&ev, TC_AUDIT_OP_STEP, 9, 1000 + i, op);
+        EXPECT_OK(tc_audit_event_encode(&ev, enc[i], sizeof enc[i], &lens[i]));
+        ptr[i] = enc[i];
+    }
+    EXPECT_OK(tc_registry_append_encoded(r, ptr, lens, 40, NULL));
+    events += 40;
+    EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), 0);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+
+    /* Another version of the kind does not use the stored snapshot. */
+    EXPECT_EQ_U(expect_snap(r, &toy_kind2, 9), events);
+
+    /* A registry without the kind appends 20 events: the snapshot stays
+     * where it was, the read folds the 20. */
+    tc_registry_close(r);
+    r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    for (unsigned i = 0; i < 20; i++) {
+        op_event(&ev, TC_AUDIT_OP_STEP, 9, 2000 + i, op);
+        (void)append(r, &ev);
+        events++;
+    }
+    EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), 20);
+    EXPECT_OK(tc_registry_set_snap_kind(r, &toy_kind));
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    /* The next crossing folds the gap into it. */
+    while (events % TC_REGISTRY_SNAP_EVERY != 0) {
+        op_event(&ev, TC_AUDIT_OP_STEP, 9, 3000 + events, op);
+        (void)append(r, &ev);
+        events++;
+    }
+    EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), 0);
+
+    /* A damaged snapshot is found by the check; a rebuild drops it. */
+    tc_registry_close(r);
+    sql(w.db, "UPDATE reg_device_snaps SET state = zeroblob(24)");
+    r = reg_open(w.db);
+    if (r == NULL)
+        return;
+    EXPECT_OK(tc_registry_check(r, NULL, NULL)); /* not registered: not checked */
+    EXPECT_OK(tc_registry_set_snap_kind(r, &toy_kind));
+    EXPECT_ERR(tc_registry_check(r, NULL, NULL), TC_ERR_VERIFY);
+    /* One that does not decode is not used: the read folds every event. */
+    sql(w.db, "UPDATE reg_device_snaps SET state = X'00'");
+    EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), events);
+    EXPECT_ERR(tc_registry_check(r, NULL, NULL), TC_ERR_VERIFY);
+    EXPECT_OK(tc_registry_rebuild(r));
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), events);
+    tc_registry_close(r);
+
+    /* A database without the snapshot table (written before it existed),
+     * opened for reading only: folded from the first event; the check has
+     * no snapshot to refold. */
+    sql(w.db, "DROP TABLE reg_device_snaps");
+    r = NULL;
+    EXPECT_OK(tc_registry_open_reader(w.db, &r));
+    if (r == NULL)
+        return;
+    EXPECT_OK(tc_registry_set_snap_kind(r, &toy_kind));
+    EXPECT_EQ_U(expect_snap(r, &toy_kind, 9), events);
+    EXPECT_OK(tc_registry_check(r, NULL, NULL));
+    tc_registry_close(r);
+    rmtree(w.dir);
+}
+
 static void test_setup(void)
 {
     char vk[TC_NOTE_VKEY_MAX + 1];
@@ -1612,6 +1797,7 @@ static const struct tc_test_case cases[] = {
     {"reader refuses appends; bad origins", test_reader_refuses_appends},
     {"current certificate after every renewal outcome", test_current_certificate},
     {"a commit that changes only a row's counters writes only them", test_counter_only_rows},
+    {"device snapshots equal the fold after every append", test_device_snapshots},
     {"teardown", test_teardown},
 };
 
