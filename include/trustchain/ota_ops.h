@@ -235,6 +235,12 @@ TC_MUST_CHECK tc_err tc_ota_unrevoked_certs(struct tc_registry *r, const uint8_t
                                             size_t eid_len, struct tc_ota_cert_ref *out, size_t max,
                                             size_t *n);
 
+/* Makes the queue the registry's device snapshot kind
+ * (tc_registry_set_snap_kind): appends through r keep each device's queue
+ * snapshot, tc_registry_check refolds them, and tc_ota_queue_load reads
+ * the current queue from it (which registers it too). TC_ERR_STATE if r
+ * keeps another kind. */
+TC_MUST_CHECK tc_err tc_ota_queue_register(struct tc_registry *r);
 void tc_ota_queue_init(struct tc_ota_queue *q);
 /* Fold one event of the device (in log order). */
 TC_MUST_CHECK tc_err tc_ota_queue_fold(struct tc_ota_queue *q, uint64_t index,

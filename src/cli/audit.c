@@ -14,6 +14,7 @@
 
 #include <trustchain/audit.h>
 #include <trustchain/hsm.h>
+#include <trustchain/ota_ops.h>
 #include <trustchain/registry.h>
 
 #include "cli.h"
@@ -137,8 +138,13 @@ struct tc_cli_audit_ws *tc_cli_audit_ws_open(const char *cmd, const char *worksp
     } else {
         rc = tc_registry_open_workspace(workspace, &w->reg);
     }
+    /* The OTA queue is the registry's device snapshot kind: appends from
+     * here keep each device's snapshot and a check refolds them. */
+    if (rc == TC_OK)
+        rc = tc_ota_queue_register(w->reg);
     if (rc != TC_OK) {
         *exit_code = tc_cli_error(rc, cmd);
+        tc_registry_close(w->reg);
         free(w);
         return NULL;
     }

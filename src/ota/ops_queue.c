@@ -279,6 +279,12 @@ static const struct tc_registry_snap_kind queue_snap = {
     .encode = snap_encode,
 };
 
+tc_err tc_ota_queue_register(struct tc_registry *r)
+{
+    TC_ENSURE(r != NULL, TC_ERR_ARG);
+    return tc_registry_set_snap_kind(r, &queue_snap);
+}
+
 tc_err tc_ota_queue_load(struct tc_registry *r, const uint8_t *eid, size_t eid_len, uint64_t at_ms,
                          struct tc_ota_queue *q)
 {
@@ -289,7 +295,7 @@ tc_err tc_ota_queue_load(struct tc_registry *r, const uint8_t *eid, size_t eid_l
         /* The current queue: the registry's snapshot and the events after
          * it. Registered here, so the registry this process appends
          * through keeps the snapshots from now on. */
-        TC_GUARD(tc_registry_set_snap_kind(r, &queue_snap));
+        TC_GUARD(tc_ota_queue_register(r));
         rc = tc_registry_device_snap(r, &queue_snap, eid, eid_len, q, NULL);
     } else {
         struct load_arg a = {q, at_ms};

@@ -183,4 +183,15 @@ expect_contains "its certificate marked revoked" "$out" "certificate  serial $sA
 expect_ok "show --at during the renewal" "$TC" device show $eid3 --at 2025-11-27T00:00:23.500Z --json "${W[@]}"
 expect_contains "then B current and A valid" "$out" "\"other_certificates\":[{\"serial\":\"$sA\""
 expect_ok "audit verify after" "$TC" audit verify "${W[@]}"
+
+# --- the registry keeps each device's OTA queue snapshot (docs/registry.md, "Device snapshots")
+# for appends made by the command line too: eid3's 16th event writes one.
+for i in $(seq 1 10); do
+  ev 8 $((T0 + 30000 + i)) "$(line $eid3 B1)$(fld 0x30 0f)$(fld 0x31 07)"
+done >"$scratch/events4"
+expect_ok "ten more events of eid3" "$TC" audit append "${W[@]}" <"$scratch/events4"
+snaps=$(sqlite3 "$ws/registry.db" "SELECT count(*) FROM reg_device_snaps WHERE hex(eid) = '$eid3'")
+[ "$snaps" = 1 ] && pass "a snapshot of eid3's queue" || fail "a snapshot of eid3's queue" "$snaps"
+expect_ok "ops from the snapshot" "$TC" device ops $eid3 --all --json "${W[@]}"
+expect_ok "audit rebuild checks it" "$TC" audit rebuild "${W[@]}"
 finish
