@@ -98,12 +98,12 @@ enum tc_ota_act_kind {
 
 /* Reasons of op-failed events (field reason). */
 enum tc_ota_fail_reason {
-    TC_OTA_FAIL_CARD = 1,       /* the card refused a command (status word) */
-    TC_OTA_FAIL_AUTH = 2,       /* a keyset that must open a session did not */
-    TC_OTA_FAIL_KCV = 3,        /* PUT KEY answered KCVs that are not the HSM's */
-    TC_OTA_FAIL_READBACK = 4,   /* the read-back is not what was written */
-    TC_OTA_FAIL_STATE = 5,      /* the device's state does not allow the operation */
-    TC_OTA_FAIL_PARAMS = 6,     /* parameters missing or unusable (blob, master) */
+    TC_OTA_FAIL_CARD = 1,        /* the card refused a command (status word) */
+    TC_OTA_FAIL_AUTH = 2,        /* a keyset that must open a session did not */
+    TC_OTA_FAIL_KCV = 3,         /* PUT KEY answered KCVs that are not the HSM's */
+    TC_OTA_FAIL_READBACK = 4,    /* the read-back is not what was written */
+    TC_OTA_FAIL_STATE = 5,       /* the device's state does not allow the operation */
+    TC_OTA_FAIL_PARAMS = 6,      /* parameters missing or unusable (blob, master) */
     TC_OTA_FAIL_UNSUPPORTED = 7, /* no engine support for this operation code */
     TC_OTA_FAIL_REVOKED = 8      /* the device or its batch was revoked: it can never connect */
 };
@@ -269,8 +269,7 @@ TC_MUST_CHECK tc_err tc_ota_queue_add(struct tc_registry *r, const struct tc_ota
  * op-failed with reason TC_OTA_FAIL_REVOKED and the step an interrupted run
  * recorded, all in one durable append. *closed (may be NULL): how many. */
 TC_MUST_CHECK tc_err tc_ota_queue_close_revoked(struct tc_registry *r, const uint8_t *eid,
-                                                size_t eid_len, const char *actor,
-                                                size_t *closed);
+                                                size_t eid_len, const char *actor, size_t *closed);
 /* Cancels a pending operation no step of which has been recorded
  * (TC_ERR_STATE otherwise). */
 TC_MUST_CHECK tc_err tc_ota_queue_cancel(struct tc_registry *r, const char *eid, uint64_t id,
