@@ -313,10 +313,10 @@ struct tc_ota_app {
     /* Optional asynchronous form of next, used instead of it when set: the
      * server holds the request until the application calls reply(arg, ...)
      * exactly once for every call that returned TC_OK — during the call or
-     * later, on the loop's thread, even after `end` (the server then only
-     * frees the request). rc != TC_OK answers 500; an empty script 204.
-     * `in` is valid during the call only. A failure returned here answers
-     * 500 and reply is never called. */
+     * later, on the caller's loop thread, even after `end` or after the
+     * server is freed (the server then only frees the request). rc != TC_OK answers 500; an empty
+     * script 204. `in` is valid during the call only. A failure returned here answers 500 and reply
+     * is never called. */
     tc_err (*next_async)(void *ctx, const struct tc_ota_admin_in *in,
                          void (*reply)(void *arg, tc_err rc, const uint8_t *script, size_t len),
                          void *arg);

@@ -338,7 +338,7 @@ TC_MUST_CHECK tc_err tc_ota_ops_new(const struct tc_ota_ops_config *cfg, struct 
                                     struct tc_ota_app *app);
 void tc_ota_ops_stats(const struct tc_ota_ops *e, struct tc_ota_ops_stats *out);
 /* Swap the registry (reopened after another process appended); from the
- * loop's thread. */
+ * thread of the loop the engine runs on (the server's main loop). */
 void tc_ota_ops_set_registry(struct tc_ota_ops *e, struct tc_registry *reg);
 void tc_ota_ops_free(struct tc_ota_ops *e);
 
