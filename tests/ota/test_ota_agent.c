@@ -1075,61 +1075,92 @@ struct fake_https {
     size_t body_len;  /* then this many bytes of 0x22 */
 };
 
-static void *fake_https_run(void *arg)
+/* One TLS connection of a fake server. */
+struct fake_conn {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+};
+
+/* Accepts the agent's connection on lfd, completes the TLS handshake and
+ * reads its first request up to the blank line (the first POST has no
+ * body) into req. False on any failure; fake_close frees what was made. */
+static bool fake_accept(int lfd, struct fake_conn *c, char *req, size_t size)
 {
-    struct fake_https *h = arg;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    SSL *ssl = NULL;
-    int fd = accept(h->lfd, NULL, NULL);
+    c->ctx = SSL_CTX_new(TLS_server_method());
+    c->ssl = NULL;
+    c->fd = accept(lfd, NULL, NULL);
     struct timeval tv = {.tv_sec = 5};
-    if (fd < 0 || ctx == NULL || SSL_CTX_use_certificate(ctx, F.srv_cert) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, F.srv_key) != 1)
-        goto out;
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
-    ssl = SSL_new(ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
-        goto out;
-    char req[4096];
+    if (c->fd < 0 || c->ctx == NULL || SSL_CTX_use_certificate(c->ctx, F.srv_cert) != 1 ||
+        SSL_CTX_use_PrivateKey(c->ctx, F.srv_key) != 1)
+        return false;
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, accept_any);
+    c->ssl = SSL_new(c->ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_accept(c->ssl) != 1)
+        return false;
     size_t n = 0;
-    while (n + 1 < sizeof req) { /* the first POST has no body */
-        int r = SSL_read(ssl, req + n, (int)(sizeof req - 1 - n));
+    while (n + 1 < size) {
+        int r = SSL_read(c->ssl, req + n, (int)(size - 1 - n));
         if (r <= 0)
-            goto out;
+            return false;
         n += (size_t)r;
         req[n] = '\0';
         if (strstr(req, "\r\n\r\n") != NULL)
-            break;
+            return true;
     }
+    return false;
+}
+
+/* Reads until the agent closes, then frees the connection. */
+static void fake_close(struct fake_conn *c, char *buf, size_t size)
+{
+    while (c->ssl != NULL && SSL_read(c->ssl, buf, (int)size) > 0)
+        ;
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+    ERR_clear_error();
+}
+
+static void *fake_https_run(void *arg)
+{
+    struct fake_https *h = arg;
+    struct fake_conn c;
+    char req[4096];
+    if (!fake_accept(h->lfd, &c, req, sizeof req))
+        goto out;
+    SSL *ssl = c.ssl;
     if (SSL_write(ssl, h->head, (int)strlen(h->head)) <= 0)
         goto out;
     static uint8_t body[16384];
     memset(body, 0x22, sizeof body);
     if (h->body_len > 0 && SSL_write(ssl, body, (int)h->body_len) <= 0)
         goto out;
-    while (SSL_read(ssl, req, sizeof req) > 0) /* until the agent closes */
-        ;
 out:
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    if (fd >= 0)
-        close(fd);
-    ERR_clear_error();
+    fake_close(&c, req, sizeof req);
     return NULL;
 }
 
-static bool fake_https_start(struct fake_https *h, const char *head, size_t body_len)
+/* Listens on an ephemeral loopback port and runs `run(arg)` on a thread. */
+static bool fake_listen(struct fake_https *h, void *(*run)(void *), void *arg)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t sl = sizeof sa;
-    h->head = head;
-    h->body_len = body_len;
     h->lfd = socket(AF_INET, SOCK_STREAM, 0);
     if (h->lfd < 0 || bind(h->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
         listen(h->lfd, 4) != 0 || getsockname(h->lfd, (struct sockaddr *)&sa, &sl) != 0)
         return false;
     h->port = ntohs(sa.sin_port);
-    return pthread_create(&h->th, NULL, fake_https_run, h) == 0;
+    return pthread_create(&h->th, NULL, run, arg) == 0;
+}
+
+static bool fake_https_start(struct fake_https *h, const char *head, size_t body_len)
+{
+    h->head = head;
+    h->body_len = body_len;
+    return fake_listen(h, fake_https_run, h);
 }
 
 static void fake_reply(const char *head, size_t body_len, enum tc_ota_agent_outcome want,
@@ -1200,31 +1231,13 @@ struct one_record {
 static void *one_record_run(void *arg)
 {
     struct one_record *o = arg;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    SSL *ssl = NULL;
+    struct fake_conn c;
     struct tc_buf script;
     tc_buf_init_heap(&script, 1024);
-    int fd = accept(o->h.lfd, NULL, NULL);
-    struct timeval tv = {.tv_sec = 5};
-    if (fd < 0 || ctx == NULL || SSL_CTX_use_certificate(ctx, F.srv_cert) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, F.srv_key) != 1)
-        goto out;
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
-    ssl = SSL_new(ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
-        goto out;
     char req[4096];
-    size_t n = 0;
-    while (n + 1 < sizeof req) { /* the first POST has no body */
-        int r = SSL_read(ssl, req + n, (int)(sizeof req - 1 - n));
-        if (r <= 0)
-            goto out;
-        n += (size_t)r;
-        req[n] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL)
-            break;
-    }
+    if (!fake_accept(o->h.lfd, &c, req, sizeof req))
+        goto out;
+    SSL *ssl = c.ssl;
     /* SELECT the ISD (GP CS 2.3 §11.9), answered 9000 by the card. */
     static const uint8_t select_isd[] = {0x00, 0xA4, 0x04, 0x00, 0x00};
     const struct tc_ota_bytes cmd = {select_isd, sizeof select_isd};
@@ -1259,15 +1272,9 @@ static void *one_record_run(void *arg)
     static const char done[] = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
     if (SSL_write(ssl, done, (int)strlen(done)) <= 0)
         goto out;
-    while (SSL_read(ssl, req, sizeof req) > 0) /* until the agent closes */
-        ;
 out:
     tc_buf_free(&script);
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    if (fd >= 0)
-        close(fd);
-    ERR_clear_error();
+    fake_close(&c, req, sizeof req);
     return NULL;
 }
 
@@ -1277,18 +1284,13 @@ static void test_request_one_record(void)
     struct tc_ota_agent_result res;
     struct link l;
     char url[64];
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
     if (!fixture())
         return;
-    o.h.lfd = socket(AF_INET, SOCK_STREAM, 0);
-    if (o.h.lfd < 0 || bind(o.h.lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        listen(o.h.lfd, 4) != 0 || getsockname(o.h.lfd, (struct sockaddr *)&sa, &sl) != 0 ||
-        pthread_create(&o.h.th, NULL, one_record_run, &o) != 0) {
+    if (!fake_listen(&o.h, one_record_run, &o)) {
         EXPECT(false);
         return;
     }
-    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    (void)snprintf(url, sizeof url, "https://127.0.0.1:%u", (unsigned)o.h.port);
     link_init(&l, &F.c1);
     EXPECT_OK(agent_run(url, F.pin, 0, &l.t, &res));
     EXPECT_EQ_U(res.outcome, TC_OTA_AGENT_DONE);
