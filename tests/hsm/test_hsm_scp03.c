@@ -168,6 +168,36 @@ static void test_line_put_key_through_hsm(void)
     tc_se_params_wipe(&sp);
 }
 
+/* The two HSM providers of a PUT KEY: the transport keyset (KVN 20, every
+ * key tk) in hm_cur and the device keyset derived from MASTER for the
+ * test EID (KVN 21, at once or deferred) in hm_new; label names the
+ * objects. */
+struct hsm_pair {
+    struct tc_hsm_keyset transport, device;
+    struct tc_scp03_key_provider hp_cur, hp_new;
+    struct tc_hsm_scp03_provider hm_cur, hm_new;
+};
+
+static void hsm_pair(struct tc_hsm *h, const char *label, const uint8_t tk[16], bool deferred,
+                     struct hsm_pair *p)
+{
+    uint8_t master[16], eid[16];
+    unhex(MASTER, master, sizeof master);
+    unhex("89049032123451234512345678901235", eid, sizeof eid);
+    tc_hsm_obj m = 0;
+    EXPECT_OK(tc_hsm_transport_import(h, label, 0x20, tk, tk, tk, 16, &p->transport));
+    EXPECT_OK(tc_hsm_master_import(h, label, master, sizeof master, &m));
+    if (deferred)
+        EXPECT_OK(tc_hsm_diversify_deferred(h, m, eid, 16, &p->device));
+    else
+        EXPECT_OK(tc_hsm_diversify(h, m, eid, 16, &p->device));
+    tc_hsm_scp03_provider_init(&p->hm_cur, h, &p->hp_cur);
+    tc_hsm_scp03_provider_init(&p->hm_new, h, &p->hp_new);
+    EXPECT_OK(tc_hsm_scp03_provider_add(&p->hm_cur, 0x20, &p->transport));
+    EXPECT_OK(tc_hsm_scp03_provider_add(&p->hm_new, 0x21, &p->device));
+    tc_memzero(master, sizeof master);
+}
+
 /* The HSM provider computes exactly what the software provider computes
  * over the same key values. */
 static void test_same_as_software_provider(void)
@@ -175,25 +205,12 @@ static void test_same_as_software_provider(void)
     struct tc_hsm *h = hsm();
     if (h == NULL)
         return;
-    uint8_t tk[16], master[16];
+    uint8_t tk[16];
     unhex("000102030405060708090A0B0C0D0E0F", tk, sizeof tk);
-    unhex(MASTER, master, sizeof master);
-    uint8_t eid[16];
-    unhex("89049032123451234512345678901235", eid, sizeof eid);
+    struct hsm_pair p;
+    hsm_pair(h, "equiv", tk, false, &p);
 
-    struct tc_hsm_keyset transport, device;
-    tc_hsm_obj m = 0;
-    EXPECT_OK(tc_hsm_transport_import(h, "equiv", 0x20, tk, tk, tk, 16, &transport));
-    EXPECT_OK(tc_hsm_master_import(h, "equiv", master, sizeof master, &m));
-    EXPECT_OK(tc_hsm_diversify(h, m, eid, 16, &device));
-    struct tc_scp03_key_provider hp_cur, hp_new;
-    struct tc_hsm_scp03_provider hm_cur, hm_new;
-    tc_hsm_scp03_provider_init(&hm_cur, h, &hp_cur);
-    tc_hsm_scp03_provider_init(&hm_new, h, &hp_new);
-    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_cur, 0x20, &transport));
-    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_new, 0x21, &device));
-
-    /* Software reference: the same transport keys, the derived values. */
+    /* Software reference: the same p.transport keys, the derived values. */
     struct tc_scp03_keyset ks_cur, ks_new;
     uint8_t ke[16], km[16], kd[16];
     unhex(K_ENC, ke, 16);
@@ -209,11 +226,11 @@ static void test_same_as_software_provider(void)
     EXPECT_OK(tc_scp03_mem_provider_add(&sm_new, &ks_new));
 
     size_t len = 0;
-    EXPECT_OK(hp_new.key_len(hp_new.ctx, 0x21, &len));
+    EXPECT_OK(p.hp_new.key_len(p.hp_new.ctx, 0x21, &len));
     EXPECT_EQ_U(len, 16);
     const uint8_t context[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     struct tc_scp03_session_keys a, b;
-    EXPECT_OK(hp_new.session_keys(hp_new.ctx, 0x21, context, sizeof context, &a));
+    EXPECT_OK(p.hp_new.session_keys(p.hp_new.ctx, 0x21, context, sizeof context, &a));
     EXPECT_OK(sp_new.session_keys(sp_new.ctx, 0x21, context, sizeof context, &b));
     EXPECT_EQ_U(a.key_len, 16);
     EXPECT_MEM(a.s_enc, 16, b.s_enc, 16);
@@ -222,7 +239,7 @@ static void test_same_as_software_provider(void)
     const uint8_t seq[3] = {0x00, 0x00, 0x2A};
     const uint8_t aid[8] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00};
     uint8_t ca[16], cb[16];
-    EXPECT_OK(hp_new.card_challenge(hp_new.ctx, 0x21, seq, aid, sizeof aid, ca, 8));
+    EXPECT_OK(p.hp_new.card_challenge(p.hp_new.ctx, 0x21, seq, aid, sizeof aid, ca, 8));
     EXPECT_OK(sp_new.card_challenge(sp_new.ctx, 0x21, seq, aid, sizeof aid, cb, 8));
     EXPECT_MEM(ca, 8, cb, 8);
 
@@ -231,31 +248,34 @@ static void test_same_as_software_provider(void)
     struct tc_buf hb, sb;
     tc_buf_init_fixed(&hb, hbuf, sizeof hbuf);
     tc_buf_init_fixed(&sb, sbuf, sizeof sbuf);
-    EXPECT_OK(tc_scp03_put_key_data(&hp_cur, 0x20, &hp_new, 0x21, &hb, hk));
+    EXPECT_OK(tc_scp03_put_key_data(&p.hp_cur, 0x20, &p.hp_new, 0x21, &hb, hk));
     EXPECT_OK(tc_scp03_put_key_data(&sp_cur, 0x20, &sp_new, 0x21, &sb, sk));
     EXPECT_MEM(hbuf, hb.len, sbuf, sb.len);
     EXPECT_MEM(hk, sizeof hk, KCVS, sizeof KCVS);
 
     /* Rejections: unknown KVN, a software source, a non-extractable
-     * source (the transport keys never leave the HSM, not even wrapped). */
+     * source (the p.transport keys never leave the HSM, not even wrapped). */
     uint8_t w[32];
     size_t wl = 0;
-    EXPECT_ERR(hp_cur.key_len(hp_cur.ctx, 0x55, &len), TC_ERR_NOT_FOUND);
+    EXPECT_ERR(p.hp_cur.key_len(p.hp_cur.ctx, 0x55, &len), TC_ERR_NOT_FOUND);
     EXPECT_STR(tc_error_last()->msg, "the HSM holds no SCP03 keyset with KVN 55");
-    EXPECT_ERR(hp_cur.session_keys(hp_cur.ctx, 0x55, context, sizeof context, &a),
+    EXPECT_ERR(p.hp_cur.session_keys(p.hp_cur.ctx, 0x55, context, sizeof context, &a),
                TC_ERR_NOT_FOUND);
-    EXPECT_ERR(hp_cur.wrap_key(hp_cur.ctx, 0x20, &sp_new, 0x21, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
-               TC_ERR_UNSUPPORTED);
-    EXPECT_ERR(hp_cur.wrap_key(hp_cur.ctx, 0x20, &hp_cur, 0x20, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
-               TC_ERR_STATE);
-    EXPECT_ERR(hp_cur.kcv(hp_cur.ctx, 0x20, (enum tc_scp03_key_id)4, w), TC_ERR_ARG);
-    EXPECT_ERR(hp_cur.card_challenge(hp_cur.ctx, 0x20, seq, aid, sizeof aid, ca, 12), TC_ERR_RANGE);
-    struct tc_hsm_keyset bad = device;
+    EXPECT_ERR(
+        p.hp_cur.wrap_key(p.hp_cur.ctx, 0x20, &sp_new, 0x21, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+        TC_ERR_UNSUPPORTED);
+    EXPECT_ERR(
+        p.hp_cur.wrap_key(p.hp_cur.ctx, 0x20, &p.hp_cur, 0x20, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+        TC_ERR_STATE);
+    EXPECT_ERR(p.hp_cur.kcv(p.hp_cur.ctx, 0x20, (enum tc_scp03_key_id)4, w), TC_ERR_ARG);
+    EXPECT_ERR(p.hp_cur.card_challenge(p.hp_cur.ctx, 0x20, seq, aid, sizeof aid, ca, 12),
+               TC_ERR_RANGE);
+    struct tc_hsm_keyset bad = p.device;
     bad.key_len = 24;
-    EXPECT_ERR(tc_hsm_scp03_provider_add(&hm_cur, 0x22, &bad), TC_ERR_RANGE);
+    EXPECT_ERR(tc_hsm_scp03_provider_add(&p.hm_cur, 0x22, &bad), TC_ERR_RANGE);
     for (uint8_t k = 0x22; k < 0x22 + TC_HSM_SCP03_KEYSETS - 1; k++)
-        EXPECT_OK(tc_hsm_scp03_provider_add(&hm_cur, k, &device));
-    EXPECT_ERR(tc_hsm_scp03_provider_add(&hm_cur, 0x40, &device), TC_ERR_NOMEM);
+        EXPECT_OK(tc_hsm_scp03_provider_add(&p.hm_cur, k, &p.device));
+    EXPECT_ERR(tc_hsm_scp03_provider_add(&p.hm_cur, 0x40, &p.device), TC_ERR_NOMEM);
 
     tc_memzero(&a, sizeof a);
     tc_memzero(&b, sizeof b);
@@ -263,7 +283,7 @@ static void test_same_as_software_provider(void)
     tc_scp03_keyset_wipe(&ks_new);
     tc_scp03_mem_provider_wipe(&sm_cur);
     tc_scp03_mem_provider_wipe(&sm_new);
-    tc_hsm_keyset_destroy(h, &device);
+    tc_hsm_keyset_destroy(h, &p.device);
 }
 
 /* A deferred keyset (tc_hsm_diversify_deferred) in the provider gives the
@@ -276,27 +296,15 @@ static void test_deferred_keyset(void)
     struct tc_hsm *h = hsm();
     if (h == NULL)
         return;
-    uint8_t tk[16], master[16], ke[16], km[16], kd[16];
+    uint8_t tk[16], ke[16], km[16], kd[16];
     unhex("000102030405060708090A0B0C0D0E0F", tk, sizeof tk);
-    unhex(MASTER, master, sizeof master);
     unhex(K_ENC, ke, 16);
     unhex(K_MAC, km, 16);
     unhex(K_DEK, kd, 16);
-    uint8_t eid[16];
-    unhex("89049032123451234512345678901235", eid, sizeof eid);
-    struct tc_hsm_keyset transport, dev;
-    tc_hsm_obj m = 0;
-    EXPECT_OK(tc_hsm_transport_import(h, "deferred", 0x20, tk, tk, tk, 16, &transport));
-    EXPECT_OK(tc_hsm_master_import(h, "deferred", master, sizeof master, &m));
-    EXPECT_OK(tc_hsm_diversify_deferred(h, m, eid, 16, &dev));
-    struct tc_scp03_key_provider hp_cur, hp_new;
-    struct tc_hsm_scp03_provider hm_cur, hm_new;
-    tc_hsm_scp03_provider_init(&hm_cur, h, &hp_cur);
-    tc_hsm_scp03_provider_init(&hm_new, h, &hp_new);
-    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_cur, 0x20, &transport));
-    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_new, 0x21, &dev));
-    EXPECT(tc_hsm_scp03_provider_keyset(&hm_new, 0x22) == NULL);
-    struct tc_hsm_keyset *held = tc_hsm_scp03_provider_keyset(&hm_new, 0x21);
+    struct hsm_pair p;
+    hsm_pair(h, "deferred", tk, true, &p);
+    EXPECT(tc_hsm_scp03_provider_keyset(&p.hm_new, 0x22) == NULL);
+    struct tc_hsm_keyset *held = tc_hsm_scp03_provider_keyset(&p.hm_new, 0x21);
     EXPECT(held != NULL);
     if (held == NULL)
         return;
@@ -318,23 +326,23 @@ static void test_deferred_keyset(void)
     struct tc_buf hb, sb;
     tc_buf_init_fixed(&hb, hbuf, sizeof hbuf);
     tc_buf_init_fixed(&sb, sbuf, sizeof sbuf);
-    EXPECT_OK(tc_scp03_put_key_data(&hp_cur, 0x20, &hp_new, 0x21, &hb, hk));
+    EXPECT_OK(tc_scp03_put_key_data(&p.hp_cur, 0x20, &p.hp_new, 0x21, &hb, hk));
     EXPECT_OK(tc_scp03_put_key_data(&sp_cur, 0x20, &sp_new, 0x21, &sb, sk));
     EXPECT_MEM(hbuf, hb.len, sbuf, sb.len);
     EXPECT_MEM(hk, sizeof hk, KCVS, sizeof KCVS);
     EXPECT_EQ_U(held->enc, NO_KEY);
     EXPECT_EQ_U(held->mac, NO_KEY);
     EXPECT_EQ_U(held->dek, NO_KEY);
-    EXPECT_EQ_U(hm_new.sets[0].kcv_known, 7);
+    EXPECT_EQ_U(p.hm_new.sets[0].kcv_known, 7);
     uint8_t kcv[3];
-    EXPECT_OK(hp_new.kcv(hp_new.ctx, 0x21, TC_SCP03_KEY_DEK, kcv));
+    EXPECT_OK(p.hp_new.kcv(p.hp_new.ctx, 0x21, TC_SCP03_KEY_DEK, kcv));
     EXPECT_MEM(kcv, 3, KCVS + 6, 3);
     EXPECT_EQ_U(held->dek, NO_KEY);
 
     /* A session with it: ENC and MAC derived, the DEK still not. */
     const uint8_t context[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     struct tc_scp03_session_keys a, b;
-    EXPECT_OK(hp_new.session_keys(hp_new.ctx, 0x21, context, sizeof context, &a));
+    EXPECT_OK(p.hp_new.session_keys(p.hp_new.ctx, 0x21, context, sizeof context, &a));
     EXPECT_OK(sp_new.session_keys(sp_new.ctx, 0x21, context, sizeof context, &b));
     EXPECT_MEM(a.s_enc, 16, b.s_enc, 16);
     EXPECT_MEM(a.s_mac, 16, b.s_mac, 16);
@@ -344,24 +352,30 @@ static void test_deferred_keyset(void)
     EXPECT_EQ_U(held->dek, NO_KEY);
 
     /* As the current keyset: its DEK is derived to wrap the next one (the
-     * transport keys stand in as the source, refused as not extractable
+     * p.transport keys stand in as the source, refused as not extractable
      * after the DEK was made), and it wraps what the software DEK wraps. */
     uint8_t w[32], sw[32];
     size_t wl = 0, swl = 0;
-    EXPECT_ERR(hp_new.wrap_key(hp_new.ctx, 0x21, &hp_cur, 0x20, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
-               TC_ERR_STATE);
+    EXPECT_ERR(
+        p.hp_new.wrap_key(p.hp_new.ctx, 0x21, &p.hp_cur, 0x20, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+        TC_ERR_STATE);
     EXPECT(held->dek != NO_KEY);
-    EXPECT_OK(hp_new.wrap_key(hp_new.ctx, 0x21, &hp_new, 0x21, TC_SCP03_KEY_MAC, w, sizeof w, &wl));
+    EXPECT_OK(
+        p.hp_new.wrap_key(p.hp_new.ctx, 0x21, &p.hp_new, 0x21, TC_SCP03_KEY_MAC, w, sizeof w, &wl));
     EXPECT_OK(
         sp_new.wrap_key(sp_new.ctx, 0x21, &sp_new, 0x21, TC_SCP03_KEY_MAC, sw, sizeof sw, &swl));
     EXPECT_MEM(w, wl, sw, swl);
     /* A deferred key that cannot be derived fails where it is first used. */
     struct tc_hsm_keyset bad;
-    EXPECT_OK(tc_hsm_diversify_deferred(h, transport.enc, eid, 16, &bad));
-    EXPECT_OK(tc_hsm_scp03_provider_add(&hm_cur, 0x23, &bad));
-    EXPECT_ERR(hp_cur.session_keys(hp_cur.ctx, 0x23, context, sizeof context, &a), TC_ERR_STATE);
-    EXPECT_ERR(hp_cur.wrap_key(hp_cur.ctx, 0x23, &hp_new, 0x21, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+    uint8_t eid[16];
+    unhex("89049032123451234512345678901235", eid, sizeof eid);
+    EXPECT_OK(tc_hsm_diversify_deferred(h, p.transport.enc, eid, 16, &bad));
+    EXPECT_OK(tc_hsm_scp03_provider_add(&p.hm_cur, 0x23, &bad));
+    EXPECT_ERR(p.hp_cur.session_keys(p.hp_cur.ctx, 0x23, context, sizeof context, &a),
                TC_ERR_STATE);
+    EXPECT_ERR(
+        p.hp_cur.wrap_key(p.hp_cur.ctx, 0x23, &p.hp_new, 0x21, TC_SCP03_KEY_ENC, w, sizeof w, &wl),
+        TC_ERR_STATE);
 
     tc_memzero(&a, sizeof a);
     tc_memzero(&b, sizeof b);
